@@ -1,0 +1,1 @@
+//! Userspace ext4 writer ("mkfs in userspace").
