@@ -1,9 +1,14 @@
 //! dibr: a rootless disk-image builder.
 //!
-//! The crate is laid out by pipeline stage: `tarstream` reads the captured tree,
-//! `ext4` writes filesystems in userspace.
+//! The crate is laid out by pipeline stage: `source` (tar stream or host
+//! directory) yields entries, `ext4` writes filesystems in userspace,
+//! `output` puts finished files in place atomically; `cli` is the glue.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod ext4;
+pub mod le;
+pub mod output;
+pub mod source;
 pub mod tarstream;
 pub mod tree;

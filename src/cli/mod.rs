@@ -1,0 +1,31 @@
+//! The command line: subcommands and their dispatch.
+
+pub mod mkfs;
+pub mod size;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dibr",
+    version,
+    about = "Rootless disk-image builder, compatible with diskimage-builder elements"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make an ext4 image from a tarball or directory, in userspace, as an ordinary user
+    Mkfs(mkfs::MkfsArgs),
+}
+
+/// Run a parsed command line; errors are printed by main.
+pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Mkfs(a) => mkfs::run(&a)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,590 @@
+//! Building the tree: entries arrive one by one (archive order); regular
+//! file data is streamed straight to its final blocks in the image, and
+//! everything else is kept as a compact in-memory tree until
+//! [`Builder::finish`] (see `finish.rs`) lays out and writes the metadata.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use super::error::{Error, Result};
+use super::extent::{self, Extent};
+use super::inode::{TIME_MAX, TIME_MIN};
+use super::layout::{Allocator, Run, BLOCK_SIZE};
+use super::xattr::{self, Attr};
+use crate::tree::{display_path, Entry, EntryKind, FileData, Timestamp};
+
+pub type NodeId = u32;
+pub const ROOT: NodeId = 0;
+/// A removed child slot in a directory.
+const TOMBSTONE: NodeId = NodeId::MAX;
+
+/// Largest file the 32-bit logical block numbers of extents can address.
+const MAX_FILE_SIZE: u64 = (1u64 << 32) * BLOCK_SIZE - BLOCK_SIZE;
+/// Read/write chunk for streaming file data.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug)]
+pub enum Kind {
+    File {
+        size: u64,
+        extents: Vec<Extent>,
+        data_blocks: u64,
+    },
+    Dir(Dir),
+    Symlink {
+        target: Vec<u8>,
+        /// Block holding a slow symlink's target.
+        block: Option<u64>,
+    },
+    Chr(u32, u32),
+    Blk(u32, u32),
+    Fifo,
+    Sock,
+    /// Unlinked by a later duplicate entry.
+    Removed,
+}
+
+#[derive(Debug, Default)]
+pub struct Dir {
+    pub children: Vec<(Box<[u8]>, NodeId)>,
+    index: HashMap<Box<[u8]>, usize>,
+    pub parent: NodeId,
+}
+
+impl Dir {
+    fn get(&self, name: &[u8]) -> Option<NodeId> {
+        self.index.get(name).map(|&i| self.children[i].1)
+    }
+    fn insert(&mut self, name: &[u8], id: NodeId) {
+        match self.index.get(name) {
+            Some(&i) => self.children[i].1 = id,
+            None => {
+                self.index.insert(name.into(), self.children.len());
+                self.children.push((name.into(), id));
+            }
+        }
+    }
+    /// Live children in insertion order.
+    pub fn live(&self) -> impl Iterator<Item = (&[u8], NodeId)> {
+        self.children
+            .iter()
+            .filter(|c| c.1 != TOMBSTONE)
+            .map(|(n, id)| (&n[..], *id))
+    }
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub kind: Kind,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub xattrs: Vec<Attr>,
+    pub nlink: u32,
+}
+
+/// Options fixed before the first entry.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub label: [u8; 16],
+    pub uuid: Option<[u8; 16]>,
+    /// Fixed image size in blocks, or automatic.
+    pub size_blocks: Option<u64>,
+    pub extra_blocks: u64,
+    /// Growth ceiling in bytes; sets the largest inodes-per-group.
+    pub max_resize_bytes: u64,
+    pub journal_blocks: Option<u64>,
+    /// SOURCE_DATE_EPOCH: fs timestamps, UUID and hash seed derive from it.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// Statistics for the summary line.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub entries: u64,
+    pub data_bytes: u64,
+}
+
+pub struct Builder {
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+    pub(super) opts: Options,
+    pub(super) nodes: Vec<Node>,
+    pub(super) alloc: Allocator,
+    pub(super) now: Timestamp,
+    pub(super) stats: Stats,
+    /// Cache of the last parent directory looked up: (path, node).
+    last_dir: Option<(Vec<u8>, NodeId)>,
+    buf: Vec<u8>,
+}
+
+fn clamp_time(t: Timestamp) -> Timestamp {
+    if t.secs < TIME_MIN {
+        Timestamp::new(TIME_MIN, 0)
+    } else if t.secs > TIME_MAX {
+        Timestamp::new(TIME_MAX, 999_999_999)
+    } else {
+        t
+    }
+}
+
+impl Builder {
+    /// Start writing into `file` (a fresh, empty file at `path`).
+    pub fn new(file: File, path: PathBuf, opts: Options) -> Result<Self> {
+        let now = match opts.source_date_epoch {
+            Some(s) => Timestamp::new(s, 0),
+            None => {
+                let d = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                Timestamp::new(d.as_secs() as i64, 0)
+            }
+        };
+        let root = Node {
+            kind: Kind::Dir(Dir::default()),
+            perm: 0o755,
+            uid: 0,
+            gid: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            xattrs: Vec::new(),
+            nlink: 1,
+        };
+        Ok(Builder {
+            file,
+            path,
+            alloc: Allocator::new(opts.size_blocks),
+            opts,
+            nodes: vec![root],
+            now,
+            stats: Stats::default(),
+            last_dir: None,
+            buf: vec![0u8; CHUNK],
+        })
+    }
+
+    fn entry_err(e: &Entry, problem: impl Into<String>) -> Error {
+        Error::Entry {
+            path: e.display_path(),
+            offset: e.source_offset,
+            problem: problem.into(),
+        }
+    }
+
+    fn write_err(&self, source: io::Error) -> Error {
+        Error::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn out_of_space(&self) -> Error {
+        let limit = self.alloc.limit().unwrap_or(0);
+        Error::DoesNotFit {
+            size_bytes: limit * BLOCK_SIZE,
+            needed_bytes: (self.alloc.next() + 1) * BLOCK_SIZE,
+            detail: "file data alone exceeds the size".into(),
+        }
+    }
+
+    /// Resolve the directory that will hold `path`, creating missing
+    /// parents as tar extraction does (mode 0755, root-owned).
+    fn parent_dir(&mut self, e: &Entry) -> Result<(NodeId, Vec<u8>)> {
+        let path = &e.path;
+        let (dir_path, name) = match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => (&path[..0], &path[..]),
+        };
+        if let Some((p, id)) = &self.last_dir {
+            if p == dir_path && matches!(self.nodes[*id as usize].kind, Kind::Dir(_)) {
+                return Ok((*id, name.to_vec()));
+            }
+        }
+        let mut cur = ROOT;
+        if !dir_path.is_empty() {
+            for comp in dir_path.split(|&b| b == b'/') {
+                let next = match &self.nodes[cur as usize].kind {
+                    Kind::Dir(d) => d.get(comp),
+                    _ => unreachable!("cur is always a directory"),
+                };
+                cur = match next {
+                    Some(id) if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) => id,
+                    Some(_) => {
+                        return Err(Self::entry_err(
+                            e,
+                            format!(
+                                "a parent, '{}', is not a directory in the tree",
+                                String::from_utf8_lossy(comp)
+                            ),
+                        ))
+                    }
+                    None => {
+                        let id = self.new_node(Node {
+                            kind: Kind::Dir(Dir {
+                                parent: cur,
+                                ..Default::default()
+                            }),
+                            perm: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            atime: self.now,
+                            mtime: self.now,
+                            ctime: self.now,
+                            xattrs: Vec::new(),
+                            nlink: 1,
+                        });
+                        self.dir_mut(cur).insert(comp, id);
+                        id
+                    }
+                };
+            }
+        }
+        self.last_dir = Some((dir_path.to_vec(), cur));
+        Ok((cur, name.to_vec()))
+    }
+
+    fn dir_mut(&mut self, id: NodeId) -> &mut Dir {
+        match &mut self.nodes[id as usize].kind {
+            Kind::Dir(d) => d,
+            _ => unreachable!("node {id} is a directory"),
+        }
+    }
+
+    fn new_node(&mut self, n: Node) -> NodeId {
+        self.nodes.push(n);
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    /// Drop one name of `id`; release the node (and a directory's subtree)
+    /// when no name is left. Its data blocks simply stay unallocated.
+    fn unlink(&mut self, id: NodeId) {
+        let node = &mut self.nodes[id as usize];
+        node.nlink = node.nlink.saturating_sub(1);
+        if node.nlink > 0 {
+            return;
+        }
+        let kind = std::mem::replace(&mut node.kind, Kind::Removed);
+        if let Kind::Dir(d) = kind {
+            let kids: Vec<NodeId> = d.live().map(|(_, c)| c).collect();
+            for c in kids {
+                self.unlink(c);
+            }
+        }
+        self.last_dir = None;
+    }
+
+    fn lookup(&self, path: &[u8]) -> Option<NodeId> {
+        let mut cur = ROOT;
+        if path.is_empty() {
+            return Some(ROOT);
+        }
+        for comp in path.split(|&b| b == b'/') {
+            cur = match &self.nodes[cur as usize].kind {
+                Kind::Dir(d) => d.get(comp)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+
+    fn meta_node(&self, e: &Entry, kind: Kind) -> Result<Node> {
+        let mut xattrs = Vec::with_capacity(e.xattrs.len());
+        for (n, v) in &e.xattrs {
+            xattrs.push(xattr::to_attr(n, v).map_err(|err| Self::entry_err(e, err.to_string()))?);
+        }
+        // Check the attributes fit now, so the error names this entry.
+        xattr::place(xattrs.clone()).map_err(|err| Self::entry_err(e, err.to_string()))?;
+        let mtime = clamp_time(e.mtime);
+        Ok(Node {
+            kind,
+            perm: (e.mode & 0o7777) as u16,
+            uid: e.uid,
+            gid: e.gid,
+            atime: clamp_time(e.atime.unwrap_or(mtime)),
+            mtime,
+            ctime: clamp_time(e.ctime.unwrap_or(mtime)),
+            xattrs,
+            nlink: 1,
+        })
+    }
+
+    /// Add one entry. For a regular file its data is read from `data` now.
+    pub fn add(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<()> {
+        self.stats.entries += 1;
+        if e.path.is_empty() {
+            // The archive's own "./": metadata for the root directory.
+            if e.kind != EntryKind::Dir {
+                return Err(Self::entry_err(
+                    e,
+                    "the root of the tree must be a directory",
+                ));
+            }
+            let n = self.meta_node(e, Kind::Removed)?;
+            let root = &mut self.nodes[ROOT as usize];
+            root.perm = n.perm;
+            root.uid = n.uid;
+            root.gid = n.gid;
+            root.atime = n.atime;
+            root.mtime = n.mtime;
+            root.ctime = n.ctime;
+            root.xattrs = n.xattrs;
+            return Ok(());
+        }
+        let (parent, name) = self.parent_dir(e)?;
+        let existing = match &self.nodes[parent as usize].kind {
+            Kind::Dir(d) => d.get(&name),
+            _ => None,
+        };
+        let kind = match &e.kind {
+            EntryKind::Dir => {
+                if let Some(id) = existing {
+                    if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) {
+                        // A directory entry for a directory that exists
+                        // (made implicitly, or a duplicate): update it.
+                        let n = self.meta_node(e, Kind::Removed)?;
+                        let d = &mut self.nodes[id as usize];
+                        d.perm = n.perm;
+                        d.uid = n.uid;
+                        d.gid = n.gid;
+                        d.atime = n.atime;
+                        d.mtime = n.mtime;
+                        d.ctime = n.ctime;
+                        d.xattrs = n.xattrs;
+                        return Ok(());
+                    }
+                }
+                Kind::Dir(Dir {
+                    parent,
+                    ..Default::default()
+                })
+            }
+            EntryKind::HardLink(target) => {
+                let Some(t) = self.lookup(target) else {
+                    return Err(Error::HardLinkMissing {
+                        path: e.display_path(),
+                        target: display_path(target),
+                        offset: e.source_offset,
+                    });
+                };
+                if matches!(self.nodes[t as usize].kind, Kind::Dir(_)) {
+                    return Err(Self::entry_err(e, "hard link to a directory"));
+                }
+                if existing == Some(t) {
+                    return Ok(());
+                }
+                if let Some(old) = existing {
+                    self.unlink(old);
+                }
+                self.nodes[t as usize].nlink += 1;
+                self.dir_mut(parent).insert(&name, t);
+                return Ok(());
+            }
+            EntryKind::File => {
+                if e.size > MAX_FILE_SIZE {
+                    return Err(Self::entry_err(
+                        e,
+                        format!("file of {} bytes exceeds ext4's 16 TiB file limit", e.size),
+                    ));
+                }
+                // Validate before writing data, so no blocks are wasted.
+                let _ = self.meta_node(e, Kind::Removed)?;
+                let (extents, data_blocks) = self.write_file(e, data)?;
+                Kind::File {
+                    size: e.size,
+                    extents,
+                    data_blocks,
+                }
+            }
+            EntryKind::Symlink(target) => {
+                if target.is_empty() || target.len() >= BLOCK_SIZE as usize {
+                    return Err(Self::entry_err(
+                        e,
+                        format!(
+                            "symlink target of {} bytes (ext4 allows 1 to 4095)",
+                            target.len()
+                        ),
+                    ));
+                }
+                let block = if target.len() >= 60 {
+                    let run = self
+                        .alloc
+                        .alloc_some(1)
+                        .ok_or_else(|| self.out_of_space())?;
+                    self.file
+                        .write_all_at(target, run.start * BLOCK_SIZE)
+                        .map_err(|err| self.write_err(err))?;
+                    Some(run.start)
+                } else {
+                    None
+                };
+                Kind::Symlink {
+                    target: target.clone(),
+                    block,
+                }
+            }
+            EntryKind::CharDev { major, minor } => Kind::Chr(*major, *minor),
+            EntryKind::BlockDev { major, minor } => Kind::Blk(*major, *minor),
+            EntryKind::Fifo => Kind::Fifo,
+            EntryKind::Socket => Kind::Sock,
+        };
+        let node = self.meta_node(e, kind)?;
+        if let Some(old) = existing {
+            self.unlink(old);
+        }
+        let id = self.new_node(node);
+        self.dir_mut(parent).insert(&name, id);
+        Ok(())
+    }
+
+    /// Stream a regular file's segments to freshly allocated blocks.
+    fn write_file(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<(Vec<Extent>, u64)> {
+        let mut extents: Vec<Extent> = Vec::new();
+        let mut data_blocks = 0u64;
+        // Logical block → physical mapping of the current segment's blocks.
+        let mut seg_runs: Vec<(u64, Run)> = Vec::new();
+        let raw = data.raw_location().map(|r| (r.file.try_clone(), r.offsets));
+        let mut raw_file = None;
+        let mut raw_offsets = Vec::new();
+        if let Some((Ok(f), offs)) = raw {
+            raw_file = Some(f);
+            raw_offsets = offs;
+        }
+        for (si, seg) in e.segments.iter().enumerate() {
+            if seg.len == 0 {
+                continue;
+            }
+            let first = seg.offset / BLOCK_SIZE;
+            let last = (seg.offset + seg.len - 1) / BLOCK_SIZE;
+            seg_runs.clear();
+            let mut lblk = first;
+            // The previous segment may have ended inside this first block.
+            if let Some(ext) = extents.last() {
+                let end = ext.lblk as u64 + ext.len as u64;
+                if end > first {
+                    let pblk = ext.pblk + (first - ext.lblk as u64);
+                    seg_runs.push((
+                        first,
+                        Run {
+                            start: pblk,
+                            len: 1,
+                        },
+                    ));
+                    lblk = first + 1;
+                }
+            }
+            if lblk <= last {
+                let runs = self
+                    .alloc
+                    .alloc_runs(last - lblk + 1)
+                    .ok_or_else(|| self.out_of_space())?;
+                for r in runs {
+                    extent::push(&mut extents, lblk, r.start, r.len);
+                    data_blocks += r.len;
+                    seg_runs.push((lblk, r));
+                    lblk += r.len;
+                }
+            }
+            // Copy the segment's bytes into the runs.
+            let mut pos = seg.offset;
+            let end = seg.offset + seg.len;
+            let mut run_i = 0;
+            while pos < end {
+                let want = ((end - pos) as usize).min(CHUNK);
+                let got = match &raw_file {
+                    Some(f) => {
+                        let src = raw_offsets[si] + (pos - seg.offset);
+                        read_exact_at(f, &mut self.buf[..want], src)
+                    }
+                    None => read_full(data, &mut self.buf[..want]),
+                }
+                .map_err(|err| Error::ReadData {
+                    path: e.display_path(),
+                    offset: e.source_offset,
+                    source: err,
+                })?;
+                if got < want {
+                    return Err(Error::ReadData {
+                        path: e.display_path(),
+                        offset: e.source_offset,
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("data ended {} bytes early", end - pos - got as u64),
+                        ),
+                    });
+                }
+                // Scatter the chunk across the runs.
+                let mut off = 0usize;
+                while off < got {
+                    let lb = (pos + off as u64) / BLOCK_SIZE;
+                    while lb >= seg_runs[run_i].0 + seg_runs[run_i].1.len {
+                        run_i += 1;
+                    }
+                    let (rl, run) = seg_runs[run_i];
+                    let in_run = (rl + run.len) * BLOCK_SIZE - (pos + off as u64);
+                    let n = (in_run as usize).min(got - off);
+                    let piece = &self.buf[off..off + n];
+                    // Zero pieces need no write: the image file is fresh and sparse.
+                    if !is_zero(piece) {
+                        let phys =
+                            (run.start + (lb - rl)) * BLOCK_SIZE + (pos + off as u64) % BLOCK_SIZE;
+                        self.file
+                            .write_all_at(piece, phys)
+                            .map_err(|err| Error::Write {
+                                path: self.path.clone(),
+                                source: err,
+                            })?;
+                    }
+                    off += n;
+                }
+                pos += got as u64;
+                self.stats.data_bytes += got as u64;
+            }
+        }
+        if raw_file.is_some() {
+            data.mark_consumed();
+        }
+        Ok((extents, data_blocks))
+    }
+}
+
+/// All-zero check written so the compiler vectorises it (OR-fold per 64 bytes).
+fn is_zero(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(64);
+    let body = chunks
+        .by_ref()
+        .all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0);
+    body && chunks.remainder().iter().all(|&x| x == 0)
+}
+
+fn read_full(data: &mut dyn FileData, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match data.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn read_exact_at(f: &File, buf: &mut [u8], off: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}

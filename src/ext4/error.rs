@@ -1,0 +1,45 @@
+//! Errors of the ext4 writer. Each names the entry at fault (and the byte
+//! offset of its tar header where the source is an archive).
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("entry '{path}' (source offset {offset}): {problem}")]
+    Entry {
+        path: String,
+        offset: u64,
+        problem: String,
+    },
+    #[error("hard link '{path}' (source offset {offset}) points to '{target}', which is not in the tree (hard links must follow their target; is the archive complete?)")]
+    HardLinkMissing {
+        path: String,
+        target: String,
+        offset: u64,
+    },
+    #[error("the tree does not fit in {size_bytes} bytes: it needs at least {needed_bytes} bytes ({detail}); raise --size or drop it to size the image automatically")]
+    DoesNotFit {
+        size_bytes: u64,
+        needed_bytes: u64,
+        detail: String,
+    },
+    #[error("writing the image {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading data of '{path}' (source offset {offset}): {source}")]
+    ReadData {
+        path: String,
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid option: {0}")]
+    Option(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

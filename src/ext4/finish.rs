@@ -1,0 +1,811 @@
+//! The finish phase: once every entry is in, number the inodes, write
+//! directories, extent-tree and xattr blocks and the journal after the file
+//! data, choose the group count, and write bitmaps, inode tables, group
+//! descriptors and superblocks.
+//!
+//! Group count: `inodes_per_group` is fixed by the growth ceiling
+//! (`floor((2^32-1) / groups_at_ceiling)`, rounded down to whole inode-table
+//! blocks: 496 for 1 PiB; ../shared/reference/ext4.md §3), and the image
+//! has at least enough groups for the tree's inodes and enough for its blocks.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+
+use sha2::{Digest, Sha256};
+
+use super::builder::{Builder, Kind, Node, NodeId, ROOT};
+use super::csum;
+use super::dir::{self, DirEntry, HashInfo};
+use super::error::{Error, Result};
+use super::extent::{self, Extent};
+use super::inode::{self, InodeRecord};
+use super::journal;
+use super::layout::{
+    group_overhead, has_super, itable_blocks, meta_gdt_block, Allocator, BLOCKS_PER_GROUP,
+    BLOCK_SIZE, INODE_SIZE, META_BG_SIZE,
+};
+use super::superblock::{self, GroupDesc, SuperParams, BG_INODE_UNINIT, BG_INODE_ZEROED};
+use super::xattr;
+
+/// Smallest tail group we create: a last group of a handful of blocks is
+/// legal but pointless, mke2fs drops such groups too.
+const MIN_LAST_GROUP: u64 = 256;
+const FIRST_INO: u32 = 11;
+const LPF_BLOCKS: usize = 4;
+
+/// What was built, for the summary line and tests.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub blocks_count: u64,
+    pub free_blocks: u64,
+    pub inodes_count: u32,
+    pub used_inodes: u32,
+    pub inodes_per_group: u32,
+    pub groups: u64,
+    pub journal_blocks: u64,
+    pub growth_ceiling_bytes: u64,
+    pub uuid: [u8; 16],
+    pub entries: u64,
+    pub data_bytes: u64,
+}
+
+/// inodes_per_group allowed by a growth ceiling of `max_bytes`.
+pub fn max_inodes_per_group(max_bytes: u64) -> u32 {
+    let groups = max_bytes.div_ceil(BLOCKS_PER_GROUP * BLOCK_SIZE).max(1);
+    let ipg = (u32::MAX as u64 / groups).min(BLOCKS_PER_GROUP);
+    let per_block = BLOCK_SIZE / INODE_SIZE;
+    ((ipg / per_block) * per_block).max(per_block) as u32
+}
+
+/// Largest size a filesystem with this inodes_per_group can grow to.
+pub fn growth_ceiling(ipg: u32) -> u64 {
+    (u32::MAX as u64 / ipg as u64) * BLOCKS_PER_GROUP * BLOCK_SIZE
+}
+
+fn file_type(k: &Kind) -> u8 {
+    match k {
+        Kind::File { .. } => 1,
+        Kind::Dir(_) => 2,
+        Kind::Chr(..) => 3,
+        Kind::Blk(..) => 4,
+        Kind::Fifo => 5,
+        Kind::Sock => 6,
+        Kind::Symlink { .. } => 7,
+        Kind::Removed => 0,
+    }
+}
+
+/// Per-node results of the layout, turned into inode records at the end.
+#[derive(Clone)]
+struct Final {
+    i_block: [u8; 60],
+    flags: u32,
+    size: u64,
+    blocks: u64,
+    file_acl: u64,
+    links: u32,
+}
+
+impl Default for Final {
+    fn default() -> Self {
+        Final {
+            i_block: [0; 60],
+            flags: 0,
+            size: 0,
+            blocks: 0,
+            file_acl: 0,
+            links: 0,
+        }
+    }
+}
+
+/// A bitmap over all blocks of the filesystem, one bit per block.
+struct BlockMap {
+    bits: Vec<u8>,
+}
+
+impl BlockMap {
+    fn new(groups: u64) -> Self {
+        BlockMap {
+            bits: vec![0u8; (groups * BLOCKS_PER_GROUP / 8) as usize],
+        }
+    }
+    fn mark(&mut self, start: u64, len: u64) {
+        let mut b = start;
+        let end = start + len;
+        while b < end && b % 8 != 0 {
+            self.bits[(b / 8) as usize] |= 1 << (b % 8);
+            b += 1;
+        }
+        while b + 8 <= end {
+            self.bits[(b / 8) as usize] = 0xFF;
+            b += 8;
+        }
+        while b < end {
+            self.bits[(b / 8) as usize] |= 1 << (b % 8);
+            b += 1;
+        }
+    }
+    fn group(&self, g: u64) -> &[u8] {
+        let s = (g * BLOCKS_PER_GROUP / 8) as usize;
+        &self.bits[s..s + (BLOCKS_PER_GROUP / 8) as usize]
+    }
+}
+
+fn derive(tag: &str, parts: &[&[u8]]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"dibr-ext4:");
+    h.update(tag.as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+fn random16() -> [u8; 16] {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if ok.is_err() {
+        // Fall back to time and pid mixing; uniqueness, not secrecy, is the goal.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b = derive(
+            "random",
+            &[
+                &t.as_nanos().to_le_bytes(),
+                &std::process::id().to_le_bytes(),
+            ],
+        );
+    }
+    b
+}
+
+/// Stamp RFC 4122 version 4 / variant bits so tools show a normal UUID.
+fn as_uuid_v4(mut b: [u8; 16]) -> [u8; 16] {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
+impl Builder {
+    fn werr(&self, e: std::io::Error) -> Error {
+        Error::Write {
+            path: self.path.clone(),
+            source: e,
+        }
+    }
+
+    fn write_at(&self, buf: &[u8], block: u64) -> Result<()> {
+        self.file
+            .write_all_at(buf, block * BLOCK_SIZE)
+            .map_err(|e| self.werr(e))
+    }
+
+    fn no_space(&self, what: &str, needed_blocks: u64) -> Error {
+        Error::DoesNotFit {
+            size_bytes: self.alloc.limit().unwrap_or(0) * BLOCK_SIZE,
+            needed_bytes: needed_blocks * BLOCK_SIZE,
+            detail: format!("ran out of room for {what}"),
+        }
+    }
+
+    fn alloc_runs(&mut self, n: u64, what: &str, map: &mut Vec<(u64, u64)>) -> Result<Vec<u64>> {
+        let est = self.alloc.next() + n;
+        let runs = self
+            .alloc
+            .alloc_runs(n)
+            .ok_or_else(|| self.no_space(what, est))?;
+        let mut blocks = Vec::with_capacity(n as usize);
+        for r in runs {
+            map.push((r.start, r.len));
+            blocks.extend(r.start..r.start + r.len);
+        }
+        Ok(blocks)
+    }
+
+    /// Lay out and write all metadata; returns the summary. The caller
+    /// renames the file into place afterwards.
+    pub fn finish(mut self) -> Result<Summary> {
+        // lost+found: keep the tree's own, else make mke2fs's.
+        let lpf_name: &[u8] = b"lost+found";
+        let existing_lpf = match &self.nodes[ROOT as usize].kind {
+            Kind::Dir(d) => d.live().find(|(n, _)| *n == lpf_name).map(|(_, id)| id),
+            _ => None,
+        };
+        let lpf = match existing_lpf {
+            Some(id) if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) => Some(id),
+            Some(_) => None,
+            None => {
+                let now = self.now;
+                self.nodes.push(Node {
+                    kind: Kind::Dir(Default::default()),
+                    perm: 0o700,
+                    uid: 0,
+                    gid: 0,
+                    atime: now,
+                    mtime: now,
+                    ctime: now,
+                    xattrs: Vec::new(),
+                    nlink: 1,
+                });
+                let id = (self.nodes.len() - 1) as NodeId;
+                if let Kind::Dir(d) = &mut self.nodes[ROOT as usize].kind {
+                    d.children.push((lpf_name.into(), id));
+                }
+                Some(id)
+            }
+        };
+        let lpf_is_new = lpf.is_some_and(|id| match &self.nodes[id as usize].kind {
+            Kind::Dir(d) => d.live().next().is_none(),
+            _ => false,
+        });
+
+        // Inode numbers: root 2, lost+found 11, then breadth-first per
+        // directory so siblings sit together.
+        let n_nodes = self.nodes.len();
+        let mut ino_of = vec![0u32; n_nodes];
+        ino_of[ROOT as usize] = 2;
+        if let Some(l) = lpf {
+            ino_of[l as usize] = FIRST_INO;
+        }
+        let mut order: Vec<NodeId> = Vec::new();
+        let mut next_ino = if lpf.is_some() {
+            FIRST_INO + 1
+        } else {
+            FIRST_INO
+        };
+        let mut stack = vec![ROOT];
+        let mut dirs_in_order = vec![ROOT];
+        while let Some(d) = stack.pop() {
+            let Kind::Dir(dir) = &self.nodes[d as usize].kind else {
+                continue;
+            };
+            let mut subdirs = Vec::new();
+            for (_, c) in dir.live() {
+                if ino_of[c as usize] == 0 {
+                    ino_of[c as usize] = next_ino;
+                    next_ino = next_ino
+                        .checked_add(1)
+                        .ok_or_else(|| Error::Option("more than 2^32 inodes".into()))?;
+                    order.push(c);
+                }
+                if matches!(self.nodes[c as usize].kind, Kind::Dir(_)) {
+                    subdirs.push(c);
+                }
+            }
+            for s in subdirs.iter().rev() {
+                stack.push(*s);
+            }
+            dirs_in_order.extend(subdirs);
+        }
+        let last_ino = next_ino - 1;
+        let used_inodes = last_ino;
+        // Every node with an inode: root, lost+found, then the rest.
+        let all: Vec<NodeId> = std::iter::once(ROOT)
+            .chain(lpf)
+            .chain(order.iter().copied())
+            .collect();
+
+        // Identity: UUID and hash seed.
+        let label = self.opts.label;
+        let (uuid, hash_seed) = match self.opts.source_date_epoch {
+            Some(epoch) => {
+                let parts: [&[u8]; 4] = [
+                    &epoch.to_le_bytes(),
+                    &label,
+                    &(n_nodes as u64).to_le_bytes(),
+                    &self.alloc.next().to_le_bytes(),
+                ];
+                (
+                    as_uuid_v4(derive("uuid", &parts)),
+                    as_uuid_v4(derive("hash_seed", &parts)),
+                )
+            }
+            None => (as_uuid_v4(random16()), as_uuid_v4(random16())),
+        };
+        let uuid = self.opts.uuid.unwrap_or(uuid);
+        let fs_seed = csum::fs_seed(&uuid);
+        let hinfo = HashInfo {
+            seed: [
+                u32::from_le_bytes(hash_seed[0..4].try_into().unwrap_or_default()),
+                u32::from_le_bytes(hash_seed[4..8].try_into().unwrap_or_default()),
+                u32::from_le_bytes(hash_seed[8..12].try_into().unwrap_or_default()),
+                u32::from_le_bytes(hash_seed[12..16].try_into().unwrap_or_default()),
+            ],
+            signed: false,
+        };
+
+        let mut finals = vec![Final::default(); n_nodes];
+        // Every used block run, for the bitmaps.
+        let mut used: Vec<(u64, u64)> = Vec::new();
+
+        // Files and symlinks: extent roots (and tree blocks when needed).
+        for &id in &order {
+            let ino = ino_of[id as usize];
+            let iseed = csum::inode_seed(fs_seed, ino, 0);
+            let mut f = Final {
+                links: self.nodes[id as usize].nlink,
+                ..Default::default()
+            };
+            // The extents are not needed in the tree after this.
+            if let Kind::File {
+                size,
+                extents,
+                data_blocks,
+            } = &mut self.nodes[id as usize].kind
+            {
+                let extents = std::mem::take(extents);
+                let (size, data_blocks) = (*size, *data_blocks);
+                for e in &extents {
+                    used.push((e.pblk, e.len as u64));
+                }
+                let n_tree = extent::tree_blocks(extents.len());
+                let tree_pblks = self.alloc_runs(n_tree, "extent trees", &mut used)?;
+                let tree = extent::build(&extents, &tree_pblks, iseed);
+                for (p, b) in &tree.blocks {
+                    self.write_at(b, *p)?;
+                }
+                f.i_block = tree.i_block;
+                f.flags = inode::EXT4_EXTENTS_FL;
+                f.size = size;
+                f.blocks = data_blocks + n_tree;
+            }
+            let node = &self.nodes[id as usize];
+            match &node.kind {
+                Kind::Symlink { target, block } => {
+                    f.size = target.len() as u64;
+                    match block {
+                        Some(b) => {
+                            used.push((*b, 1));
+                            let mut ex = Vec::new();
+                            extent::push(&mut ex, 0, *b, 1);
+                            f.i_block = extent::build(&ex, &[], iseed).i_block;
+                            f.flags = inode::EXT4_EXTENTS_FL;
+                            f.blocks = 1;
+                        }
+                        None => f.i_block[..target.len()].copy_from_slice(target),
+                    }
+                }
+                Kind::Chr(ma, mi) | Kind::Blk(ma, mi) => f.i_block = inode::encode_rdev(*ma, *mi),
+                _ => {}
+            }
+            if f.links > 65000 && !matches!(node.kind, Kind::Dir(_)) {
+                return Err(Error::Option(format!(
+                    "inode {ino} has {} hard links; ext4 allows 65000",
+                    f.links
+                )));
+            }
+            finals[id as usize] = f;
+        }
+
+        // Directories.
+        for &d in &dirs_in_order {
+            let ino = ino_of[d as usize];
+            let iseed = csum::inode_seed(fs_seed, ino, 0);
+            let Kind::Dir(dir) = &self.nodes[d as usize].kind else {
+                continue;
+            };
+            let parent_ino = ino_of[dir.parent as usize];
+            let mut subdirs = 0u32;
+            let entries: Vec<DirEntry> = dir
+                .live()
+                .map(|(name, c)| {
+                    let k = &self.nodes[c as usize].kind;
+                    if matches!(k, Kind::Dir(_)) {
+                        subdirs += 1;
+                    }
+                    DirEntry {
+                        name,
+                        ino: ino_of[c as usize],
+                        file_type: file_type(k),
+                    }
+                })
+                .collect();
+            let (blocks, indexed) = if Some(d) == lpf && lpf_is_new {
+                (dir::lost_found(ino, 2, LPF_BLOCKS, iseed), false)
+            } else {
+                let enc = dir::encode(ino, parent_ino, &entries, &hinfo, iseed)
+                    .map_err(|e| Error::Option(format!("directory inode {ino}: {e}")))?;
+                (enc.blocks, enc.indexed)
+            };
+            drop(entries);
+            let n = blocks.len() as u64;
+            let pblks = self.alloc_runs(n, "directories", &mut used)?;
+            for (b, p) in blocks.iter().zip(&pblks) {
+                self.write_at(b, *p)?;
+            }
+            let mut ex: Vec<Extent> = Vec::new();
+            for (i, p) in pblks.iter().enumerate() {
+                extent::push(&mut ex, i as u64, *p, 1);
+            }
+            let n_tree = extent::tree_blocks(ex.len());
+            let tree_pblks = self.alloc_runs(n_tree, "extent trees", &mut used)?;
+            let tree = extent::build(&ex, &tree_pblks, iseed);
+            for (p, b) in &tree.blocks {
+                self.write_at(b, *p)?;
+            }
+            let links = 2 + subdirs;
+            finals[d as usize] = Final {
+                i_block: tree.i_block,
+                flags: inode::EXT4_EXTENTS_FL | if indexed { inode::EXT4_INDEX_FL } else { 0 },
+                size: n * BLOCK_SIZE,
+                blocks: n + n_tree,
+                file_acl: 0,
+                // dir_nlink: past 65000 subdirectories the count is 1.
+                links: if links > 65000 { 1 } else { links },
+            };
+        }
+
+        // Extended attributes: the inode body first, shared blocks after.
+        let mut ibody: HashMap<NodeId, [u8; xattr::IBODY_SPACE]> = HashMap::new();
+        let mut shared: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
+        let mut block_users: Vec<(NodeId, Vec<u8>)> = Vec::new();
+        for &id in &all {
+            let node = &self.nodes[id as usize];
+            if node.xattrs.is_empty() {
+                continue;
+            }
+            let p = xattr::place(node.xattrs.clone())
+                .map_err(|e| Error::Option(format!("inode {}: {e}", ino_of[id as usize])))?;
+            if !p.ibody.is_empty() {
+                ibody.insert(id, xattr::encode_ibody(&p.ibody));
+            }
+            if !p.block.is_empty() {
+                block_users.push((id, xattr::encode_block(&p.block)));
+            }
+        }
+        block_users.sort_by_key(|(id, _)| ino_of[*id as usize]);
+        let mut block_order: Vec<Vec<u8>> = Vec::new();
+        for (id, content) in &block_users {
+            let entry = match shared.get_mut(content) {
+                Some(e) => e,
+                None => {
+                    let b = self.alloc_runs(1, "xattr blocks", &mut used)?[0];
+                    block_order.push(content.clone());
+                    shared.entry(content.clone()).or_insert((b, 0))
+                }
+            };
+            entry.1 += 1;
+            finals[*id as usize].file_acl = entry.0;
+            finals[*id as usize].blocks += 1;
+        }
+        for content in block_order {
+            let (b, refs) = shared[&content];
+            let mut buf = content;
+            xattr::seal_block(&mut buf, refs, b, fs_seed);
+            self.write_at(&buf, b)?;
+        }
+
+        // Journal.
+        let j_blocks = self
+            .opts
+            .journal_blocks
+            .unwrap_or_else(|| journal::default_blocks(self.alloc.next()))
+            .max(journal::MIN_BLOCKS);
+        let j_pblks = self.alloc_runs(j_blocks, "the journal", &mut used)?;
+        let mut j_ex: Vec<Extent> = Vec::new();
+        for (i, p) in j_pblks.iter().enumerate() {
+            extent::push(&mut j_ex, i as u64, *p, 1);
+        }
+        drop(j_pblks);
+        let j_seed = csum::inode_seed(fs_seed, 8, 0);
+        let j_ntree = extent::tree_blocks(j_ex.len());
+        let j_tree_pblks = self.alloc_runs(j_ntree, "the journal", &mut used)?;
+        let j_tree = extent::build(&j_ex, &j_tree_pblks, j_seed);
+        for (p, b) in &j_tree.blocks {
+            self.write_at(b, *p)?;
+        }
+        self.write_at(&journal::superblock(j_blocks as u32, &uuid), j_ex[0].pblk)?;
+
+        // Group count and the per-group tables.
+        let ipg_max = max_inodes_per_group(self.opts.max_resize_bytes);
+        let groups_for_inodes = (last_ino as u64).div_ceil(ipg_max as u64).max(1);
+        let (ipg, groups, blocks_count, tables) = match self.opts.size_blocks {
+            Some(size) => {
+                let mut blocks = size;
+                let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
+                let tail = blocks % BLOCKS_PER_GROUP;
+                if groups > 1 && tail != 0 && tail < group_overhead(groups - 1) + MIN_LAST_GROUP {
+                    groups -= 1;
+                    blocks = groups * BLOCKS_PER_GROUP;
+                }
+                if groups < groups_for_inodes {
+                    return Err(Error::DoesNotFit {
+                        size_bytes: size * BLOCK_SIZE,
+                        needed_bytes: groups_for_inodes * BLOCKS_PER_GROUP * BLOCK_SIZE,
+                        detail: format!(
+                            "{last_ino} inodes need {groups_for_inodes} block groups of {ipg_max} inodes (the density that keeps growth to --max-resize possible)"
+                        ),
+                    });
+                }
+                let mut a = self.alloc.clone();
+                let tables = place_tables(&mut a, groups, ipg_max).ok_or_else(|| {
+                    self.no_space(
+                        "inode tables and bitmaps",
+                        a.next() + groups * (2 + itable_blocks(ipg_max)),
+                    )
+                })?;
+                (ipg_max, groups, blocks, tables)
+            }
+            None => {
+                let mut groups = groups_for_inodes;
+                loop {
+                    let mut a = self.alloc.clone();
+                    let tables = place_tables(&mut a, groups, ipg_max).ok_or_else(|| {
+                        Error::Option("allocator refused unbounded allocation".into())
+                    })?;
+                    let mut blocks = a.next() + self.opts.extra_blocks;
+                    let floor = (groups - 1) * BLOCKS_PER_GROUP
+                        + group_overhead(groups - 1)
+                        + MIN_LAST_GROUP;
+                    blocks = blocks.max(floor);
+                    let last = (blocks - 1) / BLOCKS_PER_GROUP;
+                    let tail_min = last * BLOCKS_PER_GROUP + group_overhead(last) + MIN_LAST_GROUP;
+                    blocks = blocks.max(tail_min);
+                    let need = blocks.div_ceil(BLOCKS_PER_GROUP);
+                    if need <= groups {
+                        break (ipg_max, groups, blocks, tables);
+                    }
+                    groups = need;
+                }
+            }
+        };
+        // Commit the table allocation.
+        for t in &tables {
+            used.push((t.block_bitmap, 1));
+            used.push((t.inode_bitmap, 1));
+            used.push((t.inode_table, itable_blocks(ipg)));
+        }
+        let inodes_count = ipg as u64 * groups;
+        if inodes_count > u32::MAX as u64 {
+            return Err(Error::Option("more than 2^32-1 inodes".into()));
+        }
+
+        // Block bitmap.
+        let mut map = BlockMap::new(groups);
+        for g in 0..groups {
+            map.mark(g * BLOCKS_PER_GROUP, group_overhead(g));
+        }
+        for &(s, l) in &used {
+            map.mark(s, l);
+        }
+        // Bits past the end of the filesystem are set.
+        let end_pad = groups * BLOCKS_PER_GROUP - blocks_count;
+        map.mark(blocks_count, end_pad);
+        let itb = itable_blocks(ipg);
+
+        // Inode records: group them per inode-table block run.
+        let mut itables: Vec<Vec<u8>> = Vec::new();
+        let groups_with_inodes = (last_ino as u64).div_ceil(ipg as u64);
+        for _ in 0..groups_with_inodes {
+            itables.push(vec![0u8; (itb * BLOCK_SIZE) as usize]);
+        }
+        let now = self.now;
+        let put_inode = |itables: &mut Vec<Vec<u8>>, ino: u32, rec: &InodeRecord| {
+            let idx = (ino - 1) as u64;
+            let g = (idx / ipg as u64) as usize;
+            let off = ((idx % ipg as u64) * INODE_SIZE) as usize;
+            let raw = inode::encode(rec, ino, fs_seed);
+            itables[g][off..off + INODE_SIZE as usize].copy_from_slice(&raw);
+        };
+        // Inode 1 (bad blocks) carries only times, as mke2fs writes it.
+        put_inode(
+            &mut itables,
+            1,
+            &InodeRecord {
+                atime: now,
+                ctime: now,
+                mtime: now,
+                ..Default::default()
+            },
+        );
+        // Journal inode.
+        let mut jnl_blocks = [0u32; 17];
+        for (i, w) in j_tree.i_block.chunks_exact(4).enumerate() {
+            jnl_blocks[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        let j_size = j_blocks * BLOCK_SIZE;
+        jnl_blocks[15] = (j_size >> 32) as u32;
+        jnl_blocks[16] = j_size as u32;
+        put_inode(
+            &mut itables,
+            8,
+            &InodeRecord {
+                mode: inode::S_IFREG | 0o600,
+                size: j_size,
+                atime: now,
+                ctime: now,
+                mtime: now,
+                crtime: now,
+                links: 1,
+                blocks_512: (j_blocks + j_ntree) * 8,
+                flags: inode::EXT4_EXTENTS_FL,
+                i_block: j_tree.i_block,
+                ..Default::default()
+            },
+        );
+        let mut dirs_in_group = vec![0u32; groups as usize];
+        for &id in &all {
+            let node = &self.nodes[id as usize];
+            let ino = ino_of[id as usize];
+            let f = &finals[id as usize];
+            let fmt = match node.kind {
+                Kind::File { .. } => inode::S_IFREG,
+                Kind::Dir(_) => {
+                    dirs_in_group[((ino - 1) / ipg) as usize] += 1;
+                    inode::S_IFDIR
+                }
+                Kind::Symlink { .. } => inode::S_IFLNK,
+                Kind::Chr(..) => inode::S_IFCHR,
+                Kind::Blk(..) => inode::S_IFBLK,
+                Kind::Fifo => inode::S_IFIFO,
+                Kind::Sock => inode::S_IFSOCK,
+                Kind::Removed => continue,
+            };
+            let rec = InodeRecord {
+                mode: fmt | node.perm,
+                uid: node.uid,
+                gid: node.gid,
+                size: f.size,
+                atime: node.atime,
+                ctime: node.ctime,
+                mtime: node.mtime,
+                crtime: node.ctime,
+                links: f.links as u16,
+                blocks_512: f.blocks * (BLOCK_SIZE / 512),
+                flags: f.flags,
+                i_block: f.i_block,
+                file_acl: f.file_acl,
+                ibody_xattrs: ibody.get(&id).copied(),
+            };
+            put_inode(&mut itables, ino, &rec);
+        }
+
+        // Write inode tables, bitmaps and descriptors.
+        let ib_bytes = (ipg / 8) as usize;
+        let mut descs = Vec::with_capacity(groups as usize);
+        let mut free_blocks_total = 0u64;
+        for g in 0..groups {
+            let t = &tables[g as usize];
+            let first_ino = g * ipg as u64 + 1;
+            let used_here = (last_ino as u64 + 1)
+                .saturating_sub(first_ino)
+                .min(ipg as u64) as u32;
+            let mut ibm = vec![0u8; BLOCK_SIZE as usize];
+            for i in 0..used_here as usize {
+                ibm[i / 8] |= 1 << (i % 8);
+            }
+            for b in ibm.iter_mut().skip(ib_bytes) {
+                *b = 0xFF;
+            }
+            let bbm = map.group(g);
+            let in_group = (blocks_count - g * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP);
+            let used_bits: u64 = bbm.iter().map(|b| b.count_ones() as u64).sum();
+            let free = in_group - (used_bits - (BLOCKS_PER_GROUP - in_group));
+            free_blocks_total += free;
+            self.write_at(bbm, t.block_bitmap)?;
+            self.write_at(&ibm, t.inode_bitmap)?;
+            if (g as usize) < itables.len() {
+                self.write_at(&itables[g as usize], t.inode_table)?;
+            }
+            descs.push(GroupDesc {
+                block_bitmap: t.block_bitmap,
+                inode_bitmap: t.inode_bitmap,
+                inode_table: t.inode_table,
+                free_blocks: free as u32,
+                free_inodes: ipg - used_here,
+                used_dirs: dirs_in_group[g as usize],
+                flags: if used_here == 0 {
+                    BG_INODE_UNINIT | BG_INODE_ZEROED
+                } else {
+                    BG_INODE_ZEROED
+                },
+                block_bitmap_csum: csum::raw(fs_seed, bbm),
+                inode_bitmap_csum: csum::raw(fs_seed, &ibm[..ib_bytes]),
+                itable_unused: ipg - used_here,
+            });
+        }
+        drop(itables);
+        for m in 0..groups.div_ceil(META_BG_SIZE) {
+            let mut blk = vec![0u8; BLOCK_SIZE as usize];
+            for i in 0..META_BG_SIZE {
+                let g = m * META_BG_SIZE + i;
+                if g >= groups {
+                    break;
+                }
+                let d = superblock::encode_desc(&descs[g as usize], g as u32, fs_seed);
+                blk[(i * 64) as usize..(i * 64 + 64) as usize].copy_from_slice(&d);
+            }
+            for g in [
+                m * META_BG_SIZE,
+                m * META_BG_SIZE + 1,
+                m * META_BG_SIZE + META_BG_SIZE - 1,
+            ] {
+                if g < groups {
+                    if let Some(b) = meta_gdt_block(g) {
+                        self.write_at(&blk, b)?;
+                    }
+                }
+            }
+        }
+        let free_inodes = (inodes_count - used_inodes as u64) as u32;
+        let params = SuperParams {
+            inodes_count: inodes_count as u32,
+            blocks_count,
+            r_blocks_count: blocks_count / 20,
+            free_blocks: free_blocks_total,
+            free_inodes,
+            inodes_per_group: ipg,
+            time: now.secs.clamp(0, u32::MAX as i64) as u32,
+            uuid,
+            label,
+            hash_seed,
+            jnl_blocks,
+            overhead_clusters: 0,
+        };
+        for g in 0..groups {
+            if has_super(g) {
+                let sb = superblock::encode(&params, g as u16);
+                if g == 0 {
+                    self.file
+                        .write_all_at(&sb, 1024)
+                        .map_err(|e| self.werr(e))?;
+                } else {
+                    self.write_at(&sb, g * BLOCKS_PER_GROUP)?;
+                }
+            }
+        }
+        self.file
+            .set_len(blocks_count * BLOCK_SIZE)
+            .map_err(|e| self.werr(e))?;
+        self.file.sync_all().map_err(|e| self.werr(e))?;
+        Ok(Summary {
+            blocks_count,
+            free_blocks: free_blocks_total,
+            inodes_count: inodes_count as u32,
+            used_inodes,
+            inodes_per_group: ipg,
+            groups,
+            journal_blocks: j_blocks,
+            growth_ceiling_bytes: growth_ceiling(ipg),
+            uuid,
+            entries: self.stats.entries,
+            data_bytes: self.stats.data_bytes,
+        })
+    }
+}
+
+/// Where one group's bitmaps and inode table are.
+struct Tables {
+    block_bitmap: u64,
+    inode_bitmap: u64,
+    inode_table: u64,
+}
+
+/// Place every group's bitmaps and inode table after the data (flex_bg
+/// lets them live anywhere in the filesystem).
+fn place_tables(a: &mut Allocator, groups: u64, ipg: u32) -> Option<Vec<Tables>> {
+    let mut bbs = Vec::with_capacity(groups as usize);
+    for _ in 0..groups {
+        bbs.push(a.alloc_contig(1)?.start);
+    }
+    let mut ibs = Vec::with_capacity(groups as usize);
+    for _ in 0..groups {
+        ibs.push(a.alloc_contig(1)?.start);
+    }
+    let mut out = Vec::with_capacity(groups as usize);
+    for g in 0..groups as usize {
+        out.push(Tables {
+            block_bitmap: bbs[g],
+            inode_bitmap: ibs[g],
+            inode_table: a.alloc_contig(itable_blocks(ipg))?.start,
+        });
+    }
+    Some(out)
+}

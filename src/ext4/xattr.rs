@@ -1,0 +1,272 @@
+//! Extended attributes: in-inode storage and external xattr blocks.
+//!
+//! Layout: Documentation/filesystems/ext4/attributes.rst. Hashes follow the
+//! kernel's fs/ext4/xattr.c (`ext4_xattr_hash_entry`, `ext4_xattr_rehash`).
+//! POSIX ACLs arrive in the VFS format (`system.posix_acl_*`, version 2,
+//! 8-byte entries) and are stored in ext4's disk format (version 1, 4-byte
+//! short entries for USER_OBJ/GROUP_OBJ/MASK/OTHER), as
+//! e2fsprogs' `convert_posix_acl_to_disk_buffer` does.
+
+use crate::le::{get_u16, get_u32, put_u16, put_u32};
+
+pub const XATTR_MAGIC: u32 = 0xEA02_0000;
+/// Size of the in-inode xattr area with 256-byte inodes and i_extra_isize 32.
+pub const IBODY_SPACE: usize = 256 - 128 - 32;
+/// External block header size.
+const BLOCK_HEADER: usize = 32;
+const ENTRY_HEADER: usize = 16;
+
+/// One attribute split into ext4's (name index, suffix) form.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attr {
+    pub index: u8,
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum XattrError {
+    #[error("xattr {name:?} has a malformed POSIX ACL value ({detail})")]
+    BadAcl { name: String, detail: &'static str },
+    #[error("xattr {name:?} has a name longer than 255 bytes")]
+    NameTooLong { name: String },
+    #[error("xattrs need {needed} bytes, more than one 4096-byte xattr block holds (large values need ea_inode, which dibr does not enable)")]
+    TooLarge { needed: usize },
+}
+
+/// Prefixes and their ext4 name indexes (fs/ext4/xattr.c `ext4_xattr_handler_map`).
+const PREFIXES: &[(&[u8], u8)] = &[
+    (b"user.", 1),
+    (b"trusted.", 4),
+    (b"security.", 6),
+    (b"system.", 7),
+];
+
+/// Split a full attribute name, converting ACL values to the disk format.
+pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Attr, XattrError> {
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    let (index, suffix, value) = match name {
+        b"system.posix_acl_access" => (
+            2,
+            &b""[..],
+            acl_to_disk(value).map_err(|d| XattrError::BadAcl {
+                name: shown(),
+                detail: d,
+            })?,
+        ),
+        b"system.posix_acl_default" => (
+            3,
+            &b""[..],
+            acl_to_disk(value).map_err(|d| XattrError::BadAcl {
+                name: shown(),
+                detail: d,
+            })?,
+        ),
+        _ => {
+            let (idx, rest) = PREFIXES
+                .iter()
+                .find(|(p, _)| name.starts_with(p))
+                .map(|(p, i)| (*i, &name[p.len()..]))
+                .unwrap_or((0, name));
+            (idx, rest, value.to_vec())
+        }
+    };
+    if suffix.len() > 255 {
+        return Err(XattrError::NameTooLong { name: shown() });
+    }
+    Ok(Attr {
+        index,
+        name: suffix.to_vec(),
+        value,
+    })
+}
+
+/// VFS POSIX ACL (v2) → ext4 disk ACL (v1).
+fn acl_to_disk(v: &[u8]) -> Result<Vec<u8>, &'static str> {
+    if v.len() < 4 || (v.len() - 4) % 8 != 0 {
+        return Err("length is not 4 + 8n");
+    }
+    if get_u32(v, 0) != 2 {
+        return Err("version is not 2");
+    }
+    let mut out = Vec::with_capacity(v.len());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for e in v[4..].chunks_exact(8) {
+        let tag = get_u16(e, 0);
+        match tag {
+            // ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER: short entries.
+            0x01 | 0x04 | 0x10 | 0x20 => out.extend_from_slice(&e[..4]),
+            // ACL_USER, ACL_GROUP: full entries with the id.
+            0x02 | 0x08 => out.extend_from_slice(e),
+            _ => return Err("unknown tag"),
+        }
+    }
+    Ok(out)
+}
+
+#[inline]
+fn pad4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+fn entry_len(a: &Attr) -> usize {
+    pad4(ENTRY_HEADER + a.name.len())
+}
+
+fn value_len(a: &Attr) -> usize {
+    pad4(a.value.len())
+}
+
+/// `ext4_xattr_hash_entry`: name bytes (unsigned) then value words.
+fn entry_hash(a: &Attr) -> u32 {
+    let mut hash: u32 = 0;
+    for &c in &a.name {
+        hash = (hash << 5) ^ (hash >> 27) ^ c as u32;
+    }
+    let mut padded = a.value.clone();
+    padded.resize(pad4(a.value.len()), 0);
+    for w in padded.chunks_exact(4) {
+        hash = (hash << 16) ^ (hash >> 16) ^ get_u32(w, 0);
+    }
+    hash
+}
+
+/// Where each attribute of an inode goes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub ibody: Vec<Attr>,
+    pub block: Vec<Attr>,
+}
+
+/// Put attributes in the inode while they fit, the rest in one block
+/// (sorted as the kernel keeps block entries: index, name length, name).
+pub fn place(mut attrs: Vec<Attr>) -> Result<Placement, XattrError> {
+    attrs.sort_by(|a, b| (a.index, a.name.len(), &a.name).cmp(&(b.index, b.name.len(), &b.name)));
+    attrs.dedup_by(|a, b| a.index == b.index && a.name == b.name);
+    let mut p = Placement::default();
+    // 4-byte magic, entries, 4-byte terminator, values.
+    let mut used = 4 + 4;
+    for a in attrs {
+        let need = entry_len(&a) + value_len(&a);
+        if p.block.is_empty() && used + need <= IBODY_SPACE {
+            used += need;
+            p.ibody.push(a);
+        } else {
+            p.block.push(a);
+        }
+    }
+    let block_need: usize = BLOCK_HEADER
+        + 4
+        + p.block
+            .iter()
+            .map(|a| entry_len(a) + value_len(a))
+            .sum::<usize>();
+    if !p.block.is_empty() && block_need > 4096 {
+        return Err(XattrError::TooLarge { needed: block_need });
+    }
+    Ok(p)
+}
+
+fn write_entry(buf: &mut [u8], off: usize, a: &Attr, value_offs: usize) {
+    buf[off] = a.name.len() as u8; // e_name_len
+    buf[off + 1] = a.index; // e_name_index
+    put_u16(buf, off + 2, value_offs as u16); // e_value_offs
+    put_u32(buf, off + 4, 0); // e_value_inum
+    put_u32(buf, off + 8, a.value.len() as u32); // e_value_size
+    put_u32(buf, off + 12, entry_hash(a)); // e_hash
+    buf[off + 16..off + 16 + a.name.len()].copy_from_slice(&a.name);
+}
+
+/// The in-inode area (`IBODY_SPACE` bytes, starting at inode offset 160).
+/// Value offsets are relative to the first entry, right after the magic.
+pub fn encode_ibody(attrs: &[Attr]) -> [u8; IBODY_SPACE] {
+    let mut buf = [0u8; IBODY_SPACE];
+    if attrs.is_empty() {
+        return buf;
+    }
+    put_u32(&mut buf, 0, XATTR_MAGIC);
+    let base = 4;
+    let mut e = base;
+    let mut vend = IBODY_SPACE;
+    for a in attrs {
+        vend -= value_len(a);
+        buf[vend..vend + a.value.len()].copy_from_slice(&a.value);
+        write_entry(&mut buf, e, a, vend - base);
+        e += entry_len(a);
+    }
+    buf
+}
+
+/// An external xattr block without its checksum (which depends on the
+/// block number; see [`seal_block`]).
+pub fn encode_block(attrs: &[Attr]) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    put_u32(&mut buf, 0, XATTR_MAGIC); // h_magic
+    put_u32(&mut buf, 4, 1); // h_refcount (patched when shared)
+    put_u32(&mut buf, 8, 1); // h_blocks
+    let mut e = BLOCK_HEADER;
+    let mut vend = 4096;
+    let mut bhash: u32 = 0;
+    for a in attrs {
+        vend -= value_len(a);
+        buf[vend..vend + a.value.len()].copy_from_slice(&a.value);
+        write_entry(&mut buf, e, a, vend);
+        let h = entry_hash(a);
+        bhash = (bhash << 16) ^ (bhash >> 16) ^ h;
+        e += entry_len(a);
+    }
+    put_u32(&mut buf, 12, bhash); // h_hash
+    buf
+}
+
+/// Set refcount and checksum (crc32c(fs_seed, le64 blocknr, block with
+/// h_checksum zeroed): kernel `ext4_xattr_block_csum`).
+pub fn seal_block(buf: &mut [u8], refcount: u32, blocknr: u64, fs_seed: u32) {
+    put_u32(buf, 4, refcount);
+    put_u32(buf, 16, 0);
+    let c = super::csum::raw(super::csum::raw(fs_seed, &blocknr.to_le_bytes()), buf);
+    put_u32(buf, 16, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vfs_acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for &(t, p, id) in entries {
+            v.extend_from_slice(&t.to_le_bytes());
+            v.extend_from_slice(&p.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn acl_conversion() {
+        let v = vfs_acl(&[
+            (1, 7, !0),
+            (2, 5, 1234),
+            (4, 5, !0),
+            (0x10, 5, !0),
+            (0x20, 5, !0),
+        ]);
+        let a = to_attr(b"system.posix_acl_access", &v).unwrap();
+        assert_eq!(a.index, 2);
+        assert!(a.name.is_empty());
+        assert_eq!(a.value.len(), 4 + 4 + 8 + 4 + 4 + 4);
+        assert_eq!(&a.value[..4], &1u32.to_le_bytes());
+        assert_eq!(get_u32(&a.value, 12), 1234);
+        assert!(to_attr(b"system.posix_acl_access", &[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn placement_spills_to_block() {
+        let cap = to_attr(b"security.capability", &[0u8; 20]).unwrap();
+        let big = to_attr(b"user.big", &[7u8; 3000]).unwrap();
+        let p = place(vec![big.clone(), cap.clone()]).unwrap();
+        assert_eq!(p.ibody, vec![cap]);
+        assert_eq!(p.block, vec![big]);
+        assert!(place(vec![to_attr(b"user.huge", &[0u8; 5000]).unwrap()]).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Writing outputs: atomic files (and later raw/qcow2/vhd/tar converters).
+
+pub mod atomic;

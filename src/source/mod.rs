@@ -1,0 +1,38 @@
+//! Entry sources: a tar stream (file, stdin; plain, gzip or zstd) or a
+//! host directory. Both yield [`crate::tree::Entry`] values and stream file
+//! data through [`crate::tree::FileData`].
+
+pub mod dir;
+
+use std::path::Path;
+
+use crate::tree::{Entry, FileData};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Dir(#[from] dir::DirError),
+}
+
+pub enum Source {
+    Dir(dir::DirSource),
+}
+
+impl Source {
+    /// A directory, or a tar archive (`-` is standard input).
+    pub fn open(spec: &Path) -> Result<Self, SourceError> {
+        Ok(Source::Dir(dir::DirSource::new(spec)?))
+    }
+
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, SourceError> {
+        match self {
+            Source::Dir(d) => Ok(d.next_entry()?),
+        }
+    }
+
+    pub fn data(&mut self) -> &mut dyn FileData {
+        match self {
+            Source::Dir(d) => d,
+        }
+    }
+}
