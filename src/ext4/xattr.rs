@@ -148,7 +148,7 @@ pub fn place(mut attrs: Vec<Attr>) -> Result<Placement, XattrError> {
     let mut used = 4 + 4;
     for a in attrs {
         let need = entry_len(&a) + value_len(&a);
-        if p.block.is_empty() && used + need <= IBODY_SPACE {
+        if used + need <= IBODY_SPACE {
             used += need;
             p.ibody.push(a);
         } else {
