@@ -122,6 +122,8 @@ pub struct Builder {
     /// Cache of the last parent directory looked up: (path, node).
     last_dir: Option<(Vec<u8>, NodeId)>,
     buf: Vec<u8>,
+    /// copy_file_range works between source and image (until it fails once).
+    use_cfr: bool,
 }
 
 fn clamp_time(t: Timestamp) -> Timestamp {
@@ -167,6 +169,7 @@ impl Builder {
             stats: Stats::default(),
             last_dir: None,
             buf: vec![0u8; CHUNK],
+            use_cfr: std::env::var_os("DIBR_NO_COPY_FILE_RANGE").is_none(),
         })
     }
 
@@ -491,66 +494,128 @@ impl Builder {
                     lblk += r.len;
                 }
             }
-            // Copy the segment's bytes into the runs.
+            // Copy the segment's bytes into the runs: piece by piece, where a
+            // piece is the part of the segment that falls in one run.
             let mut pos = seg.offset;
             let end = seg.offset + seg.len;
-            let mut run_i = 0;
-            while pos < end {
-                let want = ((end - pos) as usize).min(CHUNK);
-                let got = match &raw_file {
+            for &(rl, run) in &seg_runs {
+                let run_end = (rl + run.len) * BLOCK_SIZE;
+                if pos >= end || pos >= run_end {
+                    continue;
+                }
+                let n = run_end.min(end) - pos;
+                let phys = (run.start + (pos / BLOCK_SIZE - rl)) * BLOCK_SIZE + pos % BLOCK_SIZE;
+                match &raw_file {
                     Some(f) => {
                         let src = raw_offsets[si] + (pos - seg.offset);
-                        read_exact_at(f, &mut self.buf[..want], src)
+                        self.copy_raw(f, src, phys, n, e)?;
                     }
-                    None => read_full(data, &mut self.buf[..want]),
+                    None => self.copy_stream(data, phys, n, e)?,
                 }
-                .map_err(|err| Error::ReadData {
-                    path: e.display_path(),
-                    offset: e.source_offset,
-                    source: err,
-                })?;
-                if got < want {
-                    return Err(Error::ReadData {
-                        path: e.display_path(),
-                        offset: e.source_offset,
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("data ended {} bytes early", end - pos - got as u64),
-                        ),
-                    });
-                }
-                // Scatter the chunk across the runs.
-                let mut off = 0usize;
-                while off < got {
-                    let lb = (pos + off as u64) / BLOCK_SIZE;
-                    while lb >= seg_runs[run_i].0 + seg_runs[run_i].1.len {
-                        run_i += 1;
-                    }
-                    let (rl, run) = seg_runs[run_i];
-                    let in_run = (rl + run.len) * BLOCK_SIZE - (pos + off as u64);
-                    let n = (in_run as usize).min(got - off);
-                    let piece = &self.buf[off..off + n];
-                    // Zero pieces need no write: the image file is fresh and sparse.
-                    if !is_zero(piece) {
-                        let phys =
-                            (run.start + (lb - rl)) * BLOCK_SIZE + (pos + off as u64) % BLOCK_SIZE;
-                        self.file
-                            .write_all_at(piece, phys)
-                            .map_err(|err| Error::Write {
-                                path: self.path.clone(),
-                                source: err,
-                            })?;
-                    }
-                    off += n;
-                }
-                pos += got as u64;
-                self.stats.data_bytes += got as u64;
+                pos += n;
+                self.stats.data_bytes += n;
             }
         }
         if raw_file.is_some() {
             data.mark_consumed();
         }
         Ok((extents, data_blocks))
+    }
+}
+
+impl Builder {
+    fn read_err(e: &Entry, source: io::Error) -> Error {
+        Error::ReadData {
+            path: e.display_path(),
+            offset: e.source_offset,
+            source,
+        }
+    }
+
+    /// Copy `n` bytes from `src` at `src_off` to the image at `dst` with
+    /// copy_file_range (in-kernel, no userspace copy); fall back to
+    /// pread/pwrite where the kernel or filesystem cannot.
+    fn copy_raw(&mut self, src: &File, mut src_off: u64, mut dst: u64, mut n: u64, e: &Entry) -> Result<()> {
+        while n > 0 && self.use_cfr {
+            let mut so = src_off;
+            let mut d = dst;
+            match rustix::fs::copy_file_range(src, Some(&mut so), &self.file, Some(&mut d), n as usize) {
+                Ok(0) => {
+                    return Err(Self::read_err(
+                        e,
+                        io::Error::new(io::ErrorKind::UnexpectedEof, format!("data ended {n} bytes early")),
+                    ))
+                }
+                Ok(k) => {
+                    src_off += k as u64;
+                    dst += k as u64;
+                    n -= k as u64;
+                }
+                Err(rustix::io::Errno::XDEV)
+                | Err(rustix::io::Errno::INVAL)
+                | Err(rustix::io::Errno::NOSYS)
+                | Err(rustix::io::Errno::OPNOTSUPP) => self.use_cfr = false,
+                Err(err) => return Err(self.write_err(err.into())),
+            }
+        }
+        while n > 0 {
+            let want = (n as usize).min(CHUNK);
+            let got = read_exact_at(src, &mut self.buf[..want], src_off).map_err(|err| Self::read_err(e, err))?;
+            if got < want {
+                return Err(Self::read_err(
+                    e,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, format!("data ended {} bytes early", n - got as u64)),
+                ));
+            }
+            self.write_data(dst, want)?;
+            src_off += want as u64;
+            dst += want as u64;
+            n -= want as u64;
+        }
+        Ok(())
+    }
+
+    /// Copy `n` bytes from the streaming source to the image at `dst`.
+    fn copy_stream(&mut self, data: &mut dyn FileData, mut dst: u64, mut n: u64, e: &Entry) -> Result<()> {
+        while n > 0 {
+            let want = (n as usize).min(CHUNK);
+            let got = read_full(data, &mut self.buf[..want]).map_err(|err| Self::read_err(e, err))?;
+            if got < want {
+                return Err(Self::read_err(
+                    e,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, format!("data ended {} bytes early", n - got as u64)),
+                ));
+            }
+            self.write_data(dst, want)?;
+            dst += want as u64;
+            n -= want as u64;
+        }
+        Ok(())
+    }
+
+    /// Write `self.buf[..len]` at byte `dst`, skipping all-zero 4 KiB blocks:
+    /// the image is a fresh sparse file, so they read back as zeros anyway.
+    fn write_data(&mut self, dst: u64, len: usize) -> Result<()> {
+        let mut i = 0;
+        while i < len {
+            // Stretch [i, j) over blocks that are all zero or all not.
+            let blk_end = |k: usize| ((((dst + k as u64) / BLOCK_SIZE + 1) * BLOCK_SIZE - dst) as usize).min(len);
+            let zero = is_zero(&self.buf[i..blk_end(i)]);
+            let mut j = blk_end(i);
+            while j < len && is_zero(&self.buf[j..blk_end(j)]) == zero {
+                j = blk_end(j);
+            }
+            if !zero {
+                self.file
+                    .write_all_at(&self.buf[i..j], dst + i as u64)
+                    .map_err(|err| Error::Write {
+                        path: self.path.clone(),
+                        source: err,
+                    })?;
+            }
+            i = j;
+        }
+        Ok(())
     }
 }
 
