@@ -33,8 +33,14 @@ pub enum EntryKind {
     Symlink(Vec<u8>),
     /// Hard link to an earlier entry, by normalised path (see [`normalize_path`]).
     HardLink(Vec<u8>),
-    CharDev { major: u32, minor: u32 },
-    BlockDev { major: u32, minor: u32 },
+    CharDev {
+        major: u32,
+        minor: u32,
+    },
+    BlockDev {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
     Socket,
 }
