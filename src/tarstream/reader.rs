@@ -416,10 +416,9 @@ impl<R: TarSource> TarReader<R> {
         // Sparse map as flat offset,len pairs plus the real size.
         let mut sparse_map: Option<(Vec<u64>, u64)> = None;
         if typeflag == b'S' {
-            sparse_map = Some((self.old_gnu_map(h, &disp, first)?, num("realsize")? as u64));
-            if num("realsize")? < 0 {
-                return Err(bad_sparse("negative realsize".into()));
-            }
+            let realsize = u64::try_from(num("realsize")?)
+                .map_err(|_| bad_sparse("negative realsize".into()))?;
+            sparse_map = Some((self.old_gnu_map(h, &disp, first)?, realsize));
         }
         let region_start = self.buf.pos();
         let region_end = padded(stored)

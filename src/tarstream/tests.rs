@@ -536,6 +536,29 @@ fn gnu_tar_acls_numeric() {
     );
 }
 
+#[test]
+fn gnu_tar_xattrs_binary() {
+    // Needs setfattr and user xattrs on the temp filesystem.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("f"), b"x").unwrap();
+    let ok = Command::new("setfattr")
+        .args(["-n", "user.test", "-v", "0x00ff0a41"])
+        .arg(tmp.path().join("f"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("setfattr unavailable, skipping");
+        return;
+    }
+    let bytes = gnu_tar(tmp.path(), &["--format=pax", "--xattrs"]);
+    let es = entries(&bytes).unwrap();
+    let (e, _) = find(&es, "f");
+    assert_eq!(
+        e.xattrs,
+        vec![(b"user.test".to_vec(), vec![0, 0xff, b'\n', b'A'])]
+    );
+}
+
 // ------------------------------------------------------ entry types etc.
 
 #[test]
@@ -908,5 +931,41 @@ fn mutated_archives_never_panic() {
                 _ => break,
             }
         }
+    }
+}
+
+/// Throughput check, run by hand:
+/// `DIBR_BENCH_TAR=/path/x.tar cargo test --release --lib tarstream::tests::bench -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_read_all() {
+    let Some(path) = std::env::var_os("DIBR_BENCH_TAR") else {
+        return;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    for mode in ["read", "raw"] {
+        let t = std::time::Instant::now();
+        let mut rd = TarReader::new(open_input(Path::new(&path)).unwrap());
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while let Some(e) = rd.next_entry().unwrap() {
+            n += 1;
+            if mode == "raw" && rd.raw_location().is_some() {
+                rd.mark_consumed();
+                bytes += e.size;
+                continue;
+            }
+            loop {
+                let k = rd.read(&mut buf).unwrap();
+                if k == 0 {
+                    break;
+                }
+                bytes += k as u64;
+            }
+        }
+        let s = t.elapsed().as_secs_f64();
+        eprintln!(
+            "{mode}: {n} entries, {bytes} bytes in {s:.3}s = {:.0} MB/s",
+            bytes as f64 / s / 1e6
+        );
     }
 }
