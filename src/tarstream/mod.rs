@@ -10,6 +10,19 @@
 //! }
 //! ```
 //!
+//! `TarReader<R>` takes any [`TarSource`]: a `Read` that may also skip by
+//! seeking and expose its plain file for the `copy_file_range` fast path
+//! ([`crate::tree::FileData::raw_location`]). It is implemented for
+//! [`TarInput`], `File`, `Cursor`, `&[u8]` and boxed readers; wrap any other
+//! reader in [`Streaming`]. (A plain `R: Read` bound cannot tell a seekable
+//! file from a pipe without specialization.)
+//!
+//! Unread data of the previous entry is skipped on `next_entry`: within the
+//! 256 KiB buffer by moving the cursor, beyond it by seeking (plain files) or
+//! reading and discarding (streams). Data sizes of non-file members (links,
+//! devices, directories) are skipped the same way, so a writer that puts
+//! data there (pax allows it for hard links) does not derail us.
+//!
 //! Modules, one job each: `header` (one 512-byte block), `pax` (extended
 //! header records), `sparse` (GNU sparse maps), `acl` (text ACL to VFS
 //! xattr), `source` (input abstraction and buffer), `input` (opening files
