@@ -1,0 +1,697 @@
+//! The archive state machine: header blocks, GNU long-name and PAX
+//! extension headers, sparse maps, and the data of the current entry.
+//!
+//! Archive structure (POSIX pax(1), "ustar Interchange Format"): 512-byte
+//! blocks; each member is a header block followed by its data padded to a
+//! block boundary; the archive ends with two zero blocks. GNU tar also
+//! accepts an archive ending after one zero block or at a block boundary
+//! without any, and so do we. Extension headers ('L', 'K', 'x', and 'g')
+//! are members of their own whose data modifies the next real member.
+
+use std::io;
+
+use super::acl;
+use super::header::{
+    cstr, padded, parse_signed, parse_unsigned, shown, slot_empty, sparse_slots, Block, Dialect,
+    Header, BLOCK,
+};
+use super::pax::{parse_records, PaxAttrs, Record};
+use super::source::{Buffered, TarSource};
+use super::sparse::{segments_from_pairs, DataMapParser, MAX_MAP_BYTES, MAX_SEGMENTS};
+use super::TarError;
+use crate::tree::{
+    display_path, normalize_path, Entry, EntryKind, FileData, RawLocation, Segment, Timestamp,
+};
+
+/// Largest extension header (PAX 'x'/'g', GNU 'L'/'K') we load into memory;
+/// real ones are a few KiB (big xattrs at most 64 KiB each on Linux).
+pub const MAX_EXT_SIZE: u64 = 16 << 20;
+
+/// Extension headers seen since the last real member.
+#[derive(Default)]
+struct Pending {
+    /// Offset of the first extension header of this member.
+    first: Option<u64>,
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    local: Vec<Record>,
+    local_bytes: u64,
+}
+
+/// The current member's data region.
+struct Current {
+    path: String,
+    /// Offset of the member's first header (for messages).
+    offset: u64,
+    is_file: bool,
+    /// Stream offset of the first data byte (after a PAX 1.0 map).
+    data_start: u64,
+    /// Bytes of segment data, returned by `read`.
+    data_len: u64,
+    /// Of which already returned (or declared consumed by the caller).
+    consumed: u64,
+    /// Stream offset just past the data and its padding.
+    end: u64,
+    seg_lens: Vec<u64>,
+}
+
+/// Streaming tar reader; see the module documentation of
+/// [`crate::tarstream`].
+pub struct TarReader<R> {
+    buf: Buffered<R>,
+    /// Values from PAX global headers, applied under each entry's own.
+    globals: PaxAttrs,
+    cur: Option<Current>,
+    /// End of archive reached (or an error made going on pointless).
+    done: bool,
+}
+
+fn io_err(offset: u64) -> impl FnOnce(io::Error) -> TarError {
+    move |source| TarError::Io { offset, source }
+}
+
+impl<R: TarSource> TarReader<R> {
+    pub fn new(input: R) -> Self {
+        TarReader {
+            buf: Buffered::new(input),
+            globals: PaxAttrs::default(),
+            cur: None,
+            done: false,
+        }
+    }
+
+    /// The input, e.g. to inspect a [`super::TarInput`]'s compression.
+    pub fn get_ref(&self) -> &R {
+        &self.buf.src
+    }
+
+    /// Next entry, after skipping any unread data (and padding) of the
+    /// previous one. `Ok(None)` at end of archive. After an error the
+    /// reader stays at end.
+    pub fn next_entry(&mut self) -> Result<Option<Entry>, TarError> {
+        let r = self.next_inner();
+        if r.is_err() {
+            self.done = true;
+            self.cur = None;
+        }
+        r
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Entry>, TarError> {
+        if let Some(cur) = self.cur.take() {
+            self.skip_to_end(&cur)?;
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let mut ext = Pending::default();
+        let mut block: Block = [0; BLOCK];
+        loop {
+            let hoff = self.buf.pos();
+            let n = self.buf.read_full(&mut block).map_err(io_err(hoff))?;
+            let ext_path = || ext_name(&ext);
+            if n == 0 && ext.first.is_none() {
+                self.done = true;
+                return Ok(None);
+            }
+            if n == 0 {
+                return Err(TarError::Truncated {
+                    what: "archive: extension header not followed by a file header".into(),
+                    path: ext_path(),
+                    offset: ext.first.unwrap_or(hoff),
+                });
+            }
+            if n < BLOCK {
+                return Err(TarError::Truncated {
+                    what: format!("header ({n} of 512 bytes present)"),
+                    path: ext_path(),
+                    offset: hoff,
+                });
+            }
+            if Header::is_zero(&block) {
+                if let Some(first) = ext.first {
+                    return Err(TarError::BadHeader {
+                        path: ext_path(),
+                        offset: first,
+                        detail: "extension header followed by the end-of-archive marker".into(),
+                    });
+                }
+                // Consume the second zero block if there is one; like GNU
+                // tar, anything after the first zero block ends the
+                // archive either way.
+                let _ = self.buf.read_full(&mut block).map_err(io_err(hoff + 512))?;
+                self.done = true;
+                return Ok(None);
+            }
+            let h = Header::check(&block).map_err(|(stored, computed)| TarError::BadChecksum {
+                offset: hoff,
+                stored,
+                computed,
+            })?;
+            let size = parse_unsigned(h.field("size")).map_err(|_| TarError::BadNumber {
+                field: "size",
+                value: shown(h.field("size")),
+                path: String::from_utf8_lossy(&h.path()).into_owned(),
+                offset: hoff,
+            })?;
+            let typeflag = h.typeflag();
+            match typeflag {
+                b'L' | b'K' | b'x' | b'X' | b'g' => {
+                    let what = match typeflag {
+                        b'L' => "GNU long name",
+                        b'K' => "GNU long link name",
+                        _ => "PAX extended header",
+                    };
+                    let name = String::from_utf8_lossy(&h.path()).into_owned();
+                    let data = self.read_ext(size, hoff, what, &name)?;
+                    match typeflag {
+                        b'L' => ext.long_name = Some(cstr(&data).to_vec()),
+                        b'K' => ext.long_link = Some(cstr(&data).to_vec()),
+                        b'g' => {
+                            self.apply_global(&data, hoff, &name)?;
+                            continue; // not part of the next member
+                        }
+                        _ => {
+                            ext.local_bytes += size;
+                            if ext.local_bytes > MAX_EXT_SIZE {
+                                return Err(TarError::BadPax {
+                                    path: name,
+                                    offset: hoff,
+                                    detail: format!(
+                                        "extended headers larger than {MAX_EXT_SIZE} bytes in total"
+                                    ),
+                                });
+                            }
+                            let recs = parse_records(&data).map_err(|detail| TarError::BadPax {
+                                path: name,
+                                offset: hoff,
+                                detail,
+                            })?;
+                            ext.local.extend(recs);
+                        }
+                    }
+                    ext.first.get_or_insert(hoff);
+                }
+                // Volume label: no file, skip it and its (usually empty) data.
+                b'V' => self.skip_data(size, hoff, "volume label")?,
+                _ => return self.member(&h, hoff, size, ext).map(Some),
+            }
+        }
+    }
+
+    /// Skip `size` bytes of member data plus padding, or fail as truncated.
+    fn skip_data(&mut self, size: u64, offset: u64, what: &str) -> Result<(), TarError> {
+        let start = self.buf.pos();
+        let want = padded(size).ok_or_else(|| TarError::BadHeader {
+            path: String::new(),
+            offset,
+            detail: format!("{what}: size {size} out of range"),
+        })?;
+        let got = self.buf.skip(want).map_err(io_err(start))?;
+        if got < want {
+            return Err(TarError::Truncated {
+                what: format!("in {what} data (expected {want} bytes, archive ended after {got})"),
+                path: String::new(),
+                offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Load an extension header's data (size capped) and skip its padding.
+    fn read_ext(
+        &mut self,
+        size: u64,
+        hoff: u64,
+        what: &str,
+        name: &str,
+    ) -> Result<Vec<u8>, TarError> {
+        if size > MAX_EXT_SIZE {
+            return Err(TarError::BadHeader {
+                path: name.to_string(),
+                offset: hoff,
+                detail: format!("{what} of {size} bytes exceeds the {MAX_EXT_SIZE}-byte limit"),
+            });
+        }
+        let mut data = vec![0u8; size as usize];
+        let got = self.buf.read_full(&mut data).map_err(io_err(hoff))?;
+        let pad = padded(size).unwrap_or(size) - size;
+        let got_pad = self.buf.skip(pad).map_err(io_err(hoff))?;
+        if got < data.len() || got_pad < pad {
+            return Err(TarError::Truncated {
+                what: format!("in {what} (expected {size} bytes, archive ended after {got})"),
+                path: name.to_string(),
+                offset: hoff,
+            });
+        }
+        Ok(data)
+    }
+
+    fn apply_global(&mut self, data: &[u8], hoff: u64, name: &str) -> Result<(), TarError> {
+        let bad = |detail| TarError::BadPax {
+            path: name.to_string(),
+            offset: hoff,
+            detail,
+        };
+        for (k, v) in parse_records(data).map_err(bad)? {
+            self.globals.apply(&k, &v, false).map_err(bad)?;
+        }
+        let total: usize = self
+            .globals
+            .xattrs
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if total as u64 > MAX_EXT_SIZE {
+            return Err(bad(format!(
+                "global xattrs larger than {MAX_EXT_SIZE} bytes in total"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Build the entry for a real member header and set up its data.
+    fn member(
+        &mut self,
+        h: &Header<'_>,
+        hoff: u64,
+        header_size: u64,
+        ext: Pending,
+    ) -> Result<Entry, TarError> {
+        let first = ext.first.unwrap_or(hoff);
+        let early_name =
+            String::from_utf8_lossy(ext.long_name.as_deref().unwrap_or(&h.path())).into_owned();
+        let mut attrs = self.globals.clone();
+        for (k, v) in &ext.local {
+            attrs.apply(k, v, true).map_err(|detail| TarError::BadPax {
+                path: early_name.clone(),
+                offset: first,
+                detail,
+            })?;
+        }
+        let sparse = std::mem::take(&mut attrs.sparse);
+        let typeflag = h.typeflag();
+        let is_sparse_pax = sparse.is_sparse() && matches!(typeflag, b'0' | 0 | b'7');
+
+        // Name precedence: the real name of a PAX sparse file, then PAX
+        // `path`, GNU long name, ustar prefix/name.
+        let raw_path = match (is_sparse_pax, &sparse.name, &attrs.path, &ext.long_name) {
+            (true, Some(n), _, _) => n.clone(),
+            (_, _, Some(p), _) => p.clone(),
+            (_, _, _, Some(l)) => l.clone(),
+            _ => h.path(),
+        };
+        let path = normalize_path(&raw_path).map_err(|source| TarError::Path {
+            offset: first,
+            source,
+        })?;
+        let disp = display_path(&path);
+        let num = |field: &'static str| {
+            parse_signed(h.field(field)).map_err(|_| TarError::BadNumber {
+                field,
+                value: shown(h.field(field)),
+                path: disp.clone(),
+                offset: first,
+            })
+        };
+        let num32 = |field: &'static str| {
+            let v = num(field)?;
+            u32::try_from(v).map_err(|_| TarError::BadNumber {
+                field,
+                value: v.to_string(),
+                path: disp.clone(),
+                offset: first,
+            })
+        };
+        let link = || match (&attrs.linkpath, &ext.long_link) {
+            (Some(p), _) => p.clone(),
+            (_, Some(l)) => l.clone(),
+            _ => h.link_name(),
+        };
+        let dialect = h.dialect();
+        let kind = match typeflag {
+            // V7 convention (also honoured by GNU tar): a "regular file"
+            // whose name ends in '/' is a directory.
+            0 | b'0' if raw_path.ends_with(b"/") && (typeflag == 0 || dialect == Dialect::V7) => {
+                EntryKind::Dir
+            }
+            0 | b'0' | b'7' | b'S' => EntryKind::File,
+            b'1' => {
+                EntryKind::HardLink(normalize_path(&link()).map_err(|source| TarError::Path {
+                    offset: first,
+                    source,
+                })?)
+            }
+            b'2' => EntryKind::Symlink(link()),
+            b'3' | b'4' => {
+                let major = match attrs.devmajor {
+                    Some(v) => v,
+                    None => num32("devmajor")?,
+                };
+                let minor = match attrs.devminor {
+                    Some(v) => v,
+                    None => num32("devminor")?,
+                };
+                if typeflag == b'3' {
+                    EntryKind::CharDev { major, minor }
+                } else {
+                    EntryKind::BlockDev { major, minor }
+                }
+            }
+            // 'D': GNU incremental dumpdir, a directory whose data lists its
+            // contents; the listing is skipped.
+            b'5' | b'D' => EntryKind::Dir,
+            b'6' => EntryKind::Fifo,
+            other => {
+                return Err(TarError::UnsupportedType {
+                    typeflag: other as char,
+                    path: disp,
+                    offset: first,
+                })
+            }
+        };
+        if path.is_empty() && kind != EntryKind::Dir {
+            return Err(TarError::BadHeader {
+                path: String::from_utf8_lossy(&raw_path).into_owned(),
+                offset: first,
+                detail: "a non-directory entry names the archive root".into(),
+            });
+        }
+        let mode = (num("mode")? & 0o7777) as u32;
+        let uid = match attrs.uid {
+            Some(v) => v,
+            None => num32("uid")?,
+        };
+        let gid = match attrs.gid {
+            Some(v) => v,
+            None => num32("gid")?,
+        };
+        let mtime = match attrs.mtime {
+            Some(t) => t,
+            None => Timestamp::new(num("mtime")?, 0),
+        };
+        // Old GNU headers carry atime/ctime (written by --incremental);
+        // all-NUL means absent.
+        let gnu_time = |field: &'static str| -> Result<Option<Timestamp>, TarError> {
+            if dialect != Dialect::Gnu || h.field(field).iter().all(|&b| b == 0) {
+                return Ok(None);
+            }
+            Ok(Some(Timestamp::new(num(field)?, 0)))
+        };
+        let atime = match attrs.atime {
+            Some(t) => Some(t),
+            None => gnu_time("atime")?,
+        };
+        let ctime = match attrs.ctime {
+            Some(t) => Some(t),
+            None => gnu_time("ctime")?,
+        };
+        let mut stored = attrs.size.unwrap_or(header_size);
+
+        let bad_sparse = |detail: String| TarError::BadSparse {
+            path: disp.clone(),
+            offset: first,
+            detail,
+        };
+        // Sparse map as flat offset,len pairs plus the real size.
+        let mut sparse_map: Option<(Vec<u64>, u64)> = None;
+        if typeflag == b'S' {
+            let realsize = u64::try_from(num("realsize")?)
+                .map_err(|_| bad_sparse("negative realsize".into()))?;
+            sparse_map = Some((self.old_gnu_map(h, &disp, first)?, realsize));
+        }
+        let region_start = self.buf.pos();
+        let region_end = padded(stored)
+            .and_then(|p| region_start.checked_add(p))
+            .ok_or_else(|| TarError::BadNumber {
+                field: "size",
+                value: stored.to_string(),
+                path: disp.clone(),
+                offset: first,
+            })?;
+        if is_sparse_pax && kind == EntryKind::File {
+            let realsize = sparse.realsize.ok_or_else(|| {
+                bad_sparse("no GNU.sparse.size / GNU.sparse.realsize record".into())
+            })?;
+            let flat = if sparse.map_in_data() {
+                let (values, map_bytes) = self.data_map(stored, &disp, first)?;
+                stored -= map_bytes;
+                values
+            } else if let Some(m) = sparse.map {
+                m
+            } else {
+                if sparse.pairs.len() % 2 != 0 {
+                    return Err(bad_sparse("GNU.sparse.offset without numbytes".into()));
+                }
+                sparse.pairs
+            };
+            sparse_map = Some((flat, realsize));
+        }
+
+        let data_start = self.buf.pos();
+        let (size, segments, data_len) = match (&kind, sparse_map) {
+            (EntryKind::File, Some((flat, realsize))) => {
+                let (segs, total) = segments_from_pairs(&flat, realsize).map_err(bad_sparse)?;
+                if total > stored {
+                    return Err(bad_sparse(format!(
+                        "map describes {total} data bytes but the entry stores only {stored}"
+                    )));
+                }
+                (realsize, segs, total)
+            }
+            (EntryKind::File, None) => {
+                let segs = if stored > 0 {
+                    vec![Segment {
+                        offset: 0,
+                        len: stored,
+                    }]
+                } else {
+                    vec![]
+                };
+                (stored, segs, stored)
+            }
+            _ => (0, vec![], 0),
+        };
+
+        let mut xattrs = std::mem::take(&mut attrs.xattrs);
+        for (text, name) in [
+            (&attrs.acl_access, &b"system.posix_acl_access"[..]),
+            (&attrs.acl_default, &b"system.posix_acl_default"[..]),
+        ] {
+            let Some(text) = text else { continue };
+            // An explicit xattr of the same name wins over the text form.
+            if xattrs.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            match acl::text_to_xattr(text) {
+                Ok(Some(v)) => xattrs.push((name.to_vec(), v)),
+                Ok(None) => {}
+                Err(detail) => {
+                    return Err(TarError::BadAcl {
+                        path: disp,
+                        offset: first,
+                        text: String::from_utf8_lossy(text).into_owned(),
+                        detail,
+                    })
+                }
+            }
+        }
+
+        self.cur = Some(Current {
+            path: disp,
+            offset: first,
+            is_file: kind == EntryKind::File,
+            data_start,
+            data_len,
+            consumed: 0,
+            end: region_end,
+            seg_lens: segments.iter().map(|s| s.len).collect(),
+        });
+        Ok(Entry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            atime,
+            ctime,
+            xattrs,
+            size,
+            segments,
+            source_offset: first,
+        })
+    }
+
+    /// Old GNU sparse map: 4 slots in the header, then 21 per extension
+    /// block while `isextended` is set (GNU tar manual, "Old GNU Format").
+    fn old_gnu_map(
+        &mut self,
+        h: &Header<'_>,
+        path: &str,
+        first: u64,
+    ) -> Result<Vec<u64>, TarError> {
+        let bad = |detail: String| TarError::BadSparse {
+            path: path.to_string(),
+            offset: first,
+            detail,
+        };
+        let mut flat = Vec::new();
+        let mut ended = false;
+        let mut add = |slots: &mut dyn Iterator<Item = (&[u8], &[u8])>,
+                       flat: &mut Vec<u64>|
+         -> Result<(), TarError> {
+            for (off, len) in slots {
+                if ended || slot_empty(off) {
+                    ended = true;
+                    continue;
+                }
+                let o =
+                    parse_unsigned(off).map_err(|_| bad(format!("bad offset {:?}", shown(off))))?;
+                let l =
+                    parse_unsigned(len).map_err(|_| bad(format!("bad length {:?}", shown(len))))?;
+                flat.extend([o, l]);
+            }
+            if flat.len() / 2 > MAX_SEGMENTS {
+                return Err(bad(format!("more than {MAX_SEGMENTS} segments")));
+            }
+            Ok(())
+        };
+        add(&mut h.gnu_sparse_slots(), &mut flat)?;
+        let mut extended = h.gnu_is_extended();
+        let mut block: Block = [0; BLOCK];
+        while extended {
+            let at = self.buf.pos();
+            let n = self.buf.read_full(&mut block).map_err(io_err(at))?;
+            if n < BLOCK {
+                return Err(TarError::Truncated {
+                    what: "in sparse map extension header".into(),
+                    path: path.to_string(),
+                    offset: first,
+                });
+            }
+            add(&mut sparse_slots(&block[..504]), &mut flat)?;
+            extended = block[504] != 0;
+        }
+        Ok(flat)
+    }
+
+    /// PAX 1.0 sparse map at the start of the data area. Returns the flat
+    /// map and how many data bytes (whole blocks) it occupied.
+    fn data_map(
+        &mut self,
+        stored: u64,
+        path: &str,
+        first: u64,
+    ) -> Result<(Vec<u64>, u64), TarError> {
+        let mut parser = DataMapParser::default();
+        let mut block: Block = [0; BLOCK];
+        let mut used = 0u64;
+        loop {
+            if used + BLOCK as u64 > stored.min(MAX_MAP_BYTES) {
+                return Err(TarError::BadSparse {
+                    path: path.to_string(),
+                    offset: first,
+                    detail: format!("in-data map does not end within {used} bytes"),
+                });
+            }
+            let at = self.buf.pos();
+            let n = self.buf.read_full(&mut block).map_err(io_err(at))?;
+            if n < BLOCK {
+                return Err(TarError::Truncated {
+                    what: "in sparse map".into(),
+                    path: path.to_string(),
+                    offset: first,
+                });
+            }
+            used += BLOCK as u64;
+            let done = parser.feed(&block).map_err(|detail| TarError::BadSparse {
+                path: path.to_string(),
+                offset: first,
+                detail,
+            })?;
+            if done {
+                return Ok((parser.into_values(), used));
+            }
+        }
+    }
+
+    /// Skip the rest of the current member (unread data and padding).
+    fn skip_to_end(&mut self, cur: &Current) -> Result<(), TarError> {
+        let pos = self.buf.pos();
+        let want = cur.end.saturating_sub(pos);
+        let got = self.buf.skip(want).map_err(io_err(pos))?;
+        if got < want {
+            let ended = pos + got;
+            let data_end = cur.data_start + cur.data_len;
+            let what = if ended < data_end {
+                format!(
+                    "in file data (expected {} bytes, archive ended after {})",
+                    cur.data_len,
+                    ended.saturating_sub(cur.data_start)
+                )
+            } else {
+                format!("in the padding after the data (archive ended at byte {ended})")
+            };
+            return Err(TarError::Truncated {
+                what,
+                path: cur.path.clone(),
+                offset: cur.offset,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Best-known name while only extension headers have been read.
+fn ext_name(ext: &Pending) -> String {
+    ext.long_name
+        .as_deref()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap_or_default()
+}
+
+impl<R: TarSource> FileData for TarReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let Some(cur) = self.cur.as_mut() else {
+            return Ok(0);
+        };
+        let left = cur.data_len - cur.consumed;
+        if left == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        let want = out.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.buf.read(&mut out[..want])?;
+        if n == 0 {
+            let err = TarError::Truncated {
+                what: format!(
+                    "in file data (expected {} bytes, archive ended after {})",
+                    cur.data_len, cur.consumed
+                ),
+                path: cur.path.clone(),
+                offset: cur.offset,
+            };
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, err));
+        }
+        cur.consumed += n as u64;
+        Ok(n)
+    }
+
+    fn raw_location(&self) -> Option<RawLocation<'_>> {
+        let cur = self.cur.as_ref().filter(|c| c.is_file)?;
+        let (file, start) = self.buf.raw_offset(cur.data_start)?;
+        let mut offsets = Vec::with_capacity(cur.seg_lens.len());
+        let mut at = start;
+        for len in &cur.seg_lens {
+            offsets.push(at);
+            at += len;
+        }
+        Some(RawLocation { file, offsets })
+    }
+
+    fn mark_consumed(&mut self) {
+        if let Some(cur) = self.cur.as_mut() {
+            cur.consumed = cur.data_len;
+        }
+    }
+}

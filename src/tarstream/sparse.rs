@@ -1,0 +1,149 @@
+//! GNU sparse maps (GNU tar manual, "Sparse Formats"): building the logical
+//! segment list from the old GNU header map, PAX 0.0/0.1 records, or the
+//! PAX 1.0 map at the start of the data area, and checking it is sane.
+//!
+//! In every format the stored data is the segments' bytes back to back, so
+//! the data for segment `i` starts at the sum of the earlier lengths.
+
+use crate::tree::Segment;
+
+/// Upper bound on segments per file, so a hostile map cannot make us
+/// allocate without limit (16 bytes each: 64 MiB at most).
+pub const MAX_SEGMENTS: usize = 1 << 22;
+
+/// Upper bound on the size of a PAX 1.0 in-data map.
+pub const MAX_MAP_BYTES: u64 = 64 << 20;
+
+/// Turn a flat offset,len,... list into validated segments: sorted,
+/// non-overlapping, inside `realsize`. Zero-length segments (GNU tar ends
+/// maps with one at `realsize`) are dropped. Returns the segments and the
+/// total data length.
+pub fn segments_from_pairs(flat: &[u64], realsize: u64) -> Result<(Vec<Segment>, u64), String> {
+    if flat.len() % 2 != 0 {
+        return Err("odd number of map values".into());
+    }
+    if flat.len() / 2 > MAX_SEGMENTS {
+        return Err(format!("more than {MAX_SEGMENTS} segments"));
+    }
+    let mut segs: Vec<Segment> = Vec::with_capacity(flat.len() / 2);
+    let mut end = 0u64;
+    let mut total = 0u64;
+    for p in flat.chunks_exact(2) {
+        let (offset, len) = (p[0], p[1]);
+        let seg_end = offset
+            .checked_add(len)
+            .ok_or_else(|| format!("segment {offset}+{len} overflows"))?;
+        if seg_end > realsize {
+            return Err(format!(
+                "segment {offset}+{len} lies beyond the file size {realsize}"
+            ));
+        }
+        if len == 0 {
+            continue;
+        }
+        if offset < end {
+            return Err(format!(
+                "segment at {offset} overlaps or precedes the previous one (ending at {end})"
+            ));
+        }
+        end = seg_end;
+        total += len; // cannot overflow: bounded by realsize
+        segs.push(Segment { offset, len });
+    }
+    Ok((segs, total))
+}
+
+/// Incremental parser for the PAX 1.0 in-data map: decimal numbers each
+/// ended by '\n' — the count, then offset/size pairs — padded with NULs to
+/// a block boundary.
+#[derive(Default)]
+pub struct DataMapParser {
+    count: Option<u64>,
+    values: Vec<u64>,
+    cur: Option<u64>,
+}
+
+impl DataMapParser {
+    /// Feed one 512-byte block. Returns `Ok(true)` once the map is
+    /// complete (the rest of that block is padding).
+    pub fn feed(&mut self, block: &[u8]) -> Result<bool, String> {
+        for &b in block {
+            if self.done() {
+                return Ok(true);
+            }
+            match b {
+                b'0'..=b'9' => {
+                    let v = self
+                        .cur
+                        .unwrap_or(0)
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add((b - b'0') as u64))
+                        .ok_or("number out of range")?;
+                    self.cur = Some(v);
+                }
+                b'\n' => {
+                    let v = self.cur.take().ok_or("empty number")?;
+                    match self.count {
+                        None => {
+                            if v > MAX_SEGMENTS as u64 {
+                                return Err(format!("{v} segments is more than {MAX_SEGMENTS}"));
+                            }
+                            self.count = Some(v);
+                        }
+                        Some(_) => self.values.push(v),
+                    }
+                }
+                _ => return Err(format!("unexpected byte {b:#04x} in map")),
+            }
+        }
+        Ok(self.done())
+    }
+
+    fn done(&self) -> bool {
+        self.count
+            .is_some_and(|c| self.values.len() as u64 == c * 2)
+    }
+
+    pub fn into_values(self) -> Vec<u64> {
+        self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs() {
+        let (s, t) = segments_from_pairs(&[0, 10, 100, 5, 200, 0], 200).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Segment { offset: 0, len: 10 },
+                Segment {
+                    offset: 100,
+                    len: 5
+                }
+            ]
+        );
+        assert_eq!(t, 15);
+        assert!(segments_from_pairs(&[0, 10, 5, 5], 200).is_err());
+        assert!(segments_from_pairs(&[0, 300], 200).is_err());
+        assert!(segments_from_pairs(&[u64::MAX, 2], u64::MAX).is_err());
+        assert_eq!(segments_from_pairs(&[], 0).unwrap().0, vec![]);
+    }
+
+    #[test]
+    fn data_map() {
+        let mut p = DataMapParser::default();
+        let mut b = [0u8; 512];
+        b[..8].copy_from_slice(b"2\n0\n10\n1");
+        assert!(!p.feed(&b[..8]).unwrap());
+        assert!(p.feed(b"00\n5\n\0\0").unwrap());
+        assert_eq!(p.into_values(), vec![0, 10, 100, 5]);
+        assert!(DataMapParser::default().feed(b"x").is_err());
+        assert!(DataMapParser::default().feed(b"\n").is_err());
+        assert!(DataMapParser::default().feed(b"99999999999\n").is_err());
+        assert!(DataMapParser::default().feed(b"1\n0\0").is_err());
+    }
+}
