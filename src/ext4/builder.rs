@@ -300,6 +300,12 @@ impl Builder {
     fn meta_node(&self, e: &Entry, kind: Kind) -> Result<Node> {
         let mut xattrs = Vec::with_capacity(e.xattrs.len());
         for (n, v) in &e.xattrs {
+            // A minimal access ACL (owner, group, other only) says no more
+            // than the mode bits; the kernel drops it on setxattr
+            // (posix_acl_update_mode), so tar extraction never stores it.
+            if n == b"system.posix_acl_access" && v.len() == 4 + 3 * 8 {
+                continue;
+            }
             xattrs.push(xattr::to_attr(n, v).map_err(|err| Self::entry_err(e, err.to_string()))?);
         }
         // Check the attributes fit now, so the error names this entry.
@@ -535,15 +541,31 @@ impl Builder {
     /// Copy `n` bytes from `src` at `src_off` to the image at `dst` with
     /// copy_file_range (in-kernel, no userspace copy); fall back to
     /// pread/pwrite where the kernel or filesystem cannot.
-    fn copy_raw(&mut self, src: &File, mut src_off: u64, mut dst: u64, mut n: u64, e: &Entry) -> Result<()> {
+    fn copy_raw(
+        &mut self,
+        src: &File,
+        mut src_off: u64,
+        mut dst: u64,
+        mut n: u64,
+        e: &Entry,
+    ) -> Result<()> {
         while n > 0 && self.use_cfr {
             let mut so = src_off;
             let mut d = dst;
-            match rustix::fs::copy_file_range(src, Some(&mut so), &self.file, Some(&mut d), n as usize) {
+            match rustix::fs::copy_file_range(
+                src,
+                Some(&mut so),
+                &self.file,
+                Some(&mut d),
+                n as usize,
+            ) {
                 Ok(0) => {
                     return Err(Self::read_err(
                         e,
-                        io::Error::new(io::ErrorKind::UnexpectedEof, format!("data ended {n} bytes early")),
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("data ended {n} bytes early"),
+                        ),
                     ))
                 }
                 Ok(k) => {
@@ -560,11 +582,15 @@ impl Builder {
         }
         while n > 0 {
             let want = (n as usize).min(CHUNK);
-            let got = read_exact_at(src, &mut self.buf[..want], src_off).map_err(|err| Self::read_err(e, err))?;
+            let got = read_exact_at(src, &mut self.buf[..want], src_off)
+                .map_err(|err| Self::read_err(e, err))?;
             if got < want {
                 return Err(Self::read_err(
                     e,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, format!("data ended {} bytes early", n - got as u64)),
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("data ended {} bytes early", n - got as u64),
+                    ),
                 ));
             }
             self.write_data(dst, want)?;
@@ -576,14 +602,24 @@ impl Builder {
     }
 
     /// Copy `n` bytes from the streaming source to the image at `dst`.
-    fn copy_stream(&mut self, data: &mut dyn FileData, mut dst: u64, mut n: u64, e: &Entry) -> Result<()> {
+    fn copy_stream(
+        &mut self,
+        data: &mut dyn FileData,
+        mut dst: u64,
+        mut n: u64,
+        e: &Entry,
+    ) -> Result<()> {
         while n > 0 {
             let want = (n as usize).min(CHUNK);
-            let got = read_full(data, &mut self.buf[..want]).map_err(|err| Self::read_err(e, err))?;
+            let got =
+                read_full(data, &mut self.buf[..want]).map_err(|err| Self::read_err(e, err))?;
             if got < want {
                 return Err(Self::read_err(
                     e,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, format!("data ended {} bytes early", n - got as u64)),
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("data ended {} bytes early", n - got as u64),
+                    ),
                 ));
             }
             self.write_data(dst, want)?;
@@ -599,7 +635,9 @@ impl Builder {
         let mut i = 0;
         while i < len {
             // Stretch [i, j) over blocks that are all zero or all not.
-            let blk_end = |k: usize| ((((dst + k as u64) / BLOCK_SIZE + 1) * BLOCK_SIZE - dst) as usize).min(len);
+            let blk_end = |k: usize| {
+                ((((dst + k as u64) / BLOCK_SIZE + 1) * BLOCK_SIZE - dst) as usize).min(len)
+            };
             let zero = is_zero(&self.buf[i..blk_end(i)]);
             let mut j = blk_end(i);
             while j < len && is_zero(&self.buf[j..blk_end(j)]) == zero {

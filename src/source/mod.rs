@@ -6,33 +6,42 @@ pub mod dir;
 
 use std::path::Path;
 
+use crate::tarstream::{open_input, TarError, TarInput, TarReader};
 use crate::tree::{Entry, FileData};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(transparent)]
     Dir(#[from] dir::DirError),
+    #[error(transparent)]
+    Tar(#[from] TarError),
 }
 
 pub enum Source {
     Dir(dir::DirSource),
+    Tar(Box<TarReader<TarInput>>),
 }
 
 impl Source {
     /// A directory, or a tar archive (`-` is standard input).
     pub fn open(spec: &Path) -> Result<Self, SourceError> {
-        Ok(Source::Dir(dir::DirSource::new(spec)?))
+        if spec.as_os_str() != "-" && spec.is_dir() {
+            return Ok(Source::Dir(dir::DirSource::new(spec)?));
+        }
+        Ok(Source::Tar(Box::new(TarReader::new(open_input(spec)?))))
     }
 
     pub fn next_entry(&mut self) -> Result<Option<Entry>, SourceError> {
         match self {
             Source::Dir(d) => Ok(d.next_entry()?),
+            Source::Tar(t) => Ok(t.next_entry()?),
         }
     }
 
     pub fn data(&mut self) -> &mut dyn FileData {
         match self {
             Source::Dir(d) => d,
+            Source::Tar(t) => t.as_mut(),
         }
     }
 }
