@@ -122,7 +122,8 @@ pub struct Builder {
     /// Cache of the last parent directory looked up: (path, node).
     last_dir: Option<(Vec<u8>, NodeId)>,
     buf: Vec<u8>,
-    /// copy_file_range works between source and image (until it fails once).
+    /// Use copy_file_range (opt-in: measured 2.5x slower than pread/pwrite on
+    /// a Debian root tarball, the per-file splice setup dominates).
     use_cfr: bool,
 }
 
@@ -169,7 +170,7 @@ impl Builder {
             stats: Stats::default(),
             last_dir: None,
             buf: vec![0u8; CHUNK],
-            use_cfr: std::env::var_os("DIBR_NO_COPY_FILE_RANGE").is_none(),
+            use_cfr: std::env::var_os("DIBR_COPY_FILE_RANGE").is_some(),
         })
     }
 

@@ -764,7 +764,9 @@ impl Builder {
         self.file
             .set_len(blocks_count * BLOCK_SIZE)
             .map_err(|e| self.werr(e))?;
-        self.file.sync_all().map_err(|e| self.werr(e))?;
+        if std::env::var_os("DIBR_NO_FSYNC").is_none() {
+            self.file.sync_all().map_err(|e| self.werr(e))?;
+        }
         Ok(Summary {
             blocks_count,
             free_blocks: free_blocks_total,
