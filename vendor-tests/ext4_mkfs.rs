@@ -161,12 +161,13 @@ fn sanity_check_source(m: &Manifest) {
 /// Check one image made from the torture tree: e2fsck, superblock, htree,
 /// manifest through the kernel, sparse allocation.
 fn judge(img: &Path, want: &Manifest, skip_fields: &[&str], label: Option<&str>, uuid: Option<&str>) {
-    e2fsck_ok(img);
-    check_superblock(img, label, uuid);
-    check_htree(img, &format!("/{BIGDIR}"));
+    // Collect everything before failing, so one run shows all that is wrong.
+    let mut problems = e2fsck_problems(img);
+    problems.extend(superblock_problems(img, label, uuid));
+    problems.extend(htree_problems(img, &format!("/{BIGDIR}")));
     let fields = fields_except(skip_fields);
     let (got, diffs) = compare_image(img, want, &fields);
-    let mut problems = diffs;
+    problems.extend(diffs);
     if let Some(e) = got.get(SPARSE) {
         let blocks: u64 = e["blocks"].parse().unwrap();
         if blocks > 16 {
@@ -192,11 +193,14 @@ fn variant(test: &str, skip_fields: &[&str], make: impl FnOnce(&Path, &Path) -> 
     let img = out_dir.join("image.ext4");
     let opts = Opts { label: Some(LABEL.into()), uuid: Some(UUID.into()), ..Default::default() };
     let r = mkfs_ok(&src, &img, &opts);
-    let said = format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr)).to_lowercase();
-    for w in SUMMARY_WORDS {
-        assert!(said.contains(w), "mkfs summary should mention '{w}':\n{}", out_text(&r));
-    }
     judge(&img, &fx.want, skip_fields, Some(LABEL), Some(UUID));
+    // The summary is part of dibr's contract only (mke2fs -q is silent).
+    if mkfs_impl() == Impl::Dibr {
+        let said = format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr)).to_lowercase();
+        for w in SUMMARY_WORDS {
+            assert!(said.contains(w), "mkfs summary should mention '{w}':\n{}", out_text(&r));
+        }
+    }
 }
 
 const PAX: &[&str] = &["--format=pax", "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner", "--sparse"];
@@ -233,7 +237,9 @@ need('./acl/file', 'SCHILY.acl.access')
 need('./acl/file', 'SCHILY.xattr.system.posix_acl_access')
 need('./acl/dir', 'SCHILY.acl.default')
 need('./xattr/big', 'SCHILY.xattr.user.big')
-need('./links/a', 'SCHILY.xattr.user.link')
+# hard links: only the first of a/b/c in archive order carries the data
+if not any('SCHILY.xattr.user.link' in h.get('./links/' + n, {}) for n in 'abc'):
+    sys.exit("tar lacks user.link on every name of links/a")
 need('./times/1965', 'mtime')
 print("ok")
 "#;
