@@ -417,5 +417,11 @@ fn rootless_mkfs_as_unprivileged_user() {
     // Ownership recorded in the tar must be kept although the writer was not root.
     let o = run_ok(Command::new(tool("debugfs")).arg("-R").arg("stat /links/a").arg(&img));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("User:  1234") && s.contains("Group:  5678"), "uid/gid lost when not root:\n{}", head(&s, 12));
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let after = |k: &str| words.iter().position(|w| *w == k).and_then(|i| words.get(i + 1)).copied();
+    assert!(
+        after("User:") == Some("1234") && after("Group:") == Some("5678"),
+        "uid/gid from the tar lost when not root:\n{}",
+        head(&s, 12)
+    );
 }
