@@ -6,7 +6,7 @@ use std::path::Path;
 
 fn readme_test_command() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = fs::read_to_string(root.join("README.md")).expect("README.md");
+    let readme = format!("\n{}", fs::read_to_string(root.join("README.md")).expect("README.md"));
     let section = readme.split("\n## Testing").nth(1).expect("README.md has a '## Testing' section");
     let section = section.split("\n## ").next().unwrap();
     let block = section.split("```").nth(1).expect("a fenced block in ## Testing");
