@@ -1,0 +1,228 @@
+//! Bad input: `dibr mkfs` must exit non-zero, say what is wrong (naming the
+//! entry) and leave NO output or temp file in the output directory.
+
+mod common;
+use common::*;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Expected message fragments, in one place so they are easy to adjust to the
+/// real wording. Every inner list must match at least one of its words
+/// (case-insensitive) in stdout+stderr. DIGIT means "some number" (the tar
+/// byte offset).
+const DIGIT: &str = "<digit>";
+mod expect {
+    use super::DIGIT;
+    pub const TRUNCATED: &[&[&str]] = &[&["truncated", "unexpected end", "unexpected eof"], &["payload.bin"], &[DIGIT]];
+    pub const CHECKSUM: &[&[&str]] = &[&["checksum"], &[DIGIT]];
+    pub const DOTDOT: &[&[&str]] = &[&[".."], &["evil.txt"]];
+    pub const NAME_TOO_LONG: &[&[&str]] = &[&["255", "too long"]];
+    pub const MISSING_LINK: &[&[&str]] =
+        &[&["missing", "not found", "no such", "does not exist"], &["dangling-link", "absent-target"]];
+    pub const TOO_SMALL: &[&[&str]] = &[&["too small", "does not fit", "doesn't fit", "not fit", "no space"]];
+    pub const EFBIG: &[&[&str]] = &[&["file too large", "efbig", "too large"]];
+    pub const ENOSPC: &[&[&str]] = &[&["no space", "enospc"]];
+}
+
+fn check_message(test: &str, text: &str, groups: &[&[&str]]) {
+    let lower = text.to_lowercase();
+    for g in groups {
+        let hit = g.iter().any(|w| {
+            if *w == DIGIT {
+                lower.chars().any(|c| c.is_ascii_digit())
+            } else {
+                lower.contains(&w.to_lowercase())
+            }
+        });
+        assert!(hit, "{test}: message should contain one of {g:?}; it said:\n{text}");
+    }
+}
+
+/// Run mkfs expecting failure; checks exit code, message, empty out dir.
+fn expect_failure(test: &str, src: Src, out_dir: &Path, opts: &Opts, groups: &[&[&str]]) {
+    let img = out_dir.join("image.ext4");
+    let o = mkfs(&src, &img, opts);
+    let text = out_text(&o);
+    assert!(!o.status.success(), "{test}: mkfs accepted bad input\n{text}");
+    check_message(test, &text, groups);
+    let left = dir_entries(out_dir);
+    assert!(left.is_empty(), "{test}: output/temp files left behind in {out_dir:?}: {left:?}\n{text}");
+}
+
+fn setup(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    if !require(test, false, &["tar", "python3"]) {
+        return None;
+    }
+    let w = scratch(test);
+    let out = w.path().join("out");
+    fs::create_dir(&out).unwrap();
+    Some((w, out))
+}
+
+/// Write a tar with python3's tarfile from a small script body that gets
+/// `tf` (open TarFile) and `add(name, data, **kw)`.
+fn py_tar(path: &Path, body: &str) {
+    let script = format!(
+        r#"import sys, tarfile, io
+tf = tarfile.open(sys.argv[1], "w", format=tarfile.PAX_FORMAT)
+def add(name, data=b"", **kw):
+    ti = tarfile.TarInfo(name)
+    ti.size = len(data)
+    ti.mtime = 1700000000
+    for k, v in kw.items(): setattr(ti, k, v)
+    tf.addfile(ti, io.BytesIO(data) if data else None)
+{body}
+tf.close()
+"#
+    );
+    run_ok(Command::new(tool("python3")).arg("-c").arg(script).arg(path));
+}
+
+#[test]
+fn bad_truncated_tar() {
+    let test = "bad_truncated_tar";
+    let Some((w, out)) = setup(test) else { return };
+    let t = w.path().join("t.tar");
+    py_tar(&t, "add('ok.txt', b'fine\\n')\nadd('payload.bin', bytes(range(256)) * 400)");
+    let data = fs::read(&t).unwrap();
+    // ok.txt: header+data (1024 B); payload.bin: header at 1024, 102400
+    // data bytes from 1536: cut in the middle of them.
+    let cut = 512 * 5 + 50_000;
+    assert!(data.len() > cut + 50_000);
+    fs::write(&t, &data[..cut]).unwrap();
+    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::TRUNCATED);
+}
+
+#[test]
+fn bad_header_checksum() {
+    let test = "bad_header_checksum";
+    let Some((w, out)) = setup(test) else { return };
+    let t = w.path().join("t.tar");
+    py_tar(&t, "add('first.txt', b'1\\n')\nadd('second.txt', b'2\\n')");
+    let mut data = fs::read(&t).unwrap();
+    // Find second.txt's ustar header and flip a byte of its mtime field.
+    let pos = (0..data.len() / 512)
+        .map(|i| i * 512)
+        .find(|&o| data[o..o + 10] == *b"second.txt" && &data[o + 257..o + 262] == b"ustar")
+        .expect("header of second.txt");
+    data[pos + 140] ^= 0x01;
+    fs::write(&t, &data).unwrap();
+    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::CHECKSUM);
+}
+
+#[test]
+fn bad_path_escapes_with_dotdot() {
+    let test = "bad_path_escapes_with_dotdot";
+    let Some((w, out)) = setup(test) else { return };
+    let t = w.path().join("t.tar");
+    py_tar(&t, "add('ok/', type=tarfile.DIRTYPE, mode=0o755)\nadd('ok/../../evil.txt', b'escape\\n')");
+    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::DOTDOT);
+}
+
+#[test]
+fn bad_name_longer_than_255_bytes() {
+    let test = "bad_name_longer_than_255_bytes";
+    let Some((w, out)) = setup(test) else { return };
+    let t = w.path().join("t.tar");
+    py_tar(&t, "add('dir/' + 'x' * 300, b'long\\n')");
+    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::NAME_TOO_LONG);
+}
+
+#[test]
+fn bad_hardlink_to_missing_entry() {
+    let test = "bad_hardlink_to_missing_entry";
+    let Some((w, out)) = setup(test) else { return };
+    let t = w.path().join("t.tar");
+    py_tar(&t, "add('present.txt', b'x\\n')\nadd('dangling-link', type=tarfile.LNKTYPE, linkname='absent-target')");
+    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::MISSING_LINK);
+}
+
+fn tree_with_mb(dir: &Path, mb: usize) -> PathBuf {
+    let tree = dir.join("tree");
+    build_simple_tree(&tree);
+    write_file(&tree.join("big.bin"), &prng_bytes(77, mb << 20));
+    tree
+}
+
+#[test]
+fn bad_size_too_small() {
+    let test = "bad_size_too_small";
+    let Some((w, out)) = setup(test) else { return };
+    let tree = tree_with_mb(w.path(), 4);
+    let t = w.path().join("t.tar");
+    gnu_tar(&tree, &t, &["--format=pax"]);
+    let opts = Opts { size: Some("1M".into()), ..Default::default() };
+    expect_failure(test, Src::Path(t), &out, &opts, expect::TOO_SMALL);
+}
+
+#[test]
+fn bad_output_file_too_large_rlimit_fsize() {
+    let test = "bad_output_file_too_large_rlimit_fsize";
+    let Some((w, out)) = setup(test) else { return };
+    let tree = tree_with_mb(w.path(), 30);
+    let t = w.path().join("t.tar");
+    gnu_tar(&tree, &t, &["--format=pax"]);
+    let img = out.join("image.ext4");
+    let argv = mkfs_argv(&Src::Path(t), &img, &Opts::default());
+    // SIGXFSZ ignored (inherited through exec) so the write fails with EFBIG
+    // instead of killing the process; 20000 x 512 B = ~10 MB limit.
+    let o = run(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"trap '' XFSZ; ulimit -f 20000; exec "$@""#)
+            .arg("sh")
+            .args(&argv)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    let text = out_text(&o);
+    assert!(!o.status.success(), "{test}: mkfs succeeded beyond RLIMIT_FSIZE\n{text}");
+    check_message(test, &text, expect::EFBIG);
+    let left = dir_entries(&out);
+    assert!(left.is_empty(), "{test}: files left behind: {left:?}\n{text}");
+}
+
+#[test]
+fn bad_output_disk_full_tmpfs() {
+    let test = "bad_output_disk_full_tmpfs";
+    let Some((w, out)) = setup(test) else { return };
+    if !require(test, false, &["unshare", "mount"]) {
+        return;
+    }
+    let probe = run(Command::new(tool("unshare")).args(["-rm", "true"]));
+    if !probe.status.success() {
+        skip(test, &format!("user+mount namespaces unavailable: {}", out_text(&probe)));
+        return;
+    }
+    let tree = tree_with_mb(w.path(), 30);
+    let t = w.path().join("t.tar");
+    gnu_tar(&tree, &t, &["--format=pax"]);
+    let img = out.join("image.ext4");
+    let argv = mkfs_argv(&Src::Path(t), &img, &Opts::default());
+    // The tmpfs exists only inside the namespace, so list what is left there.
+    let script = r#"mount -t tmpfs -o size=4m tmpfs "$OUT" || exit 99
+"$@"; rc=$?
+echo "@@LEFT-BEGIN"; ls -A "$OUT"; echo "@@LEFT-END"
+exit $rc"#;
+    let o = run(
+        Command::new(tool("unshare"))
+            .args(["-rm", "sh", "-c", script, "sh"])
+            .args(&argv)
+            .env("OUT", &out)
+            .env_remove("SOURCE_DATE_EPOCH"),
+    );
+    let text = out_text(&o);
+    assert_ne!(o.status.code(), Some(99), "{test}: could not mount tmpfs\n{text}");
+    assert!(!o.status.success(), "{test}: mkfs succeeded on a 4 MiB tmpfs\n{text}");
+    check_message(test, &text, expect::ENOSPC);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let left = stdout
+        .split("@@LEFT-BEGIN")
+        .nth(1)
+        .and_then(|s| s.split("@@LEFT-END").next())
+        .expect("listing of the tmpfs")
+        .trim()
+        .to_string();
+    assert!(left.is_empty(), "{test}: files left on the full tmpfs: {left}\n{text}");
+}
