@@ -179,12 +179,12 @@ fn u32be(b: &[u8], o: usize) -> u32 {
 
 /// Random access to the image bytes.
 pub trait ImageSource {
-    fn len(&self) -> u64;
+    fn size(&self) -> u64;
     fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()>;
 }
 
 impl ImageSource for &[u8] {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         <[u8]>::len(self) as u64
     }
     fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -208,7 +208,7 @@ struct FileSource<'a> {
 }
 
 impl ImageSource for FileSource<'_> {
-    fn len(&self) -> u64 {
+    fn size(&self) -> u64 {
         self.len
     }
     fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -398,10 +398,10 @@ impl<'a> Checker<'a> {
         );
         let need = blocks.checked_mul(BSU);
         ensure!(
-            need.is_some_and(|n| n <= src.len()),
+            need.is_some_and(|n| n <= src.size()),
             Structure::Image,
             "image is {} bytes, the superblock claims {blocks} blocks",
-            src.len()
+            src.size()
         );
         let groups = blocks.div_ceil(BPG);
         let ipg = u32le(&sb, 0x28);
@@ -1305,7 +1305,7 @@ impl<'a> Checker<'a> {
             u32be(&b, 0x1C)
         );
         ensure!(
-            &b[0x30..0x40] == &self.sb[0x68..0x78],
+            b[0x30..0x40] == self.sb[0x68..0x78],
             w,
             "journal UUID differs from the filesystem's"
         );
@@ -1873,4 +1873,412 @@ fn parse_xattr_entries(
         }
     }
     Ok(hashes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext4::{Builder, Options};
+    use crate::tree::{Entry, EntryKind, FileData, Segment, Timestamp};
+    use std::io::Read;
+
+    struct VecData(std::io::Cursor<Vec<u8>>);
+
+    impl FileData for VecData {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime: Timestamp::new(1_700_000_000, 5),
+            atime: None,
+            ctime: None,
+            xattrs: Vec::new(),
+            size: 0,
+            segments: Vec::new(),
+            source_offset: 0,
+        }
+    }
+
+    /// A tree item: the entry and the bytes of its segments, concatenated.
+    type Item = (Entry, Vec<u8>);
+
+    fn file(path: &str, data: &[u8]) -> Item {
+        let mut e = entry(path, EntryKind::File);
+        e.size = data.len() as u64;
+        if !data.is_empty() {
+            e.segments = vec![Segment {
+                offset: 0,
+                len: data.len() as u64,
+            }];
+        }
+        (e, data.to_vec())
+    }
+
+    fn dir(path: &str) -> Item {
+        let mut e = entry(path, EntryKind::Dir);
+        e.mode = 0o755;
+        (e, Vec::new())
+    }
+
+    fn other(path: &str, kind: EntryKind) -> Item {
+        (entry(path, kind), Vec::new())
+    }
+
+    /// Build an image in a temp file; returns the file (for e2fsck) and bytes.
+    fn build(items: &[Item]) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let f = tmp.reopen().unwrap();
+        let opts = Options {
+            label: *b"verify-test\0\0\0\0\0",
+            uuid: None,
+            size_blocks: None,
+            extra_blocks: 0,
+            max_resize_bytes: 1 << 50,
+            journal_blocks: None,
+            source_date_epoch: Some(1_700_000_000),
+        };
+        let mut b = Builder::new(f, tmp.path().to_path_buf(), opts).unwrap();
+        for (e, d) in items {
+            b.add(e, &mut VecData(std::io::Cursor::new(d.clone())))
+                .unwrap();
+        }
+        b.finish().unwrap();
+        let bytes = std::fs::read(tmp.path()).unwrap();
+        (tmp, bytes)
+    }
+
+    fn e2fsck_agrees(tmp: &tempfile::NamedTempFile) {
+        let e2fsck = std::path::Path::new("/usr/sbin/e2fsck");
+        if !e2fsck.exists() {
+            return;
+        }
+        let out = std::process::Command::new(e2fsck)
+            .arg("-fn")
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "e2fsck -fn disagrees:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn good(items: &[Item]) -> (Vec<u8>, Report) {
+        let (tmp, bytes) = build(items);
+        let r = match verify(&bytes) {
+            Ok(r) => r,
+            Err(e) => panic!("verify failed on a writer image: {e}"),
+        };
+        // The file path agrees with the in-memory one.
+        assert_eq!(verify_file(tmp.as_file()).unwrap(), r);
+        e2fsck_agrees(&tmp);
+        (bytes, r)
+    }
+
+    fn sparse(path: &str, pieces: &[(u64, usize)], size: u64) -> Item {
+        let mut e = entry(path, EntryKind::File);
+        e.size = size;
+        let mut data = Vec::new();
+        for (i, &(off, len)) in pieces.iter().enumerate() {
+            e.segments.push(Segment {
+                offset: off,
+                len: len as u64,
+            });
+            data.extend(std::iter::repeat_n(i as u8 + 1, len));
+        }
+        (e, data)
+    }
+
+    /// A varied tree: small files, a sparse file with an extent block, hard
+    /// links, symlinks, devices, xattrs (one 3000-byte).
+    fn varied() -> Vec<Item> {
+        let mut v = vec![
+            dir(""),
+            dir("etc"),
+            file("etc/hostname", b"box\n"),
+            file("etc/empty", b""),
+            file("big", &vec![0xAB; 3 * 4096 + 17]),
+            other("etc/link", EntryKind::HardLink(b"etc/hostname".to_vec())),
+            other("etc/link2", EntryKind::HardLink(b"etc/hostname".to_vec())),
+            other("short", EntryKind::Symlink(b"etc/hostname".to_vec())),
+            other("long", EntryKind::Symlink(vec![b'x'; 300])),
+            other("dev/null", EntryKind::CharDev { major: 1, minor: 3 }),
+            other(
+                "dev/big",
+                EntryKind::BlockDev {
+                    major: 259,
+                    minor: 70000,
+                },
+            ),
+            other("run/fifo", EntryKind::Fifo),
+            other("run/sock", EntryKind::Socket),
+            // 10 separated pieces: 10 extents, so a leaf block.
+            sparse(
+                "sparse",
+                &(0..10).map(|i| (i * 1_000_000, 5000)).collect::<Vec<_>>(),
+                20_000_000,
+            ),
+        ];
+        let mut x = file("xattrs", b"attrs");
+        x.0.xattrs = vec![
+            (b"user.small".to_vec(), b"v".to_vec()),
+            (b"security.capability".to_vec(), vec![1; 20]),
+            (b"user.big".to_vec(), vec![7; 3000]),
+        ];
+        v.push(x);
+        // Two files with the same block xattrs share the block.
+        for p in ["shared1", "shared2"] {
+            let mut s = file(p, b"s");
+            s.0.xattrs = vec![(b"user.big".to_vec(), vec![9; 2000])];
+            v.push(s);
+        }
+        let mut d = dir("etc/withattr");
+        d.0.xattrs = vec![(b"trusted.x".to_vec(), b"y".to_vec())];
+        v.push(d);
+        v
+    }
+
+    #[test]
+    fn empty_tree() {
+        let (_, r) = good(&[]);
+        assert_eq!(r.dirs, 2); // root, lost+found
+        assert_eq!(r.files, 0);
+        assert!(r.blocks_used > 1024);
+    }
+
+    #[test]
+    fn varied_tree() {
+        let (_, r) = good(&varied());
+        assert_eq!(r.symlinks, 2);
+        assert_eq!(r.special, 4);
+        assert_eq!(r.xattr_blocks, 2);
+        // hostname, empty, big, sparse, xattrs, shared1, shared2.
+        assert_eq!(r.files, 7);
+    }
+
+    #[test]
+    fn many_files_and_htree() {
+        let mut v = vec![dir("")];
+        for i in 0..3000 {
+            v.push(file(
+                &format!("huge/entry-with-a-longish-name-{i:05}"),
+                b"x",
+            ));
+        }
+        for i in 0..200 {
+            v.push(file(&format!("d{}/f{i}", i % 7), &[i as u8; 100]));
+        }
+        let (_, r) = good(&v);
+        assert_eq!(r.files, 3200);
+        assert_eq!(r.dirs, 2 + 1 + 7);
+    }
+
+    // ---- corruption: the checker must fail, naming the structure ----
+
+    fn fails(img: &[u8], pred: impl Fn(&Structure) -> bool) -> VerifyError {
+        match verify(img) {
+            Ok(_) => panic!("verify accepted a corrupted image"),
+            Err(e) => {
+                assert!(pred(&e.what), "wrong structure blamed: {e}");
+                e
+            }
+        }
+    }
+
+    /// Byte offset of inode `ino`'s record.
+    fn inode_off(img: &[u8], ino: u32) -> usize {
+        let ipg = u32le(img, 1024 + 0x28);
+        let g = (ino - 1) / ipg;
+        assert!(g < 64);
+        let d = 4096 + 64 * g as usize;
+        let table = u32le(img, d + 8) as usize;
+        table * BS + ((ino - 1) % ipg) as usize * INODE_SIZE
+    }
+
+    fn reseal_inode(img: &mut [u8], ino: u32) {
+        let o = inode_off(img, ino);
+        let fseed = fs_seed(img);
+        let rec = &mut img[o..o + INODE_SIZE];
+        rec[0x7C..0x7E].fill(0);
+        rec[0x82..0x84].fill(0);
+        let seed = raw(raw(fseed, &ino.to_le_bytes()), &rec[0x64..0x68]);
+        let c = raw(seed, rec);
+        rec[0x7C..0x7E].copy_from_slice(&(c as u16).to_le_bytes());
+        rec[0x82..0x84].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
+    }
+
+    fn fs_seed(img: &[u8]) -> u32 {
+        raw(!0, &img[1024 + 0x68..1024 + 0x78])
+    }
+
+    /// Physical block of the first extent in an inode with a depth-0 root.
+    fn first_pblk(img: &[u8], ino: u32) -> usize {
+        let o = inode_off(img, ino) + 0x28;
+        u32le(img, o + 12 + 8) as usize
+    }
+
+    /// Inode number of `name` in the root (a linear scan of block 0 or
+    /// the leaves of a small root).
+    fn lookup_root(img: &[u8], name: &[u8]) -> u32 {
+        let b = first_pblk(img, 2) * BS;
+        let mut off = 0;
+        while off < BS - 12 {
+            let ino = u32le(img, b + off);
+            let rl = u16le(img, b + off + 4) as usize;
+            let nl = img[b + off + 6] as usize;
+            if ino != 0 && &img[b + off + 8..b + off + 8 + nl] == name {
+                return ino;
+            }
+            off += rl;
+        }
+        panic!("{name:?} not in root");
+    }
+
+    #[test]
+    fn corrupt_superblock() {
+        let (img, _) = good(&[file("a", b"a")]);
+        let mut bad = img.clone();
+        bad[1024 + 0x10] ^= 1; // s_free_inodes_count, checksum now wrong
+        fails(&bad, |s| *s == Structure::Superblock);
+        // Same change with the checksum fixed: the count check catches it.
+        let c = raw(!0, &bad[1024..1024 + 0x3FC]);
+        bad[1024 + 0x3FC..1024 + 0x400].copy_from_slice(&c.to_le_bytes());
+        let e = fails(&bad, |s| *s == Structure::Superblock);
+        assert!(e.detail.contains("s_free_inodes_count"), "{e}");
+        // A feature bit.
+        let mut bad = img.clone();
+        bad[1024 + 0x5C] |= 0x1; // dir_prealloc
+        let c = raw(!0, &bad[1024..1024 + 0x3FC]);
+        bad[1024 + 0x3FC..1024 + 0x400].copy_from_slice(&c.to_le_bytes());
+        let e = fails(&bad, |s| *s == Structure::Superblock);
+        assert!(e.detail.contains("s_feature_compat"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_descriptor() {
+        let (img, _) = good(&[file("a", b"a")]);
+        let mut bad = img.clone();
+        bad[4096 + 0x10] ^= 1; // group 0 bg_used_dirs_count
+        fails(&bad, |s| *s == Structure::GroupDesc { group: 0 });
+    }
+
+    #[test]
+    fn corrupt_inode_mode() {
+        let (img, _) = good(&[file("a", b"a")]);
+        let ino = lookup_root(&img, b"a");
+        let o = inode_off(&img, ino);
+        let mut bad = img.clone();
+        bad[o + 1] ^= 0x40; // S_IFREG -> another type
+        fails(&bad, |s| *s == Structure::Inode { ino });
+        // With a valid checksum: a FIFO with extents, or a mismatching entry.
+        reseal_inode(&mut bad, ino);
+        fails(&bad, |s| {
+            *s == Structure::Inode { ino } || *s == Structure::Dir { ino: 2 }
+        });
+        // Wrong link count, resealed.
+        let mut bad = img.clone();
+        bad[o + 0x1A] = 2;
+        reseal_inode(&mut bad, ino);
+        let e = fails(&bad, |s| *s == Structure::Inode { ino });
+        assert!(e.detail.contains("i_links_count"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_dir_block() {
+        let (img, _) = good(&[file("hello", b"a")]);
+        let b = first_pblk(&img, 2) * BS;
+        let mut bad = img.clone();
+        bad[b + 24 + 8] = b'j'; // first name after "." and ".."
+        fails(&bad, |s| *s == Structure::Dir { ino: 2 });
+    }
+
+    #[test]
+    fn corrupt_htree() {
+        let mut v = vec![dir("")];
+        for i in 0..600 {
+            v.push(file(&format!("d/name-{i:04}"), b""));
+        }
+        let (img, _) = good(&v);
+        let ino = lookup_root(&img, b"d");
+        assert!(u32le(&img, inode_off(&img, ino) + 0x20) & INDEX_FL != 0);
+        let root = first_pblk(&img, ino) * BS;
+        let mut bad = img.clone();
+        bad[root + 0x28] ^= 0x80; // second dx entry's hash
+        fails(&bad, |s| *s == Structure::Htree { ino });
+    }
+
+    #[test]
+    fn corrupt_extent_block() {
+        let (img, _) = good(&[sparse(
+            "s",
+            &(0..8).map(|i| (i * 100_000, 10)).collect::<Vec<_>>(),
+            1_000_000,
+        )]);
+        let ino = lookup_root(&img, b"s");
+        let o = inode_off(&img, ino) + 0x28;
+        assert_eq!(u16le(&img, o + 6), 1, "expected a depth-1 tree");
+        let leaf = u32le(&img, o + 12 + 4) as usize * BS;
+        let mut bad = img.clone();
+        bad[leaf + 12 + 12] ^= 1; // second extent's logical block
+        fails(&bad, |s| *s == Structure::ExtentTree { ino });
+    }
+
+    #[test]
+    fn corrupt_block_bitmap() {
+        let (img, _) = good(&[file("a", b"a")]);
+        let ino = lookup_root(&img, b"a");
+        let bbm = u32le(&img, 4096) as usize * BS;
+        // Clear the bit of the file's data block.
+        let data = first_pblk(&img, ino);
+        assert!(data < 32768);
+        assert_ne!(img[bbm + data / 8] & (1 << (data % 8)), 0);
+        let mut bad = img.clone();
+        bad[bbm + data / 8] &= !(1 << (data % 8));
+        fails(&bad, |s| *s == Structure::BlockBitmap { group: 0 });
+        // Fix the bitmap checksum, free counts and descriptor checksum: the
+        // ownership check still finds the block in use but marked free.
+        let seed = fs_seed(&bad);
+        let c = raw(seed, &bad[bbm..bbm + BS]);
+        let d = 4096;
+        bad[d + 0x18..d + 0x1A].copy_from_slice(&(c as u16).to_le_bytes());
+        bad[d + 0x38..d + 0x3A].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
+        let fb = u16le(&bad, d + 0x0C) + 1;
+        bad[d + 0x0C..d + 0x0E].copy_from_slice(&fb.to_le_bytes());
+        bad[d + 0x1E..d + 0x20].fill(0);
+        let dc = raw(raw(seed, &0u32.to_le_bytes()), &bad[d..d + 64]);
+        bad[d + 0x1E..d + 0x20].copy_from_slice(&(dc as u16).to_le_bytes());
+        // Copies of the descriptor block in groups 1 and 63 (if present).
+        let blocks = u32le(&img, 1024 + 4) as usize;
+        let groups = blocks.div_ceil(32768);
+        for g in [1usize, 63] {
+            if g < groups {
+                let b = meta_gdt_block(g as u64).unwrap() as usize * BS;
+                let copy = bad[d..d + 64].to_vec();
+                bad[b..b + 64].copy_from_slice(&copy);
+            }
+        }
+        let sfree = u32le(&bad, 1024 + 0x0C) + 1;
+        bad[1024 + 0x0C..1024 + 0x10].copy_from_slice(&sfree.to_le_bytes());
+        let c = raw(!0, &bad[1024..1024 + 0x3FC]);
+        bad[1024 + 0x3FC..1024 + 0x400].copy_from_slice(&c.to_le_bytes());
+        let e = fails(&bad, |s| *s == Structure::Block { block: data as u64 });
+        assert!(e.detail.contains("free in the bitmap"), "{e}");
+    }
+
+    #[test]
+    fn truncated_image() {
+        let (img, _) = good(&[]);
+        fails(&img[..img.len() - 4096], |s| *s == Structure::Image);
+        fails(&img[..100], |s| *s == Structure::Superblock);
+    }
 }
