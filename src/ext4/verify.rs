@@ -146,6 +146,9 @@ pub struct Report {
     /// Device nodes, FIFOs and sockets.
     pub special: u64,
     pub xattr_blocks: u64,
+    /// Directories with a hash-tree index, and their dx_node blocks.
+    pub indexed_dirs: u64,
+    pub dx_nodes: u64,
 }
 
 type R<T> = Result<T, VerifyError>;
@@ -1322,7 +1325,11 @@ impl<'a> Checker<'a> {
         let mut lpf = false;
         while let Some(d) = stack.pop() {
             let parent = parent_of[&d];
-            let entries = self.read_dir(d, parent)?;
+            let (entries, dx_nodes) = self.read_dir(d, parent)?;
+            if self.inodes[&d].flags & INDEX_FL != 0 {
+                self.report.indexed_dirs += 1;
+                self.report.dx_nodes += dx_nodes;
+            }
             let mut subdirs = 0u64;
             for (name, ino, _) in &entries {
                 *names.entry(*ino).or_default() += 1;
@@ -1380,10 +1387,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Entries of directory `d` (without "." and ".."), fully checked.
-    fn read_dir(&self, d: u32, parent: u32) -> R<Vec<(Vec<u8>, u32, u8)>> {
+    /// Also returns the number of dx_node blocks.
+    fn read_dir(&self, d: u32, parent: u32) -> R<(Vec<(Vec<u8>, u32, u8)>, u64)> {
         let info = &self.inodes[&d];
         let w = Structure::Dir { ino: d };
         let mut out = Vec::new();
+        let mut dx_nodes = 0;
         if info.flags & INDEX_FL == 0 {
             for (l, &p) in info.map.iter().enumerate() {
                 let b = self.block(w.clone(), p)?;
@@ -1447,6 +1456,7 @@ impl<'a> Checker<'a> {
                     leaves.push((key, blk));
                 } else {
                     role[blk] = 2;
+                    dx_nodes += 1;
                     let nb = self.block(hw.clone(), info.map[blk])?;
                     ensure!(
                         u32le(&nb, 0) == 0
@@ -1506,7 +1516,7 @@ impl<'a> Checker<'a> {
                 String::from_utf8_lossy(name)
             );
         }
-        Ok(out)
+        Ok((out, dx_nodes))
     }
 
     /// Check a leaf block; `range` is (index key, next key) for htree leaves.
@@ -1934,6 +1944,12 @@ mod tests {
 
     /// Build an image in a temp file; returns the file (for e2fsck) and bytes.
     fn build(items: &[Item]) -> (tempfile::NamedTempFile, Vec<u8>) {
+        let tmp = build_file(items, 1 << 50);
+        let bytes = std::fs::read(tmp.path()).unwrap();
+        (tmp, bytes)
+    }
+
+    fn build_file(items: &[Item], max_resize_bytes: u64) -> tempfile::NamedTempFile {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let f = tmp.reopen().unwrap();
         let opts = Options {
@@ -1941,7 +1957,7 @@ mod tests {
             uuid: None,
             size_blocks: None,
             extra_blocks: 0,
-            max_resize_bytes: 1 << 50,
+            max_resize_bytes,
             journal_blocks: None,
             source_date_epoch: Some(1_700_000_000),
         };
@@ -1951,8 +1967,7 @@ mod tests {
                 .unwrap();
         }
         b.finish().unwrap();
-        let bytes = std::fs::read(tmp.path()).unwrap();
-        (tmp, bytes)
+        tmp
     }
 
     fn e2fsck_agrees(tmp: &tempfile::NamedTempFile) {
@@ -1994,7 +2009,7 @@ mod tests {
                 offset: off,
                 len: len as u64,
             });
-            data.extend(std::iter::repeat_n(i as u8 + 1, len));
+            data.extend(std::iter::repeat(i as u8 + 1).take(len));
         }
         (e, data)
     }
@@ -2080,7 +2095,45 @@ mod tests {
         }
         let (_, r) = good(&v);
         assert_eq!(r.files, 3200);
+        assert_eq!(r.indexed_dirs, 1);
+        assert_eq!(r.dx_nodes, 0);
         assert_eq!(r.dirs, 2 + 1 + 7);
+    }
+
+    /// 8000 long names: a two-level htree (dx_node blocks), and with 496
+    /// inodes per group 17 groups, so backup superblocks and descriptor
+    /// copies exist. Checked from the file (the image is sparse, ~2 GiB).
+    #[test]
+    fn multi_group_and_two_level_htree() {
+        let mut v = vec![dir("")];
+        for i in 0..8000 {
+            v.push(file(&format!("deep/{i:05}-{}", "n".repeat(244)), b""));
+        }
+        let tmp = build_file(&v, 1 << 50);
+        let r = verify_file(tmp.as_file()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.groups >= 17, "{r:?}");
+        assert_eq!(r.files, 8000);
+        assert_eq!(r.indexed_dirs, 1);
+        assert!(r.dx_nodes >= 2, "{r:?}");
+        e2fsck_agrees(&tmp);
+        // Corrupt the backup superblock and the descriptor copy in group 1.
+        let f = tmp.as_file();
+        let flip = |off: u64| {
+            let mut b = [0u8; 1];
+            f.read_exact_at(&mut b, off).unwrap();
+            b[0] ^= 0x10;
+            f.write_all_at(&b, off).unwrap();
+        };
+        let g1 = BPG * BSU;
+        flip(g1 + 0x78); // s_volume_name
+        let e = verify_file(f).unwrap_err();
+        assert_eq!(e.what, Structure::BackupSuperblock { group: 1 }, "{e}");
+        flip(g1 + 0x78);
+        flip(g1 + BSU + 64 * 3 + 0x0C); // group 3's free blocks, copy in group 1
+        let e = verify_file(f).unwrap_err();
+        assert_eq!(e.what, Structure::GroupDesc { group: 3 }, "{e}");
+        flip(g1 + BSU + 64 * 3 + 0x0C);
+        verify_file(f).unwrap();
     }
 
     // ---- corruption: the checker must fail, naming the structure ----
