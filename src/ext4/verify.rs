@@ -152,6 +152,8 @@ pub struct Report {
 }
 
 type R<T> = Result<T, VerifyError>;
+/// A directory entry: name, inode, file type.
+type DirEnt = (Vec<u8>, u32, u8);
 
 fn err<T>(what: Structure, detail: impl Into<String>) -> R<T> {
     Err(VerifyError {
@@ -1318,6 +1320,11 @@ impl<'a> Checker<'a> {
     /// Walk the directory tree from the root: entries, htree, link counts,
     /// reachability.
     fn check_tree(&mut self) -> R<()> {
+        ensure!(
+            self.inodes.contains_key(&ROOT_INO),
+            Structure::Inode { ino: ROOT_INO },
+            "root inode is not in use"
+        );
         let mut names: HashMap<u32, u32> = HashMap::new();
         let mut parent_of: HashMap<u32, u32> = HashMap::new();
         parent_of.insert(ROOT_INO, ROOT_INO);
@@ -1343,9 +1350,12 @@ impl<'a> Checker<'a> {
                         String::from_utf8_lossy(name)
                     );
                     stack.push(*ino);
-                    if d == ROOT_INO && name == b"lost+found" {
-                        lpf = true;
-                    }
+                }
+                // lost+found: the writer makes a directory unless the tree
+                // itself holds a non-directory of that name (kept as is;
+                // e2fsck -fn accepts that too).
+                if d == ROOT_INO && name == b"lost+found" {
+                    lpf = true;
                 }
             }
             let links = self.inodes[&d].links as u64;
@@ -1356,11 +1366,7 @@ impl<'a> Checker<'a> {
                 "i_links_count {links}, expected {want} (2 + {subdirs} subdirectories)"
             );
         }
-        ensure!(
-            lpf,
-            Structure::Dir { ino: ROOT_INO },
-            "no lost+found directory"
-        );
+        ensure!(lpf, Structure::Dir { ino: ROOT_INO }, "no lost+found entry");
         let mut inos: Vec<u32> = self.inodes.keys().copied().collect();
         inos.sort_unstable();
         for ino in inos {
@@ -1388,7 +1394,7 @@ impl<'a> Checker<'a> {
 
     /// Entries of directory `d` (without "." and ".."), fully checked.
     /// Also returns the number of dx_node blocks.
-    fn read_dir(&self, d: u32, parent: u32) -> R<(Vec<(Vec<u8>, u32, u8)>, u64)> {
+    fn read_dir(&self, d: u32, parent: u32) -> R<(Vec<DirEnt>, u64)> {
         let info = &self.inodes[&d];
         let w = Structure::Dir { ino: d };
         let mut out = Vec::new();
@@ -1529,7 +1535,7 @@ impl<'a> Checker<'a> {
         iseed: u32,
         dots: Option<u32>,
         range: Option<(u32, Option<u32>)>,
-        out: &mut Vec<(Vec<u8>, u32, u8)>,
+        out: &mut Vec<DirEnt>,
     ) -> R<()> {
         let w = Structure::Dir { ino: d };
         let t = BS - 12;
@@ -2134,6 +2140,12 @@ mod tests {
         assert_eq!(e.what, Structure::GroupDesc { group: 3 }, "{e}");
         flip(g1 + BSU + 64 * 3 + 0x0C);
         verify_file(f).unwrap();
+    }
+
+    #[test]
+    fn lost_found_shadowed_by_a_file() {
+        let (_, r) = good(&[file("lost+found", b"x")]);
+        assert_eq!((r.dirs, r.files), (1, 1));
     }
 
     // ---- corruption: the checker must fail, naming the structure ----
