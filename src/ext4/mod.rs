@@ -17,6 +17,7 @@ pub mod inode;
 pub mod journal;
 pub mod layout;
 pub mod superblock;
+pub mod verify;
 pub mod xattr;
 
 pub use builder::{Builder, Options};
