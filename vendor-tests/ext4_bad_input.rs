@@ -15,13 +15,25 @@ use std::process::Command;
 const DIGIT: &str = "<digit>";
 mod expect {
     use super::DIGIT;
-    pub const TRUNCATED: &[&[&str]] = &[&["truncated", "unexpected end", "unexpected eof"], &["payload.bin"], &[DIGIT]];
+    pub const TRUNCATED: &[&[&str]] = &[
+        &["truncated", "unexpected end", "unexpected eof"],
+        &["payload.bin"],
+        &[DIGIT],
+    ];
     pub const CHECKSUM: &[&[&str]] = &[&["checksum"], &[DIGIT]];
     pub const DOTDOT: &[&[&str]] = &[&[".."], &["evil.txt"]];
     pub const NAME_TOO_LONG: &[&[&str]] = &[&["255", "too long"]];
-    pub const MISSING_LINK: &[&[&str]] =
-        &[&["missing", "not found", "no such", "does not exist"], &["dangling-link", "absent-target"]];
-    pub const TOO_SMALL: &[&[&str]] = &[&["too small", "does not fit", "doesn't fit", "not fit", "no space"]];
+    pub const MISSING_LINK: &[&[&str]] = &[
+        &["missing", "not found", "no such", "does not exist"],
+        &["dangling-link", "absent-target"],
+    ];
+    pub const TOO_SMALL: &[&[&str]] = &[&[
+        "too small",
+        "does not fit",
+        "doesn't fit",
+        "not fit",
+        "no space",
+    ]];
     pub const EFBIG: &[&[&str]] = &[&["file too large", "efbig", "too large"]];
     pub const ENOSPC: &[&[&str]] = &[&["no space", "enospc"]];
 }
@@ -36,7 +48,10 @@ fn check_message(test: &str, text: &str, groups: &[&[&str]]) {
                 lower.contains(&w.to_lowercase())
             }
         });
-        assert!(hit, "{test}: message should contain one of {g:?}; it said:\n{text}");
+        assert!(
+            hit,
+            "{test}: message should contain one of {g:?}; it said:\n{text}"
+        );
     }
 }
 
@@ -45,10 +60,16 @@ fn expect_failure(test: &str, src: Src, out_dir: &Path, opts: &Opts, groups: &[&
     let img = out_dir.join("image.ext4");
     let o = mkfs(&src, &img, opts);
     let text = out_text(&o);
-    assert!(!o.status.success(), "{test}: mkfs accepted bad input\n{text}");
+    assert!(
+        !o.status.success(),
+        "{test}: mkfs accepted bad input\n{text}"
+    );
     check_message(test, &text, groups);
     let left = dir_entries(out_dir);
-    assert!(left.is_empty(), "{test}: output/temp files left behind in {out_dir:?}: {left:?}\n{text}");
+    assert!(
+        left.is_empty(),
+        "{test}: output/temp files left behind in {out_dir:?}: {left:?}\n{text}"
+    );
 }
 
 fn setup(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
@@ -77,7 +98,12 @@ def add(name, data=b"", **kw):
 tf.close()
 "#
     );
-    run_ok(Command::new(tool("python3")).arg("-c").arg(script).arg(path));
+    run_ok(
+        Command::new(tool("python3"))
+            .arg("-c")
+            .arg(script)
+            .arg(path),
+    );
 }
 
 #[test]
@@ -85,14 +111,23 @@ fn bad_truncated_tar() {
     let test = "bad_truncated_tar";
     let Some((w, out)) = setup(test) else { return };
     let t = w.path().join("t.tar");
-    py_tar(&t, "add('ok.txt', b'fine\\n')\nadd('payload.bin', bytes(range(256)) * 400)");
+    py_tar(
+        &t,
+        "add('ok.txt', b'fine\\n')\nadd('payload.bin', bytes(range(256)) * 400)",
+    );
     let data = fs::read(&t).unwrap();
     // ok.txt: header+data (1024 B); payload.bin: header at 1024, 102400
     // data bytes from 1536: cut in the middle of them.
     let cut = 512 * 5 + 50_000;
     assert!(data.len() > cut + 50_000);
     fs::write(&t, &data[..cut]).unwrap();
-    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::TRUNCATED);
+    expect_failure(
+        test,
+        Src::Path(t),
+        &out,
+        &Opts::default(),
+        expect::TRUNCATED,
+    );
 }
 
 #[test]
@@ -117,7 +152,10 @@ fn bad_path_escapes_with_dotdot() {
     let test = "bad_path_escapes_with_dotdot";
     let Some((w, out)) = setup(test) else { return };
     let t = w.path().join("t.tar");
-    py_tar(&t, "add('ok/', type=tarfile.DIRTYPE, mode=0o755)\nadd('ok/../../evil.txt', b'escape\\n')");
+    py_tar(
+        &t,
+        "add('ok/', type=tarfile.DIRTYPE, mode=0o755)\nadd('ok/../../evil.txt', b'escape\\n')",
+    );
     expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::DOTDOT);
 }
 
@@ -127,7 +165,13 @@ fn bad_name_longer_than_255_bytes() {
     let Some((w, out)) = setup(test) else { return };
     let t = w.path().join("t.tar");
     py_tar(&t, "add('dir/' + 'x' * 300, b'long\\n')");
-    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::NAME_TOO_LONG);
+    expect_failure(
+        test,
+        Src::Path(t),
+        &out,
+        &Opts::default(),
+        expect::NAME_TOO_LONG,
+    );
 }
 
 #[test]
@@ -136,7 +180,13 @@ fn bad_hardlink_to_missing_entry() {
     let Some((w, out)) = setup(test) else { return };
     let t = w.path().join("t.tar");
     py_tar(&t, "add('present.txt', b'x\\n')\nadd('dangling-link', type=tarfile.LNKTYPE, linkname='absent-target')");
-    expect_failure(test, Src::Path(t), &out, &Opts::default(), expect::MISSING_LINK);
+    expect_failure(
+        test,
+        Src::Path(t),
+        &out,
+        &Opts::default(),
+        expect::MISSING_LINK,
+    );
 }
 
 fn tree_with_mb(dir: &Path, mb: usize) -> PathBuf {
@@ -153,7 +203,10 @@ fn bad_size_too_small() {
     let tree = tree_with_mb(w.path(), 4);
     let t = w.path().join("t.tar");
     gnu_tar(&tree, &t, &["--format=pax"]);
-    let opts = Opts { size: Some("1M".into()), ..Default::default() };
+    let opts = Opts {
+        size: Some("1M".into()),
+        ..Default::default()
+    };
     expect_failure(test, Src::Path(t), &out, &opts, expect::TOO_SMALL);
 }
 
@@ -168,19 +221,23 @@ fn bad_output_file_too_large_rlimit_fsize() {
     let argv = mkfs_argv(&Src::Path(t), &img, &Opts::default());
     // SIGXFSZ ignored (inherited through exec) so the write fails with EFBIG
     // instead of killing the process; 20000 x 512 B = ~10 MB limit.
-    let o = run(
-        Command::new("sh")
-            .arg("-c")
-            .arg(r#"trap '' XFSZ; ulimit -f 20000; exec "$@""#)
-            .arg("sh")
-            .args(&argv)
-            .env_remove("SOURCE_DATE_EPOCH"),
-    );
+    let o = run(Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 20000; exec "$@""#)
+        .arg("sh")
+        .args(&argv)
+        .env_remove("SOURCE_DATE_EPOCH"));
     let text = out_text(&o);
-    assert!(!o.status.success(), "{test}: mkfs succeeded beyond RLIMIT_FSIZE\n{text}");
+    assert!(
+        !o.status.success(),
+        "{test}: mkfs succeeded beyond RLIMIT_FSIZE\n{text}"
+    );
     check_message(test, &text, expect::EFBIG);
     let left = dir_entries(&out);
-    assert!(left.is_empty(), "{test}: files left behind: {left:?}\n{text}");
+    assert!(
+        left.is_empty(),
+        "{test}: files left behind: {left:?}\n{text}"
+    );
 }
 
 #[test]
@@ -192,7 +249,10 @@ fn bad_output_disk_full_tmpfs() {
     }
     let probe = run(Command::new(tool("unshare")).args(["-rm", "true"]));
     if !probe.status.success() {
-        skip(test, &format!("user+mount namespaces unavailable: {}", out_text(&probe)));
+        skip(
+            test,
+            &format!("user+mount namespaces unavailable: {}", out_text(&probe)),
+        );
         return;
     }
     let tree = tree_with_mb(w.path(), 30);
@@ -205,16 +265,21 @@ fn bad_output_disk_full_tmpfs() {
 "$@"; rc=$?
 echo "@@LEFT-BEGIN"; ls -A "$OUT"; echo "@@LEFT-END"
 exit $rc"#;
-    let o = run(
-        Command::new(tool("unshare"))
-            .args(["-rm", "sh", "-c", script, "sh"])
-            .args(&argv)
-            .env("OUT", &out)
-            .env_remove("SOURCE_DATE_EPOCH"),
-    );
+    let o = run(Command::new(tool("unshare"))
+        .args(["-rm", "sh", "-c", script, "sh"])
+        .args(&argv)
+        .env("OUT", &out)
+        .env_remove("SOURCE_DATE_EPOCH"));
     let text = out_text(&o);
-    assert_ne!(o.status.code(), Some(99), "{test}: could not mount tmpfs\n{text}");
-    assert!(!o.status.success(), "{test}: mkfs succeeded on a 4 MiB tmpfs\n{text}");
+    assert_ne!(
+        o.status.code(),
+        Some(99),
+        "{test}: could not mount tmpfs\n{text}"
+    );
+    assert!(
+        !o.status.success(),
+        "{test}: mkfs succeeded on a 4 MiB tmpfs\n{text}"
+    );
     check_message(test, &text, expect::ENOSPC);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let left = stdout
@@ -224,5 +289,8 @@ exit $rc"#;
         .expect("listing of the tmpfs")
         .trim()
         .to_string();
-    assert!(left.is_empty(), "{test}: files left on the full tmpfs: {left}\n{text}");
+    assert!(
+        left.is_empty(),
+        "{test}: files left on the full tmpfs: {left}\n{text}"
+    );
 }

@@ -12,7 +12,9 @@ use std::process::Command;
 /// Where the huge sparse images go: must be tmpfs/xfs/btrfs (ext4 caps a
 /// file at 16 TiB). Override with DIBR_BIG_TMPDIR.
 fn big_dir() -> std::path::PathBuf {
-    std::env::var_os("DIBR_BIG_TMPDIR").map(Into::into).unwrap_or_else(|| "/dev/shm".into())
+    std::env::var_os("DIBR_BIG_TMPDIR")
+        .map(Into::into)
+        .unwrap_or_else(|| "/dev/shm".into())
 }
 
 /// Removes the image directory on drop, also when the test fails.
@@ -44,7 +46,12 @@ fn grow_to(test: &str, blocks: u64) {
     let work = scratch(test);
     let tree = work.path().join("tree");
     build_simple_tree(&tree);
-    let guard = Cleanup(Some(tempfile::Builder::new().prefix("dibr-grow-").tempdir_in(&bd).unwrap_or_else(|e| panic!("tempdir in {bd:?}: {e}"))));
+    let guard = Cleanup(Some(
+        tempfile::Builder::new()
+            .prefix("dibr-grow-")
+            .tempdir_in(&bd)
+            .unwrap_or_else(|e| panic!("tempdir in {bd:?}: {e}")),
+    ));
     let dir = guard.0.as_ref().unwrap().path().to_path_buf();
     let img = dir.join("image.ext4");
     mkfs_ok(&Src::Path(tree), &img, &Opts::default());
@@ -56,10 +63,18 @@ fn grow_to(test: &str, blocks: u64) {
 
 fn grow_checked(img: &Path, blocks: u64) {
     let t = std::time::Instant::now();
-    run_ok(Command::new(tool("resize2fs")).arg(img).arg(blocks.to_string()));
+    run_ok(
+        Command::new(tool("resize2fs"))
+            .arg(img)
+            .arg(blocks.to_string()),
+    );
     eprintln!("resize2fs to {blocks} blocks: {:?}", t.elapsed());
     let h = dumpe2fs_h(img);
-    assert_eq!(h.get("Block count").map(String::as_str), Some(blocks.to_string().as_str()), "block count after resize2fs");
+    assert_eq!(
+        h.get("Block count").map(String::as_str),
+        Some(blocks.to_string().as_str()),
+        "block count after resize2fs"
+    );
     let t = std::time::Instant::now();
     e2fsck_ok(img);
     eprintln!("e2fsck -fn after growth: {:?}", t.elapsed());

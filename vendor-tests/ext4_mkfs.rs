@@ -14,8 +14,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 const TORTURE_TOOLS: &[&str] = &[
-    "tar", "mknod", "mkfifo", "setcap", "setfacl", "getfacl", "setfattr", "getfattr", "e2fsck", "dumpe2fs",
-    "debugfs", "mount", "umount", "touch", "python3",
+    "tar", "mknod", "mkfifo", "setcap", "setfacl", "getfacl", "setfattr", "getfattr", "e2fsck",
+    "dumpe2fs", "debugfs", "mount", "umount", "touch", "python3",
 ];
 
 /// Words the mkfs summary must contain (it prints size, inode count and
@@ -55,7 +55,10 @@ fn build_torture_tree(t: &Path) {
     fs::create_dir_all(t).unwrap();
     // Regular files of edge sizes and a 70 MB incompressible one.
     for (i, n) in [0usize, 60, 4095, 4096, 4097].into_iter().enumerate() {
-        write_file(&t.join(format!("sizes/f{n}")), &prng_bytes(100 + i as u64, n));
+        write_file(
+            &t.join(format!("sizes/f{n}")),
+            &prng_bytes(100 + i as u64, n),
+        );
     }
     write_file(&t.join("sizes/random-70m"), &prng_bytes(42, 70_000_000));
     write_file(&t.join("links/a"), b"three names, one inode\n");
@@ -99,7 +102,13 @@ fn build_torture_tree(t: &Path) {
     }
     // Privileged and attribute steps, in an order that keeps them
     // (chown clears setuid and security.capability; so chown, chmod, setcap).
-    let big_xattr = format!("0x{}", prng_bytes(11, 3000).iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let big_xattr = format!(
+        "0x{}",
+        prng_bytes(11, 3000)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let script = format!(
         r#"set -eu
 mknod dev/char c 1 3
@@ -130,7 +139,13 @@ touch -h -d '1965-01-01 00:00:00.987654321 UTC' times/old-link
 touch -d '2100-01-01 00:00:00.5 UTC' empty
 "#
     );
-    run_ok(Command::new("sh").arg("-c").arg(script).current_dir(t).env("LC_ALL", "C"));
+    run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(t)
+            .env("LC_ALL", "C"),
+    );
 }
 
 /// The source tree must really hold what the tests claim (a test that
@@ -143,7 +158,11 @@ fn sanity_check_source(m: &Manifest) {
     assert_eq!(get("links/b", "nlink"), "3");
     assert_eq!(get("links/c", "mode"), "4755");
     assert!(get("links/c", "xattrs").contains("user.link="));
-    assert!(get("caps/pinger", "xattrs").contains("security.capability="), "setcap lost: {:?}", m.get("caps/pinger"));
+    assert!(
+        get("caps/pinger", "xattrs").contains("security.capability="),
+        "setcap lost: {:?}",
+        m.get("caps/pinger")
+    );
     assert!(get("xattr/big", "xattrs").len() > 6000);
     assert!(get("acl/file", "acl").contains("user:1234:r-x"));
     assert!(get("acl/dir", "acl").contains("default:user:1234:rwx"));
@@ -155,12 +174,21 @@ fn sanity_check_source(m: &Manifest) {
     assert_eq!(get("private", "uid"), "42");
     assert_eq!(get("tmp1777", "mode"), "1777");
     assert_eq!(get(SPARSE, "size"), (1u64 << 30).to_string());
-    assert_eq!(m.keys().filter(|k| k.starts_with("bigdir/")).count(), BIGDIR_ENTRIES);
+    assert_eq!(
+        m.keys().filter(|k| k.starts_with("bigdir/")).count(),
+        BIGDIR_ENTRIES
+    );
 }
 
 /// Check one image made from the torture tree: e2fsck, superblock, htree,
 /// manifest through the kernel, sparse allocation.
-fn judge(img: &Path, want: &Manifest, skip_fields: &[&str], label: Option<&str>, uuid: Option<&str>) {
+fn judge(
+    img: &Path,
+    want: &Manifest,
+    skip_fields: &[&str],
+    label: Option<&str>,
+    uuid: Option<&str>,
+) {
     // Collect everything before failing, so one run shows all that is wrong.
     let mut problems = e2fsck_problems(img);
     problems.extend(superblock_problems(img, label, uuid));
@@ -171,10 +199,16 @@ fn judge(img: &Path, want: &Manifest, skip_fields: &[&str], label: Option<&str>,
     if let Some(e) = got.get(SPARSE) {
         let blocks: u64 = e["blocks"].parse().unwrap();
         if blocks > 16 {
-            problems.push(format!("{SPARSE}: blocks: {blocks} sectors allocated, want <= 16 (holes must stay holes)"));
+            problems.push(format!(
+                "{SPARSE}: blocks: {blocks} sectors allocated, want <= 16 (holes must stay holes)"
+            ));
         }
     }
-    assert!(problems.is_empty(), "image {img:?} differs from the source tree\n{}", report(&problems));
+    assert!(
+        problems.is_empty(),
+        "image {img:?} differs from the source tree\n{}",
+        report(&problems)
+    );
 }
 
 /// Build the source for one variant in `dir`, run mkfs into an empty
@@ -191,19 +225,39 @@ fn variant(test: &str, skip_fields: &[&str], make: impl FnOnce(&Path, &Path) -> 
     let out_dir = work.path().join("out");
     fs::create_dir(&out_dir).unwrap();
     let img = out_dir.join("image.ext4");
-    let opts = Opts { label: Some(LABEL.into()), uuid: Some(UUID.into()), ..Default::default() };
+    let opts = Opts {
+        label: Some(LABEL.into()),
+        uuid: Some(UUID.into()),
+        ..Default::default()
+    };
     let r = mkfs_ok(&src, &img, &opts);
     judge(&img, &fx.want, skip_fields, Some(LABEL), Some(UUID));
     // The summary is part of dibr's contract only (mke2fs -q is silent).
     if mkfs_impl() == Impl::Dibr {
-        let said = format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr)).to_lowercase();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        )
+        .to_lowercase();
         for w in SUMMARY_WORDS {
-            assert!(said.contains(w), "mkfs summary should mention '{w}':\n{}", out_text(&r));
+            assert!(
+                said.contains(w),
+                "mkfs summary should mention '{w}':\n{}",
+                out_text(&r)
+            );
         }
     }
 }
 
-const PAX: &[&str] = &["--format=pax", "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner", "--sparse"];
+const PAX: &[&str] = &[
+    "--format=pax",
+    "--xattrs",
+    "--xattrs-include=*",
+    "--acls",
+    "--numeric-owner",
+    "--sparse",
+];
 
 fn pax_tar(tree: &Path, dir: &Path, extra: &[&str]) -> PathBuf {
     let t = dir.join("t.tar");
@@ -248,12 +302,16 @@ print("ok")
 
 #[test]
 fn torture_pax_tar_file() {
-    variant("torture_pax_tar_file", &[], |tree, dir| Src::Path(pax_tar(tree, dir, &[])));
+    variant("torture_pax_tar_file", &[], |tree, dir| {
+        Src::Path(pax_tar(tree, dir, &[]))
+    });
 }
 
 #[test]
 fn torture_pax_tar_stdin() {
-    variant("torture_pax_tar_stdin", &[], |tree, dir| Src::Stdin(pax_tar(tree, dir, &[])));
+    variant("torture_pax_tar_stdin", &[], |tree, dir| {
+        Src::Stdin(pax_tar(tree, dir, &[]))
+    });
 }
 
 #[test]
@@ -272,7 +330,11 @@ fn torture_pax_tar_gzip() {
 fn torture_pax_tar_zstd_stdin() {
     variant("torture_pax_tar_zstd_stdin", &[], |tree, dir| {
         let t = pax_tar(tree, dir, &[]);
-        run_ok(Command::new(tool("zstd")).args(["-q", "-1", "--rm"]).arg(&t));
+        run_ok(
+            Command::new(tool("zstd"))
+                .args(["-q", "-1", "--rm"])
+                .arg(&t),
+        );
         Src::Stdin(dir.join("t.tar.zst"))
     });
 }
@@ -298,23 +360,35 @@ fn torture_gnu_format_tar() {
 
 #[test]
 fn torture_pax_sparse_0_0() {
-    variant("torture_pax_sparse_0_0", &[], |tree, dir| Src::Path(pax_tar(tree, dir, &["--sparse-version=0.0"])));
+    variant("torture_pax_sparse_0_0", &[], |tree, dir| {
+        Src::Path(pax_tar(tree, dir, &["--sparse-version=0.0"]))
+    });
 }
 
 #[test]
 fn torture_pax_sparse_0_1() {
-    variant("torture_pax_sparse_0_1", &[], |tree, dir| Src::Path(pax_tar(tree, dir, &["--sparse-version=0.1"])));
+    variant("torture_pax_sparse_0_1", &[], |tree, dir| {
+        Src::Path(pax_tar(tree, dir, &["--sparse-version=0.1"]))
+    });
 }
 
 #[test]
 fn torture_pax_sparse_1_0() {
-    variant("torture_pax_sparse_1_0", &[], |tree, dir| Src::Path(pax_tar(tree, dir, &["--sparse-version=1.0"])));
+    variant("torture_pax_sparse_1_0", &[], |tree, dir| {
+        Src::Path(pax_tar(tree, dir, &["--sparse-version=1.0"]))
+    });
 }
 
 #[test]
 fn ustar_simple_subset() {
     let test = "ustar_simple_subset";
-    if !require(test, true, &["tar", "e2fsck", "dumpe2fs", "mount", "umount", "getfattr", "getfacl", "setfattr"]) {
+    if !require(
+        test,
+        true,
+        &[
+            "tar", "e2fsck", "dumpe2fs", "mount", "umount", "getfattr", "getfacl", "setfattr",
+        ],
+    ) {
         return;
     }
     let work = scratch(test);
@@ -330,7 +404,11 @@ fn ustar_simple_subset() {
     e2fsck_ok(&img);
     check_superblock(&img, None, None);
     let (_, diffs) = compare_image(&img, &want, &fields_except(NO_PAX_FIELDS));
-    assert!(diffs.is_empty(), "ustar image differs from the source\n{}", report(&diffs));
+    assert!(
+        diffs.is_empty(),
+        "ustar image differs from the source\n{}",
+        report(&diffs)
+    );
 }
 
 #[test]
@@ -342,7 +420,10 @@ fn reproducible_with_source_date_epoch() {
     let fx = fixture();
     let work = scratch(test);
     let t = pax_tar(&fx.tree, work.path(), &[]);
-    let sde = Opts { env: vec![("SOURCE_DATE_EPOCH".into(), "1700000000".into())], ..Default::default() };
+    let sde = Opts {
+        env: vec![("SOURCE_DATE_EPOCH".into(), "1700000000".into())],
+        ..Default::default()
+    };
     let mut sums = Vec::new();
     for (i, o) in [&sde, &sde, &Opts::default()].into_iter().enumerate() {
         let out_dir = work.path().join(format!("out{i}"));
@@ -379,13 +460,20 @@ fn rootless_mkfs_as_unprivileged_user() {
     let test = "rootless_mkfs_as_unprivileged_user";
     if !is_root() {
         // Everything else already runs unprivileged in this case.
-        skip(test, "needs root to switch to an unprivileged user with setpriv");
+        skip(
+            test,
+            "needs root to switch to an unprivileged user with setpriv",
+        );
         return;
     }
     if !require(test, true, &[TORTURE_TOOLS, &["setpriv"]].concat()) {
         return;
     }
-    let user = if run(Command::new("id").arg("dibr-ci")).status.success() { "dibr-ci" } else { "nobody" };
+    let user = if run(Command::new("id").arg("dibr-ci")).status.success() {
+        "dibr-ci"
+    } else {
+        "nobody"
+    };
     let fx = fixture();
     let work = scratch(test);
     // World-traversable scratch: the tar (0644) and a copy of the binary.
@@ -407,18 +495,44 @@ fn rootless_mkfs_as_unprivileged_user() {
         argv[0] = bin.into();
     }
     let mut c = Command::new(tool("setpriv"));
-    c.args([format!("--reuid={user}"), format!("--regid={user}"), "--clear-groups".into()]);
-    c.arg("--").args(&argv).current_dir(&out_dir).env_remove("SOURCE_DATE_EPOCH");
+    c.args([
+        format!("--reuid={user}"),
+        format!("--regid={user}"),
+        "--clear-groups".into(),
+    ]);
+    c.arg("--")
+        .args(&argv)
+        .current_dir(&out_dir)
+        .env_remove("SOURCE_DATE_EPOCH");
     let o = run(&mut c);
-    assert!(o.status.success(), "mkfs as {user} failed\n{}", out_text(&o));
+    assert!(
+        o.status.success(),
+        "mkfs as {user} failed\n{}",
+        out_text(&o)
+    );
     let names = dir_entries(&out_dir);
-    assert_eq!(names, vec![PathBuf::from("image.ext4")], "unexpected files in the output directory");
+    assert_eq!(
+        names,
+        vec![PathBuf::from("image.ext4")],
+        "unexpected files in the output directory"
+    );
     e2fsck_ok(&img);
     // Ownership recorded in the tar must be kept although the writer was not root.
-    let o = run_ok(Command::new(tool("debugfs")).arg("-R").arg("stat /links/a").arg(&img));
+    let o = run_ok(
+        Command::new(tool("debugfs"))
+            .arg("-R")
+            .arg("stat /links/a")
+            .arg(&img),
+    );
     let s = String::from_utf8_lossy(&o.stdout);
     let words: Vec<&str> = s.split_whitespace().collect();
-    let after = |k: &str| words.iter().position(|w| *w == k).and_then(|i| words.get(i + 1)).copied();
+    let after = |k: &str| {
+        words
+            .iter()
+            .position(|w| *w == k)
+            .and_then(|i| words.get(i + 1))
+            .copied()
+    };
     assert!(
         after("User:") == Some("1234") && after("Group:") == Some("5678"),
         "uid/gid from the tar lost when not root:\n{}",

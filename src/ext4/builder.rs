@@ -565,7 +565,7 @@ impl Builder {
                         e,
                         io::Error::new(
                             io::ErrorKind::UnexpectedEof,
-                            format!("data ended {n} bytes early"),
+                            format!("truncated: the source ended {n} bytes before the end of this file's data"),
                         ),
                     ))
                 }
@@ -590,7 +590,7 @@ impl Builder {
                     e,
                     io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("data ended {} bytes early", n - got as u64),
+                        format!("truncated: the source ended {} bytes before the end of this file's data", n - got as u64),
                     ),
                 ));
             }
@@ -619,7 +619,7 @@ impl Builder {
                     e,
                     io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("data ended {} bytes early", n - got as u64),
+                        format!("truncated: the source ended {} bytes before the end of this file's data", n - got as u64),
                     ),
                 ));
             }

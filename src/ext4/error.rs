@@ -13,7 +13,7 @@ pub enum Error {
         offset: u64,
         problem: String,
     },
-    #[error("hard link '{path}' (source offset {offset}) points to '{target}', which is not in the tree (hard links must follow their target; is the archive complete?)")]
+    #[error("hard link '{path}' (source offset {offset}) points to '{target}', which is missing from the tree (hard links must follow their target; is the archive complete?)")]
     HardLinkMissing {
         path: String,
         target: String,

@@ -31,7 +31,9 @@ pub fn slow_tests() -> bool {
 }
 
 pub fn is_root() -> bool {
-    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// Search PATH plus the sbin directories (tests may run with a user PATH).
@@ -53,7 +55,9 @@ pub fn tool(name: &str) -> PathBuf {
 /// in CI (CI=true) that is a failure.
 pub fn skip(test: &str, why: &str) {
     if is_ci() {
-        panic!("{test}: prerequisite missing in CI (CI=true makes this a failure, not a skip): {why}");
+        panic!(
+            "{test}: prerequisite missing in CI (CI=true makes this a failure, not a skip): {why}"
+        );
     }
     println!("skipped: {test}: {why}");
     eprintln!("skipped: {test}: {why}");
@@ -66,9 +70,19 @@ pub fn require(test: &str, need_root: bool, tools: &[&str]) -> bool {
         skip(test, "needs root (mknod/chown/setcap/loop mount)");
         return false;
     }
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| which(t).is_none()).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
     if !missing.is_empty() {
-        skip(test, &format!("missing tools: {} (see .ci/run for the packages)", missing.join(", ")));
+        skip(
+            test,
+            &format!(
+                "missing tools: {} (see .ci/run for the packages)",
+                missing.join(", ")
+            ),
+        );
         return false;
     }
     true
@@ -89,13 +103,18 @@ pub fn out_text(o: &Output) -> String {
 
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null());
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Run, panic with the full output unless it exits 0.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let o = run(cmd);
-    assert!(o.status.success(), "command failed: {cmd:?}\n{}", out_text(&o));
+    assert!(
+        o.status.success(),
+        "command failed: {cmd:?}\n{}",
+        out_text(&o)
+    );
     o
 }
 
@@ -254,17 +273,28 @@ pub fn stdin_for(c: &mut Command, src: &Src) {
 /// Run the mkfs under test; returns its output (does not judge it).
 pub fn mkfs(src: &Src, out: &Path, o: &Opts) -> Output {
     let mut c = mkfs_command(src, out, o);
-    c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+    c.output()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
 }
 
 /// Run the mkfs under test and require success, no debris next to `out`.
 pub fn mkfs_ok(src: &Src, out: &Path, o: &Opts) -> Output {
     let r = mkfs(src, out, o);
-    assert!(r.status.success(), "mkfs {src:?} -> {out:?} failed\n{}", out_text(&r));
-    assert!(out.is_file(), "mkfs reported success but {out:?} does not exist");
+    assert!(
+        r.status.success(),
+        "mkfs {src:?} -> {out:?} failed\n{}",
+        out_text(&r)
+    );
+    assert!(
+        out.is_file(),
+        "mkfs reported success but {out:?} does not exist"
+    );
     let dir = out.parent().unwrap();
     let name = out.file_name().unwrap();
-    let debris: Vec<_> = dir_entries(dir).into_iter().filter(|n| n.as_os_str() != name).collect();
+    let debris: Vec<_> = dir_entries(dir)
+        .into_iter()
+        .filter(|n| n.as_os_str() != name)
+        .collect();
     assert!(debris.is_empty(), "debris left beside {out:?}: {debris:?}");
     r
 }
@@ -293,7 +323,10 @@ pub fn e2fsck_problems(img: &Path) -> Vec<String> {
     if o.status.code() == Some(0) {
         return vec![];
     }
-    vec![format!("e2fsck -fn {img:?} did not exit 0 (4 = errors left, 8 = operational error)\n{}", head(&out_text(&o), 80))]
+    vec![format!(
+        "e2fsck -fn {img:?} did not exit 0 (4 = errors left, 8 = operational error)\n{}",
+        head(&out_text(&o), 80)
+    )]
 }
 
 pub fn dumpe2fs_h(img: &Path) -> BTreeMap<String, String> {
@@ -308,8 +341,19 @@ pub fn dumpe2fs_h(img: &Path) -> BTreeMap<String, String> {
 }
 
 pub const REQUIRED_FEATURES: &[&str] = &[
-    "has_journal", "ext_attr", "dir_index", "filetype", "meta_bg", "extent", "64bit", "flex_bg",
-    "sparse_super", "huge_file", "dir_nlink", "extra_isize", "metadata_csum",
+    "has_journal",
+    "ext_attr",
+    "dir_index",
+    "filetype",
+    "meta_bg",
+    "extent",
+    "64bit",
+    "flex_bg",
+    "sparse_super",
+    "huge_file",
+    "dir_nlink",
+    "extra_isize",
+    "metadata_csum",
 ];
 pub const FORBIDDEN_FEATURES: &[&str] = &["resize_inode", "sparse_super2", "mmp", "bigalloc"];
 
@@ -321,8 +365,15 @@ pub fn check_superblock(img: &Path, label: Option<&str>, uuid: Option<&str>) {
 
 pub fn superblock_problems(img: &Path, label: Option<&str>, uuid: Option<&str>) -> Vec<String> {
     let h = dumpe2fs_h(img);
-    let get = |k: &str| h.get(k).cloned().unwrap_or_else(|| panic!("dumpe2fs -h {img:?}: no '{k}' line: {h:#?}"));
-    let feats: Vec<String> = get("Filesystem features").split_whitespace().map(String::from).collect();
+    let get = |k: &str| {
+        h.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("dumpe2fs -h {img:?}: no '{k}' line: {h:#?}"))
+    };
+    let feats: Vec<String> = get("Filesystem features")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     let mut errs = Vec::new();
     for f in REQUIRED_FEATURES {
         if !feats.iter().any(|x| x == f) {
@@ -339,7 +390,9 @@ pub fn superblock_problems(img: &Path, label: Option<&str>, uuid: Option<&str>) 
     }
     let ipg: u64 = get("Inodes per group").parse().unwrap();
     if ipg > 496 {
-        errs.push(format!("Inodes per group {ipg} > 496 (cannot grow to 1 PiB)"));
+        errs.push(format!(
+            "Inodes per group {ipg} > 496 (cannot grow to 1 PiB)"
+        ));
     }
     if let Some(r) = h.get("Reserved GDT blocks") {
         if r != "0" {
@@ -348,7 +401,10 @@ pub fn superblock_problems(img: &Path, label: Option<&str>, uuid: Option<&str>) 
     }
     if let Some(l) = label {
         if get("Filesystem volume name") != l {
-            errs.push(format!("label {:?} != {l:?}", get("Filesystem volume name")));
+            errs.push(format!(
+                "label {:?} != {l:?}",
+                get("Filesystem volume name")
+            ));
         }
     }
     if let Some(u) = uuid {
@@ -356,7 +412,9 @@ pub fn superblock_problems(img: &Path, label: Option<&str>, uuid: Option<&str>) 
             errs.push(format!("UUID {:?} != {u:?}", get("Filesystem UUID")));
         }
     }
-    errs.into_iter().map(|e| format!("dumpe2fs -h: {e}")).collect()
+    errs.into_iter()
+        .map(|e| format!("dumpe2fs -h: {e}"))
+        .collect()
 }
 
 /// `debugfs -R "htree DIR"` must show an indexed, consistent directory.
@@ -366,18 +424,45 @@ pub fn check_htree(img: &Path, dir: &str) {
 }
 
 pub fn htree_problems(img: &Path, dir: &str) -> Vec<String> {
-    let o = run_ok(Command::new(tool("debugfs")).arg("-R").arg(format!("htree {dir}")).arg(img));
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = run_ok(
+        Command::new(tool("debugfs"))
+            .arg("-R")
+            .arg(format!("htree {dir}"))
+            .arg(img),
+    );
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     if !out.contains("Root node dump") {
-        return vec![format!("debugfs htree: {dir} is not an htree-indexed directory:\n{}", head(&out, 10))];
+        return vec![format!(
+            "debugfs htree: {dir} is not an htree-indexed directory:\n{}",
+            head(&out, 10)
+        )];
     }
-    let lower = out.to_lowercase();
+    // Whole words only: hash values such as 0x…-b5a28bad contain "bad".
     let mut v = Vec::new();
-    for bad in ["error", "corrupt", "mismatch", "invalid", "not a directory", "bad "] {
-        if lower.contains(bad) {
-            v.push(format!("debugfs htree {dir}: found '{bad}':\n{}", grep_ctx(&out, bad)));
+    for line in out.lines() {
+        let lower = line.to_lowercase();
+        let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+        let hit = [
+            "error",
+            "errors",
+            "corrupt",
+            "corrupted",
+            "mismatch",
+            "invalid",
+            "bad",
+        ]
+        .iter()
+        .any(|w| words.contains(w))
+            || lower.contains("not a directory");
+        if hit {
+            v.push(format!("debugfs htree {dir}: {line}"));
         }
     }
+    v.truncate(20);
     v
 }
 
@@ -385,13 +470,17 @@ pub fn head(s: &str, n: usize) -> String {
     s.lines().take(n).collect::<Vec<_>>().join("\n")
 }
 
-fn grep_ctx(s: &str, pat: &str) -> String {
-    s.lines().filter(|l| l.to_lowercase().contains(pat)).take(20).collect::<Vec<_>>().join("\n")
-}
-
 pub fn e2fsprogs_version(bin: &str) -> Option<(u32, u32, u32)> {
-    let o = Command::new(tool(bin)).arg("-V").stdin(Stdio::null()).output().ok()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(tool(bin))
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let word = text.split_whitespace().nth(1)?; // "resize2fs 1.47.2 (1-Jan-2025)"
     let mut it = word.split('.').map(|x| x.parse::<u32>().ok());
     Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
@@ -409,11 +498,24 @@ pub struct Mount {
 
 impl Mount {
     pub fn ro(img: &Path) -> Mount {
-        let tmp = tempfile::Builder::new().prefix("dibr-mnt-").tempdir().unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("dibr-mnt-")
+            .tempdir()
+            .unwrap();
         let dir = tmp.path().join("m");
         fs::create_dir(&dir).unwrap();
-        run_ok(Command::new(tool("mount")).arg("-o").arg("loop,ro,noload").arg(img).arg(&dir));
-        Mount { dir, mounted: true, _tmp: tmp }
+        run_ok(
+            Command::new(tool("mount"))
+                .arg("-o")
+                .arg("loop,ro,noload")
+                .arg(img)
+                .arg(&dir),
+        );
+        Mount {
+            dir,
+            mounted: true,
+            _tmp: tmp,
+        }
     }
 }
 
@@ -423,14 +525,21 @@ impl Drop for Mount {
             return;
         }
         for _ in 0..20 {
-            let ok = Command::new(tool("umount")).arg(&self.dir).stdin(Stdio::null()).status().map(|s| s.success());
+            let ok = Command::new(tool("umount"))
+                .arg(&self.dir)
+                .stdin(Stdio::null())
+                .status()
+                .map(|s| s.success());
             if ok.unwrap_or(false) {
                 self.mounted = false;
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        let _ = Command::new(tool("umount")).arg("-l").arg(&self.dir).status();
+        let _ = Command::new(tool("umount"))
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
         eprintln!("warning: {:?} needed a lazy unmount", self.dir);
     }
 }
@@ -457,7 +566,10 @@ pub fn manifest(root: &Path) -> Manifest {
     let mut stack = vec![root.to_path_buf()];
     let mut all = Vec::new();
     while let Some(d) = stack.pop() {
-        let mut ents: Vec<_> = fs::read_dir(&d).unwrap_or_else(|e| panic!("read_dir {d:?}: {e}")).map(|e| e.unwrap()).collect();
+        let mut ents: Vec<_> = fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("read_dir {d:?}: {e}"))
+            .map(|e| e.unwrap())
+            .collect();
         ents.sort_by_key(|e| e.file_name());
         for e in ents {
             let p = e.path();
@@ -502,16 +614,25 @@ pub fn manifest(root: &Path) -> Manifest {
         }
         f.insert("nlink", md.nlink().to_string());
         if ft.is_char_device() || ft.is_block_device() {
-            f.insert("rdev", format!("{}:{}", rdev_major(md.rdev()), rdev_minor(md.rdev())));
+            f.insert(
+                "rdev",
+                format!("{}:{}", rdev_major(md.rdev()), rdev_minor(md.rdev())),
+            );
         }
         f.insert("mtime_s", md.mtime().to_string());
         f.insert("mtime_ns", md.mtime_nsec().to_string());
         f.insert("blocks", md.blocks().to_string());
         if ft.is_symlink() {
-            f.insert("target", String::from_utf8_lossy(fs::read_link(p).unwrap().as_os_str().as_bytes()).into_owned());
+            f.insert(
+                "target",
+                String::from_utf8_lossy(fs::read_link(p).unwrap().as_os_str().as_bytes())
+                    .into_owned(),
+            );
         }
         if !ft.is_dir() && md.nlink() > 1 {
-            let first = first_path.entry((md.dev(), md.ino())).or_insert_with(|| rel.clone());
+            let first = first_path
+                .entry((md.dev(), md.ino()))
+                .or_insert_with(|| rel.clone());
             f.insert("link", first.clone());
         }
         if ft.is_file() {
@@ -562,14 +683,17 @@ pub fn content_digest(p: &Path) -> String {
             Err(rustix::io::Errno::NXIO) => break,
             Err(_) => next, // no SEEK_DATA support: treat all as data
         };
-        let hole = rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(data)).unwrap_or(size).min(size);
+        let hole = rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(data))
+            .unwrap_or(size)
+            .min(size);
         let start = (data / B * B).max(next);
         let end = hole.div_ceil(B).saturating_mul(B).min(size);
         f.seek(SeekFrom::Start(start)).unwrap();
         let mut pos = start;
         while pos < end {
             let want = ((end - pos) as usize).min(buf.len());
-            f.read_exact(&mut buf[..want]).unwrap_or_else(|e| panic!("read {p:?} at {pos}: {e}"));
+            f.read_exact(&mut buf[..want])
+                .unwrap_or_else(|e| panic!("read {p:?} at {pos}: {e}"));
             for (i, blk) in buf[..want].chunks(B as usize).enumerate() {
                 if blk != &zero[..blk.len()] {
                     h.update((pos + i as u64 * B).to_le_bytes());
@@ -590,8 +714,13 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push(v as u8);
             i += 4;
         } else if b[i] == b'\\' && i + 1 < b.len() && b[i + 1] == b'\\' {
@@ -606,7 +735,11 @@ fn unescape(s: &str) -> String {
 }
 
 /// Parse "# file: PATH" blocks of getfattr/getfacl into rel path -> lines.
-fn parse_file_blocks(root: &Path, text: &str, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Vec<String>> {
+fn parse_file_blocks(
+    root: &Path,
+    text: &str,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let prefix = format!("{}/", root.to_string_lossy());
     let mut cur: Option<String> = None;
@@ -633,15 +766,27 @@ fn parse_file_blocks(root: &Path, text: &str, keep: impl Fn(&str) -> bool) -> BT
 
 /// All xattrs (names + hex values) of every path, via getfattr.
 pub fn xattrs_of_tree(root: &Path) -> BTreeMap<String, String> {
-    let o = run(
-        Command::new(tool("getfattr"))
-            .args(["-R", "-h", "-P", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
-            .arg(root)
-            .env("LC_ALL", "C"),
-    );
+    let o = run(Command::new(tool("getfattr"))
+        .args([
+            "-R",
+            "-h",
+            "-P",
+            "-d",
+            "-m",
+            "-",
+            "-e",
+            "hex",
+            "--absolute-names",
+        ])
+        .arg(root)
+        .env("LC_ALL", "C"));
     // getfattr exits 1 if some file has none; only fail on real errors.
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.trim().is_empty() || o.status.success(), "getfattr on {root:?}:\n{}", out_text(&o));
+    assert!(
+        err.trim().is_empty() || o.status.success(),
+        "getfattr on {root:?}:\n{}",
+        out_text(&o)
+    );
     parse_file_blocks(root, &String::from_utf8_lossy(&o.stdout), |_| true)
         .into_iter()
         .map(|(k, mut v)| {
@@ -654,7 +799,10 @@ pub fn xattrs_of_tree(root: &Path) -> BTreeMap<String, String> {
 /// Extended POSIX ACLs (access + default; files with only base entries are
 /// skipped by -s), via getfacl -n.
 pub fn acls_of_tree(root: &Path) -> BTreeMap<String, String> {
-    let o = run(Command::new(tool("getfacl")).args(["-R", "-P", "-n", "-s", "-p"]).arg(root).env("LC_ALL", "C"));
+    let o = run(Command::new(tool("getfacl"))
+        .args(["-R", "-P", "-n", "-s", "-p"])
+        .arg(root)
+        .env("LC_ALL", "C"));
     assert!(o.status.success(), "getfacl on {root:?}:\n{}", out_text(&o));
     parse_file_blocks(root, &String::from_utf8_lossy(&o.stdout), |_| true)
         .into_iter()
@@ -692,7 +840,16 @@ pub fn diff_manifests(want: &Manifest, got: &Manifest, fields: &[&str]) -> Vec<S
 
 fn short(s: &str) -> String {
     if s.len() > 120 {
-        format!("{}…({} bytes)", &s[..s.char_indices().take_while(|(i, _)| *i < 110).last().map(|(i, c)| i + c.len_utf8()).unwrap_or(0)], s.len())
+        format!(
+            "{}…({} bytes)",
+            &s[..s
+                .char_indices()
+                .take_while(|(i, _)| *i < 110)
+                .last()
+                .map(|(i, c)| i + c.len_utf8())
+                .unwrap_or(0)],
+            s.len()
+        )
     } else {
         format!("{s:?}")
     }
@@ -707,16 +864,25 @@ pub fn report(problems: &[String]) -> String {
     let mut per_field: BTreeMap<String, Vec<&String>> = BTreeMap::new();
     for d in problems {
         let parts: Vec<&str> = d.splitn(3, ": ").collect();
-        let is_field = parts.len() == 3 && ALL_FIELDS.contains(&parts[1]) || d.ends_with(": missing from image") || d.ends_with(": in image but not in source");
+        let is_field = parts.len() == 3 && ALL_FIELDS.contains(&parts[1])
+            || d.ends_with(": missing from image")
+            || d.ends_with(": in image but not in source");
         if !is_field {
             other.push(d);
         } else {
-            let f = if parts.len() == 3 && ALL_FIELDS.contains(&parts[1]) { parts[1] } else { parts[parts.len() - 1] };
+            let f = if parts.len() == 3 && ALL_FIELDS.contains(&parts[1]) {
+                parts[1]
+            } else {
+                parts[parts.len() - 1]
+            };
             per_field.entry(f.to_string()).or_default().push(d);
         }
     }
     let counts: BTreeMap<&String, usize> = per_field.iter().map(|(k, v)| (k, v.len())).collect();
-    let mut s = format!("{} problems; manifest differences per field: {counts:?}\n", problems.len());
+    let mut s = format!(
+        "{} problems; manifest differences per field: {counts:?}\n",
+        problems.len()
+    );
     for o in &other {
         s.push_str(&format!("* {o}\n"));
     }
@@ -747,12 +913,23 @@ pub fn compare_image(img: &Path, want: &Manifest, fields: &[&str]) -> (Manifest,
 /// show the mke2fs stand-in agrees on everything but timestamps.
 pub fn fields_except(skip: &[&str]) -> Vec<&'static str> {
     let extra = std::env::var("DIBR_TEST_IGNORE_FIELDS").unwrap_or_default();
-    let extra: Vec<&str> = extra.split(',').map(str::trim).filter(|x| !x.is_empty()).collect();
+    let extra: Vec<&str> = extra
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .collect();
     if !extra.is_empty() {
-        assert!(!is_ci(), "DIBR_TEST_IGNORE_FIELDS is for harness development and is refused under CI");
+        assert!(
+            !is_ci(),
+            "DIBR_TEST_IGNORE_FIELDS is for harness development and is refused under CI"
+        );
         eprintln!("WARNING: DIBR_TEST_IGNORE_FIELDS={extra:?}: these fields are NOT compared");
     }
-    ALL_FIELDS.iter().copied().filter(|f| !skip.contains(f) && !extra.contains(f)).collect()
+    ALL_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !skip.contains(f) && !extra.contains(f))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -789,14 +966,25 @@ pub fn build_simple_tree(root: &Path) {
     write_file(&root.join("etc/motd"), &prng_bytes(7, 5000));
     write_file(&root.join("usr/bin/tool"), &prng_bytes(8, 40_000));
     write_file(&root.join("usr/lib/empty"), b"");
-    write_file(&root.join("usr/share/doc/readme.txt"), &b"hello world\n".repeat(500));
+    write_file(
+        &root.join("usr/share/doc/readme.txt"),
+        &b"hello world\n".repeat(500),
+    );
     fs::create_dir_all(root.join("var/empty")).unwrap();
     fs::hard_link(root.join("usr/bin/tool"), root.join("usr/bin/tool-alias")).unwrap();
     std::os::unix::fs::symlink("../usr/bin/tool", root.join("etc/tool-link")).unwrap();
     std::os::unix::fs::symlink("hostname", root.join("etc/short")).unwrap();
-    fs::set_permissions(root.join("usr/bin/tool"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        root.join("usr/bin/tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     if which("setfattr").is_some() {
-        run_ok(Command::new(tool("setfattr")).args(["-n", "user.origin", "-v", "simple"]).arg(root.join("etc/motd")));
+        run_ok(
+            Command::new(tool("setfattr"))
+                .args(["-n", "user.origin", "-v", "simple"])
+                .arg(root.join("etc/motd")),
+        );
     }
     // Fixed sub-second mtimes everywhere, deepest first so dirs keep theirs.
     run_ok(
@@ -809,7 +997,14 @@ pub fn build_simple_tree(root: &Path) {
 
 /// Make a tar with GNU tar: `args` go before `-C tree -cf out .`.
 pub fn gnu_tar(tree: &Path, out: &Path, args: &[&str]) {
-    let o = run(Command::new(tool("tar")).args(args).arg("-C").arg(tree).arg("-cf").arg(out).arg(".").env("LC_ALL", "C"));
+    let o = run(Command::new(tool("tar"))
+        .args(args)
+        .arg("-C")
+        .arg(tree)
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .env("LC_ALL", "C"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "tar {args:?} failed:\n{}", out_text(&o));
     if !err.trim().is_empty() {
@@ -819,7 +1014,10 @@ pub fn gnu_tar(tree: &Path, out: &Path, args: &[&str]) {
 
 /// Owned scratch dir for one test (removed on drop, even on panic).
 pub fn scratch(tag: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("dibr-vt-{tag}-")).tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix(&format!("dibr-vt-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 pub fn sha256_file(p: &Path) -> String {
