@@ -20,12 +20,24 @@ pub struct Cli {
 pub enum Command {
     /// Make an ext4 image from a tarball or directory, in userspace, as an ordinary user
     Mkfs(mkfs::MkfsArgs),
+    /// Check an ext4 image made by dibr with dibr's own consistency checker (read-only)
+    Verify {
+        /// The image file
+        image: std::path::PathBuf,
+    },
 }
 
 /// Run a parsed command line; errors are printed by main.
 pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Mkfs(a) => mkfs::run(&a)?,
+        Command::Verify { image } => {
+            let f = std::fs::File::open(&image)
+                .map_err(|e| format!("opening {}: {e}", image.display()))?;
+            let r = crate::ext4::verify::verify_file(&f)
+                .map_err(|e| format!("{}: {e}", image.display()))?;
+            println!("{}: consistent ({r:?})", image.display());
+        }
     }
     Ok(())
 }
