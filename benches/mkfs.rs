@@ -1,0 +1,146 @@
+//! `cargo bench --bench mkfs`: dibr mkfs against its anchors, in one run.
+//!
+//! Input: a real root filesystem tarball, `DIBR_BENCH_TAR` (default
+//! /var/tmp/dibr-bench/root.tar; make one as an ordinary user with
+//! `mmdebstrap --variant=apt --include=linux-image-amd64,systemd-sysv,... bookworm root.tar`).
+//! Contenders, each run `DIBR_BENCH_RUNS` times (default 5) after a `sync`,
+//! outputs in `DIBR_BENCH_DIR` (default target/bench-mkfs):
+//!   dibr     `dibr mkfs --from root.tar`
+//!   (a)      `tar -x` then `mke2fs -t ext4 -b 4096 -d DIR`
+//!   (b)      `mke2fs -t ext4 -b 4096 -d DIR` from the extracted directory
+//! plus a flat 100 000-entry directory (tar) through dibr and mke2fs -d.
+//! Prints medians and the ratios, and writes JSON to DIR/result.json.
+//! Under `cargo test` (no `--bench` argument) it does nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn timed(mut f: impl FnMut()) -> f64 {
+    sh(&mut Command::new("sync"));
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn size_arg(bytes: u64) -> String {
+    format!("{}k", bytes.div_ceil(1024))
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("mkfs bench: skipped (run `cargo bench --bench mkfs`)");
+        return;
+    }
+    let dibr = env!("CARGO_BIN_EXE_dibr");
+    let tarball = PathBuf::from(
+        std::env::var("DIBR_BENCH_TAR").unwrap_or_else(|_| "/var/tmp/dibr-bench/root.tar".into()),
+    );
+    let runs: usize = std::env::var("DIBR_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let dir = PathBuf::from(std::env::var("DIBR_BENCH_DIR").unwrap_or_else(|_| "target/bench-mkfs".into()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut results = Vec::new();
+
+    if tarball.exists() {
+        let tar_bytes = std::fs::metadata(&tarball).unwrap().len();
+        // mke2fs needs a size up front; twice the tarball is ample.
+        let size = size_arg(tar_bytes * 2);
+        let tree = dir.join("tree");
+        let out = |n: &str| dir.join(n);
+        let (mut td, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let _ = std::fs::remove_file(out("dibr.img"));
+            td.push(timed(|| {
+                sh(&mut Command::new(dibr).args(["mkfs", "--from"]).arg(&tarball).arg("-o").arg(out("dibr.img")))
+            }));
+            let _ = std::fs::remove_file(out("dibr.img"));
+            let _ = std::fs::remove_dir_all(&tree);
+            let _ = std::fs::remove_file(out("a.img"));
+            ta.push(timed(|| {
+                std::fs::create_dir_all(&tree).unwrap();
+                sh(&mut Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&tree));
+                sh(&mut Command::new("mke2fs")
+                    .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
+                    .arg(&tree)
+                    .arg(out("a.img"))
+                    .arg(&size));
+            }));
+            let _ = std::fs::remove_file(out("a.img"));
+            tb.push(timed(|| {
+                sh(&mut Command::new("mke2fs")
+                    .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
+                    .arg(&tree)
+                    .arg(out("b.img"))
+                    .arg(&size));
+            }));
+            let _ = std::fs::remove_file(out("b.img"));
+        }
+        let _ = std::fs::remove_dir_all(&tree);
+        let (d, a, b) = (median(td), median(ta), median(tb));
+        println!("root tarball {} ({} MB), {runs} runs, medians:", tarball.display(), tar_bytes >> 20);
+        println!("  dibr mkfs --from root.tar        {d:7.2} s");
+        println!("  (a) tar -x + mke2fs -d           {a:7.2} s   ratio {:.1}x (target >= 6x)", a / d);
+        println!("  (b) mke2fs -d (extracted dir)    {b:7.2} s   ratio {:.1}x (target >= 3x)", b / d);
+        results.push(format!(
+            "{{\"case\":\"root-tarball\",\"dibr_s\":{d:.3},\"tar_x_mke2fs_s\":{a:.3},\"mke2fs_d_s\":{b:.3},\"ratio_a\":{:.2},\"ratio_b\":{:.2}}}",
+            a / d,
+            b / d
+        ));
+    } else {
+        println!("root tarball {} missing: skipping that case (set DIBR_BENCH_TAR)", tarball.display());
+    }
+
+    // A flat directory of 100 000 empty files.
+    let flat = dir.join("flat");
+    let _ = std::fs::remove_dir_all(&flat);
+    std::fs::create_dir_all(flat.join("d")).unwrap();
+    for i in 0..100_000 {
+        std::fs::write(flat.join(format!("d/file-{i:06}")), b"").unwrap();
+    }
+    let flat_tar = dir.join("flat.tar");
+    sh(&mut Command::new("tar").arg("-C").arg(&flat).arg("-cf").arg(&flat_tar).arg("."));
+    let (mut fd, mut fm) = (Vec::new(), Vec::new());
+    for _ in 0..runs.min(3) {
+        fd.push(timed(|| {
+            sh(&mut Command::new(dibr).args(["mkfs", "--from"]).arg(&flat_tar).arg("-o").arg(dir.join("flat.img")))
+        }));
+        fm.push(timed(|| {
+            sh(&mut Command::new("mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
+                .arg(&flat)
+                .arg(dir.join("flat-mk.img"))
+                .arg("1G"));
+        }));
+    }
+    let (d, m) = (median(fd), median(fm));
+    println!("flat 100 000-entry directory, medians:");
+    println!("  dibr mkfs (tar)                  {d:7.2} s   (target < 2 s)");
+    println!("  mke2fs -d (dir)                  {m:7.2} s   ratio {:.1}x", m / d);
+    results.push(format!(
+        "{{\"case\":\"flat-100k\",\"dibr_s\":{d:.3},\"mke2fs_d_s\":{m:.3},\"ratio\":{:.2}}}",
+        m / d
+    ));
+    let _ = std::fs::remove_dir_all(&flat);
+    for f in ["flat.tar", "flat.img", "flat-mk.img"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let json = format!("[{}]\n", results.join(","));
+    std::fs::write(dir.join("result.json"), &json).unwrap();
+    println!("JSON: {}", Path::new(&dir).join("result.json").display());
+}
