@@ -770,12 +770,17 @@ pub fn debugfs_manifest(img: &Path) -> Manifest {
     let o = run_ok(Command::new(tool("debugfs")).arg("-f").arg(&cmdfile).arg(img));
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     let mut by_ino: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
     for chunk in text.split("debugfs: stat \"/").skip(1) {
         let (path, body) = chunk.split_once("\"\n").unwrap_or((chunk, ""));
         let path = path.replace("\\\"", "\"");
         let w: Vec<&str> = body.split_whitespace().collect();
         let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1)).map(|s| s.to_string());
         let Some(f) = m.get_mut(&path) else { continue };
+        if after("Inode:").is_none() || after("mtime:").is_none() {
+            continue;
+        }
+        seen.insert(path.clone());
         if let Some(mode) = after("Mode:") {
             let v = u32::from_str_radix(&mode, 8).unwrap_or(0) & 0o7777;
             f.insert("mode", format!("{v:04o}"));
@@ -802,6 +807,8 @@ pub fn debugfs_manifest(img: &Path) -> Manifest {
             }
         }
     }
+    let unparsed: Vec<&String> = m.keys().filter(|k| !seen.contains(*k)).collect();
+    assert!(unparsed.is_empty(), "debugfs stat gave nothing parseable for {unparsed:?}\n{}", head(&text, 40));
     m
 }
 
