@@ -382,11 +382,13 @@ fn torture_pax_sparse_1_0() {
 #[test]
 fn ustar_simple_subset() {
     let test = "ustar_simple_subset";
+    // Rootless-buildable tree: without root the image is read with debugfs.
     if !require(
         test,
-        true,
+        is_ci(),
         &[
-            "tar", "e2fsck", "dumpe2fs", "mount", "umount", "getfattr", "getfacl", "setfattr",
+            "tar", "e2fsck", "dumpe2fs", "debugfs", "mount", "umount", "getfattr", "getfacl",
+            "setfattr",
         ],
     ) {
         return;
@@ -538,4 +540,41 @@ fn rootless_mkfs_as_unprivileged_user() {
         "uid/gid from the tar lost when not root:\n{}",
         head(&s, 12)
     );
+}
+
+/// The non-root reader (debugfs rdump + stat) must agree with the kernel on
+/// a dibr image, so the fallback used without root is itself checked.
+#[test]
+fn debugfs_reader_agrees_with_kernel() {
+    let test = "debugfs_reader_agrees_with_kernel";
+    if !require(
+        test,
+        true,
+        &[
+            "tar", "debugfs", "mount", "umount", "getfattr", "getfacl", "setfattr", "e2fsck",
+        ],
+    ) {
+        return;
+    }
+    let work = scratch(test);
+    let tree = work.path().join("tree");
+    build_simple_tree(&tree);
+    let t = work.path().join("s.tar");
+    gnu_tar(&tree, &t, PAX);
+    let out_dir = work.path().join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let img = out_dir.join("image.ext4");
+    mkfs_ok(&Src::Path(t), &img, &Opts::default());
+    e2fsck_ok(&img);
+    let m = Mount::ro(&img);
+    let kernel = manifest(&m.dir);
+    drop(m);
+    let dbg = debugfs_manifest(&img);
+    let d = diff_manifests(&kernel, &dbg, &fields_except(&["xattrs", "acl"]));
+    assert!(
+        d.is_empty(),
+        "debugfs reader disagrees with the kernel (source=kernel, image=debugfs)\n{}",
+        report(&d)
+    );
+    assert!(kernel.len() >= 10, "simple tree too small: {kernel:?}");
 }
