@@ -184,10 +184,11 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
     })?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "dibr mkfs: wrote {} ({} blocks of 4 KiB, {} groups) to {}",
+        "dibr mkfs: wrote {} ({} blocks of 4 KiB, {} groups; sparse, {} in use) to {}",
         human(s.blocks_count * BLOCK_SIZE),
         s.blocks_count,
         s.groups,
+        human((s.blocks_count - s.free_blocks) * BLOCK_SIZE),
         a.output.display()
     );
     eprintln!(

@@ -10,14 +10,16 @@ const JBD2_SUPERBLOCK_V2: u32 = 4;
 /// The kernel refuses journals shorter than this (JBD2_MIN_JOURNAL_BLOCKS).
 pub const MIN_BLOCKS: u64 = 1024;
 
-/// Default journal size in blocks for a filesystem of `fs_blocks` blocks,
-/// e2fsprogs' `ext2fs_default_journal_size` table capped at DIB's 64 MiB.
-pub fn default_blocks(fs_blocks: u64) -> u64 {
-    match fs_blocks {
-        b if b < 32768 => 1024,  // < 128 MiB: 4 MiB
-        b if b < 262144 => 4096, // < 1 GiB: 16 MiB
-        b if b < 524288 => 8192, // < 2 GiB: 32 MiB
-        _ => 16384,              // 64 MiB
+/// Default journal size in blocks, from the blocks the tree itself needs:
+/// DIB's 64 MiB ("so our journal is large enough when we perform an FS
+/// resize") for anything like a root filesystem, less for tiny trees so a
+/// 10 MB tree does not get a 64 MiB journal.
+pub fn default_blocks(tree_blocks: u64) -> u64 {
+    match tree_blocks {
+        b if b < 8192 => 1024,  // < 32 MiB of tree: 4 MiB
+        b if b < 32768 => 4096, // < 128 MiB: 16 MiB
+        b if b < 65536 => 8192, // < 256 MiB: 32 MiB
+        _ => 16384,             // 64 MiB
     }
 }
 
