@@ -7,6 +7,7 @@ use clap::Args;
 use super::size::parse_size;
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::output::atomic::AtomicFile;
+use crate::progress::Phase;
 use crate::source::Source;
 
 #[derive(Args, Debug)]
@@ -174,10 +175,16 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
         source: e,
     })?;
     let mut b = Builder::new(file, a.output.clone(), opts)?;
+    let total = src.size_hint();
+    let phase = Phase::start(&format!("mkfs: reading {}", a.from.display()), total);
     while let Some(e) = src.next_entry()? {
         b.add(&e, src.data())?;
+        phase.set_bytes(b.data_bytes());
     }
+    phase.done();
+    let phase = Phase::start("mkfs: writing metadata, journal and syncing", None);
     let s = b.finish()?;
+    phase.done();
     out.commit().map_err(|e| MkfsError::Create {
         path: a.output.clone(),
         source: e,

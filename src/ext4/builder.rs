@@ -180,6 +180,11 @@ impl Builder {
         })
     }
 
+    /// File data bytes copied so far (for progress reporting).
+    pub fn data_bytes(&self) -> u64 {
+        self.stats.data_bytes
+    }
+
     fn entry_err(e: &Entry, problem: impl Into<String>) -> Error {
         Error::Entry {
             path: e.display_path(),

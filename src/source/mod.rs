@@ -31,6 +31,19 @@ impl Source {
         Ok(Source::Tar(Box::new(TarReader::new(open_input(spec)?))))
     }
 
+    /// Total bytes to read, when known: the size of an uncompressed tarball
+    /// file (a fair bound for the file data inside it).
+    pub fn size_hint(&self) -> Option<u64> {
+        match self {
+            Source::Tar(t) => t
+                .get_ref()
+                .raw_file()
+                .and_then(|(f, _)| f.metadata().ok())
+                .map(|m| m.len()),
+            Source::Dir(_) => None,
+        }
+    }
+
     pub fn next_entry(&mut self) -> Result<Option<Entry>, SourceError> {
         match self {
             Source::Dir(d) => Ok(d.next_entry()?),
