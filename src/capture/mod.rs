@@ -18,7 +18,9 @@
 //! - every xattr as `SCHILY.xattr.NAME` (binary values, sorted by name),
 //!   including `security.capability` and the POSIX ACLs
 //!   `system.posix_acl_access` / `system.posix_acl_default` in their VFS
-//!   form, which GNU tar `--xattrs --xattrs-include='*'` restores;
+//!   form, which GNU tar `--xattrs --xattrs-include='*'` restores, and
+//!   the ACLs also as `SCHILY.acl.access`/`SCHILY.acl.default` text (as GNU
+//!   tar writes them; its `--acls` extraction needs them);
 //! - hard links as link members to the first path, symlinks, char/block
 //!   devices, fifos; sockets are skipped (counted in [`CaptureStats`]);
 //! - files with holes as GNU PAX sparse 1.0 (map at the start of the data);
@@ -27,6 +29,7 @@
 //! Members appear in walk order: parents before children, names sorted
 //! bytewise per directory. The root is the member `./`.
 
+mod acl_text;
 pub mod output;
 pub mod tar_writer;
 

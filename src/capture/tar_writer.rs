@@ -130,6 +130,7 @@ pub struct TarWriter<W: Write> {
     written: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ustar_block(
     name: &[u8],
     mode: u32,
@@ -227,6 +228,16 @@ impl<W: Write> TarWriter<W> {
         }
         if m.dev.1 as u64 > octal_max(8) {
             pax_record(&mut rec, b"SCHILY.devminor", m.dev.1.to_string().as_bytes());
+        }
+        for (k, v) in m.xattrs {
+            let key: &[u8] = match k.as_slice() {
+                b"system.posix_acl_access" => b"SCHILY.acl.access",
+                b"system.posix_acl_default" => b"SCHILY.acl.default",
+                _ => continue,
+            };
+            if let Some(text) = super::acl_text::xattr_to_text(v) {
+                pax_record(&mut rec, key, text.as_bytes());
+            }
         }
         for (k, v) in m.xattrs {
             let mut key = b"SCHILY.xattr.".to_vec();
