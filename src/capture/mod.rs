@@ -593,6 +593,53 @@ mod tests {
         ));
     }
 
+    /// Names and link targets around the 100-byte ustar limit, a 0-byte
+    /// file and a file that is all hole round-trip through dibr's reader.
+    #[test]
+    fn boundaries_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("t");
+        let mut want: Vec<(Vec<u8>, EntryKind, u64)> = Vec::new();
+        for n in [98usize, 99, 100, 101] {
+            let name = "f".repeat(n);
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(root.join(&name), b"x").unwrap();
+            let dname = "d".repeat(n);
+            std::fs::create_dir_all(root.join(&dname)).unwrap();
+            let target = "t".repeat(n);
+            let lname = format!("l{n}");
+            std::os::unix::fs::symlink(&target, root.join(&lname)).unwrap();
+            want.push((name.into_bytes(), EntryKind::File, 1));
+            want.push((dname.into_bytes(), EntryKind::Dir, 0));
+            want.push((
+                lname.into_bytes(),
+                EntryKind::Symlink(target.into_bytes()),
+                0,
+            ));
+        }
+        std::fs::write(root.join("empty"), b"").unwrap();
+        want.push((b"empty".to_vec(), EntryKind::File, 0));
+        let hole = std::fs::File::create(root.join("hole")).unwrap();
+        hole.set_len(10 << 20).unwrap();
+        want.push((b"hole".to_vec(), EntryKind::File, 10 << 20));
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tar = Vec::new();
+        let stats = write_tar(&root, &mut tar, &CaptureOptions::default()).unwrap();
+        assert_eq!(stats.archive_bytes, tar.len() as u64);
+        assert_eq!(tar.len() % 512, 0);
+        let mut rd = crate::tarstream::TarReader::new(&tar[..]);
+        let mut got = Vec::new();
+        while let Some(e) = rd.next_entry().unwrap() {
+            if !e.path.is_empty() {
+                if e.path == b"hole" {
+                    assert!(e.segments.is_empty(), "{e:?}");
+                }
+                got.push((e.path, e.kind, e.size));
+            }
+        }
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn dev_entries_sorted() {
         let names: Vec<&str> = DEV_ENTRIES.iter().map(|(n, _)| *n).collect();
