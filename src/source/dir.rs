@@ -29,7 +29,12 @@ pub struct DirSource {
     stack: Vec<Vec<u8>>,
     links: HashMap<(u64, u64), Vec<u8>>,
     current: Option<Current>,
+    /// Relative paths never visited (neither stat'ed nor descended into).
+    skip: Option<SkipFn>,
 }
+
+/// Decides, by relative path, whether an entry is left out of the walk.
+pub type SkipFn = Box<dyn Fn(&[u8]) -> bool + Send>;
 
 struct Current {
     file: File,
@@ -124,7 +129,17 @@ impl DirSource {
             stack: vec![Vec::new()],
             links: HashMap::new(),
             current: None,
+            skip: None,
         })
+    }
+
+    /// Leave out every path (relative, `/`-separated) for which `skip`
+    /// returns true, with everything below it; the root is never skipped.
+    /// Skipped paths are not even stat'ed, so mount points such as `proc`
+    /// can be left out without reading them.
+    pub fn with_skip(mut self, skip: SkipFn) -> Self {
+        self.skip = Some(skip);
+        self
     }
 
     fn abs(&self, rel: &[u8]) -> PathBuf {
@@ -180,6 +195,9 @@ impl DirSource {
                     child.push(b'/');
                 }
                 child.extend_from_slice(&n);
+                if self.skip.as_ref().is_some_and(|f| f(&child)) {
+                    continue;
+                }
                 self.stack.push(child);
             }
         } else if ft.is_symlink() {
