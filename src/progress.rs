@@ -49,9 +49,11 @@ impl Phase {
         let bar = if std::io::stderr().is_terminal() {
             let b = match total_bytes {
                 Some(t) => ProgressBar::new(t).with_style(
-                    ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
                 ),
                 None => ProgressBar::new_spinner().with_style(
                     ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")

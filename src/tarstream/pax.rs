@@ -174,7 +174,7 @@ pub fn parse_time(v: &[u8]) -> Result<Timestamp, String> {
     }
 }
 
-/// Decode libarchive's `%XX` escapes in `LIBARCHIVE.xattr.` names.
+/// Decode `%XX` escapes in `LIBARCHIVE.xattr.` and `SCHILY.xattr.` names.
 fn url_decode(s: &[u8]) -> Vec<u8> {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(s.len());
@@ -261,7 +261,10 @@ impl PaxAttrs {
             };
         }
         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-            self.set_xattr(name.to_vec(), value.to_vec());
+            // GNU tar escapes '%' and '=' in the name as %25 / %3D
+            // (xheader.c xattr_encode_keyword); every '%' is escaped, so
+            // decoding all %XX is exact.
+            self.set_xattr(url_decode(name), value.to_vec());
             return Ok(());
         }
         if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
@@ -329,6 +332,9 @@ mod tests {
 
     #[test]
     fn records() {
+        let mut p = PaxAttrs::default();
+        p.apply(b"SCHILY.xattr.user.a%3Db%25c", b"v", true).unwrap();
+        assert_eq!(p.xattrs, vec![(b"user.a=b%c".to_vec(), b"v".to_vec())]);
         let data = b"30 mtime=1795270848.652214775\n21 SCHILY.xattr.a=\x00\n\n";
         let r = parse_records(data).unwrap();
         assert_eq!(r[0], (b"mtime".to_vec(), b"1795270848.652214775".to_vec()));
