@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod elements;
 pub mod ext4;
 pub mod le;
 pub mod output;
