@@ -20,21 +20,25 @@ use super::run_parts::{self, RunParts};
 /// Two elements ship the same hook, or a hook directory cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("duplicated hook {dir}/{name}: elements '{first_element}' ({}) and '{second_element}' ({}) both ship it; rename one of them (hook names must be unique across elements)", first_path.display(), second_path.display())]
-    Duplicate {
-        dir: String,
-        name: String,
-        first_element: String,
-        first_path: PathBuf,
-        second_element: String,
-        second_path: PathBuf,
-    },
+    #[error("duplicated hook {}/{}: elements '{}' ({}) and '{}' ({}) both ship it; rename one of them (hook names must be unique across elements)", .0.dir, .0.name, .0.first_element, .0.first_path.display(), .0.second_element, .0.second_path.display())]
+    Duplicate(Box<DuplicateHook>),
     #[error("element '{element}': cannot read {}: {source}", path.display())]
     Read {
         element: String,
         path: PathBuf,
         source: io::Error,
     },
+}
+
+/// The two files behind a [`HookError::Duplicate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateHook {
+    pub dir: String,
+    pub name: String,
+    pub first_element: String,
+    pub first_path: PathBuf,
+    pub second_element: String,
+    pub second_path: PathBuf,
 }
 
 /// One file of a merged hook directory.
@@ -84,14 +88,14 @@ impl Hooks {
                     let path = f.path();
                     if let Some(prev) = merged.get(&name) {
                         if prev.path.is_file() {
-                            return Err(HookError::Duplicate {
+                            return Err(HookError::Duplicate(Box::new(DuplicateHook {
                                 dir,
                                 name,
                                 first_element: prev.element.clone(),
                                 first_path: prev.path.clone(),
                                 second_element: element.clone(),
                                 second_path: path,
-                            });
+                            })));
                         }
                         // A directory merged with a directory: keep the first.
                         continue;

@@ -39,3 +39,10 @@ pub use phases::Phase;
 pub use pkg_map::{PkgMap, PkgMapError};
 pub use resolve::{resolve, ResolveError, Resolved};
 pub use run_parts::{RunParts, Skipped};
+
+#[cfg(test)]
+mod test_elementdeps;
+#[cfg(test)]
+mod test_hooks;
+#[cfg(test)]
+mod test_package_squash;

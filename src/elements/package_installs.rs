@@ -92,12 +92,17 @@ pub fn process_env() -> Env {
         .collect()
 }
 
+/// `(package, element)` pairs of one operation.
+pub type Entries = Vec<(String, String)>;
+/// One phase's operations: `(op, entries)`, op being `install` or `uninstall`.
+pub type PhaseOps = Vec<(String, Entries)>;
+
 /// `(package, element)` pairs per phase and operation, in the order DIB
 /// builds them (first appearance), ready to be written as DIB's JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Squashed {
     /// phase → [(op, [(package, element)])], op being `install` or `uninstall`.
-    pub phases: Vec<(String, Vec<(String, Vec<(String, String)>)>)>,
+    pub phases: Vec<(String, PhaseOps)>,
     /// Packages installed plainly (not build-only), for the uninstall rule.
     plain_installs: Vec<String>,
 }
