@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod elements;
 pub mod ext4;
 pub mod le;
 pub mod output;

@@ -1,5 +1,6 @@
 //! The command line: subcommands and their dispatch.
 
+pub mod elements;
 pub mod mkfs;
 pub mod size;
 
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Make an ext4 image from a tarball or directory, in userspace, as an ordinary user
     Mkfs(mkfs::MkfsArgs),
+    /// Expand element dependencies like DIB's element-info (--env for IMAGE_ELEMENT*)
+    Elements(elements::ElementsArgs),
     /// Check an ext4 image made by dibr with dibr's own consistency checker (read-only)
     Verify {
         /// The image file
@@ -31,6 +34,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Mkfs(a) => mkfs::run(&a)?,
+        Command::Elements(a) => elements::run(&a)?,
         Command::Verify { image } => {
             let f = std::fs::File::open(&image)
                 .map_err(|e| format!("opening {}: {e}", image.display()))?;

@@ -1,0 +1,35 @@
+//! `dibr elements`: expand element dependencies like DIB's `element-info`
+//! (`diskimage_builder/element_dependencies.py:main`): the expanded names,
+//! or with `--env` the eval-able `IMAGE_ELEMENT` / `IMAGE_ELEMENT_YAML` /
+//! `get_image_element_array` text `disk-image-create` evaluates.
+
+use crate::elements::{resolve, ElementsPath};
+
+#[derive(clap::Args, Debug)]
+pub struct ElementsArgs {
+    /// Print eval-able bash: IMAGE_ELEMENT, IMAGE_ELEMENT_YAML and get_image_element_array
+    #[arg(short = 'e', long)]
+    pub env: bool,
+    /// Do not add the `base` element (like disk-image-create -n)
+    #[arg(short = 'n')]
+    pub skip_base: bool,
+    /// Accepted for compatibility with old element-info; expansion is the default
+    #[arg(short = 'd', long = "expand-dependencies", hide = true)]
+    pub expand_dependencies: bool,
+    /// Elements to expand (searched on ELEMENTS_PATH, then dibr's own elements)
+    #[arg(required = true)]
+    pub elements: Vec<String>,
+}
+
+pub fn run(a: &ElementsArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let path = ElementsPath::from_env()?;
+    let all = path.discover()?;
+    let requested = resolve::requested_elements(&a.elements, a.skip_base);
+    let r = resolve::resolve(&requested, &all)?;
+    if a.env {
+        print!("{}", r.env_script());
+    } else {
+        println!("{}", r.image_element());
+    }
+    Ok(())
+}

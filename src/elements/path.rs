@@ -1,0 +1,121 @@
+//! `ELEMENTS_PATH`: where elements are looked for, and which copy of an
+//! element wins (DIB's `element_dependencies.py:_find_all_elements`).
+//!
+//! DIB walks the colon-separated entries *last to first* so that an element
+//! in an earlier entry overrides one of the same name in a later entry; its
+//! own element library is appended last (`disk-image-create`), so users can
+//! override any shipped element. dibr does the same with its `elements/`
+//! directory.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::element::{Element, ElementError};
+
+/// Building the element table failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("ELEMENTS_PATH entry '{}' is not a directory (fix or remove that entry)", .0.display())]
+    InvalidElementDir(PathBuf),
+    #[error("ELEMENTS_PATH has an empty entry (two colons in a row, or a leading/trailing colon): remove it")]
+    EmptyEntry,
+    #[error("cannot list ELEMENTS_PATH entry '{}': {source}", dir.display())]
+    List { dir: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Element(#[from] ElementError),
+}
+
+/// The ordered list of element directories; earlier entries win.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementsPath {
+    dirs: Vec<PathBuf>,
+}
+
+impl ElementsPath {
+    /// From an explicit list of directories, highest priority first.
+    pub fn new(dirs: Vec<PathBuf>) -> ElementsPath {
+        ElementsPath { dirs }
+    }
+
+    /// From an `ELEMENTS_PATH` value (colon list, highest priority first),
+    /// with `shipped` (dibr's own element library) appended last when given.
+    /// An unset or empty `ELEMENTS_PATH` means only the shipped elements.
+    /// Empty entries inside a non-empty value are an error, as in DIB
+    /// (`os.path.isdir('')` is false there).
+    pub fn parse(elements_path: Option<&str>, shipped: Option<&Path>) -> Result<Self, PathError> {
+        let mut dirs = Vec::new();
+        if let Some(v) = elements_path.filter(|v| !v.is_empty()) {
+            for entry in v.split(':') {
+                if entry.is_empty() {
+                    return Err(PathError::EmptyEntry);
+                }
+                dirs.push(PathBuf::from(entry));
+            }
+        }
+        if let Some(s) = shipped {
+            dirs.push(s.to_owned());
+        }
+        Ok(ElementsPath { dirs })
+    }
+
+    /// `ELEMENTS_PATH` from the process environment plus [`Self::shipped_dir`].
+    pub fn from_env() -> Result<Self, PathError> {
+        let v = std::env::var("ELEMENTS_PATH").ok();
+        Self::parse(v.as_deref(), Self::shipped_dir().as_deref())
+    }
+
+    /// dibr's element library: `$DIBR_ELEMENTS_DIR` if set, else the
+    /// `elements/` directory of the source tree dibr was built from, if it
+    /// still exists.
+    pub fn shipped_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("DIBR_ELEMENTS_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
+        d.is_dir().then_some(d)
+    }
+
+    /// The directories, highest priority first.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// The colon-joined value, as exported to hooks as `ELEMENTS_PATH`.
+    pub fn to_env_value(&self) -> String {
+        let v: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        v.join(":")
+    }
+
+    /// Every element on the path, by name, with overrides applied.
+    ///
+    /// As in DIB: each entry must be a directory; every subdirectory (symlinks
+    /// followed) is an element; the element's path is canonicalised and its
+    /// name is the last component of that canonical path.
+    pub fn discover(&self) -> Result<BTreeMap<String, Element>, PathError> {
+        let mut all = BTreeMap::new();
+        for dir in self.dirs.iter().rev() {
+            if !dir.is_dir() {
+                return Err(PathError::InvalidElementDir(dir.clone()));
+            }
+            let list = |source| PathError::List {
+                dir: dir.clone(),
+                source,
+            };
+            for entry in std::fs::read_dir(dir).map_err(list)? {
+                let entry = entry.map_err(list)?;
+                let p = entry.path();
+                if !p.is_dir() {
+                    continue;
+                }
+                let real = p.canonicalize().map_err(list)?;
+                let Some(name) = real.file_name().and_then(|n| n.to_str()) else {
+                    continue; // not UTF-8: cannot be named in element-deps
+                };
+                let e = Element::load(name, &real)?;
+                all.insert(name.to_owned(), e);
+            }
+        }
+        Ok(all)
+    }
+}
