@@ -9,6 +9,7 @@ pub mod cli;
 pub mod ext4;
 pub mod le;
 pub mod output;
+pub mod sandbox;
 pub mod source;
 pub mod tarstream;
 pub mod tree;
