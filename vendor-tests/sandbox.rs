@@ -317,6 +317,7 @@ fn filesystems_scenario() {
         echo "env $DIB_X"
         echo "cwd $(pwd)"
         echo "home ${HOME:-unset}"
+        cat /proc/self/mountinfo > /mountinfo
     "#;
     let code = sh(&c, script);
     let out = std::fs::read_to_string(t.path().join("out")).unwrap();
@@ -339,6 +340,32 @@ fn filesystems_scenario() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+    // The sandbox's own mount table: /sys (and every submount) read-only,
+    // the right filesystem types on /proc, /dev, /dev/pts, /dev/shm.
+    let mi = std::fs::read_to_string(t.path().join("mountinfo")).unwrap();
+    let mut seen = BTreeSet::new();
+    for line in mi.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let (mnt, opts) = (f[4], f[5]);
+        let fstype = line.split(" - ").nth(1).unwrap().split(' ').next().unwrap();
+        if mnt == "/sys" || mnt.starts_with("/sys/") {
+            eprintln!("sandbox mount: {line}");
+            assert!(opts.split(',').any(|o| o == "ro"), "writable: {line}");
+        }
+        seen.insert((mnt.to_string(), fstype.to_string()));
+    }
+    for (m, t) in [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+    ] {
+        assert!(
+            seen.iter().any(|(sm, st)| sm == m && st == t),
+            "no {t} on {m} in:\n{mi}"
+        );
+    }
+    assert!(seen.iter().any(|(m, _)| m == "/sys"), "no /sys in:\n{mi}");
     if Path::new("/etc/resolv.conf").is_file() {
         assert!(out.contains("resolv-ok"), "{out}");
     }
