@@ -28,6 +28,9 @@ pub enum FlattenReason {
     NoSubidRange { user: String, file: &'static str },
     /// A range exists but is too small to be useful (fewer than 2 ids).
     RangeTooSmall { user: String, file: &'static str },
+    /// newuidmap/newgidmap ran but refused the mapping (e.g. the range in
+    /// /etc/subuid does not match the user, or the helpers lack setuid).
+    UidmapFailed,
     /// `DIBR_USERNS=single` asked for it.
     Requested,
 }
@@ -49,6 +52,12 @@ impl fmt::Display for FlattenReason {
                 f,
                 "the subordinate id range of {user} in {file} has fewer than 2 ids \
                  (fix: sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user})"
+            ),
+            FlattenReason::UidmapFailed => write!(
+                f,
+                "newuidmap/newgidmap refused the subordinate id mapping \
+                 (check /etc/subuid, /etc/subgid and that newuidmap/newgidmap are setuid root \
+                 or have cap_setuid/cap_setgid: sudo apt install --reinstall uidmap)"
             ),
             FlattenReason::Requested => write!(f, "DIBR_USERNS=single was requested"),
         }

@@ -98,6 +98,22 @@ pub fn mapping() -> Result<IdMapping, SandboxError> {
             let facts = preflight::HostFacts::current();
             let m = preflight::decide(&facts, &preflight::Probe::Ok)?;
             let probe = run_probe(&m);
+            if let (IdMapping::Subids { uid, gid, .. }, preflight::Probe::Failed { step, .. }) =
+                (&m, &probe)
+            {
+                if step.starts_with("newuidmap") {
+                    // The helpers refused: fall back to a single uid.
+                    let single = IdMapping::SingleUid {
+                        uid: *uid,
+                        gid: *gid,
+                        reason: FlattenReason::UidmapFailed,
+                    };
+                    return match run_probe(&single) {
+                        preflight::Probe::Ok => Ok(single),
+                        p => preflight::decide(&facts, &p),
+                    };
+                }
+            }
             preflight::decide(&facts, &probe)
         })
         .clone()
