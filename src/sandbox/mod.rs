@@ -163,12 +163,28 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
 
 static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-/// Kill every running sandbox helper (and so, through PDEATHSIG and the pid
-/// namespace, everything inside). For the caller's SIGINT/SIGTERM handler.
+/// Kill every running sandbox (for the caller's SIGINT/SIGTERM handler).
+///
+/// The pid 1 of each sandbox (the helper's child) gets SIGKILL; the kernel
+/// then kills everything else in its pid namespace before the helper's
+/// wait returns, the helper removes what it created and exits 137, and
+/// [`run`] returns. If pid 1 does not exist yet, the helper itself is
+/// killed (its children follow through PDEATHSIG).
 pub fn kill_running() {
     if let Ok(list) = RUNNING.lock() {
         for &pid in list.iter() {
-            let _ = sys::kill(pid, rustix::process::Signal::KILL);
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            let mut killed = false;
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                killed |= sys::kill(c, rustix::process::Signal::KILL).is_ok();
+            }
+            if !killed {
+                let _ = sys::kill(pid, rustix::process::Signal::KILL);
+            }
         }
     }
 }
