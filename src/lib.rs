@@ -12,6 +12,7 @@ pub mod ext4;
 pub mod le;
 pub mod output;
 pub mod progress;
+pub mod sandbox;
 pub mod source;
 pub mod tarstream;
 pub mod tree;

@@ -2,6 +2,7 @@
 
 pub mod elements;
 pub mod mkfs;
+pub mod sandbox_cmd;
 pub mod size;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ pub enum Command {
         /// The image file
         image: std::path::PathBuf,
     },
+    /// Internal: the sandbox helper (run by dibr itself)
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox(sandbox_cmd::SandboxArgs),
 }
 
 /// Run a parsed command line; errors are printed by main.
@@ -35,6 +39,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Mkfs(a) => mkfs::run(&a)?,
         Command::Elements(a) => elements::run(&a)?,
+        Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),
         Command::Verify { image } => {
             let f = std::fs::File::open(&image)
                 .map_err(|e| format!("opening {}: {e}", image.display()))?;

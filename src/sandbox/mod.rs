@@ -1,0 +1,331 @@
+//! Run commands as "root" in a target tree without being root: a user
+//! namespace (subordinate ids via newuidmap/newgidmap, or a single uid),
+//! a private mount namespace with /proc, read-only /sys, a minimal /dev and
+//! the host's resolv.conf, and a pid namespace whose end kills every
+//! process a hook left behind. The host network is shared.
+//!
+//! This is the only module that uses `unsafe` (in `sys.rs`); namespaces are
+//! entered by a freshly exec'ed single-threaded helper, `dibr __sandbox`,
+//! because unshare(CLONE_NEWUSER) refuses multi-threaded callers.
+//!
+//! ```no_run
+//! use dibr::sandbox::{run, Bind, SandboxConfig};
+//! let cfg = SandboxConfig {
+//!     root: "/tmp/target".into(),
+//!     binds: vec![Bind::ro("/tmp/hooks", "/tmp/in_target.d")],
+//!     env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+//!     cwd: "/".into(),
+//!     chroot: true,
+//! };
+//! let status = run(&cfg, &["/bin/sh".into(), "-c".into(), "id -u".into()]).unwrap();
+//! ```
+
+pub mod enter;
+pub mod idmap;
+pub mod plan;
+pub mod preflight;
+mod sys;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+pub use idmap::{FlattenReason, IdMapping, IdRange};
+pub use plan::{Bind, FsOp};
+pub use preflight::PreflightError;
+
+/// How to run a command in the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The target tree.
+    pub root: PathBuf,
+    /// Extra binds, e.g. the hooks directory read-only at /tmp/in_target.d.
+    /// With `chroot` the destination is inside `root`; without, it is a
+    /// host path that must exist.
+    pub binds: Vec<Bind>,
+    /// The command's whole environment (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    /// Working directory (inside the target when `chroot`).
+    pub cwd: PathBuf,
+    /// false: run outside the chroot but inside the namespaces, as DIB's
+    /// outside hooks (root.d, extra-data.d, cleanup.d) run with TARGET_ROOT.
+    pub chroot: bool,
+}
+
+/// Sandbox failures. Each names what was attempted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    #[error("the sandbox cannot run on this host: {0}")]
+    Preflight(#[from] PreflightError),
+    #[error("bad sandbox plan: {0}")]
+    Plan(#[from] plan::PlanError),
+    #[error("cannot start the sandbox helper {}: {source}", helper.display())]
+    Spawn {
+        helper: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("setting up the sandbox failed: {0}")]
+    Setup(String),
+    #[error("cannot remove {}: {detail}", path.display())]
+    Remove { path: PathBuf, detail: String },
+    #[error("sandbox status file {}: {source}", path.display())]
+    StatusFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The `dibr` binary that serves as the helper: `$DIBR_SANDBOX_HELPER`, or
+/// this executable.
+pub fn helper_exe() -> PathBuf {
+    std::env::var_os("DIBR_SANDBOX_HELPER")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("dibr"))
+}
+
+static MAPPING: OnceLock<Result<IdMapping, PreflightError>> = OnceLock::new();
+
+/// What preflight chose (computed once per process, probing the kernel
+/// with the helper). Print [`IdMapping::warning`] if it has one.
+pub fn mapping() -> Result<IdMapping, SandboxError> {
+    MAPPING
+        .get_or_init(|| {
+            let facts = preflight::HostFacts::current();
+            let m = preflight::decide(&facts, &preflight::Probe::Ok)?;
+            let probe = run_probe(&m);
+            if let (IdMapping::Subids { uid, gid, .. }, preflight::Probe::Failed { step, .. }) =
+                (&m, &probe)
+            {
+                if step.starts_with("newuidmap") {
+                    // The helpers refused: fall back to a single uid.
+                    let single = IdMapping::SingleUid {
+                        uid: *uid,
+                        gid: *gid,
+                        reason: FlattenReason::UidmapFailed,
+                    };
+                    return match run_probe(&single) {
+                        preflight::Probe::Ok => Ok(single),
+                        p => preflight::decide(&facts, &p),
+                    };
+                }
+            }
+            preflight::decide(&facts, &probe)
+        })
+        .clone()
+        .map_err(SandboxError::from)
+}
+
+fn run_probe(m: &IdMapping) -> preflight::Probe {
+    let args = enter::HelperArgs {
+        mode: "probe".into(),
+        parent: std::process::id(),
+        map: m.clone(),
+        root: "/".into(),
+        cwd: "/".into(),
+        chroot: false,
+        binds: vec![],
+        env: vec![],
+        status_file: None,
+        argv: vec![],
+    };
+    let out = Command::new(helper_exe())
+        .arg("__sandbox")
+        .args(args.to_args())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output();
+    let fail = |step: String, errno| preflight::Probe::Failed { step, errno };
+    match out {
+        Err(e) => fail(
+            format!("starting {}", helper_exe().display()),
+            e.raw_os_error().unwrap_or(libc::ENOENT),
+        ),
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let line = text.lines().next().unwrap_or("");
+            let f: Vec<&str> = line.split('\t').collect();
+            match f.as_slice() {
+                ["ok"] => preflight::Probe::Ok,
+                ["fail", step, errno] => fail(step.to_string(), errno.parse().unwrap_or(0)),
+                _ => fail(
+                    format!("the helper ({}, output {line:?})", o.status),
+                    libc::EIO,
+                ),
+            }
+        }
+    }
+}
+
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kill every running sandbox (for the caller's SIGINT/SIGTERM handler).
+///
+/// The pid 1 of each sandbox (the helper's child) gets SIGKILL; the kernel
+/// then kills everything else in its pid namespace before the helper's
+/// wait returns, the helper removes what it created and exits 137, and
+/// [`run`] returns. If pid 1 does not exist yet, the helper itself is
+/// killed (its children follow through PDEATHSIG).
+pub fn kill_running() {
+    if let Ok(list) = RUNNING.lock() {
+        for &pid in list.iter() {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            let mut killed = false;
+            for c in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                killed |= sys::kill(c, rustix::process::Signal::KILL).is_ok();
+            }
+            if !killed {
+                let _ = sys::kill(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+struct StatusFile(PathBuf);
+
+impl StatusFile {
+    fn new() -> Result<Self, SandboxError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = std::env::temp_dir().join(format!(
+            "dibr-sandbox-{}-{}-{nanos}.status",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(|source| SandboxError::StatusFile {
+                path: p.clone(),
+                source,
+            })?;
+        Ok(StatusFile(p))
+    }
+    fn take(&self) -> String {
+        std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for StatusFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
+    let helper = helper_exe();
+    let mut child = Command::new(&helper)
+        .arg("__sandbox")
+        .args(args.to_args())
+        .spawn()
+        .map_err(|source| SandboxError::Spawn {
+            helper: helper.clone(),
+            source,
+        })?;
+    let pid = child.id();
+    if let Ok(mut l) = RUNNING.lock() {
+        l.push(pid);
+    }
+    let r = child.wait();
+    if let Ok(mut l) = RUNNING.lock() {
+        l.retain(|&p| p != pid);
+    }
+    r.map_err(|source| SandboxError::Spawn { helper, source })
+}
+
+/// Run `argv` in the sandbox with stdio inherited; returns its exit status
+/// (a command killed by signal N shows as exit code 128+N). Blocks until
+/// the command has exited, and every process it started is gone.
+pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, SandboxError> {
+    let map = mapping()?;
+    // Validate the plan here, where errors are easy to report.
+    if cfg.chroot {
+        plan::chroot_plan(&cfg.binds)?;
+    } else {
+        plan::outside_plan(&cfg.binds)?;
+    }
+    if argv.is_empty() {
+        return Err(SandboxError::Setup("no command given".into()));
+    }
+    let status = StatusFile::new()?;
+    let args = enter::HelperArgs {
+        mode: "run".into(),
+        parent: std::process::id(),
+        map,
+        root: std::path::absolute(&cfg.root).unwrap_or_else(|_| cfg.root.clone()),
+        cwd: cfg.cwd.clone(),
+        chroot: cfg.chroot,
+        binds: cfg.binds.clone(),
+        env: cfg.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        status_file: Some(status.0.clone()),
+        argv: argv.to_vec(),
+    };
+    let st = spawn_helper(&args)?;
+    let msg = status.take();
+    if !msg.is_empty() {
+        return Err(SandboxError::Setup(msg));
+    }
+    Ok(st)
+}
+
+/// Remove a work directory that may contain files owned by subordinate ids
+/// (which the invoking user cannot delete directly), by deleting it from
+/// inside a user namespace with the same mapping.
+pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    let map = mapping()?;
+    if map == IdMapping::Root {
+        return std::fs::remove_dir_all(path).map_err(|e| SandboxError::Remove {
+            path: path.into(),
+            detail: e.to_string(),
+        });
+    }
+    let status = StatusFile::new()?;
+    let args = enter::HelperArgs {
+        mode: "remove".into(),
+        parent: std::process::id(),
+        map,
+        root: std::path::absolute(path).unwrap_or_else(|_| path.into()),
+        cwd: "/".into(),
+        chroot: false,
+        binds: vec![],
+        env: vec![],
+        status_file: Some(status.0.clone()),
+        argv: vec![],
+    };
+    let st = spawn_helper(&args)?;
+    let msg = status.take();
+    if !st.success() || !msg.is_empty() {
+        return Err(SandboxError::Remove {
+            path: path.into(),
+            detail: if msg.is_empty() {
+                format!("helper {st}")
+            } else {
+                msg
+            },
+        });
+    }
+    Ok(())
+}

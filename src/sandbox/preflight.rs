@@ -1,0 +1,448 @@
+//! Decide, before any work, whether and how the sandbox can run, and
+//! explain each refusal with its cause and its fix.
+//!
+//! The decision is a pure function of [`HostFacts`] (sysctls, subuid files,
+//! helper binaries — read from a root directory so tests can fake them) and
+//! of the outcome of one probe (a helper that really unshares).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::idmap::{parse_subid, user_name, FlattenReason, IdMapping, IdRange};
+
+/// What the host looks like, as far as the sandbox cares.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    pub euid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: Option<String>,
+    /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu ≥ 23.10).
+    pub apparmor_restrict_userns: Option<u64>,
+    /// `user.max_user_namespaces`.
+    pub max_user_namespaces: Option<u64>,
+    /// `kernel.unprivileged_userns_clone` (Debian < 11 patch).
+    pub unprivileged_userns_clone: Option<u64>,
+    pub newuidmap: Option<PathBuf>,
+    pub newgidmap: Option<PathBuf>,
+    pub subuid: Option<IdRange>,
+    pub subgid: Option<IdRange>,
+    /// Running in a container (/.dockerenv, /run/.containerenv).
+    pub in_container: bool,
+    /// `DIBR_USERNS=single`.
+    pub force_single: bool,
+}
+
+fn read_num(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn find_exe(root: &Path, dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    dirs.iter().find_map(|d| {
+        let rel = d.strip_prefix("/").unwrap_or(d);
+        let p = root.join(rel).join(name);
+        let m = std::fs::metadata(&p).ok()?;
+        (m.is_file() && m.permissions().mode() & 0o111 != 0).then_some(p)
+    })
+}
+
+impl HostFacts {
+    /// Read the facts below `root` (`/` for the real host) for the given
+    /// user; `path_dirs` are searched for newuidmap/newgidmap.
+    pub fn gather(root: &Path, euid: u32, uid: u32, gid: u32, path_dirs: &[PathBuf]) -> Self {
+        let user = user_name(&root.join("etc/passwd"), uid);
+        let sub = |f: &str| {
+            std::fs::read_to_string(root.join(f))
+                .ok()
+                .and_then(|t| parse_subid(&t, user.as_deref(), uid))
+        };
+        HostFacts {
+            euid,
+            uid,
+            gid,
+            apparmor_restrict_userns: read_num(
+                &root.join("proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            ),
+            max_user_namespaces: read_num(&root.join("proc/sys/user/max_user_namespaces")),
+            unprivileged_userns_clone: read_num(
+                &root.join("proc/sys/kernel/unprivileged_userns_clone"),
+            ),
+            newuidmap: find_exe(root, path_dirs, "newuidmap"),
+            newgidmap: find_exe(root, path_dirs, "newgidmap"),
+            subuid: sub("etc/subuid"),
+            subgid: sub("etc/subgid"),
+            in_container: root.join(".dockerenv").exists()
+                || root.join("run/.containerenv").exists(),
+            user,
+            force_single: false,
+        }
+    }
+
+    /// The real host, for the current process.
+    pub fn current() -> Self {
+        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).collect())
+            .unwrap_or_default();
+        for d in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+            dirs.push(d.into());
+        }
+        let mut f = HostFacts::gather(
+            Path::new("/"),
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+            &dirs,
+        );
+        f.force_single = std::env::var("DIBR_USERNS").as_deref() == Ok("single");
+        f
+    }
+}
+
+/// Result of really trying to enter namespaces (see `enter::probe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Ok,
+    /// The step that failed (e.g. `unshare(CLONE_NEWUSER)`), and its errno.
+    Failed {
+        step: String,
+        errno: i32,
+    },
+}
+
+/// Why the sandbox cannot run here. Every message names cause and fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreflightError {
+    AppArmorRestricted {
+        step: String,
+    },
+    MaxUserNamespacesZero,
+    UnprivilegedUsernsCloneOff,
+    UnshareDenied {
+        step: String,
+        errno: i32,
+        in_container: bool,
+        as_root: bool,
+    },
+    NamespaceLimit {
+        step: String,
+    },
+    HelperFailed {
+        detail: String,
+    },
+}
+
+impl fmt::Display for PreflightError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use PreflightError::*;
+        match self {
+            AppArmorRestricted { step } => write!(
+                f,
+                "unprivileged user namespaces are restricted by AppArmor \
+                 (kernel.apparmor_restrict_unprivileged_userns=1, the Ubuntu 24.04 default; {step} was refused). \
+                 Fix: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 \
+                 (persist it in /etc/sysctl.d/), or install an AppArmor profile for dibr with \
+                 'userns,' (see apparmor.d(5), e.g. /etc/apparmor.d/dibr: \
+                 'abi <abi/4.0>, profile dibr /usr/local/bin/dibr flags=(unconfined) {{ userns, }}')"
+            ),
+            MaxUserNamespacesZero => write!(
+                f,
+                "user namespaces are disabled (user.max_user_namespaces=0). \
+                 Fix: sudo sysctl -w user.max_user_namespaces=15000"
+            ),
+            UnprivilegedUsernsCloneOff => write!(
+                f,
+                "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0, \
+                 a Debian kernel patch). Fix: sudo sysctl -w kernel.unprivileged_userns_clone=1"
+            ),
+            UnshareDenied {
+                step,
+                errno,
+                in_container,
+                as_root,
+            } => {
+                let e = std::io::Error::from_raw_os_error(*errno);
+                write!(f, "{step} was refused ({e}). ")?;
+                if *in_container {
+                    write!(
+                        f,
+                        "This is a container: Docker's default seccomp profile denies unshare of \
+                         mount/pid namespaces without CAP_SYS_ADMIN. Fix: run the container with \
+                         --security-opt seccomp=unconfined (and --cap-add SYS_ADMIN when running \
+                         dibr as root), or --privileged, or run dibr on the host or in a VM"
+                    )
+                } else if *as_root {
+                    write!(
+                        f,
+                        "dibr runs as root but lacks CAP_SYS_ADMIN. Fix: run dibr as an ordinary \
+                         user (it uses a user namespace), or grant CAP_SYS_ADMIN"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "The kernel or a security module (seccomp, SELinux, a hardened kernel) forbids \
+                         unprivileged namespaces. Fix: allow unprivileged user namespaces \
+                         (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone, \
+                         kernel.apparmor_restrict_unprivileged_userns), or run in a VM"
+                    )
+                }
+            }
+            NamespaceLimit { step } => write!(
+                f,
+                "{step} failed with ENOSPC: the user namespace limit is exhausted \
+                 (user.max_user_namespaces). Fix: sudo sysctl -w user.max_user_namespaces=15000"
+            ),
+            HelperFailed { detail } => write!(f, "the sandbox helper failed to start: {detail}"),
+        }
+    }
+}
+
+/// The static part of the decision: refusals that need no probe, and the
+/// mapping to use.
+pub fn decide(facts: &HostFacts, probe: &Probe) -> Result<IdMapping, PreflightError> {
+    const EPERM: i32 = 1;
+    const EACCES: i32 = 13;
+    const ENOSPC: i32 = 28;
+    let rootless = facts.euid != 0;
+    if rootless {
+        if facts.unprivileged_userns_clone == Some(0) {
+            return Err(PreflightError::UnprivilegedUsernsCloneOff);
+        }
+        if facts.max_user_namespaces == Some(0) {
+            return Err(PreflightError::MaxUserNamespacesZero);
+        }
+    }
+    if let Probe::Failed { step, errno } = probe {
+        if rootless && facts.apparmor_restrict_userns == Some(1) {
+            return Err(PreflightError::AppArmorRestricted { step: step.clone() });
+        }
+        if *errno == ENOSPC {
+            return Err(PreflightError::NamespaceLimit { step: step.clone() });
+        }
+        if *errno == EPERM || *errno == EACCES {
+            return Err(PreflightError::UnshareDenied {
+                step: step.clone(),
+                errno: *errno,
+                in_container: facts.in_container,
+                as_root: !rootless,
+            });
+        }
+        return Err(PreflightError::HelperFailed {
+            detail: format!("{step}: {}", std::io::Error::from_raw_os_error(*errno)),
+        });
+    }
+    if !rootless {
+        return Ok(IdMapping::Root);
+    }
+    let (uid, gid) = (facts.uid, facts.gid);
+    let single = |reason| Ok(IdMapping::SingleUid { uid, gid, reason });
+    if facts.force_single {
+        return single(FlattenReason::Requested);
+    }
+    if facts.newuidmap.is_none() {
+        return single(FlattenReason::NoUidmapTools {
+            missing: "newuidmap",
+        });
+    }
+    if facts.newgidmap.is_none() {
+        return single(FlattenReason::NoUidmapTools {
+            missing: "newgidmap",
+        });
+    }
+    let user = facts.user.clone().unwrap_or_else(|| uid.to_string());
+    let (subuid, subgid) = match (facts.subuid, facts.subgid) {
+        (None, _) => {
+            return single(FlattenReason::NoSubidRange {
+                user,
+                file: "/etc/subuid",
+            })
+        }
+        (_, None) => {
+            return single(FlattenReason::NoSubidRange {
+                user,
+                file: "/etc/subgid",
+            })
+        }
+        (Some(u), Some(g)) => (u, g),
+    };
+    for (r, file) in [(subuid, "/etc/subuid"), (subgid, "/etc/subgid")] {
+        if r.count < 2 {
+            return single(FlattenReason::RangeTooSmall { user, file });
+        }
+    }
+    Ok(IdMapping::Subids {
+        uid,
+        gid,
+        subuid,
+        subgid,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    struct FakeHost {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeHost {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for d in ["etc", "proc/sys/kernel", "proc/sys/user", "usr/bin"] {
+                fs::create_dir_all(dir.path().join(d)).unwrap();
+            }
+            fs::write(
+                dir.path().join("etc/passwd"),
+                "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+            )
+            .unwrap();
+            FakeHost { dir }
+        }
+        fn write(&self, rel: &str, text: &str) -> &Self {
+            fs::write(self.dir.path().join(rel), text).unwrap();
+            self
+        }
+        fn tools(&self) -> &Self {
+            use std::os::unix::fs::PermissionsExt;
+            for t in ["newuidmap", "newgidmap"] {
+                let p = self.dir.path().join("usr/bin").join(t);
+                fs::write(&p, "#!/bin/sh\n").unwrap();
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            self
+        }
+        fn facts(&self, euid: u32) -> HostFacts {
+            HostFacts::gather(
+                self.dir.path(),
+                euid,
+                1000,
+                1000,
+                &[PathBuf::from("/usr/bin")],
+            )
+        }
+    }
+
+    fn err(f: &HostFacts, p: &Probe) -> String {
+        decide(f, p).unwrap_err().to_string()
+    }
+
+    fn eperm(step: &str) -> Probe {
+        Probe::Failed {
+            step: step.into(),
+            errno: 1,
+        }
+    }
+
+    #[test]
+    fn full_mapping_when_everything_is_there() {
+        let h = FakeHost::new();
+        h.tools()
+            .write("etc/subuid", "alice:100000:65536\n")
+            .write("etc/subgid", "alice:100000:65536\n");
+        let m = decide(&h.facts(1000), &Probe::Ok).unwrap();
+        assert_eq!(m.host_uid(42), Some(100042));
+        assert!(m.warning().is_none());
+    }
+
+    #[test]
+    fn root_gets_no_user_namespace() {
+        let h = FakeHost::new();
+        assert_eq!(decide(&h.facts(0), &Probe::Ok).unwrap(), IdMapping::Root);
+        let e = err(&h.facts(0), &eperm("unshare(CLONE_NEWNS|CLONE_NEWPID)"));
+        assert!(e.contains("CAP_SYS_ADMIN"), "{e}");
+    }
+
+    #[test]
+    fn apparmor_restriction_named_with_fix() {
+        let h = FakeHost::new();
+        h.tools().write(
+            "proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1\n",
+        );
+        // Restricted, but a profile lets dibr through: fine.
+        assert!(decide(&h.facts(1000), &Probe::Ok).is_ok());
+        let e = err(&h.facts(1000), &eperm("mount(MS_REC|MS_PRIVATE)"));
+        assert!(
+            e.contains("kernel.apparmor_restrict_unprivileged_userns=1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"),
+            "{e}"
+        );
+        assert!(e.contains("AppArmor profile"), "{e}");
+    }
+
+    #[test]
+    fn sysctls_refuse_before_probing() {
+        let h = FakeHost::new();
+        h.write("proc/sys/user/max_user_namespaces", "0\n");
+        let e = err(&h.facts(1000), &Probe::Ok);
+        assert!(e.contains("user.max_user_namespaces=0"), "{e}");
+        let h = FakeHost::new();
+        h.write("proc/sys/kernel/unprivileged_userns_clone", "0\n");
+        let e = err(&h.facts(1000), &Probe::Ok);
+        assert!(e.contains("kernel.unprivileged_userns_clone=0"), "{e}");
+        assert!(e.contains("unprivileged_userns_clone=1"), "{e}");
+    }
+
+    #[test]
+    fn docker_seccomp_explained() {
+        let h = FakeHost::new();
+        h.write(".dockerenv", "");
+        let e = err(&h.facts(1000), &eperm("unshare(CLONE_NEWNS|CLONE_NEWPID)"));
+        assert!(e.contains("seccomp"), "{e}");
+        assert!(e.contains("seccomp=unconfined"), "{e}");
+        let h = FakeHost::new();
+        let e = err(&h.facts(1000), &eperm("unshare(CLONE_NEWUSER)"));
+        assert!(e.contains("unshare(CLONE_NEWUSER) was refused"), "{e}");
+        let e = err(
+            &h.facts(1000),
+            &Probe::Failed {
+                step: "unshare(CLONE_NEWUSER)".into(),
+                errno: 28,
+            },
+        );
+        assert!(
+            e.contains("ENOSPC") && e.contains("max_user_namespaces"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_tools_or_range_flatten_with_fix() {
+        let h = FakeHost::new();
+        h.write("etc/subuid", "alice:100000:65536\n")
+            .write("etc/subgid", "alice:100000:65536\n");
+        let m = decide(&h.facts(1000), &Probe::Ok).unwrap();
+        assert!(m.flattens_ownership());
+        let w = m.warning().unwrap();
+        assert!(
+            w.contains("newuidmap") && w.contains("apt install uidmap"),
+            "{w}"
+        );
+
+        let h = FakeHost::new();
+        h.tools().write("etc/subuid", "bob:100000:65536\n");
+        let w = decide(&h.facts(1000), &Probe::Ok)
+            .unwrap()
+            .warning()
+            .unwrap();
+        assert!(
+            w.contains("alice") && w.contains("/etc/subuid") && w.contains("usermod --add-subuids"),
+            "{w}"
+        );
+
+        // Numeric owner lines count too; subgid missing is named.
+        let h = FakeHost::new();
+        h.tools().write("etc/subuid", "1000:100000:65536\n");
+        let w = decide(&h.facts(1000), &Probe::Ok)
+            .unwrap()
+            .warning()
+            .unwrap();
+        assert!(w.contains("/etc/subgid"), "{w}");
+    }
+}

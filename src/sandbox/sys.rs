@@ -1,0 +1,296 @@
+//! Thin syscall wrappers for the sandbox. Every error names the syscall and
+//! the path it was about, so a refusal deep inside the helper still tells
+//! the user what was attempted.
+//!
+//! This file and `enter.rs` are the only places in dibr that may contain
+//! `unsafe`; each block carries a `// SAFETY:` comment.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+/// A failed system call: which one, on what, and the errno.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}({}): {errno}", path.display())]
+pub struct SysError {
+    pub call: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub errno: Errno,
+}
+
+pub type SysResult<T> = Result<T, SysError>;
+
+fn err(call: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(Errno) -> SysError {
+    let path = path.into();
+    move |errno| SysError { call, path, errno }
+}
+
+/// Namespaces to unshare.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Namespaces {
+    pub user: bool,
+    pub mount: bool,
+    pub pid: bool,
+}
+
+/// unshare(2). Must be called from a single-threaded process when `user`
+/// is set (the kernel refuses CLONE_NEWUSER with EINVAL otherwise).
+pub fn unshare(ns: Namespaces) -> SysResult<()> {
+    use rustix::thread::UnshareFlags;
+    let mut flags = UnshareFlags::empty();
+    let mut names = Vec::new();
+    if ns.user {
+        flags |= UnshareFlags::NEWUSER;
+        names.push("CLONE_NEWUSER");
+    }
+    if ns.mount {
+        flags |= UnshareFlags::NEWNS;
+        names.push("CLONE_NEWNS");
+    }
+    if ns.pid {
+        flags |= UnshareFlags::NEWPID;
+        names.push("CLONE_NEWPID");
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: none of these flags (NEWUSER/NEWNS/NEWPID) unshares the file
+    // descriptor table or the filesystem info (CLONE_FILES / CLONE_FS) of
+    // a process whose other threads could observe it: callers only use this
+    // in the freshly exec'ed, single-threaded `dibr __sandbox` helper.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(err("unshare", names.join("|")))
+}
+
+/// Outcome of [`fork`].
+pub enum Fork {
+    Parent(rustix::process::Pid),
+    Child,
+}
+
+/// fork(2). Only for the single-threaded helper.
+pub fn fork() -> SysResult<Fork> {
+    assert!(
+        single_threaded(),
+        "sandbox: fork() called from a multi-threaded process"
+    );
+    #[allow(unsafe_code)]
+    // SAFETY: the process is single-threaded (asserted above via
+    // /proc/self/status), so the child does not inherit locks held by
+    // other threads; it only runs ordinary Rust code afterwards.
+    let r = unsafe { libc::fork() };
+    match r {
+        -1 => Err(SysError {
+            call: "fork",
+            path: PathBuf::new(),
+            errno: Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL),
+        }),
+        0 => Ok(Fork::Child),
+        pid => Ok(Fork::Parent(
+            rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid"),
+        )),
+    }
+}
+
+/// Whether this process has exactly one thread (from /proc/self/status).
+pub fn single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim() == "1"))
+        })
+        .unwrap_or(false)
+}
+
+/// Make every mount below `/` private, recursively, so nothing we mount
+/// propagates back to the host's mount namespace.
+pub fn make_rprivate() -> SysResult<()> {
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(err("mount(MS_REC|MS_PRIVATE)", "/"))
+}
+
+pub fn mount_fs(fstype: &str, target: &Path, flags: MountFlags, data: &str) -> SysResult<()> {
+    let call = match fstype {
+        "proc" => "mount(proc)",
+        "sysfs" => "mount(sysfs)",
+        "tmpfs" => "mount(tmpfs)",
+        "devpts" => "mount(devpts)",
+        _ => "mount",
+    };
+    let data = CString::new(data).map_err(|_| SysError {
+        call,
+        path: target.into(),
+        errno: Errno::INVAL,
+    })?;
+    rustix::mount::mount(fstype, target, fstype, flags, Some(data.as_c_str()))
+        .map_err(err(call, target))
+}
+
+pub fn bind(src: &Path, dst: &Path, recursive: bool) -> SysResult<()> {
+    if recursive {
+        rustix::mount::mount_bind_recursive(src, dst).map_err(err("mount(MS_BIND|MS_REC)", dst))
+    } else {
+        rustix::mount::mount_bind(src, dst).map_err(err("mount(MS_BIND)", dst))
+    }
+}
+
+/// Make a bind mount read-only. A remount inside a user namespace must keep
+/// the flags the kernel locked on the original mount (nosuid, nodev,
+/// noexec, atime flags), so they are read back with statvfs first.
+pub fn remount_bind_ro(dst: &Path) -> SysResult<()> {
+    let st = rustix::fs::statvfs(dst).map_err(err("statvfs", dst))?;
+    let mut flags = MountFlags::BIND | MountFlags::RDONLY;
+    use rustix::fs::StatVfsMountFlags as F;
+    for (have, want) in [
+        (F::NOSUID, MountFlags::NOSUID),
+        (F::NODEV, MountFlags::NODEV),
+        (F::NOEXEC, MountFlags::NOEXEC),
+        (F::NOATIME, MountFlags::NOATIME),
+        (F::NODIRATIME, MountFlags::NODIRATIME),
+        (F::RELATIME, MountFlags::RELATIME),
+    ] {
+        if st.f_flag.contains(have) {
+            flags |= want;
+        }
+    }
+    rustix::mount::mount_remount(dst, flags, "")
+        .map_err(err("mount(MS_REMOUNT|MS_BIND|MS_RDONLY)", dst))
+}
+
+/// mount_setattr(2) with AT_RECURSIVE and MOUNT_ATTR_RDONLY: makes a
+/// recursive bind and all its submounts read-only (Linux >= 5.12).
+pub fn make_tree_ro(dst: &Path) -> SysResult<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let c = CString::new(dst.as_os_str().as_bytes()).map_err(|_| SysError {
+        call: "mount_setattr",
+        path: dst.into(),
+        errno: Errno::INVAL,
+    })?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call,
+    // `attr` is a properly initialised `struct mount_attr` (v0 layout, 32
+    // bytes) and its size is passed; the kernel only reads both.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == -1 {
+        return Err(SysError {
+            call: "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
+            path: dst.into(),
+            errno: Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL),
+        });
+    }
+    Ok(())
+}
+
+pub fn unmount_lazy(dst: &Path) -> SysResult<()> {
+    rustix::mount::unmount(dst, UnmountFlags::DETACH).map_err(err("umount2(MNT_DETACH)", dst))
+}
+
+pub fn chroot(dir: &Path) -> SysResult<()> {
+    rustix::process::chroot(dir).map_err(err("chroot", dir))
+}
+
+pub fn chdir(dir: &Path) -> SysResult<()> {
+    rustix::process::chdir(dir).map_err(err("chdir", dir))
+}
+
+/// PR_SET_PDEATHSIG(SIGKILL): die when the parent (thread) dies.
+pub fn die_with_parent() -> SysResult<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(err("prctl(PR_SET_PDEATHSIG)", ""))
+}
+
+pub fn getppid() -> Option<u32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+}
+
+/// Drop supplementary groups (setgroups(0, NULL)).
+pub fn clear_groups() -> SysResult<()> {
+    rustix::thread::set_thread_groups(&[]).map_err(err("setgroups", ""))
+}
+
+pub fn kill(pid: u32, sig: rustix::process::Signal) -> SysResult<()> {
+    let p = rustix::process::Pid::from_raw(pid as i32).ok_or(SysError {
+        call: "kill",
+        path: PathBuf::new(),
+        errno: Errno::SRCH,
+    })?;
+    rustix::process::kill_process(p, sig).map_err(err("kill", ""))
+}
+
+/// A pipe whose ends are closed on exec.
+pub fn pipe() -> SysResult<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(err("pipe2", ""))
+}
+
+/// Wait for any child; returns (pid, status) or ECHILD.
+pub fn wait_any() -> SysResult<(i32, rustix::process::WaitStatus)> {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, st))) => return Ok((pid.as_raw_nonzero().get(), st)),
+            Ok(None) => continue,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(err("wait", "")(e)),
+        }
+    }
+}
+
+/// Wait for one specific child.
+pub fn wait_pid(pid: rustix::process::Pid) -> SysResult<rustix::process::WaitStatus> {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, st))) => return Ok(st),
+            Ok(None) => continue,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(err("waitpid", "")(e)),
+        }
+    }
+}
+
+/// Translate a wait status into a shell-style exit code (128+signal).
+pub fn status_code(st: rustix::process::WaitStatus) -> i32 {
+    if let Some(c) = st.exit_status() {
+        c
+    } else if let Some(s) = st.terminating_signal() {
+        128 + s
+    } else {
+        1
+    }
+}
+
+/// Exit immediately without running destructors or flushing stdio buffers
+/// shared with the parent (used in forked children).
+pub fn exit_now(code: i32) -> ! {
+    #[allow(unsafe_code)]
+    // SAFETY: _exit(2) takes no pointers and never returns; skipping atexit
+    // handlers and stdio flushing is exactly what a forked child wants.
+    unsafe {
+        libc::_exit(code)
+    }
+}
