@@ -9,7 +9,7 @@ fn main() {
     }
     // Interrupted builds leave no temporary files behind, and kill sandboxes.
     let _ = ctrlc::set_handler(|| {
-        dibr::sandbox::kill_running();
+        dibr::build::interrupt_cleanup();
         dibr::output::atomic::cleanup_pending();
         eprintln!("dibr: interrupted; nothing was written");
         std::process::exit(130);

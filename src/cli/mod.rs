@@ -1,5 +1,6 @@
 //! The command line: subcommands and their dispatch.
 
+pub mod build;
 pub mod elements;
 pub mod mkfs;
 pub mod sandbox_cmd;
@@ -22,6 +23,26 @@ pub struct Cli {
 pub enum Command {
     /// Make an ext4 image from a tarball or directory, in userspace, as an ordinary user
     Mkfs(mkfs::MkfsArgs),
+    /// Build an image from diskimage-builder elements, rootless (disk-image-create)
+    Build(build::BuildArgs),
+    /// Open a shell (or run a command) in a tree kept by `dibr build --keep-on-error`
+    Shell {
+        /// The kept target tree (…/dibr_build.*/mnt)
+        tree: std::path::PathBuf,
+        /// Command to run instead of /bin/sh
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Remove a kept work directory, including files owned by subordinate ids
+    RmWorkdir {
+        /// The kept work directory (…/dibr_build.*)
+        dir: std::path::PathBuf,
+    },
+    /// Internal: capture a tree as a tar stream (run inside the build namespace)
+    #[command(name = "__capture", hide = true)]
+    Capture {
+        tree: std::path::PathBuf,
+        output: std::path::PathBuf,
+    },
     /// Expand element dependencies like DIB's element-info (--env for IMAGE_ELEMENT*)
     Elements(elements::ElementsArgs),
     /// Check an ext4 image made by dibr with dibr's own consistency checker (read-only)
@@ -38,6 +59,56 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Mkfs(a) => mkfs::run(&a)?,
+        Command::Build(a) => build::run(&a)?,
+        Command::Shell { tree, command } => {
+            let argv = if command.is_empty() {
+                vec!["/bin/sh".into()]
+            } else {
+                command
+            };
+            let cfg = crate::sandbox::SandboxConfig {
+                root: tree,
+                binds: Vec::new(),
+                env: vec![
+                    (
+                        "PATH".into(),
+                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                    ),
+                    ("HOME".into(), "/root".into()),
+                    (
+                        "TERM".into(),
+                        std::env::var("TERM").unwrap_or_else(|_| "dumb".into()),
+                    ),
+                ],
+                cwd: "/".into(),
+                chroot: true,
+            };
+            let st = crate::sandbox::run(&cfg, &argv)?;
+            std::process::exit(st.code().unwrap_or(1));
+        }
+        Command::RmWorkdir { dir } => crate::sandbox::remove_tree(&dir)?,
+        Command::Capture { tree, output } => {
+            let t = crate::capture::OutputType::from_path(&output).ok_or_else(|| {
+                format!(
+                    "{}: output must end in .tar, .tgz or .tar.zst",
+                    output.display()
+                )
+            })?;
+            let epoch = std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
+            let opts = crate::capture::CaptureOptions {
+                source_date_epoch: epoch,
+                synthesize_dev: true,
+                exclude: vec!["proc/*".into(), "sys/*".into(), "tmp/in_target.d".into()],
+            };
+            let stats = crate::capture::write_output(&tree, &output, t, &opts)?;
+            eprintln!(
+                "dibr: captured {} entries into {}",
+                stats.entries,
+                output.display()
+            );
+        }
         Command::Elements(a) => elements::run(&a)?,
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),
         Command::Verify { image } => {

@@ -1,0 +1,348 @@
+//! `dibr build`: diskimage-builder's build flow, rootless.
+//!
+//! The table of contents is [`build_image`]; it follows
+//! `diskimage_builder/lib/disk-image-create` (see
+//! ../shared/reference/diskimage-builder.md §2.1): resolve elements, lay out
+//! the hooks, run root.d … cleanup.d in DIB's order (in the target chroot or
+//! outside it, as DIB does) inside the user-namespace sandbox, then capture
+//! the tree as a tar stream from inside the namespace.
+
+pub mod env;
+pub mod hooks_dir;
+pub mod workdir;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::capture::OutputType;
+use crate::elements::{self, Phase};
+use crate::sandbox::{self, Bind, SandboxConfig};
+use workdir::WorkDir;
+
+/// Everything `dibr build` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    pub elements: Vec<String>,
+    pub skip_base: bool,
+    /// Output name without extension (DIB's `-o`).
+    pub image_name: PathBuf,
+    pub types: Vec<OutputType>,
+    pub arch: String,
+    /// `-p`: packages installed after install.d.
+    pub packages: Vec<String>,
+    pub keep_on_error: bool,
+    pub image_cache: PathBuf,
+    pub offline: bool,
+    pub debug_trace: bool,
+    pub source_date_epoch: Option<i64>,
+    pub checksum: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error(transparent)]
+    Elements(#[from] elements::path::PathError),
+    #[error(transparent)]
+    Resolve(#[from] elements::resolve::ResolveError),
+    #[error(transparent)]
+    Hooks(#[from] elements::hooks::HookError),
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{phase} hook failed ({status}); the hook's output is above. Re-run with --keep-on-error to inspect the tree")]
+    HookFailed { phase: String, status: String },
+    #[error("root.d left the target tree empty: an element providing operating-system must create the base tree in $TARGET_ROOT")]
+    EmptyRoot,
+    #[error("capturing the tree failed ({0}); its output is above")]
+    Capture(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Work directories to remove if the process is interrupted.
+static ACTIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Called from the SIGINT/SIGTERM handler: kill running hooks (their pid
+/// namespaces take every process with them) and remove work directories.
+pub fn interrupt_cleanup() {
+    sandbox::kill_running();
+    let dirs: Vec<PathBuf> = ACTIVE
+        .lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default();
+    for d in dirs {
+        if let Err(e) = sandbox::remove_tree(&d) {
+            eprintln!("dibr: could not remove {}: {e}", d.display());
+        }
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let what = what.into();
+    move |source| BuildError::Io { what, source }
+}
+
+/// Paths of the outputs for `name` and `types` (DIB's naming).
+pub fn output_path(name: &Path, t: OutputType) -> PathBuf {
+    let ext = match t {
+        OutputType::Tar => "tar",
+        OutputType::Tgz => "tgz",
+        OutputType::TarZst => "tar.zst",
+    };
+    let mut s = name.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Run one phase's hooks with dib-run-parts, in the chroot or outside it.
+fn run_phase(w: &WorkDir, phase: Phase, env: &env::HookEnv) -> Result<(), BuildError> {
+    let dir = w.hooks().join(phase.dir_name());
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    eprintln!(
+        "dibr: running {} ({})",
+        phase.dir_name(),
+        if phase.in_target() {
+            "in target"
+        } else {
+            "outside"
+        }
+    );
+    let cfg = if phase.in_target() {
+        let in_target = w.target().join("tmp/in_target.d");
+        std::fs::create_dir_all(&in_target)
+            .map_err(io(format!("creating {}", in_target.display())))?;
+        SandboxConfig {
+            root: w.target(),
+            binds: vec![Bind::ro(w.hooks(), "/tmp/in_target.d")],
+            env: env.in_target(),
+            cwd: "/".into(),
+            chroot: true,
+        }
+    } else {
+        SandboxConfig {
+            root: w.target(),
+            binds: Vec::new(),
+            env: env.outside(phase),
+            cwd: w.root().to_path_buf(),
+            chroot: false,
+        }
+    };
+    let runner: OsString = if phase.in_target() {
+        "/tmp/in_target.d/dib-run-parts".into()
+    } else {
+        w.hooks().join("dib-run-parts").into()
+    };
+    let target_dir: OsString = if phase.in_target() {
+        format!("/tmp/in_target.d/{}", phase.dir_name()).into()
+    } else {
+        dir.into()
+    };
+    let status = sandbox::run(&cfg, &["/bin/bash".into(), runner, target_dir])?;
+    if phase.in_target() {
+        let _ = std::fs::remove_dir(w.target().join("tmp/in_target.d"));
+    }
+    if !status.success() {
+        return Err(BuildError::HookFailed {
+            phase: phase.dir_name().to_string(),
+            status: status.to_string(),
+        });
+    }
+    eprintln!(
+        "dibr: {} done in {:.1}s",
+        phase.dir_name(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `-p`: install extra packages with the image's install-packages.
+fn install_extra_packages(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+) -> Result<(), BuildError> {
+    if cfg.packages.is_empty() {
+        return Ok(());
+    }
+    let sb = SandboxConfig {
+        root: w.target(),
+        binds: Vec::new(),
+        env: env.in_target(),
+        cwd: "/".into(),
+        chroot: true,
+    };
+    let mut argv: Vec<OsString> = vec!["install-packages".into()];
+    argv.extend(cfg.packages.iter().map(OsString::from));
+    let status = sandbox::run(&sb, &argv)?;
+    if !status.success() {
+        return Err(BuildError::HookFailed {
+            phase: "-p packages (install-packages)".into(),
+            status: status.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// DIB's finalise_base: empty the guest /tmp, truncate logs.
+fn finalise_base(w: &WorkDir, env: &env::HookEnv) -> Result<(), BuildError> {
+    let script = "set -e; cd \"$TARGET_ROOT\"; \
+        if [ -d tmp ]; then find tmp -mindepth 1 -delete; fi; \
+        if [ -d var/log ]; then find var/log -type f -exec truncate -s 0 {} +; fi; \
+        rm -f root/*.log";
+    let sb = SandboxConfig {
+        root: w.target(),
+        binds: Vec::new(),
+        env: env.outside(Phase::Cleanup),
+        cwd: w.root().to_path_buf(),
+        chroot: false,
+    };
+    let st = sandbox::run(&sb, &["/bin/sh".into(), "-c".into(), script.into()])?;
+    if !st.success() {
+        return Err(BuildError::HookFailed {
+            phase: "finalise (emptying /tmp, truncating /var/log)".into(),
+            status: st.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Stream the tree out of the namespace: `dibr __capture` runs inside it,
+/// so owners are the in-namespace ones.
+fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<PathBuf>, BuildError> {
+    let mut outs = Vec::new();
+    for &t in &cfg.types {
+        let out = output_path(&cfg.image_name, t);
+        let out_abs = if out.is_absolute() {
+            out.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(io("current directory"))?
+                .join(&out)
+        };
+        let mut e = env.outside(Phase::Cleanup);
+        if let Some(s) = cfg.source_date_epoch {
+            e.push(("SOURCE_DATE_EPOCH".into(), s.to_string()));
+        }
+        let sb = SandboxConfig {
+            root: w.target(),
+            binds: Vec::new(),
+            env: e,
+            cwd: w.root().to_path_buf(),
+            chroot: false,
+        };
+        let argv: Vec<OsString> = vec![
+            sandbox::helper_exe().into(),
+            "__capture".into(),
+            w.target().into(),
+            out_abs.clone().into(),
+        ];
+        let st = sandbox::run(&sb, &argv)?;
+        if !st.success() {
+            return Err(BuildError::Capture(st.to_string()));
+        }
+        if cfg.checksum {
+            write_checksum(&out_abs)?;
+        }
+        outs.push(out_abs);
+    }
+    Ok(outs)
+}
+
+fn write_checksum(path: &Path) -> Result<(), BuildError> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(io(format!("reading {}", path.display())))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", path.display())))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let line = format!("{:x}  {name}\n", h.finalize());
+    let mut p = path.as_os_str().to_owned();
+    p.push(".sha256");
+    std::fs::write(&p, line).map_err(io(format!("writing {}", PathBuf::from(&p).display())))
+}
+
+/// The whole build. Prints DIB-style progress; returns the output paths.
+pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
+    let started = Instant::now();
+    let mapping = sandbox::mapping()?;
+    if let Some(w) = mapping.warning() {
+        eprintln!("dibr: warning: {w}");
+    }
+    let path = elements::path::ElementsPath::from_env()?;
+    let available = path.discover()?;
+    let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
+    let resolved = elements::resolve::resolve(&requested, &available)?;
+    eprintln!(
+        "dibr: building {} with elements: {}",
+        cfg.image_name.display(),
+        resolved.names().join(" ")
+    );
+    let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
+
+    let w = WorkDir::create().map_err(io("creating the work directory"))?;
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.push(w.root().to_path_buf());
+    }
+    let result = (|| {
+        hooks_dir::write(&w, &hooks, &resolved.elements)?;
+        let env = env::HookEnv::new(cfg, &w, &resolved, &path);
+        run_phase(&w, Phase::Root, &env)?;
+        if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {
+            return Err(BuildError::EmptyRoot);
+        }
+        for p in [Phase::ExtraData, Phase::PreInstall, Phase::Install] {
+            run_phase(&w, p, &env)?;
+        }
+        install_extra_packages(&w, cfg, &env)?;
+        for p in [
+            Phase::PostInstall,
+            Phase::PostRoot,
+            Phase::BlockDevice,
+            Phase::PreFinalise,
+            Phase::Finalise,
+            Phase::Cleanup,
+        ] {
+            run_phase(&w, p, &env)?;
+        }
+        finalise_base(&w, &env)?;
+        capture(&w, cfg, &env)
+    })();
+    let keep = result.is_err() && cfg.keep_on_error;
+    if keep {
+        eprintln!(
+            "dibr: keeping the work directory {} (--keep-on-error). Enter the tree with:\n  dibr shell {}\nRemove it with: dibr rm-workdir {}",
+            w.root().display(),
+            w.target().display(),
+            w.root().display()
+        );
+    } else {
+        sandbox::remove_tree(w.root())?;
+    }
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.retain(|p| p != w.root());
+    }
+    let outs = result?;
+    eprintln!(
+        "dibr: build finished in {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        outs.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(outs)
+}

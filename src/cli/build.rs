@@ -1,0 +1,175 @@
+//! `dibr build`: disk-image-create's options and environment variables.
+//! Options dibr cannot honour yet are refused with the reason, never ignored.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::build::{build_image, BuildConfig};
+use crate::capture::OutputType;
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Elements to build the image from
+    #[arg(required = true, value_name = "ELEMENT")]
+    pub elements: Vec<String>,
+    /// Image name; outputs are NAME.tar, NAME.tgz, NAME.tar.zst
+    #[arg(short = 'o', default_value = "image")]
+    pub output: PathBuf,
+    /// Output types, comma separated: tar, tgz, tar.zst (DIB's default qcow2 needs the assembler)
+    #[arg(short = 't', default_value = "qcow2")]
+    pub types: String,
+    /// Architecture (DIB's -a): amd64/x86_64 only for now
+    #[arg(short = 'a', default_value = "amd64")]
+    pub arch: String,
+    /// Skip the base element (DIB's -n)
+    #[arg(short = 'n')]
+    pub skip_base: bool,
+    /// Extra packages to install after install.d, comma separated (DIB's -p)
+    #[arg(short = 'p', value_delimiter = ',')]
+    pub packages: Vec<String>,
+    /// Trace hooks (DIB's -x: DIB_DEBUG_TRACE=1)
+    #[arg(short = 'x')]
+    pub trace: bool,
+    /// Do not compress (DIB's -u; tar outputs are never compressed anyway)
+    #[arg(short = 'u')]
+    pub uncompressed: bool,
+    /// Write NAME.<type>.sha256 next to each output
+    #[arg(long)]
+    pub checksum: bool,
+    /// Image cache directory (default ~/.cache/dibr, or DIB_IMAGE_CACHE)
+    #[arg(long)]
+    pub image_cache: Option<PathBuf>,
+    /// Use cached downloads only (DIB_OFFLINE)
+    #[arg(long)]
+    pub offline: bool,
+    /// On failure keep the work directory and print how to enter it
+    #[arg(long)]
+    pub keep_on_error: bool,
+    /// Accepted for compatibility: dibr never uses tmpfs mounts
+    #[arg(long)]
+    pub no_tmpfs: bool,
+    /// Refused: --image-size and friends need the assembler (dibr mkfs sizes exactly)
+    #[arg(long)]
+    pub image_size: Option<String>,
+    /// Refused for now: see --image-size
+    #[arg(long)]
+    pub image_extra_size: Option<String>,
+    /// Refused for now: the root label is cloudimg-rootfs (assembler)
+    #[arg(long)]
+    pub root_label: Option<String>,
+    /// Refused for now (assembler)
+    #[arg(long)]
+    pub max_online_resize: Option<String>,
+    /// Refused for now (assembler)
+    #[arg(long)]
+    pub mkfs_options: Option<String>,
+    /// Refused for now (assembler)
+    #[arg(long)]
+    pub qemu_img_options: Option<String>,
+    /// Write the build log to this file as well (refused for now: redirect stderr)
+    #[arg(long)]
+    pub logfile: Option<PathBuf>,
+}
+
+fn refuse(opt: &str, why: &str) -> String {
+    format!("{opt} is not supported yet: {why}")
+}
+
+pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
+    for (set, opt) in [
+        (a.image_size.is_some(), "--image-size"),
+        (a.image_extra_size.is_some(), "--image-extra-size"),
+        (a.root_label.is_some(), "--root-label"),
+        (a.max_online_resize.is_some(), "--max-online-resize"),
+        (a.mkfs_options.is_some(), "--mkfs-options"),
+        (a.qemu_img_options.is_some(), "--qemu-img-options"),
+    ] {
+        if set {
+            return Err(refuse(
+                opt,
+                "disk images come with the assembler; build -t tar and use `dibr mkfs --from NAME.tar` (sizes, label, growth) meanwhile",
+            ));
+        }
+    }
+    if a.logfile.is_some() {
+        return Err(refuse(
+            "--logfile",
+            "redirect stderr instead: dibr build … 2>&1 | tee build.log",
+        ));
+    }
+    let arch = match a.arch.as_str() {
+        "amd64" | "x86_64" => "amd64".to_string(),
+        other => {
+            return Err(refuse(
+                &format!("-a {other}"),
+                "only amd64 builds are supported on this host",
+            ))
+        }
+    };
+    let mut types = Vec::new();
+    for t in a.types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        types.push(match t {
+            "tar" => OutputType::Tar,
+            "tgz" => OutputType::Tgz,
+            "tar.zst" | "tzst" => OutputType::TarZst,
+            "qcow2" | "raw" | "vhd" | "vmdk" | "squashfs" | "docker" | "aci" => {
+                return Err(refuse(
+                    &format!("-t {t}"),
+                    "disk and container outputs come with the assembler; use -t tar (or tgz, tar.zst)",
+                ))
+            }
+            other => return Err(format!("unknown output type {other:?}: expected tar, tgz or tar.zst")),
+        });
+    }
+    let image_cache = a
+        .image_cache
+        .clone()
+        .or_else(|| std::env::var_os("DIB_IMAGE_CACHE").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dibr")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/dibr-cache"));
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
+        ),
+        _ => None,
+    };
+    let offline = a.offline
+        || std::env::var("DIB_OFFLINE")
+            .map(|v| !v.is_empty() && v != "0")
+            .unwrap_or(false);
+    Ok(BuildConfig {
+        elements: a.elements.clone(),
+        skip_base: a.skip_base,
+        image_name: a.output.clone(),
+        types,
+        arch,
+        packages: a.packages.clone(),
+        keep_on_error: a.keep_on_error
+            || std::env::var("break")
+                .map(|b| b.contains("after-error"))
+                .unwrap_or(false),
+        image_cache,
+        offline,
+        debug_trace: a.trace
+            || std::env::var("DIB_DEBUG_TRACE")
+                .map(|v| v != "0" && !v.is_empty())
+                .unwrap_or(false),
+        source_date_epoch,
+        checksum: a.checksum,
+    })
+}
+
+pub fn run(a: &BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let cfg = config(a)?;
+    std::fs::create_dir_all(&cfg.image_cache).map_err(|e| {
+        format!(
+            "creating the image cache {}: {e}",
+            cfg.image_cache.display()
+        )
+    })?;
+    build_image(&cfg)?;
+    Ok(())
+}

@@ -1,0 +1,424 @@
+//! `dibr build` as an ordinary user (issue 3, acceptance 2, 4 and 5).
+//!
+//! Every scenario runs the real binary as the unprivileged CI user
+//! `dibr-ci` (created by .ci/run with a subuid/subgid range) through
+//! `setpriv`, with the test elements in vendor-tests/elements:
+//! `dibr-test-os` builds a tiny tree from host binaries (offline), and
+//! `dibr-test-hooks` chowns, setcaps, hard-links, starts a daemon in the
+//! chroot and calls `sudo` outside.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dibr::tarstream::TarReader;
+use dibr::tree::{EntryKind, FileData};
+
+const USER: &str = "dibr-ci";
+
+/// The leftover checks look at the whole machine (processes, /tmp), so the
+/// scenarios run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A world-readable copy of the binary and the test elements, and an
+/// output directory the user owns.
+struct Stage {
+    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    elements: PathBuf,
+    out: PathBuf,
+}
+
+fn stage(test: &str) -> Option<Stage> {
+    if !require(test, true, &["setpriv", "newuidmap", "bash", "setcap"]) {
+        return None;
+    }
+    if Command::new("id")
+        .arg(USER)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            !is_ci(),
+            "{test}: user {USER} missing in CI (.ci/run creates it)"
+        );
+        skip(test, "no dibr-ci user");
+        return None;
+    }
+    let dir = scratch(test);
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("dibr");
+    fs::copy(dibr_bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let elements = dir.path().join("elements");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor-tests/elements");
+    run_ok(Command::new("cp").arg("-a").arg(&src).arg(&elements));
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&elements));
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    run_ok(Command::new("chown").arg(USER).arg(&out));
+    Some(Stage {
+        _dir: dir,
+        bin,
+        elements,
+        out,
+    })
+}
+
+/// `dibr build …` as the user, with a clean environment.
+fn build_cmd(s: &Stage, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(tool("setpriv"));
+    c.args([
+        &format!("--reuid={USER}"),
+        &format!("--regid={USER}"),
+        "--init-groups",
+        "env",
+        "-i",
+    ])
+    .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    .arg(format!("HOME=/home/{USER}"))
+    .arg(format!("ELEMENTS_PATH={}", s.elements.display()));
+    for (k, v) in extra_env {
+        c.arg(format!("{k}={v}"));
+    }
+    c.arg(&s.bin).arg("build").args(args);
+    c.current_dir(&s.out).stdin(Stdio::null());
+    c
+}
+
+fn mountinfo() -> Vec<String> {
+    // Mount points only: ids and counters of unrelated mounts may change.
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string())
+        .collect()
+}
+
+fn user_processes(pattern: &str) -> Vec<String> {
+    let o = Command::new("pgrep")
+        .args(["-u", USER, "-a", "-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn work_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("dibr_build."))
+        })
+        .filter(|p| {
+            use std::os::unix::fs::MetadataExt;
+            let uid = Command::new("id").args(["-u", USER]).output().unwrap();
+            let uid: u32 = String::from_utf8_lossy(&uid.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(u32::MAX);
+            fs::symlink_metadata(p)
+                .map(|m| m.uid() == uid)
+                .unwrap_or(false)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+struct Before {
+    mounts: Vec<String>,
+    work: Vec<PathBuf>,
+}
+
+fn before() -> Before {
+    Before {
+        mounts: mountinfo(),
+        work: work_dirs(),
+    }
+}
+
+/// Nothing may be left: no new mounts, no daemon, no work directory.
+fn assert_no_leftovers(test: &str, b: &Before) {
+    assert_eq!(mountinfo(), b.mounts, "{test}: host mounts changed");
+    let procs = user_processes("sleep 1000|sleep 30");
+    assert!(procs.is_empty(), "{test}: processes left behind: {procs:?}");
+    assert_eq!(work_dirs(), b.work, "{test}: work directory left behind");
+}
+
+struct TarEntry {
+    kind: EntryKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn read_tar(p: &Path) -> BTreeMap<String, TarEntry> {
+    let mut r = TarReader::new(fs::File::open(p).unwrap());
+    let mut m = BTreeMap::new();
+    let mut sink = vec![0u8; 65536];
+    while let Some(e) = r.next_entry().unwrap() {
+        while r.read(&mut sink).unwrap() > 0 {}
+        m.insert(
+            String::from_utf8_lossy(&e.path).into_owned(),
+            TarEntry {
+                kind: e.kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                xattrs: e.xattrs,
+            },
+        );
+    }
+    m
+}
+
+#[test]
+fn build_as_user_keeps_owners_caps_links_and_leaves_nothing() {
+    let test = "build_as_user_keeps_owners_caps_links_and_leaves_nothing";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    let o = build_cmd(
+        &s,
+        &["-n", "-t", "tar,tgz", "-o", "img", "dibr-test-hooks"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: build failed\n{text}");
+    assert!(
+        text.contains("PROFILING") && text.contains("50-ownership-caps-links"),
+        "{test}: no per-hook timing\n{text}"
+    );
+    let tar = s.out.join("img.tar");
+    assert!(s.out.join("img.tgz").is_file(), "{test}: img.tgz missing");
+    let m = read_tar(&tar);
+    let f42 = &m["f42"];
+    assert_eq!(
+        (f42.uid, f42.gid),
+        (0, 42),
+        "{test}: chown 0:42 inside the chroot lost"
+    );
+    assert_eq!(
+        m["f42-link"].kind,
+        EntryKind::HardLink(b"f42".to_vec()),
+        "{test}: hard link lost"
+    );
+    assert_eq!(m["suid"].mode & 0o7777, 0o4755, "{test}: setuid bit lost");
+    let cap = m["capbin"]
+        .xattrs
+        .iter()
+        .find(|(n, _)| n == b"security.capability")
+        .map(|(_, v)| v.clone());
+    let cap = cap.unwrap_or_else(|| panic!("{test}: security.capability lost"));
+    // vfs_cap_data v2, permitted bit 13 (cap_net_raw), effective flag.
+    assert_eq!(cap.len(), 20, "{test}: capability value {cap:?}");
+    assert_eq!(
+        cap[4..8],
+        [0x00, 0x20, 0x00, 0x00],
+        "{test}: cap_net_raw not set: {cap:?}"
+    );
+    assert!(
+        m.contains_key("from-sudo"),
+        "{test}: sudo in an outside hook did not run its command"
+    );
+    assert_eq!(
+        m["dev/null"].kind,
+        EntryKind::CharDev { major: 1, minor: 3 },
+        "{test}: /dev/null not synthesised"
+    );
+    assert!(
+        !m.contains_key("tmp/in_target.d"),
+        "{test}: hooks leaked into the image"
+    );
+    // Files owned by the user outside, not by a subuid: the output is usable.
+    use std::os::unix::fs::MetadataExt;
+    let uid = fs::metadata(&tar).unwrap().uid();
+    assert_ne!(uid, 0, "{test}: output owned by root");
+    assert_no_leftovers(test, &b);
+}
+
+#[test]
+fn build_is_reproducible_with_source_date_epoch() {
+    let test = "build_is_reproducible_with_source_date_epoch";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let mut sums = Vec::new();
+    for name in ["r1", "r2"] {
+        let o = build_cmd(
+            &s,
+            &["-n", "-t", "tar", "-o", name, "dibr-test-hooks"],
+            &[("SOURCE_DATE_EPOCH", "1700000000")],
+        )
+        .output()
+        .unwrap();
+        assert!(o.status.success(), "{test}: build failed\n{}", out_text(&o));
+        sums.push(sha256_file(&s.out.join(format!("{name}.tar"))));
+    }
+    assert_eq!(sums[0], sums[1], "{test}: two builds differ");
+}
+
+fn expect_failure(test: &str, s: &Stage, args: &[&str], words: &[&str]) {
+    let b = before();
+    let o = build_cmd(s, args, &[]).output().unwrap();
+    let text = out_text(&o);
+    assert!(!o.status.success(), "{test}: build succeeded\n{text}");
+    let lower = text.to_lowercase();
+    for w in words {
+        assert!(
+            lower.contains(&w.to_lowercase()),
+            "{test}: message lacks {w:?}\n{text}"
+        );
+    }
+    let left: Vec<_> = fs::read_dir(&s.out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{test}: output left behind: {left:?}");
+    assert_no_leftovers(test, &b);
+}
+
+#[test]
+fn failing_hook_names_it_and_leaves_nothing() {
+    let test = "failing_hook_names_it_and_leaves_nothing";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    expect_failure(
+        test,
+        &s,
+        &["-n", "-t", "tar", "-o", "f", "dibr-test-fail"],
+        &[
+            "install.d",
+            "60-this-hook-fails",
+            "about to fail on purpose",
+        ],
+    );
+}
+
+#[test]
+fn unknown_element_is_refused() {
+    let test = "unknown_element_is_refused";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    expect_failure(
+        test,
+        &s,
+        &[
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "u",
+            "dibr-test-os",
+            "no-such-element",
+        ],
+        &["no-such-element", "not found"],
+    );
+}
+
+#[test]
+fn two_operating_systems_conflict() {
+    let test = "two_operating_systems_conflict";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let second = s.elements.join("dibr-test-os2");
+    fs::create_dir(&second).unwrap();
+    fs::write(second.join("element-provides"), "operating-system\n").unwrap();
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&second));
+    expect_failure(
+        test,
+        &s,
+        &[
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "c",
+            "dibr-test-os",
+            "dibr-test-os2",
+        ],
+        &["operating-system"],
+    );
+}
+
+#[test]
+fn interrupt_during_install_cleans_up() {
+    let test = "interrupt_during_install_cleans_up";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let slow = s.elements.join("dibr-test-slow");
+    fs::create_dir_all(slow.join("install.d")).unwrap();
+    fs::write(slow.join("element-deps"), "dibr-test-os\n").unwrap();
+    let hook = slow.join("install.d/50-slow");
+    fs::write(&hook, "#!/bin/bash\necho slow-hook-started\nsleep 30\n").unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&slow));
+    let b = before();
+    let mut child = build_cmd(&s, &["-n", "-t", "tar", "-o", "i", "dibr-test-slow"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the hook to start, then interrupt the build as Ctrl-C would.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let t0 = Instant::now();
+    while user_processes("sleep 30").is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{test}: the slow hook never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // setpriv execs dibr, so the child's pid is dibr's.
+    run_ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        !status.success(),
+        "{test}: interrupted build succeeded\n{out}{err}"
+    );
+    assert!(
+        err.contains("interrupted"),
+        "{test}: no interruption message\n{err}"
+    );
+    let left: Vec<_> = fs::read_dir(&s.out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{test}: output left behind: {left:?}");
+    assert_no_leftovers(test, &b);
+}
