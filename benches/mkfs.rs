@@ -74,7 +74,7 @@ fn main() {
         for _ in 0..runs {
             let _ = std::fs::remove_file(out("dibr.img"));
             td.push(timed(|| {
-                sh(&mut Command::new(dibr)
+                sh(Command::new(dibr)
                     .args(["mkfs", "--from"])
                     .arg(&tarball)
                     .arg("-o")
@@ -85,12 +85,12 @@ fn main() {
             let _ = std::fs::remove_file(out("a.img"));
             ta.push(timed(|| {
                 std::fs::create_dir_all(&tree).unwrap();
-                sh(&mut Command::new("tar")
+                sh(Command::new("tar")
                     .arg("-xf")
                     .arg(&tarball)
                     .arg("-C")
                     .arg(&tree));
-                sh(&mut Command::new("mke2fs")
+                sh(Command::new("mke2fs")
                     .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
                     .arg(&tree)
                     .arg(out("a.img"))
@@ -98,7 +98,7 @@ fn main() {
             }));
             let _ = std::fs::remove_file(out("a.img"));
             tb.push(timed(|| {
-                sh(&mut Command::new("mke2fs")
+                sh(Command::new("mke2fs")
                     .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-d"])
                     .arg(&tree)
                     .arg(out("b.img"))
@@ -142,7 +142,7 @@ fn main() {
         std::fs::write(flat.join(format!("d/file-{i:06}")), b"").unwrap();
     }
     let flat_tar = dir.join("flat.tar");
-    sh(&mut Command::new("tar")
+    sh(Command::new("tar")
         .arg("-C")
         .arg(&flat)
         .arg("-cf")
@@ -151,7 +151,7 @@ fn main() {
     let (mut fd, mut fm) = (Vec::new(), Vec::new());
     for i in 0..runs {
         fd.push(timed(|| {
-            sh(&mut Command::new(dibr)
+            sh(Command::new(dibr)
                 .args(["mkfs", "--from"])
                 .arg(&flat_tar)
                 .arg("-o")
@@ -162,7 +162,7 @@ fn main() {
             continue;
         }
         fm.push(timed(|| {
-            sh(&mut Command::new("mke2fs")
+            sh(Command::new("mke2fs")
                 .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-N", "120000", "-d"])
                 .arg(&flat)
                 .arg(dir.join("flat-mk.img"))

@@ -11,7 +11,7 @@ const VERSION: u32 = 2;
 
 /// The text form, or None if the value is not a well-formed v2 ACL.
 pub fn xattr_to_text(v: &[u8]) -> Option<String> {
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) {
         return None;
     }
     if u32::from_le_bytes(v[..4].try_into().ok()?) != VERSION {

@@ -113,7 +113,7 @@ impl BlockMap {
     fn mark(&mut self, start: u64, len: u64) {
         let mut b = start;
         let end = start + len;
-        while b < end && b % 8 != 0 {
+        while b < end && !b.is_multiple_of(8) {
             self.bits[(b / 8) as usize] |= 1 << (b % 8);
             b += 1;
         }

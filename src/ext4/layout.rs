@@ -27,7 +27,7 @@ pub fn itable_blocks(ipg: u32) -> u64 {
 }
 
 fn is_power_of(mut n: u64, base: u64) -> bool {
-    while n > 1 && n % base == 0 {
+    while n > 1 && n.is_multiple_of(base) {
         n /= base;
     }
     n == 1

@@ -411,7 +411,7 @@ impl<'a> Checker<'a> {
         let groups = blocks.div_ceil(BPG);
         let ipg = u32le(&sb, 0x28);
         ensure!(
-            ipg > 0 && ipg <= BPG as u32 && ipg % 16 == 0,
+            ipg > 0 && ipg <= BPG as u32 && ipg.is_multiple_of(16),
             sbw,
             "s_inodes_per_group {ipg} is not a positive multiple of 16 up to {BPG}"
         );
@@ -1070,7 +1070,7 @@ impl<'a> Checker<'a> {
             let e = &buf[12 + 12 * i..24 + 12 * i];
             let lblk = u32le(e, 0) as u64;
             ensure!(
-                prev.map_or(true, |p| lblk > p),
+                prev.is_none_or(|p| lblk > p),
                 w.clone(),
                 "entry {i} logical block {lblk} not after the previous one"
             );
@@ -1570,7 +1570,7 @@ impl<'a> Checker<'a> {
             let nl = b[off + 6] as usize;
             let ft = b[off + 7];
             ensure!(
-                rl >= 8 && rl % 4 == 0 && off + rl <= t,
+                rl >= 8 && rl.is_multiple_of(4) && off + rl <= t,
                 w.clone(),
                 "block {lblk}: entry at {off} has rec_len {rl}"
             );
@@ -1852,7 +1852,7 @@ fn parse_xattr_entries(
         if sorted {
             let key = (idx, nl, name.clone());
             ensure!(
-                prev.as_ref().map_or(true, |p| *p < key),
+                prev.as_ref().is_none_or(|p| *p < key),
                 w.clone(),
                 "entry {:?} out of (index, length, name) order",
                 String::from_utf8_lossy(&name)
@@ -2015,7 +2015,7 @@ mod tests {
                 offset: off,
                 len: len as u64,
             });
-            data.extend(std::iter::repeat(i as u8 + 1).take(len));
+            data.extend(std::iter::repeat_n(i as u8 + 1, len));
         }
         (e, data)
     }

@@ -83,7 +83,7 @@ pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Attr, XattrError> {
 
 /// VFS POSIX ACL (v2) → ext4 disk ACL (v1).
 fn acl_to_disk(v: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if v.len() < 4 || (v.len() - 4) % 8 != 0 {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) {
         return Err("length is not 4 + 8n");
     }
     if get_u32(v, 0) != 2 {

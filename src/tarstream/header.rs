@@ -192,7 +192,7 @@ pub fn sparse_slots(area: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 /// Whether a GNU sparse-map slot is unused (offset field starts with NUL),
 /// which ends the map.
 pub fn slot_empty(offset_field: &[u8]) -> bool {
-    offset_field.first().map_or(true, |&b| b == 0)
+    offset_field.first().is_none_or(|&b| b == 0)
 }
 
 #[cfg(test)]

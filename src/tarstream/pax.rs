@@ -305,7 +305,7 @@ impl PaxAttrs {
             }
             b"GNU.sparse.offset" => {
                 // Format 0.0: pairs must alternate offset, numbytes.
-                if self.sparse.pairs.len() % 2 != 0 {
+                if !self.sparse.pairs.len().is_multiple_of(2) {
                     return Err(wrap("two offsets without numbytes between".into()));
                 }
                 self.sparse.has_pairs = true;

@@ -440,7 +440,7 @@ impl<R: TarSource> TarReader<R> {
             } else if let Some(m) = sparse.map {
                 m
             } else {
-                if sparse.pairs.len() % 2 != 0 {
+                if !sparse.pairs.len().is_multiple_of(2) {
                     return Err(bad_sparse("GNU.sparse.offset without numbytes".into()));
                 }
                 sparse.pairs

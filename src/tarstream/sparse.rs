@@ -19,7 +19,7 @@ pub const MAX_MAP_BYTES: u64 = 64 << 20;
 /// maps with one at `realsize`) are dropped. Returns the segments and the
 /// total data length.
 pub fn segments_from_pairs(flat: &[u64], realsize: u64) -> Result<(Vec<Segment>, u64), String> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err("odd number of map values".into());
     }
     if flat.len() / 2 > MAX_SEGMENTS {
