@@ -13,6 +13,14 @@ use crate::elements::Phase;
 
 const TARGET_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+fn find_in_path(name: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
 pub struct HookEnv {
     common: Vec<(String, String)>,
     host_path: String,
@@ -72,6 +80,25 @@ impl HookEnv {
             ),
             ("DIB_DIBR".into(), "1".into()),
         ]);
+        // DIB runs outside helpers (package-installs-squash, …) with the
+        // Python that runs DIB; ours is the host's python3 unless set.
+        if std::env::var_os("DIB_PYTHON_EXEC").is_none() {
+            let py = ["python3", "python"]
+                .iter()
+                .find_map(|n| find_in_path(n))
+                .unwrap_or_else(|| "/usr/bin/python3".into());
+            common.push(("DIB_PYTHON_EXEC".into(), py));
+        }
+        let dib_env: Vec<String> = common
+            .iter()
+            .filter(|(k, _)| k.starts_with("DIB_"))
+            .map(|(k, v)| format!("declare -x {k}=\"{v}\""))
+            .collect();
+        common.push(("DIB_ENV".into(), dib_env.join("\n")));
+        common.push((
+            "DIB_ARGS".into(),
+            std::env::args().skip(2).collect::<Vec<_>>().join(" "),
+        ));
         if let Ok(tz) = std::env::var("TERM") {
             common.push(("TERM".into(), tz));
         }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use super::workdir::WorkDir;
 use super::BuildError;
 use crate::elements::hooks::Hooks;
+use crate::elements::resolve::Resolved;
 
 /// DIB's hook runner, see the script's header.
 pub const DIB_RUN_PARTS: &str = include_str!("dib-run-parts");
@@ -60,7 +61,8 @@ fn ioe(what: String) -> impl FnOnce(io::Error) -> BuildError {
 }
 
 /// Lay out the hooks of `elements` under the work dir's `hooks/`.
-pub fn write(w: &WorkDir, hooks: &Hooks, elements: &[(String, PathBuf)]) -> Result<(), BuildError> {
+pub fn write(w: &WorkDir, hooks: &Hooks, resolved: &Resolved) -> Result<(), BuildError> {
+    let elements: &[(String, PathBuf)] = &resolved.elements;
     let root = w.hooks();
     for dir in hooks.dir_names() {
         let d = root.join(dir);
@@ -88,6 +90,10 @@ pub fn write(w: &WorkDir, hooks: &Hooks, elements: &[(String, PathBuf)]) -> Resu
     }
     write_exec(&root.join("dib-run-parts"), DIB_RUN_PARTS)
         .map_err(ioe("writing dib-run-parts".into()))?;
+    // element-info --env: IMAGE_ELEMENT(_YAML) and the exported
+    // get_image_element_array function upstream hooks call.
+    std::fs::write(root.join("dibr-env.bash"), resolved.env_script())
+        .map_err(ioe("writing dibr-env.bash".into()))?;
     let shim = w.root().join("shim");
     std::fs::create_dir_all(&shim).map_err(ioe("creating the shim directory".into()))?;
     write_exec(&shim.join("sudo"), SUDO_SHIM).map_err(ioe("writing the sudo shim".into()))?;

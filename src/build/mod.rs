@@ -135,7 +135,9 @@ fn run_phase(w: &WorkDir, phase: Phase, env: &env::HookEnv) -> Result<(), BuildE
             root: w.target(),
             binds: Vec::new(),
             env: env.outside(phase),
-            cwd: w.root().to_path_buf(),
+            // As DIB: outside hooks run where the user started the build
+            // (manifests writes "${IMAGE_NAME}.d/" relative to it).
+            cwd: std::env::current_dir().map_err(io("current directory"))?,
             chroot: false,
         }
     };
@@ -298,7 +300,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         a.push(w.root().to_path_buf());
     }
     let result = (|| {
-        hooks_dir::write(&w, &hooks, &resolved.elements)?;
+        hooks_dir::write(&w, &hooks, &resolved)?;
         let env = env::HookEnv::new(cfg, &w, &resolved, &path);
         run_phase(&w, Phase::Root, &env)?;
         if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {

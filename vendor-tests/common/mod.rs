@@ -8,6 +8,8 @@
 //! what mke2fs gets wrong: whole-second timestamps, tar xattrs, debris).
 #![allow(dead_code)]
 
+pub mod build;
+
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;

@@ -1,0 +1,184 @@
+//! Shared pieces of the `dibr build` tests: a world-readable stage with
+//! the binary and test elements, running builds as the CI user, and the
+//! leftover checks (mounts, processes, work directories).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::*;
+use dibr::tarstream::TarReader;
+use dibr::tree::{EntryKind, FileData};
+
+pub const USER: &str = "dibr-ci";
+
+/// The leftover checks look at the whole machine (processes, /tmp), so the
+/// scenarios run one at a time.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A world-readable copy of the binary and the test elements, and an
+/// output directory the user owns.
+pub struct Stage {
+    pub _dir: tempfile::TempDir,
+    pub bin: PathBuf,
+    pub elements: PathBuf,
+    pub out: PathBuf,
+}
+
+pub fn stage(test: &str) -> Option<Stage> {
+    if !require(test, true, &["setpriv", "newuidmap", "bash", "setcap"]) {
+        return None;
+    }
+    if Command::new("id")
+        .arg(USER)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        assert!(
+            !is_ci(),
+            "{test}: user {USER} missing in CI (.ci/run creates it)"
+        );
+        skip(test, "no dibr-ci user");
+        return None;
+    }
+    let dir = scratch(test);
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("dibr");
+    fs::copy(dibr_bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let elements = dir.path().join("elements");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor-tests/elements");
+    run_ok(Command::new("cp").arg("-a").arg(&src).arg(&elements));
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&elements));
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    run_ok(Command::new("chown").arg(USER).arg(&out));
+    Some(Stage {
+        _dir: dir,
+        bin,
+        elements,
+        out,
+    })
+}
+
+/// `dibr build …` as the user, with a clean environment.
+pub fn build_cmd(s: &Stage, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(tool("setpriv"));
+    c.args([
+        &format!("--reuid={USER}"),
+        &format!("--regid={USER}"),
+        "--init-groups",
+        "env",
+        "-i",
+    ])
+    .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    .arg(format!("HOME=/home/{USER}"))
+    .arg(format!("ELEMENTS_PATH={}", s.elements.display()));
+    for (k, v) in extra_env {
+        c.arg(format!("{k}={v}"));
+    }
+    c.arg(&s.bin).arg("build").args(args);
+    c.current_dir(&s.out).stdin(Stdio::null());
+    c
+}
+
+pub fn mountinfo() -> Vec<String> {
+    // Mount points only: ids and counters of unrelated mounts may change.
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().nth(4).unwrap_or("").to_string())
+        .collect()
+}
+
+pub fn user_processes(pattern: &str) -> Vec<String> {
+    let o = Command::new("pgrep")
+        .args(["-u", USER, "-a", "-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn work_dirs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("dibr_build."))
+        })
+        .filter(|p| {
+            use std::os::unix::fs::MetadataExt;
+            let uid = Command::new("id").args(["-u", USER]).output().unwrap();
+            let uid: u32 = String::from_utf8_lossy(&uid.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(u32::MAX);
+            fs::symlink_metadata(p)
+                .map(|m| m.uid() == uid)
+                .unwrap_or(false)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+pub struct Before {
+    pub mounts: Vec<String>,
+    pub work: Vec<PathBuf>,
+}
+
+pub fn before() -> Before {
+    Before {
+        mounts: mountinfo(),
+        work: work_dirs(),
+    }
+}
+
+/// Nothing may be left: no new mounts, no daemon, no work directory.
+pub fn assert_no_leftovers(test: &str, b: &Before) {
+    assert_eq!(mountinfo(), b.mounts, "{test}: host mounts changed");
+    let procs = user_processes("sleep 1000|sleep 30");
+    assert!(procs.is_empty(), "{test}: processes left behind: {procs:?}");
+    assert_eq!(work_dirs(), b.work, "{test}: work directory left behind");
+}
+
+pub struct TarEntry {
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+pub fn read_tar(p: &Path) -> BTreeMap<String, TarEntry> {
+    let mut r = TarReader::new(fs::File::open(p).unwrap());
+    let mut m = BTreeMap::new();
+    let mut sink = vec![0u8; 65536];
+    while let Some(e) = r.next_entry().unwrap() {
+        while r.read(&mut sink).unwrap() > 0 {}
+        m.insert(
+            String::from_utf8_lossy(&e.path).into_owned(),
+            TarEntry {
+                kind: e.kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                xattrs: e.xattrs,
+            },
+        );
+    }
+    m
+}
