@@ -1,7 +1,27 @@
 use clap::Parser;
 
 fn main() {
-    let cli = dibr::cli::Cli::parse();
+    // Installed under diskimage-builder's names (symlinks), behave as those.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match called.as_str() {
+        "disk-image-create" => args.insert(1, "build".into()),
+        // element-info expands exactly what it is given (no implicit base).
+        "element-info" => {
+            args.insert(1, "elements".into());
+            args.insert(2, "-n".into());
+        }
+        "ramdisk-image-create" => {
+            eprintln!("dibr: ramdisk-image-create is not supported yet: ramdisks come with the element library (dibr ramdisk)");
+            std::process::exit(2);
+        }
+        _ => {}
+    }
+    let cli = dibr::cli::Cli::parse_from(args);
     // The sandbox helper must stay single-threaded (unshare(CLONE_NEWUSER)),
     // so it runs before the ^C handler starts its thread.
     if let dibr::cli::Command::Sandbox(a) = &cli.command {
@@ -15,6 +35,11 @@ fn main() {
         std::process::exit(130);
     });
     if let Err(e) = dibr::cli::run(cli) {
+        if dibr::build::interrupted() {
+            // The handler is cleaning up and will exit(130); do not race it.
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            std::process::exit(130);
+        }
         // Every error's Display carries its causes, so print it once.
         eprintln!("dibr: error: {e}");
         std::process::exit(1);

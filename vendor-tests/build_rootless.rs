@@ -27,7 +27,15 @@ fn build_as_user_keeps_owners_caps_links_and_leaves_nothing() {
     let b = before();
     let o = build_cmd(
         &s,
-        &["-n", "-t", "tar,tgz", "-o", "img", "dibr-test-hooks"],
+        &[
+            "-n",
+            "-t",
+            "tar,tgz",
+            "--checksum",
+            "-o",
+            "img",
+            "dibr-test-hooks",
+        ],
         &[],
     )
     .output()
@@ -75,6 +83,33 @@ fn build_as_user_keeps_owners_caps_links_and_leaves_nothing() {
         EntryKind::CharDev { major: 1, minor: 3 },
         "{test}: /dev/null not synthesised"
     );
+    // first-boot.d: hooks and a one-shot unit, enabled.
+    for p in [
+        "usr/local/lib/dibr/first-boot.d/10-first-boot-marker",
+        "usr/local/lib/dibr/dib-run-parts",
+        "etc/systemd/system/dibr-first-boot.service",
+    ] {
+        assert!(m.contains_key(p), "{test}: first-boot.d: {p} missing");
+    }
+    assert_eq!(
+        m["etc/systemd/system/multi-user.target.wants/dibr-first-boot.service"].kind,
+        EntryKind::Symlink(b"../dibr-first-boot.service".to_vec()),
+        "{test}: first-boot unit not enabled"
+    );
+    // --checksum: the real tools agree with the side files.
+    for (tool_name, ext) in [("sha256sum", "sha256"), ("md5sum", "md5")] {
+        let o = Command::new(tool_name)
+            .arg("-c")
+            .arg(format!("img.tar.{ext}"))
+            .current_dir(&s.out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{test}: {tool_name} -c failed\n{}",
+            out_text(&o)
+        );
+    }
     assert!(
         !m.contains_key("tmp/in_target.d"),
         "{test}: hooks leaked into the image"
@@ -249,4 +284,35 @@ fn interrupt_during_install_cleans_up() {
         .collect();
     assert!(left.is_empty(), "{test}: output left behind: {left:?}");
     assert_no_leftovers(test, &b);
+}
+
+#[test]
+fn dib_command_names_dispatch() {
+    let test = "dib_command_names_dispatch";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let info = s.bin.with_file_name("element-info");
+    std::os::unix::fs::symlink(&s.bin, &info).unwrap();
+    let o = Command::new(&info)
+        .args(["--env", "dibr-test-hooks"])
+        .env("ELEMENTS_PATH", &s.elements)
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: element-info failed\n{text}");
+    assert!(
+        text.contains("export IMAGE_ELEMENT=") && text.contains("dibr-test-os"),
+        "{test}: element-info --env output\n{text}"
+    );
+    let dic = s.bin.with_file_name("disk-image-create");
+    std::os::unix::fs::symlink(&s.bin, &dic).unwrap();
+    let o = Command::new(&dic)
+        .args(["-t", "qcow2", "dibr-test-os"])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(
+        !o.status.success() && text.contains("-t qcow2 is not supported yet"),
+        "{test}: disk-image-create did not act as dibr build\n{text}"
+    );
 }

@@ -56,6 +56,11 @@ impl HookEnv {
             ("TMP_HOOKS_PATH".into(), s(&w.hooks())),
             ("TMP_MOUNT_PATH".into(), s(&w.target())),
             ("DIB_IMAGE_CACHE".into(), s(&cfg.image_cache)),
+            // Shared by concurrent builds: cache-url and friends flock here.
+            (
+                "DIB_LOCKFILES".into(),
+                s(&cfg.image_cache.join("lockfiles")),
+            ),
             (
                 "DIB_OFFLINE".into(),
                 if cfg.offline {

@@ -8,6 +8,7 @@
 //! the tree as a tar stream from inside the namespace.
 
 pub mod env;
+pub mod first_boot;
 pub mod hooks_dir;
 pub mod workdir;
 
@@ -70,9 +71,19 @@ pub enum BuildError {
 /// Work directories to remove if the process is interrupted.
 static ACTIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Set once SIGINT/SIGTERM arrived; the handler owns the cleanup from then on.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the build was interrupted (the main thread then leaves the
+/// cleanup and the exit to the signal handler).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Called from the SIGINT/SIGTERM handler: kill running hooks (their pid
 /// namespaces take every process with them) and remove work directories.
 pub fn interrupt_cleanup() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     sandbox::kill_running();
     let dirs: Vec<PathBuf> = ACTIVE
         .lock()
@@ -262,19 +273,39 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
     Ok(outs)
 }
 
+/// `--checksum`: NAME.sha256 and NAME.md5 side files, as DIB writes them.
 fn write_checksum(path: &Path) -> Result<(), BuildError> {
+    use md5::Md5;
     use sha2::{Digest, Sha256};
+    use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(io(format!("reading {}", path.display())))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", path.display())))?;
+    let (mut sha, mut md) = (Sha256::new(), Md5::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(io(format!("reading {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        md.update(&buf[..n]);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let line = format!("{:x}  {name}\n", h.finalize());
-    let mut p = path.as_os_str().to_owned();
-    p.push(".sha256");
-    std::fs::write(&p, line).map_err(io(format!("writing {}", PathBuf::from(&p).display())))
+    for (ext, sum) in [
+        ("sha256", format!("{:x}", sha.finalize())),
+        ("md5", format!("{:x}", md.finalize())),
+    ] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".");
+        p.push(ext);
+        std::fs::write(&p, format!("{sum}  {name}\n"))
+            .map_err(io(format!("writing {}", PathBuf::from(&p).display())))?;
+    }
+    Ok(())
 }
 
 /// The whole build. Prints DIB-style progress; returns the output paths.
@@ -310,8 +341,16 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
             run_phase(&w, p, &env)?;
         }
         install_extra_packages(&w, cfg, &env)?;
+        run_phase(&w, Phase::PostInstall, &env)?;
+        if first_boot::install(&w.hooks(), &w.target())
+            .map_err(io("installing first-boot.d hooks"))?
+        {
+            eprintln!(
+                "dibr: first-boot.d hooks installed with {}",
+                first_boot::UNIT_NAME
+            );
+        }
         for p in [
-            Phase::PostInstall,
             Phase::PostRoot,
             Phase::BlockDevice,
             Phase::PreFinalise,
@@ -323,6 +362,10 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         finalise_base(&w, &env)?;
         capture(&w, cfg, &env)
     })();
+    if interrupted() {
+        // The signal handler removes the work directory and exits.
+        return Err(BuildError::Usage("interrupted".into()));
+    }
     let keep = result.is_err() && cfg.keep_on_error;
     if keep {
         eprintln!(

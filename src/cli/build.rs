@@ -34,7 +34,7 @@ pub struct BuildArgs {
     /// Do not compress (DIB's -u; tar outputs are never compressed anyway)
     #[arg(short = 'u')]
     pub uncompressed: bool,
-    /// Write NAME.<type>.sha256 next to each output
+    /// Write NAME.<type>.sha256 and .md5 next to each output (as DIB)
     #[arg(long)]
     pub checksum: bool,
     /// Image cache directory (default ~/.cache/dibr, or DIB_IMAGE_CACHE)
