@@ -91,6 +91,27 @@ pub struct Node {
     pub nlink: u32,
 }
 
+impl Node {
+    /// A directory made by the writer itself (root, implicit parents,
+    /// lost+found): root-owned, all times `now`.
+    pub fn synthetic_dir(perm: u16, parent: NodeId, now: Timestamp) -> Node {
+        Node {
+            kind: Kind::Dir(Dir {
+                parent,
+                ..Default::default()
+            }),
+            perm,
+            uid: 0,
+            gid: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            xattrs: Vec::new(),
+            nlink: 1,
+        }
+    }
+}
+
 /// Options fixed before the first entry.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -154,17 +175,7 @@ impl Builder {
                 Timestamp::new(d.as_secs() as i64, 0)
             }
         };
-        let root = Node {
-            kind: Kind::Dir(Dir::default()),
-            perm: 0o755,
-            uid: 0,
-            gid: 0,
-            atime: now,
-            mtime: now,
-            ctime: now,
-            xattrs: Vec::new(),
-            nlink: 1,
-        };
+        let root = Node::synthetic_dir(0o755, ROOT, now);
         Ok(Builder {
             file,
             path,
@@ -241,20 +252,7 @@ impl Builder {
                         ))
                     }
                     None => {
-                        let id = self.new_node(Node {
-                            kind: Kind::Dir(Dir {
-                                parent: cur,
-                                ..Default::default()
-                            }),
-                            perm: 0o755,
-                            uid: 0,
-                            gid: 0,
-                            atime: self.now,
-                            mtime: self.now,
-                            ctime: self.now,
-                            xattrs: Vec::new(),
-                            nlink: 1,
-                        });
+                        let id = self.new_node(Node::synthetic_dir(0o755, cur, self.now));
                         self.dir_mut(cur).insert(comp, id);
                         id
                     }
@@ -593,25 +591,12 @@ impl Builder {
                 Err(err) => return Err(self.write_err(err.into())),
             }
         }
-        while n > 0 {
-            let want = (n as usize).min(CHUNK);
-            let got = read_exact_at(src, &mut self.buf[..want], src_off)
-                .map_err(|err| Self::read_err(e, err))?;
-            if got < want {
-                return Err(Self::read_err(
-                    e,
-                    io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("truncated: the source ended {} bytes before the end of this file's data", n - got as u64),
-                    ),
-                ));
-            }
-            self.write_data(dst, want)?;
-            src_off += want as u64;
-            dst += want as u64;
-            n -= want as u64;
-        }
-        Ok(())
+        let mut off = src_off;
+        self.copy_via_buffer(dst, n, e, |buf| {
+            let got = read_exact_at(src, buf, off);
+            off += buf.len() as u64;
+            got
+        })
     }
 
     /// File data is written in increasing block order, so everything well
@@ -633,23 +618,32 @@ impl Builder {
     }
 
     /// Copy `n` bytes from the streaming source to the image at `dst`.
-    fn copy_stream(
+    fn copy_stream(&mut self, data: &mut dyn FileData, dst: u64, n: u64, e: &Entry) -> Result<()> {
+        self.copy_via_buffer(dst, n, e, |buf| read_full(data, buf))
+    }
+
+    /// Fill the buffer chunk by chunk with `fill` (which returns how many
+    /// bytes it got, short only at the end of the source) and write each
+    /// chunk at `dst`; a short fill is a truncated source.
+    fn copy_via_buffer(
         &mut self,
-        data: &mut dyn FileData,
         mut dst: u64,
         mut n: u64,
         e: &Entry,
+        mut fill: impl FnMut(&mut [u8]) -> io::Result<usize>,
     ) -> Result<()> {
         while n > 0 {
             let want = (n as usize).min(CHUNK);
-            let got =
-                read_full(data, &mut self.buf[..want]).map_err(|err| Self::read_err(e, err))?;
+            let got = fill(&mut self.buf[..want]).map_err(|err| Self::read_err(e, err))?;
             if got < want {
                 return Err(Self::read_err(
                     e,
                     io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("truncated: the source ended {} bytes before the end of this file's data", n - got as u64),
+                        format!(
+                            "truncated: the source ended {} bytes before the end of this file's data",
+                            n - got as u64
+                        ),
                     ),
                 ));
             }

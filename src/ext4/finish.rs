@@ -223,17 +223,7 @@ impl Builder {
             Some(_) => None,
             None => {
                 let now = self.now;
-                self.nodes.push(Node {
-                    kind: Kind::Dir(Default::default()),
-                    perm: 0o700,
-                    uid: 0,
-                    gid: 0,
-                    atime: now,
-                    mtime: now,
-                    ctime: now,
-                    xattrs: Vec::new(),
-                    nlink: 1,
-                });
+                self.nodes.push(Node::synthetic_dir(0o700, ROOT, now));
                 let id = (self.nodes.len() - 1) as NodeId;
                 if let Kind::Dir(d) = &mut self.nodes[ROOT as usize].kind {
                     d.children.push((lpf_name.into(), id));
