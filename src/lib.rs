@@ -10,6 +10,7 @@ pub mod capture;
 pub mod cli;
 pub mod elements;
 pub mod ext4;
+pub mod fat;
 pub mod le;
 pub mod output;
 pub mod progress;
