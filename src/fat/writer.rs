@@ -93,6 +93,11 @@ impl<'a> Plan<'a> {
             };
             if let Some(idx) = existing {
                 let n = &self.nodes[idx];
+                if !last && matches!(n.kind, Kind::File { .. }) {
+                    return Err(FatError::NotADirectory {
+                        path: e.path.into(),
+                    });
+                }
                 let both_dirs =
                     matches!(n.kind, Kind::Dir { .. }) && (!last || matches!(e.kind, FatKind::Dir));
                 if n.name != *comp || !both_dirs {
