@@ -326,7 +326,21 @@ fn esp_550m_in_image_is_fsck_clean_and_reads_back() {
             .arg("::/"),
     );
     let s = String::from_utf8_lossy(&o.stdout);
+    println!("{text}\n{s}");
     assert!(s.contains("Volume in drive : is ESP"), "{s}");
+    // Every timestamp is the one given (2023-11-14 22:13:20 UTC).
+    let o = run_ok(
+        mtools_env(&mut Command::new(tool("mdir")))
+            .arg("-i")
+            .arg(&spec)
+            .arg("::/EFI/debian"),
+    );
+    let d = String::from_utf8_lossy(&o.stdout);
+    println!("{d}");
+    assert!(
+        d.contains("2023-11-14  22:13") || d.contains("11-14-2023  22:13"),
+        "{d}"
+    );
     let id = format!(
         "{:04X}-{:04X}",
         stats.volume_id >> 16,
@@ -384,6 +398,37 @@ fn smallest_fat32_volumes() {
         want.insert("EFI/BOOT/a long name.cfg".into(), Some(b"x".to_vec()));
         mtools_readback(&img, offset, &want, tmp.path());
     }
+
+    // A volume filled to the last cluster; one byte more does not fit.
+    let size = 33 * MIB;
+    let layout = dibr::fat::Layout::compute(size).unwrap();
+    let img = tmp.path().join("full.img");
+    let f = make_image(&img, size, 0, size);
+    let fill = ((u64::from(layout.cluster_count) - 1) * 512) as usize; // root takes one cluster
+    let data: Vec<u8> = (0..fill + 1).map(|i| (i % 251) as u8).collect();
+    let o = FatOptions {
+        label: String::new(),
+        ..opts(1)
+    };
+    let e = write_fat32(&f, 0, size, &[FatEntry::bytes("full.bin", &data)], &o).unwrap_err();
+    assert!(
+        matches!(e, FatError::DoesNotFit { .. }) && e.to_string().contains("full.bin"),
+        "{e}"
+    );
+    let stats = write_fat32(
+        &f,
+        0,
+        size,
+        &[FatEntry::bytes("full.bin", &data[..fill])],
+        &o,
+    )
+    .unwrap();
+    drop(f);
+    assert_eq!(stats.clusters_free, 0);
+    fsck_clean(&img, &stats);
+    let mut want = Expect::new();
+    want.insert("full.bin".into(), Some(data[..fill].to_vec()));
+    mtools_readback(&img, 0, &want, tmp.path());
 }
 
 #[test]
