@@ -151,6 +151,8 @@ pub struct Builder {
     use_cfr: bool,
     /// Image bytes below this offset have been handed to writeback.
     kicked: u64,
+    /// Byte offset of the filesystem in the file.
+    pub(super) base: u64,
 }
 
 fn clamp_time(t: Timestamp) -> Timestamp {
@@ -166,6 +168,19 @@ fn clamp_time(t: Timestamp) -> Timestamp {
 impl Builder {
     /// Start writing into `file` (a fresh, empty file at `path`).
     pub fn new(file: File, path: PathBuf, opts: Options) -> Result<Self> {
+        Self::new_at(file, path, opts, 0)
+    }
+
+    /// Write the filesystem at byte `base_offset` of `file` (a partition of
+    /// a disk image, written in place). The region must read as zeros (a
+    /// fresh sparse file), since all-zero blocks are not written. With
+    /// `size_blocks` set the file is never truncated, only extended.
+    pub fn new_at(file: File, path: PathBuf, opts: Options, base_offset: u64) -> Result<Self> {
+        if base_offset % BLOCK_SIZE != 0 {
+            return Err(Error::Option(format!(
+                "filesystem offset {base_offset} is not a multiple of 4096"
+            )));
+        }
         let now = match opts.source_date_epoch {
             Some(s) => Timestamp::new(s, 0),
             None => {
@@ -188,6 +203,7 @@ impl Builder {
             buf: vec![0u8; CHUNK],
             use_cfr: std::env::var_os("DIBR_NO_COPY_FILE_RANGE").is_none(),
             kicked: 0,
+            base: base_offset,
         })
     }
 
@@ -437,7 +453,7 @@ impl Builder {
                         .alloc_some(1)
                         .ok_or_else(|| self.out_of_space())?;
                     self.file
-                        .write_all_at(target, run.start * BLOCK_SIZE)
+                        .write_all_at(target, self.base + run.start * BLOCK_SIZE)
                         .map_err(|err| self.write_err(err))?;
                     Some(run.start)
                 } else {
@@ -562,7 +578,7 @@ impl Builder {
         while n >= CFR_MIN && self.use_cfr {
             self.kick_writeback(dst);
             let mut so = src_off;
-            let mut d = dst;
+            let mut d = self.base + dst;
             match rustix::fs::copy_file_range(
                 src,
                 Some(&mut so),
@@ -609,7 +625,7 @@ impl Builder {
             let end = dst - STEP;
             let _ = rustix::fs::fadvise(
                 &self.file,
-                self.kicked,
+                self.base + self.kicked,
                 std::num::NonZeroU64::new(end - self.kicked),
                 rustix::fs::Advice::DontNeed,
             );
@@ -671,7 +687,7 @@ impl Builder {
             }
             if !zero {
                 self.file
-                    .write_all_at(&self.buf[i..j], dst + i as u64)
+                    .write_all_at(&self.buf[i..j], self.base + dst + i as u64)
                     .map_err(|err| Error::Write {
                         path: self.path.clone(),
                         source: err,

@@ -183,7 +183,7 @@ impl Builder {
 
     fn write_at(&self, buf: &[u8], block: u64) -> Result<()> {
         self.file
-            .write_all_at(buf, block * BLOCK_SIZE)
+            .write_all_at(buf, self.base + block * BLOCK_SIZE)
             .map_err(|e| self.werr(e))
     }
 
@@ -744,16 +744,19 @@ impl Builder {
                 let sb = superblock::encode(&params, g as u16);
                 if g == 0 {
                     self.file
-                        .write_all_at(&sb, 1024)
+                        .write_all_at(&sb, self.base + 1024)
                         .map_err(|e| self.werr(e))?;
                 } else {
                     self.write_at(&sb, g * BLOCKS_PER_GROUP)?;
                 }
             }
         }
-        self.file
-            .set_len(blocks_count * BLOCK_SIZE)
-            .map_err(|e| self.werr(e))?;
+        // Extend (never truncate: the filesystem may sit inside a disk).
+        let end = self.base + blocks_count * BLOCK_SIZE;
+        let len = self.file.metadata().map_err(|e| self.werr(e))?.len();
+        if len < end {
+            self.file.set_len(end).map_err(|e| self.werr(e))?;
+        }
         if std::env::var_os("DIBR_NO_FSYNC").is_none() {
             self.file.sync_all().map_err(|e| self.werr(e))?;
         }
