@@ -5,13 +5,13 @@
 //!
 //! ```text
 //! cluster 0          header (104 bytes + compression type, header_length 112)
-//! clusters 1..D      data clusters in guest order; compressed clusters are
-//!                    packed back to back at byte granularity, uncompressed
-//!                    ones start on a cluster boundary
-//! D..                L2 tables (one cluster each, only where data exists)
-//!                    L1 table
-//!                    refcount table
-//!                    refcount blocks (16-bit entries, refcount_order 4)
+//! 1..                L1 table, refcount table, refcount blocks (16-bit
+//!                    entries, refcount_order 4), L2 tables (one cluster
+//!                    each, for every 512 MiB a data extent touches)
+//! then               data in guest order, allocated as qemu does: whole
+//!                    clusters for uncompressed data, compressed data packed
+//!                    at byte granularity into partly used clusters; the
+//!                    file ends with the last data byte (sector aligned)
 //! ```
 //!
 //! Compressed clusters use what qemu uses (block/qcow2-threads.c): raw
@@ -26,7 +26,6 @@
 //! and appended in guest order, so the output is deterministic.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -251,73 +250,30 @@ fn convert(
         virtual_size: vsize,
         ..Default::default()
     };
-    let mut refs = Refcounts::default();
-    refs.inc(0).map_err(werr(out))?; // header
-                                     // L1 index -> L2 table.
-    let mut l2s: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    let mut pos = CLUSTER_SIZE;
-
-    let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
-    while todo.peek().is_some() {
-        let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
-        let done: Vec<io::Result<Cluster>> = batch
-            .par_iter()
-            .map(|&i| read_cluster(src, i, vsize, opts))
-            .collect();
-        let start = pos;
-        let mut buf: Vec<u8> = Vec::new();
-        for (&idx, c) in batch.iter().zip(done) {
-            stats.clusters_read += 1;
-            let entry = match c.map_err(OutputError::io(raw))? {
-                Cluster::Zero => {
-                    stats.clusters_zero += 1;
-                    continue;
-                }
-                Cluster::Raw(data) => {
-                    stats.clusters_raw += 1;
-                    let aligned = pos.next_multiple_of(CLUSTER_SIZE);
-                    buf.resize((aligned - start) as usize, 0);
-                    buf.extend_from_slice(&data);
-                    pos = aligned + CLUSTER_SIZE;
-                    refs.inc(aligned / CLUSTER_SIZE).map_err(werr(out))?;
-                    aligned | QCOW_OFLAG_COPIED
-                }
-                Cluster::Compressed(data) => {
-                    stats.clusters_compressed += 1;
-                    let off = pos;
-                    let len = data.len() as u64;
-                    buf.extend_from_slice(&data);
-                    pos += len;
-                    let first = off & !511;
-                    let last = (off + len - 1) | 511;
-                    for hc in first / CLUSTER_SIZE..=last / CLUSTER_SIZE {
-                        refs.inc(hc).map_err(werr(out))?;
-                    }
-                    let extra = ((off + len - 1) >> 9) - (off >> 9);
-                    QCOW_OFLAG_COMPRESSED | (extra << CSIZE_SHIFT) | off
-                }
-            };
-            let l2 = l2s
-                .entry(idx / L2_ENTRIES)
-                .or_insert_with(|| vec![0u64; L2_ENTRIES as usize]);
-            l2[(idx % L2_ENTRIES) as usize] = entry;
-        }
-        if !buf.is_empty() {
-            dst.write_all_at(&buf, start).map_err(werr(out))?;
-        }
-    }
-
-    // Metadata after the data, cluster aligned.
-    let data_end = pos.div_ceil(CLUSTER_SIZE);
     let guest_clusters = vsize.div_ceil(CLUSTER_SIZE);
     let l1_size = guest_clusters.div_ceil(L2_ENTRIES);
+    if l1_size > u32::MAX as u64 / 8 {
+        return Err(OutputError::Invalid {
+            path: out.to_path_buf(),
+            msg: format!("virtual size {vsize} too large for qcow2"),
+        });
+    }
+    // Metadata goes first so the file ends with data (no padding): an L2
+    // table for every L1 index a data extent touches, and refcount blocks
+    // for an upper bound of the host clusters (each data cluster takes at
+    // most one host cluster, plus one for a compressed run's tail).
+    let touched = chunks_touched(extents, CLUSTER_SIZE).count() as u64;
+    let l2_idx: Vec<u64> = {
+        let mut v: Vec<u64> = chunks_touched(extents, CLUSTER_SIZE * L2_ENTRIES).collect();
+        v.retain(|&i| i < l1_size);
+        v
+    };
     let l1_clusters = (l1_size * 8).div_ceil(CLUSTER_SIZE).max(1);
-    let l2_first = data_end;
-    let l1_first = l2_first + l2s.len() as u64;
+    let l1_first = 1;
     let rt_first = l1_first + l1_clusters;
     let (mut rt, mut rb) = (1u64, 1u64);
     loop {
-        let total = rt_first + rt + rb;
+        let total = rt_first + rt + rb + l2_idx.len() as u64 + touched + 1;
         let need_rb = total.div_ceil(REFCOUNTS_PER_BLOCK);
         let need_rt = (need_rb * 8).div_ceil(CLUSTER_SIZE);
         if (need_rb, need_rt) == (rb, rt) {
@@ -326,38 +282,111 @@ fn convert(
         (rb, rt) = (need_rb, need_rt);
     }
     let rb_first = rt_first + rt;
-    let end = rb_first + rb;
-    for c in l2_first..end {
+    let l2_first = rb_first + rb;
+    let meta_end = l2_first + l2_idx.len() as u64;
+
+    let mut refs = Refcounts::default();
+    for c in 0..meta_end {
         refs.inc(c).map_err(werr(out))?;
+    }
+    let mut l2s: Vec<Vec<u64>> = vec![vec![0u64; L2_ENTRIES as usize]; l2_idx.len()];
+    // Allocation as qemu's: whole clusters from `next_free`; compressed data
+    // packed from the byte cursor `cpos`, continuing into the following
+    // cluster only when that one is still free.
+    let mut next_free = meta_end;
+    let mut cpos: Option<u64> = None;
+    let mut file_end = meta_end * CLUSTER_SIZE;
+
+    let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
+    while todo.peek().is_some() {
+        let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
+        let done: Vec<io::Result<Cluster>> = batch
+            .par_iter()
+            .map(|&i| read_cluster(src, i, vsize, opts))
+            .collect();
+        for (&idx, c) in batch.iter().zip(done) {
+            stats.clusters_read += 1;
+            let (entry, off, data) = match c.map_err(OutputError::io(raw))? {
+                Cluster::Zero => {
+                    stats.clusters_zero += 1;
+                    continue;
+                }
+                Cluster::Raw(data) => {
+                    stats.clusters_raw += 1;
+                    let off = next_free * CLUSTER_SIZE;
+                    refs.inc(next_free).map_err(werr(out))?;
+                    next_free += 1;
+                    (off | QCOW_OFLAG_COPIED, off, data)
+                }
+                Cluster::Compressed(data) => {
+                    stats.clusters_compressed += 1;
+                    let len = data.len() as u64;
+                    let off = match cpos {
+                        Some(p)
+                            if (p + len - 1) / CLUSTER_SIZE == p / CLUSTER_SIZE
+                                || next_free == p / CLUSTER_SIZE + 1 =>
+                        {
+                            p
+                        }
+                        _ => next_free * CLUSTER_SIZE,
+                    };
+                    let end = off + len;
+                    next_free = next_free.max(end.div_ceil(CLUSTER_SIZE));
+                    cpos = (end % CLUSTER_SIZE != 0).then_some(end);
+                    let first = off & !511;
+                    let last = (end - 1) | 511;
+                    for hc in first / CLUSTER_SIZE..=last / CLUSTER_SIZE {
+                        refs.inc(hc).map_err(werr(out))?;
+                    }
+                    let extra = ((end - 1) >> 9) - (off >> 9);
+                    (
+                        QCOW_OFLAG_COMPRESSED | (extra << CSIZE_SHIFT) | off,
+                        off,
+                        data,
+                    )
+                }
+            };
+            dst.write_all_at(&data, off).map_err(werr(out))?;
+            file_end = file_end.max(off + data.len() as u64);
+            let n = l2_idx
+                .binary_search(&(idx / L2_ENTRIES))
+                .expect("L2 table reserved for every touched L1 index");
+            l2s[n][(idx % L2_ENTRIES) as usize] = entry;
+        }
+    }
+    if refs.0.len() as u64 > rb * REFCOUNTS_PER_BLOCK {
+        return Err(OutputError::Invalid {
+            path: out.to_path_buf(),
+            msg: "internal error: refcount blocks underestimated".into(),
+        });
     }
 
     let cs = CLUSTER_SIZE as usize;
-    let mut meta = vec![0u8; ((end - data_end) * CLUSTER_SIZE) as usize];
+    let mut meta = vec![0u8; ((meta_end - 1) * CLUSTER_SIZE) as usize];
+    let base = |c: u64| ((c - 1) * CLUSTER_SIZE) as usize;
     let mut l1 = vec![0u64; l1_size as usize];
-    for (n, (l1_idx, table)) in l2s.iter().enumerate() {
-        let at = n * cs;
+    for (n, (l1_idx, table)) in l2_idx.iter().zip(&l2s).enumerate() {
+        let at = base(l2_first) + n * cs;
         for (k, e) in table.iter().enumerate() {
             meta[at + k * 8..at + k * 8 + 8].copy_from_slice(&e.to_be_bytes());
         }
         l1[*l1_idx as usize] = ((l2_first + n as u64) * CLUSTER_SIZE) | QCOW_OFLAG_COPIED;
     }
-    let at = ((l1_first - data_end) * CLUSTER_SIZE) as usize;
+    let at = base(l1_first);
     for (k, e) in l1.iter().enumerate() {
         meta[at + k * 8..at + k * 8 + 8].copy_from_slice(&e.to_be_bytes());
     }
-    let at = ((rt_first - data_end) * CLUSTER_SIZE) as usize;
+    let at = base(rt_first);
     for k in 0..rb {
         let off = (rb_first + k) * CLUSTER_SIZE;
         let p = at + k as usize * 8;
         meta[p..p + 8].copy_from_slice(&off.to_be_bytes());
     }
-    let at = ((rb_first - data_end) * CLUSTER_SIZE) as usize;
+    let at = base(rb_first);
     for (k, r) in refs.0.iter().enumerate() {
         meta[at + k * 2..at + k * 2 + 2].copy_from_slice(&r.to_be_bytes());
     }
-    debug_assert!(refs.0.len() as u64 <= rb * REFCOUNTS_PER_BLOCK);
-    dst.write_all_at(&meta, data_end * CLUSTER_SIZE)
-        .map_err(werr(out))?;
+    dst.write_all_at(&meta, CLUSTER_SIZE).map_err(werr(out))?;
 
     let mut h = [0u8; HEADER_LENGTH as usize + 8];
     h[0..4].copy_from_slice(b"QFI\xfb");
@@ -376,14 +405,10 @@ fn convert(
     // 104: compression_type 0 (deflate) + padding; then the end-of-extensions
     // marker (type 0, length 0).
     dst.write_all_at(&h, 0).map_err(werr(out))?;
-    let file_size = end * CLUSTER_SIZE;
+    // End on a sector boundary so a compressed cluster's last sector is
+    // whole (qemu reads compressed data in sectors).
+    let file_size = file_end.next_multiple_of(512);
     dst.set_len(file_size).map_err(werr(out))?;
     stats.file_size = file_size;
-    if l1_size > u32::MAX as u64 {
-        return Err(OutputError::Invalid {
-            path: out.to_path_buf(),
-            msg: format!("virtual size {vsize} too large for qcow2"),
-        });
-    }
     Ok(stats)
 }
