@@ -332,7 +332,7 @@ fn convert(
                     };
                     let end = off + len;
                     next_free = next_free.max(end.div_ceil(CLUSTER_SIZE));
-                    cpos = (end % CLUSTER_SIZE != 0).then_some(end);
+                    cpos = (!end.is_multiple_of(CLUSTER_SIZE)).then_some(end);
                     let first = off & !511;
                     let last = (end - 1) | 511;
                     for hc in first / CLUSTER_SIZE..=last / CLUSTER_SIZE {
