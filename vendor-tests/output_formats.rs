@@ -243,3 +243,43 @@ fn errors_name_the_file() {
     assert!(e.to_string().contains("nope.raw"), "{e}");
     assert!(!d.path().join("x.qcow2").exists());
 }
+
+/// Several L2 tables (data in every 512 MiB slice), compressed clusters
+/// straddling host clusters, and a size that is not a cluster multiple
+/// with data in the partial last cluster.
+#[test]
+fn qcow2_multi_l2_odd_size() {
+    let Some((d, raw)) = setup("qcow2_multi_l2_odd_size") else {
+        return;
+    };
+    let size = 1536 * MIB + 3 * 512;
+    let f = File::create(&raw).unwrap();
+    f.set_len(size).unwrap();
+    for (k, off) in [0, 511 * MIB + 777, 512 * MIB, 1100 * MIB, size - 1000]
+        .into_iter()
+        .enumerate()
+    {
+        let chunk: Vec<u8> = (0..(if off + 300_000 > size { 1000 } else { 300_000 }))
+            .map(|i: usize| ((i * (k + 3)) % 251) as u8 ^ (i / 4096) as u8)
+            .collect();
+        f.write_all_at(&chunk, off).unwrap();
+    }
+    drop(f);
+    for compress in [true, false] {
+        let img = d.path().join(format!("m-{compress}.qcow2"));
+        let st = write_qcow2(
+            &raw,
+            &img,
+            &Qcow2Options {
+                compress,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        println!("{st:?}");
+        check_qcow2(&raw, &img);
+    }
+    let img = d.path().join("m.vhd");
+    write_vhd(&raw, &img).unwrap();
+    check_vhd(&raw, &img, d.path());
+}
