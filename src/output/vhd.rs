@@ -4,7 +4,8 @@
 //! File layout: footer copy (512) | dynamic disk header (1024) | BAT (4
 //! bytes per 2 MiB block, padded to 512) | blocks | footer. A block is a
 //! 512-byte sector bitmap (all ones: every sector present) followed by
-//! 2 MiB of data; only blocks holding non-zero data are allocated.
+//! 2 MiB of data; only blocks holding non-zero data are allocated, and
+//! all-zero 64 KiB pieces inside them stay holes in the output file.
 //!
 //! Size: qemu (block/vpc.c) takes the disk size from the CHS geometry for
 //! creator apps other than "win ", "qem2", "d2v ", "CTXS", "tap\0", and
@@ -126,7 +127,16 @@ pub fn write_vhd(raw: &Path, out: &Path) -> Result<(), OutputError> {
             continue;
         }
         buf[..BITMAP_SIZE as usize].fill(0xff);
-        f.write_all_at(&buf, pos).map_err(werr(out))?;
+        // The output is a fresh file: leave all-zero 64 KiB pieces as holes.
+        f.write_all_at(&buf[..BITMAP_SIZE as usize], pos)
+            .map_err(werr(out))?;
+        let piece = 64 << 10;
+        for (k, chunk) in buf[BITMAP_SIZE as usize..].chunks(piece).enumerate() {
+            if !is_zero(chunk) {
+                let at = pos + BITMAP_SIZE + (k * piece) as u64;
+                f.write_all_at(chunk, at).map_err(werr(out))?;
+            }
+        }
         let entry = u32::try_from(pos / SECTOR).map_err(|_| OutputError::Invalid {
             path: out.to_path_buf(),
             msg: "block offset beyond VHD's 32-bit sector BAT".into(),
