@@ -1,3 +1,5 @@
-//! Writing outputs: atomic files (and later raw/qcow2/vhd/tar converters).
+//! Writing outputs: atomic files and raw → qcow2 / vhd converters.
 
 pub mod atomic;
+pub mod qcow2;
+pub mod vhd;

@@ -1,0 +1,414 @@
+//! qcow2 (version 3) writer: converts a raw, possibly sparse, disk image.
+//!
+//! Layout of the file we write (all offsets cluster aligned except packed
+//! compressed data):
+//!
+//! ```text
+//! cluster 0          header (104 bytes + compression type, header_length 112)
+//! 1..                L1 table, refcount table, refcount blocks (16-bit
+//!                    entries, refcount_order 4), L2 tables (one cluster
+//!                    each, for every 512 MiB a data extent touches)
+//! then               data in guest order, allocated as qemu does: whole
+//!                    clusters for uncompressed data, compressed data packed
+//!                    at byte granularity into partly used clusters; the
+//!                    file ends with the last data byte (sector aligned)
+//! ```
+//!
+//! Compressed clusters use what qemu uses (block/qcow2-threads.c): raw
+//! deflate with a 4 KiB window (`deflateInit2(..., -12, ...)`), kept only
+//! when the result is shorter than `cluster_size - 1`. The descriptor is
+//! `1<<62 | (extra_sectors << (62 - (cluster_bits - 8))) | host_offset`.
+//! A host cluster's refcount is the number of compressed clusters whose
+//! 512-byte sector span touches it — exactly what `qemu-img check` counts.
+//!
+//! All-zero clusters stay unallocated. The raw input is read sparsely with
+//! SEEK_DATA/SEEK_HOLE; clusters are read and compressed in parallel (rayon)
+//! and appended in guest order, so the output is deterministic.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+use rayon::prelude::*;
+
+use super::atomic::AtomicFile;
+
+/// Errors from the image converters; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {msg}", path.display())]
+    Invalid { path: PathBuf, msg: String },
+}
+
+impl OutputError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> OutputError + '_ {
+        move |source| OutputError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Qcow2Options {
+    /// Compress clusters (DIB's default; `-u` turns it off).
+    pub compress: bool,
+    /// Deflate level 0..=9 (qemu-img uses zlib's default, 6).
+    pub level: u32,
+}
+
+impl Default for Qcow2Options {
+    fn default() -> Self {
+        Qcow2Options {
+            compress: true,
+            level: 9,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Qcow2Stats {
+    /// Guest-visible size in bytes (the raw file's length).
+    pub virtual_size: u64,
+    /// Guest clusters that overlapped a data extent and were read.
+    pub clusters_read: u64,
+    /// Of those, all-zero clusters left unallocated.
+    pub clusters_zero: u64,
+    /// Clusters stored compressed.
+    pub clusters_compressed: u64,
+    /// Clusters stored uncompressed.
+    pub clusters_raw: u64,
+    /// Final size of the qcow2 file.
+    pub file_size: u64,
+}
+
+pub const CLUSTER_BITS: u32 = 16;
+pub const CLUSTER_SIZE: u64 = 1 << CLUSTER_BITS;
+const L2_ENTRIES: u64 = CLUSTER_SIZE / 8;
+const REFCOUNT_ORDER: u32 = 4;
+const REFCOUNTS_PER_BLOCK: u64 = CLUSTER_SIZE * 8 / (1 << REFCOUNT_ORDER);
+const QCOW_OFLAG_COPIED: u64 = 1 << 63;
+const QCOW_OFLAG_COMPRESSED: u64 = 1 << 62;
+const CSIZE_SHIFT: u32 = 62 - (CLUSTER_BITS - 8);
+const HEADER_LENGTH: u32 = 112;
+/// Guest clusters handed to rayon at a time (8 MiB).
+const BATCH: usize = 128;
+
+/// Byte ranges `[start, end)` of `file` that may hold data, via
+/// SEEK_DATA/SEEK_HOLE; the whole file when the filesystem cannot tell.
+pub fn data_extents(file: &File, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    while off < size {
+        let start = match seek(file, SeekFrom::Data(off)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::OPNOTSUPP) if off == 0 => {
+                return Ok(vec![(0, size)]);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if start >= size {
+            break;
+        }
+        let end = match seek(file, SeekFrom::Hole(start)) {
+            Ok(e) => e.min(size),
+            Err(e) => return Err(e.into()),
+        };
+        if end <= start {
+            break;
+        }
+        out.push((start, end));
+        off = end;
+    }
+    Ok(out)
+}
+
+/// Indices of the `unit`-sized chunks that overlap any extent, ascending,
+/// without duplicates.
+pub fn chunks_touched(extents: &[(u64, u64)], unit: u64) -> impl Iterator<Item = u64> + '_ {
+    let mut last: Option<u64> = None;
+    extents
+        .iter()
+        .flat_map(move |&(s, e)| s / unit..e.div_ceil(unit))
+        .filter(move |&c| {
+            let keep = last.is_none_or(|l| c > l);
+            if keep {
+                last = Some(c);
+            }
+            keep
+        })
+}
+
+pub(crate) fn is_zero(buf: &[u8]) -> bool {
+    buf.chunks(512)
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+}
+
+enum Cluster {
+    Zero,
+    Raw(Vec<u8>),
+    Compressed(Vec<u8>),
+}
+
+thread_local! {
+    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+}
+
+/// Raw deflate with a 4 KiB window, as qemu's qcow2_zlib_compress. None
+/// when the result would not be shorter than `cluster_size - 1` bytes.
+fn deflate_cluster(data: &[u8], level: u32) -> Option<Vec<u8>> {
+    DEFLATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut() {
+            Some((l, c)) if *l == level => c.reset(),
+            _ => {
+                *slot = Some((
+                    level,
+                    Compress::new_with_window_bits(Compression::new(level), false, 12),
+                ))
+            }
+        }
+        let c = &mut slot.as_mut().unwrap().1;
+        let limit = CLUSTER_SIZE as usize - 1;
+        let mut out = Vec::with_capacity(limit);
+        match c.compress_vec(data, &mut out, FlushCompress::Finish) {
+            Ok(Status::StreamEnd) if out.len() < limit => Some(out),
+            _ => None,
+        }
+    })
+}
+
+fn read_cluster(file: &File, idx: u64, vsize: u64, opts: &Qcow2Options) -> io::Result<Cluster> {
+    let off = idx * CLUSTER_SIZE;
+    let len = (vsize - off).min(CLUSTER_SIZE) as usize;
+    let mut buf = vec![0u8; CLUSTER_SIZE as usize];
+    file.read_exact_at(&mut buf[..len], off)?;
+    if is_zero(&buf[..len]) {
+        return Ok(Cluster::Zero);
+    }
+    if opts.compress {
+        if let Some(c) = deflate_cluster(&buf, opts.level) {
+            return Ok(Cluster::Compressed(c));
+        }
+    }
+    Ok(Cluster::Raw(buf))
+}
+
+/// Per-host-cluster refcounts, grown on demand.
+#[derive(Default)]
+struct Refcounts(Vec<u16>);
+
+impl Refcounts {
+    fn inc(&mut self, cluster: u64) -> io::Result<()> {
+        let i = cluster as usize;
+        if self.0.len() <= i {
+            self.0.resize(i + 1, 0);
+        }
+        self.0[i] = self.0[i]
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("refcount overflow"))?;
+        Ok(())
+    }
+}
+
+/// Convert the raw image `raw` to qcow2 at `out` (written under a temporary
+/// name and renamed into place).
+pub fn write_qcow2(raw: &Path, out: &Path, opts: &Qcow2Options) -> Result<Qcow2Stats, OutputError> {
+    if opts.level > 9 {
+        return Err(OutputError::Invalid {
+            path: out.to_path_buf(),
+            msg: format!("deflate level {} out of range 0..=9", opts.level),
+        });
+    }
+    let src = File::open(raw).map_err(OutputError::io(raw))?;
+    let vsize = src.metadata().map_err(OutputError::io(raw))?.len();
+    let extents = data_extents(&src, vsize).map_err(OutputError::io(raw))?;
+    let dst = AtomicFile::create(out).map_err(OutputError::io(out))?;
+    let stats = convert(&src, raw, dst.file(), out, vsize, &extents, opts)?;
+    dst.commit().map_err(OutputError::io(out))?;
+    Ok(stats)
+}
+
+fn convert(
+    src: &File,
+    raw: &Path,
+    dst: &File,
+    out: &Path,
+    vsize: u64,
+    extents: &[(u64, u64)],
+    opts: &Qcow2Options,
+) -> Result<Qcow2Stats, OutputError> {
+    let werr = OutputError::io;
+    let mut stats = Qcow2Stats {
+        virtual_size: vsize,
+        ..Default::default()
+    };
+    let guest_clusters = vsize.div_ceil(CLUSTER_SIZE);
+    let l1_size = guest_clusters.div_ceil(L2_ENTRIES);
+    if l1_size > u32::MAX as u64 / 8 {
+        return Err(OutputError::Invalid {
+            path: out.to_path_buf(),
+            msg: format!("virtual size {vsize} too large for qcow2"),
+        });
+    }
+    // Metadata goes first so the file ends with data (no padding): an L2
+    // table for every L1 index a data extent touches, and refcount blocks
+    // for an upper bound of the host clusters (each data cluster takes at
+    // most one host cluster, plus one for a compressed run's tail).
+    let touched = chunks_touched(extents, CLUSTER_SIZE).count() as u64;
+    let l2_idx: Vec<u64> = {
+        let mut v: Vec<u64> = chunks_touched(extents, CLUSTER_SIZE * L2_ENTRIES).collect();
+        v.retain(|&i| i < l1_size);
+        v
+    };
+    let l1_clusters = (l1_size * 8).div_ceil(CLUSTER_SIZE).max(1);
+    let l1_first = 1;
+    let rt_first = l1_first + l1_clusters;
+    let (mut rt, mut rb) = (1u64, 1u64);
+    loop {
+        let total = rt_first + rt + rb + l2_idx.len() as u64 + touched + 1;
+        let need_rb = total.div_ceil(REFCOUNTS_PER_BLOCK);
+        let need_rt = (need_rb * 8).div_ceil(CLUSTER_SIZE);
+        if (need_rb, need_rt) == (rb, rt) {
+            break;
+        }
+        (rb, rt) = (need_rb, need_rt);
+    }
+    let rb_first = rt_first + rt;
+    let l2_first = rb_first + rb;
+    let meta_end = l2_first + l2_idx.len() as u64;
+
+    let mut refs = Refcounts::default();
+    for c in 0..meta_end {
+        refs.inc(c).map_err(werr(out))?;
+    }
+    let mut l2s: Vec<Vec<u64>> = vec![vec![0u64; L2_ENTRIES as usize]; l2_idx.len()];
+    // Allocation as qemu's: whole clusters from `next_free`; compressed data
+    // packed from the byte cursor `cpos`, continuing into the following
+    // cluster only when that one is still free.
+    let mut next_free = meta_end;
+    let mut cpos: Option<u64> = None;
+    let mut file_end = meta_end * CLUSTER_SIZE;
+
+    let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
+    while todo.peek().is_some() {
+        let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
+        let done: Vec<io::Result<Cluster>> = batch
+            .par_iter()
+            .map(|&i| read_cluster(src, i, vsize, opts))
+            .collect();
+        for (&idx, c) in batch.iter().zip(done) {
+            stats.clusters_read += 1;
+            let (entry, off, data) = match c.map_err(OutputError::io(raw))? {
+                Cluster::Zero => {
+                    stats.clusters_zero += 1;
+                    continue;
+                }
+                Cluster::Raw(data) => {
+                    stats.clusters_raw += 1;
+                    let off = next_free * CLUSTER_SIZE;
+                    refs.inc(next_free).map_err(werr(out))?;
+                    next_free += 1;
+                    (off | QCOW_OFLAG_COPIED, off, data)
+                }
+                Cluster::Compressed(data) => {
+                    stats.clusters_compressed += 1;
+                    let len = data.len() as u64;
+                    let off = match cpos {
+                        Some(p)
+                            if (p + len - 1) / CLUSTER_SIZE == p / CLUSTER_SIZE
+                                || next_free == p / CLUSTER_SIZE + 1 =>
+                        {
+                            p
+                        }
+                        _ => next_free * CLUSTER_SIZE,
+                    };
+                    let end = off + len;
+                    next_free = next_free.max(end.div_ceil(CLUSTER_SIZE));
+                    cpos = (!end.is_multiple_of(CLUSTER_SIZE)).then_some(end);
+                    let first = off & !511;
+                    let last = (end - 1) | 511;
+                    for hc in first / CLUSTER_SIZE..=last / CLUSTER_SIZE {
+                        refs.inc(hc).map_err(werr(out))?;
+                    }
+                    let extra = ((end - 1) >> 9) - (off >> 9);
+                    (
+                        QCOW_OFLAG_COMPRESSED | (extra << CSIZE_SHIFT) | off,
+                        off,
+                        data,
+                    )
+                }
+            };
+            dst.write_all_at(&data, off).map_err(werr(out))?;
+            file_end = file_end.max(off + data.len() as u64);
+            let n = l2_idx
+                .binary_search(&(idx / L2_ENTRIES))
+                .expect("L2 table reserved for every touched L1 index");
+            l2s[n][(idx % L2_ENTRIES) as usize] = entry;
+        }
+    }
+    if refs.0.len() as u64 > rb * REFCOUNTS_PER_BLOCK {
+        return Err(OutputError::Invalid {
+            path: out.to_path_buf(),
+            msg: "internal error: refcount blocks underestimated".into(),
+        });
+    }
+
+    let cs = CLUSTER_SIZE as usize;
+    let mut meta = vec![0u8; ((meta_end - 1) * CLUSTER_SIZE) as usize];
+    let base = |c: u64| ((c - 1) * CLUSTER_SIZE) as usize;
+    let mut l1 = vec![0u64; l1_size as usize];
+    for (n, (l1_idx, table)) in l2_idx.iter().zip(&l2s).enumerate() {
+        let at = base(l2_first) + n * cs;
+        for (k, e) in table.iter().enumerate() {
+            meta[at + k * 8..at + k * 8 + 8].copy_from_slice(&e.to_be_bytes());
+        }
+        l1[*l1_idx as usize] = ((l2_first + n as u64) * CLUSTER_SIZE) | QCOW_OFLAG_COPIED;
+    }
+    let at = base(l1_first);
+    for (k, e) in l1.iter().enumerate() {
+        meta[at + k * 8..at + k * 8 + 8].copy_from_slice(&e.to_be_bytes());
+    }
+    let at = base(rt_first);
+    for k in 0..rb {
+        let off = (rb_first + k) * CLUSTER_SIZE;
+        let p = at + k as usize * 8;
+        meta[p..p + 8].copy_from_slice(&off.to_be_bytes());
+    }
+    let at = base(rb_first);
+    for (k, r) in refs.0.iter().enumerate() {
+        meta[at + k * 2..at + k * 2 + 2].copy_from_slice(&r.to_be_bytes());
+    }
+    dst.write_all_at(&meta, CLUSTER_SIZE).map_err(werr(out))?;
+
+    let mut h = [0u8; HEADER_LENGTH as usize + 8];
+    h[0..4].copy_from_slice(b"QFI\xfb");
+    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    // backing_file_offset 8..16, backing_file_size 16..20: none
+    h[20..24].copy_from_slice(&CLUSTER_BITS.to_be_bytes());
+    h[24..32].copy_from_slice(&vsize.to_be_bytes());
+    // crypt_method 32..36: none
+    h[36..40].copy_from_slice(&(l1_size as u32).to_be_bytes());
+    h[40..48].copy_from_slice(&(l1_first * CLUSTER_SIZE).to_be_bytes());
+    h[48..56].copy_from_slice(&(rt_first * CLUSTER_SIZE).to_be_bytes());
+    h[56..60].copy_from_slice(&(rt as u32).to_be_bytes());
+    // nb_snapshots 60..64, snapshots_offset 64..72, features 72..96: zero
+    h[96..100].copy_from_slice(&REFCOUNT_ORDER.to_be_bytes());
+    h[100..104].copy_from_slice(&HEADER_LENGTH.to_be_bytes());
+    // 104: compression_type 0 (deflate) + padding; then the end-of-extensions
+    // marker (type 0, length 0).
+    dst.write_all_at(&h, 0).map_err(werr(out))?;
+    // End on a sector boundary so a compressed cluster's last sector is
+    // whole (qemu reads compressed data in sectors).
+    let file_size = file_end.next_multiple_of(512);
+    dst.set_len(file_size).map_err(werr(out))?;
+    stats.file_size = file_size;
+    Ok(stats)
+}

@@ -1,0 +1,285 @@
+//! qcow2 and vhd outputs written by dibr itself, judged by the real
+//! qemu-img: `check` (qcow2), `compare` against the raw input, `info`
+//! (format and virtual size); compressed size against `qemu-img convert -c`.
+
+mod common;
+use common::*;
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dibr::output::qcow2::{write_qcow2, Qcow2Options};
+use dibr::output::vhd::{vpc_size, write_vhd};
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+
+/// 256 MiB sparse raw image: random 1 MiB, an explicitly written zero
+/// MiB, 4 MiB of compressible text, an unaligned random fragment and the
+/// last sector.
+fn make_raw(path: &Path) {
+    let f = File::create(path).unwrap();
+    f.set_len(256 * MIB).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    };
+    f.write_all_at(&rnd(MIB as usize), MIB).unwrap();
+    f.write_all_at(&vec![0u8; MIB as usize], 64 * MIB).unwrap();
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < 4 * MIB as usize {
+        text.push_str(&format!(
+            "line {i}: the quick brown fox jumps over the lazy dog {}\n",
+            i * 7919 % 1000
+        ));
+        i += 1;
+    }
+    f.write_all_at(&text.as_bytes()[..4 * MIB as usize], 100 * MIB)
+        .unwrap();
+    f.write_all_at(&rnd(1000), 150 * MIB + 12345).unwrap();
+    f.write_all_at(&[0xab; 512], 256 * MIB - 512).unwrap();
+}
+
+fn qemu_img(args: &[&dyn AsRef<std::ffi::OsStr>]) -> (bool, String) {
+    let mut c = Command::new("qemu-img");
+    for a in args {
+        c.arg(a);
+    }
+    let o = run(&mut c);
+    (o.status.success(), out_text(&o))
+}
+
+fn info(img: &Path, fmt: &str) -> serde_json::Value {
+    let (ok, out) = qemu_img(&[&"info", &"--output=json", &"-f", &fmt, &img]);
+    assert!(ok, "qemu-img info {img:?}: {out}");
+    let json = &out[out.find('{').unwrap()..=out.rfind('}').unwrap()];
+    serde_json::from_str(json).unwrap()
+}
+
+fn check_qcow2(raw: &Path, img: &Path) {
+    let (ok, out) = qemu_img(&[&"check", &"-f", &"qcow2", &img]);
+    assert!(ok, "qemu-img check {img:?}: {out}");
+    assert!(
+        out.contains("No errors were found"),
+        "qemu-img check: {out}"
+    );
+    assert!(!out.contains("leak"), "qemu-img check: {out}");
+    let (ok, out) = qemu_img(&[&"compare", &"-f", &"raw", &"-F", &"qcow2", &raw, &img]);
+    assert!(ok && out.contains("Images are identical"), "compare: {out}");
+    let i = info(img, "qcow2");
+    assert_eq!(i["format"], "qcow2");
+    assert_eq!(
+        i["virtual-size"].as_u64(),
+        Some(fs::metadata(raw).unwrap().len())
+    );
+    assert_eq!(i["cluster-size"].as_u64(), Some(65536));
+    assert_eq!(i["format-specific"]["data"]["compat"], "1.1");
+}
+
+fn check_vhd(raw: &Path, img: &Path, scratch: &Path) {
+    let (ok, out) = qemu_img(&[&"compare", &"-f", &"raw", &"-F", &"vpc", &raw, &img]);
+    assert!(ok && out.contains("Images are identical"), "compare: {out}");
+    let ours = info(img, "vpc");
+    assert_eq!(ours["format"], "vpc");
+    // qemu's own conversion: same virtual size (rounded up to CHS geometry).
+    let theirs_p = scratch.join("qemu.vhd");
+    let (ok, out) = qemu_img(&[&"convert", &"-f", &"raw", &"-O", &"vpc", &raw, &theirs_p]);
+    assert!(ok, "qemu-img convert -O vpc: {out}");
+    let theirs = info(&theirs_p, "vpc");
+    let size = fs::metadata(raw).unwrap().len();
+    println!(
+        "vhd: raw {size}, ours virtual {} ({} bytes on disk), qemu-img virtual {} ({} bytes)",
+        ours["virtual-size"],
+        fs::metadata(img).unwrap().len(),
+        theirs["virtual-size"],
+        fs::metadata(&theirs_p).unwrap().len()
+    );
+    assert_eq!(ours["virtual-size"], theirs["virtual-size"]);
+    assert_eq!(ours["virtual-size"].as_u64(), Some(vpc_size(size).3 * 512));
+    assert!(ours["virtual-size"].as_u64().unwrap() >= size);
+}
+
+fn sha(p: &Path) -> String {
+    let mut h = Sha256::new();
+    h.update(fs::read(p).unwrap());
+    format!("{:x}", h.finalize())
+}
+
+fn setup(test: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    if !require(test, false, &["qemu-img"]) {
+        return None;
+    }
+    let d = scratch(test);
+    let raw = d.path().join("disk.raw");
+    Some((d, raw))
+}
+
+#[test]
+fn qcow2_compressed_vs_qemu() {
+    let Some((d, raw)) = setup("qcow2_compressed_vs_qemu") else {
+        return;
+    };
+    make_raw(&raw);
+    let img = d.path().join("dibr.qcow2");
+    let st = write_qcow2(&raw, &img, &Qcow2Options::default()).unwrap();
+    println!("{st:?}");
+    check_qcow2(&raw, &img);
+    assert!(st.clusters_compressed > 0 && st.clusters_raw > 0, "{st:?}");
+    let refp = d.path().join("qemu.qcow2");
+    let (ok, out) = qemu_img(&[
+        &"convert", &"-c", &"-f", &"raw", &"-O", &"qcow2", &raw, &refp,
+    ]);
+    assert!(ok, "{out}");
+    let (ours, theirs) = (
+        fs::metadata(&img).unwrap().len(),
+        fs::metadata(&refp).unwrap().len(),
+    );
+    println!("qcow2 -c: dibr {ours} bytes, qemu-img convert -c {theirs} bytes");
+    assert!(
+        ours as f64 <= theirs as f64 * 1.02,
+        "dibr {ours} > qemu {theirs} x 1.02"
+    );
+    // Determinism.
+    let img2 = d.path().join("dibr2.qcow2");
+    write_qcow2(&raw, &img2, &Qcow2Options::default()).unwrap();
+    assert_eq!(sha(&img), sha(&img2));
+}
+
+#[test]
+fn qcow2_uncompressed() {
+    let Some((d, raw)) = setup("qcow2_uncompressed") else {
+        return;
+    };
+    make_raw(&raw);
+    let img = d.path().join("dibr.qcow2");
+    let opts = Qcow2Options {
+        compress: false,
+        ..Default::default()
+    };
+    let st = write_qcow2(&raw, &img, &opts).unwrap();
+    println!("{st:?}");
+    assert_eq!(st.clusters_compressed, 0);
+    assert!(st.clusters_zero >= 16, "explicit zero MiB skipped: {st:?}");
+    check_qcow2(&raw, &img);
+    let refp = d.path().join("qemu.qcow2");
+    let (ok, out) = qemu_img(&[&"convert", &"-f", &"raw", &"-O", &"qcow2", &raw, &refp]);
+    assert!(ok, "{out}");
+    let (ours, theirs) = (
+        fs::metadata(&img).unwrap().len(),
+        fs::metadata(&refp).unwrap().len(),
+    );
+    println!("qcow2 -u: dibr {ours} bytes, qemu-img convert {theirs} bytes");
+    assert!(ours as f64 <= theirs as f64 * 1.02);
+    let img2 = d.path().join("dibr2.qcow2");
+    write_qcow2(&raw, &img2, &opts).unwrap();
+    assert_eq!(sha(&img), sha(&img2));
+}
+
+#[test]
+fn vhd_dynamic() {
+    let Some((d, raw)) = setup("vhd_dynamic") else {
+        return;
+    };
+    make_raw(&raw);
+    let img = d.path().join("dibr.vhd");
+    write_vhd(&raw, &img).unwrap();
+    check_vhd(&raw, &img, d.path());
+    let img2 = d.path().join("dibr2.vhd");
+    write_vhd(&raw, &img2).unwrap();
+    assert_eq!(sha(&img), sha(&img2));
+}
+
+#[test]
+fn all_hole_image() {
+    let Some((d, raw)) = setup("all_hole_image") else {
+        return;
+    };
+    File::create(&raw)
+        .unwrap()
+        .set_len(64 * MIB + 4096)
+        .unwrap();
+    for compress in [true, false] {
+        let img = d.path().join(format!("hole-{compress}.qcow2"));
+        let st = write_qcow2(
+            &raw,
+            &img,
+            &Qcow2Options {
+                compress,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(st.clusters_read, 0, "{st:?}");
+        check_qcow2(&raw, &img);
+        println!("all-hole qcow2: {} bytes", st.file_size);
+    }
+    let img = d.path().join("hole.vhd");
+    write_vhd(&raw, &img).unwrap();
+    check_vhd(&raw, &img, d.path());
+}
+
+#[test]
+fn errors_name_the_file() {
+    let d = scratch("errors_name_the_file");
+    let missing = d.path().join("nope.raw");
+    let e = write_qcow2(
+        &missing,
+        &d.path().join("x.qcow2"),
+        &Qcow2Options::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("nope.raw"), "{e}");
+    let e = write_vhd(&missing, &d.path().join("x.vhd")).unwrap_err();
+    assert!(e.to_string().contains("nope.raw"), "{e}");
+    assert!(!d.path().join("x.qcow2").exists());
+}
+
+/// Several L2 tables (data in every 512 MiB slice), compressed clusters
+/// straddling host clusters, and a size that is not a cluster multiple
+/// with data in the partial last cluster.
+#[test]
+fn qcow2_multi_l2_odd_size() {
+    let Some((d, raw)) = setup("qcow2_multi_l2_odd_size") else {
+        return;
+    };
+    let size = 1536 * MIB + 3 * 512;
+    let f = File::create(&raw).unwrap();
+    f.set_len(size).unwrap();
+    for (k, off) in [0, 511 * MIB + 777, 512 * MIB, 1100 * MIB, size - 1000]
+        .into_iter()
+        .enumerate()
+    {
+        let chunk: Vec<u8> = (0..(if off + 300_000 > size { 1000 } else { 300_000 }))
+            .map(|i: usize| ((i * (k + 3)) % 251) as u8 ^ (i / 4096) as u8)
+            .collect();
+        f.write_all_at(&chunk, off).unwrap();
+    }
+    drop(f);
+    for compress in [true, false] {
+        let img = d.path().join(format!("m-{compress}.qcow2"));
+        let st = write_qcow2(
+            &raw,
+            &img,
+            &Qcow2Options {
+                compress,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        println!("{st:?}");
+        check_qcow2(&raw, &img);
+    }
+    let img = d.path().join("m.vhd");
+    write_vhd(&raw, &img).unwrap();
+    check_vhd(&raw, &img, d.path());
+}
