@@ -437,3 +437,306 @@ fn gpt_seeded_is_reproducible() {
     let back = read_gpt(&mut c, 4096).unwrap();
     assert_eq!(back.entries[0].1, e[0]);
 }
+
+// ---- block-device YAML: DIB's tests/config cases (re-stated), layouts ----
+
+use dibr::disk::config::{self, ConfigError};
+use dibr::disk::layout;
+
+const MULTI_TREE: &str = r#"
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    name: mbr
+    label: mbr
+    partitions:
+      - name: root
+        flags: [boot, primary]
+        size: 54%
+        mkfs:
+          type: xfs
+          uuid: root-uuid
+          mount:
+            mount_point: /
+            fstab:
+              options: "defaults"
+              fsck-passno: 1
+      - name: var
+        size: 40%
+        mkfs:
+          type: xfs
+          mount:
+            mount_point: /var
+            fstab:
+              fsck-passno: 1
+      - name: var_log
+        size: 5%
+        mkfs:
+          type: vfat
+          label: varlog
+          mount:
+            mount_point: /var/log
+      - name: swap
+        size: 1%
+        mkfs:
+          type: swap
+          mount:
+            mount_point: none
+            fstab:
+              options: "sw"
+              fsck-passno: 0
+"#;
+
+const MULTI_GRAPH: &str = r#"
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    name: mbr
+    label: mbr
+    partitions:
+      - {name: root, base: image0, flags: [boot, primary], size: 54%}
+      - {name: var, base: image0, size: 40%}
+      - {name: var_log, base: image0, size: 5%}
+      - {name: swap, base: image0, size: 1%}
+- mkfs: {base: root, name: mkfs_root, type: xfs, uuid: root-uuid}
+- mount: {base: mkfs_root, name: mount_mkfs_root, mount_point: /}
+- fstab: {base: mount_mkfs_root, name: fstab_mount_mkfs_root, options: defaults, fsck-passno: 1}
+- mkfs: {base: var, name: mkfs_var, type: xfs}
+- mount: {base: mkfs_var, name: mount_mkfs_var, mount_point: /var}
+- fstab: {base: mount_mkfs_var, name: fstab_mount_mkfs_var, fsck-passno: 1}
+- mkfs: {base: var_log, name: mkfs_var_log, type: vfat, label: varlog}
+- mount: {base: mkfs_var_log, name: mount_mkfs_var_log, mount_point: /var/log}
+- mkfs: {base: swap, name: mkfs_swap, type: swap}
+- mount: {base: mkfs_swap, name: mount_mkfs_swap, mount_point: none}
+- fstab: {base: mount_mkfs_swap, name: fstab_mount_mkfs_swap, options: sw, fsck-passno: 0}
+"#;
+
+fn sorted_entries(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = config::parse(text)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{:?} {}",
+                e.plugin,
+                serde_json::Value::Object(e.values.clone())
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn config_tree_equals_graph() {
+    assert_eq!(sorted_entries(MULTI_TREE), sorted_entries(MULTI_GRAPH));
+    // A graph config is a fixed point of the conversion.
+    let g = config::parse(MULTI_GRAPH).unwrap();
+    let again: Vec<serde_json::Value> = g
+        .iter()
+        .map(|e| serde_json::json!({ e.plugin.key(): e.values }))
+        .collect();
+    let g2 = config::tree_to_graph(&serde_json::Value::Array(again)).unwrap();
+    assert_eq!(g, g2);
+}
+
+#[test]
+fn config_deep_tree_call_order() {
+    let deep = "- local_loop:\n    name: image0\n    partitioning:\n      label: mbr\n      partitions:\n        - name: root\n          flags: [boot, primary]\n          size: 100%\n          mkfs:\n            type: ext4\n            mount:\n              mount_point: /\n              fstab:\n                options: defaults\n";
+    let g = config::load(deep).unwrap();
+    assert_eq!(
+        g.call_order,
+        [
+            "image0",
+            "root",
+            "mkfs_root",
+            "mount_mkfs_root",
+            "fstab_mount_mkfs_root"
+        ]
+    );
+}
+
+#[test]
+fn config_multiple_partitions_order() {
+    let g = config::load(MULTI_TREE).unwrap();
+    let pos = |n: &str| g.call_order.iter().position(|x| x == n).unwrap();
+    assert!(pos("image0") < pos("root"));
+    assert!(
+        pos("root") < pos("var") && pos("var") < pos("var_log") && pos("var_log") < pos("swap")
+    );
+    for p in ["root", "var", "var_log", "swap"] {
+        assert!(pos(p) < pos(&format!("mkfs_{p}")));
+        assert!(pos(&format!("mkfs_{p}")) < pos(&format!("mount_mkfs_{p}")));
+    }
+    // Mounts in mount-point order: /, /var, /var/log, none.
+    assert!(pos("mount_mkfs_root") < pos("mount_mkfs_var"));
+    assert!(pos("mount_mkfs_var") < pos("mount_mkfs_var_log"));
+    assert!(pos("mount_mkfs_var_log") < pos("mount_mkfs_swap"));
+    assert_eq!(g.call_order.len(), 16);
+}
+
+fn err(text: &str) -> String {
+    config::load(text).unwrap_err().to_string()
+}
+
+#[test]
+fn config_errors_as_dib() {
+    assert!(err("- bad_plugin:\n    name: x\n").starts_with("Config entry is not a plugin value:"));
+    assert!(err("- local_loop:\n    name: a\n  mkfs:\n    name: b\n")
+        .starts_with("Config entry top-level should be a single dict:"));
+    assert!(err("- just a string\n").starts_with("Config entry not a dict:"));
+    assert_eq!(
+        err("- local_loop:\n    name: this_is_a_duplicate\n- local_loop:\n    name: this_is_a_duplicate\n"),
+        "Duplicate node name: this_is_a_duplicate"
+    );
+    assert_eq!(
+        err("- local_loop:\n    name: image0\n- mkfs:\n    base: this_is_not_a_node\n    name: mkfs_root\n    type: ext4\n"),
+        "Edge not defined: this_is_not_a_node->mkfs_root"
+    );
+    let long = err("- local_loop:\n    name: fake\n- mkfs:\n    base: fake\n    name: mkfs_root\n    label: this_label_is_too_long_to_work_with_xfs\n    type: xfs\n");
+    assert!(
+        long.starts_with(
+            "Label [this_label_is_too_long_to_work_with_xfs] too long for filesystem [xfs]"
+        ),
+        "{long}"
+    );
+    let label = |fs: &str, l: &str| {
+        config::load(&format!(
+            "- local_loop:\n    name: d\n- mkfs:\n    base: d\n    name: m\n    type: {fs}\n    label: {l}\n"
+        ))
+    };
+    assert!(label("vfat", "ABCDEFGHIJK").is_ok());
+    assert!(label("vfat", "ABCDEFGHIJKL").is_err());
+    assert!(label("ext4", "cloudimg-rootfs1").is_ok());
+    assert!(label("ext4", "cloudimg-rootfs12").is_err());
+    // xfs gets img-rootfs for DIB's default root label.
+    assert!(label("xfs", "cloudimg-rootfs").is_ok());
+    assert!(err("- local_loop:\n    name: d\n- mkfs:\n    base: d\n    name: a\n    type: ext4\n    label: same\n- mkfs:\n    base: d\n    name: b\n    type: ext4\n    label: same\n")
+        .contains("used more than once"));
+    assert_eq!(
+        config::load("- local_loop:\n    name: d\n    lvm:\n      name: x\n").unwrap_err(),
+        ConfigError::LvmNotSupported
+    );
+    assert!(err("- lvm:\n    name: x\n").contains("not supported yet"));
+    assert!(
+        err("- local_loop:\n    name: d\n- partitioning:\n    base: d\n    partitions: []\n")
+            .contains("needs 'label'")
+    );
+    assert!(err(": : :\n").starts_with("block-device config is not valid YAML"));
+}
+
+const EFI_DEFAULT: &str = r#"
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    label: gpt
+    partitions:
+      - name: ESP
+        type: 'EF00'
+        size: 550MiB
+        mkfs:
+          type: vfat
+          mount:
+            mount_point: /boot/efi
+            fstab:
+              options: "defaults"
+              fsck-passno: 2
+      - name: BSP
+        type: 'EF02'
+        size: 8MiB
+      - name: root
+        type: '8300'
+        size: 100%
+        mkfs:
+          type: ext4
+          mount:
+            mount_point: /
+            fstab:
+              options: "defaults"
+              fsck-passno: 1
+"#;
+
+fn layout_image(test: &str, yaml: &str, tool: &str) -> Option<(tempfile::TempDir, PathBuf)> {
+    if !common::require(test, false, &[tool]) {
+        return None;
+    }
+    let g = config::load(yaml).unwrap();
+    let l = layout::compute(&g, GIB, 512).unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let img = sparse_image(dir.path(), GIB);
+    let mut f = File::options().write(true).open(&img).unwrap();
+    layout::write(&mut f, &l, &GuidSource::Seed(b"layout".to_vec())).unwrap();
+    Some((dir, img))
+}
+
+#[test]
+fn layout_block_device_efi_default() {
+    if let Some((_d, img)) = layout_image("layout_block_device_efi_default", EFI_DEFAULT, "sgdisk")
+    {
+        sgdisk_verify(&img);
+        assert_eq!(
+            sgdisk_rows(&img),
+            rows(&[
+                (1, 2048, 1128447, "EF00", "ESP"),
+                (2, 1128448, 1144831, "EF02", "BSP"),
+                (3, 1144832, 2095103, "8300", "root"),
+            ])
+        );
+    }
+}
+
+#[test]
+fn layout_block_device_mbr_default() {
+    let yaml = "- local_loop:\n    name: image0\n- partitioning:\n    base: image0\n    label: mbr\n    partitions:\n      - name: root\n        flags: [boot, primary]\n        size: 100%\n        mkfs:\n          type: ext4\n          mount:\n            mount_point: /\n";
+    if let Some((_d, img)) = layout_image("layout_block_device_mbr_default", yaml, "partx") {
+        assert_eq!(partx(&img), "1 2048 2095103 0x83 0x80 dos\n");
+    }
+}
+
+#[test]
+fn layout_multiple_partitions_mbr() {
+    // Checked against DIB's own mbr.py + parse_rel_size_spec on the same 1 GiB
+    // file: byte-identical tables apart from the random disk id.
+    if let Some((_d, img)) = layout_image("layout_multiple_partitions_mbr", MULTI_TREE, "partx") {
+        assert_eq!(
+            partx(&img),
+            "1 2048 1132297 0x83 0x80 dos\n\
+             2 1132544 2097151 0xf 0x0 dos\n\
+             5 1134592 1519615 0x83 0x0 dos\n\
+             6 1521664 1550437 0x83 0x0 dos\n\
+             7 1554432 1559858 0x83 0x0 dos\n"
+        );
+    }
+}
+
+#[test]
+fn layout_errors() {
+    let gpt = |parts: &str| {
+        let y = format!("- local_loop:\n    name: d\n- partitioning:\n    base: d\n    label: gpt\n    partitions:\n{parts}");
+        layout::compute(&config::load(&y).unwrap(), GIB, 512).map(|l| l.unwrap())
+    };
+    assert!(gpt("      - {name: a, size: 2GiB}\n").is_err());
+    assert!(gpt("      - {name: a, size: 100%, flags: [primary]}\n").is_err());
+    assert!(gpt("      - {name: a, size: 100%, flags: [bogus]}\n").is_err());
+    assert!(gpt("      - {name: a, size: 100%, type: ZZZZ}\n").is_err());
+    assert!(gpt("      - {name: a}\n").is_err());
+    assert!(gpt("      - {name: a, size: 10KiB}\n").is_err());
+    let l = gpt("      - {name: a, size: 8MiB, flags: [boot]}\n      - {name: b, size: 50%}\n      - {name: c, size: 100%}\n").unwrap();
+    assert_eq!(
+        l.partitions
+            .iter()
+            .map(|p| (p.start / MIB, p.size / MIB))
+            .collect::<Vec<_>>(),
+        [(1, 8), (9, 507), (516, 507)]
+    );
+    assert!(l.partitions[0].boot);
+    // No partitioning: the filesystem goes on the whole disk.
+    let whole = config::load(
+        "- local_loop:\n    name: image0\n    mkfs:\n      name: mkfs_root\n      type: ext4\n",
+    )
+    .unwrap();
+    assert_eq!(layout::compute(&whole, GIB, 512).unwrap(), None);
+}
