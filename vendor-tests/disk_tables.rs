@@ -740,3 +740,136 @@ fn layout_errors() {
     .unwrap();
     assert_eq!(layout::compute(&whole, GIB, 512).unwrap(), None);
 }
+
+// ---- deterministic mutations: no panics, read-back always matches ----
+
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const TOKENS: &[&str] = &[
+    "%",
+    "100%",
+    "0%",
+    "1%",
+    "99999TiB",
+    "0",
+    "-",
+    ": ",
+    "\n  ",
+    "\n- ",
+    "primary",
+    "boot",
+    "gpt",
+    "mbr",
+    "lvm",
+    "mkfs",
+    "partitions",
+    "name",
+    "base",
+    "[",
+    "]",
+    "{",
+    "}",
+    "'0'",
+    "EF00",
+    "0x05",
+    "type: 0",
+    "align: 512",
+    "align: 7",
+    "size: 1",
+    " ",
+    "\"",
+    "&a",
+    "*a",
+];
+
+fn mutate(rng: &mut XorShift, seed: &str) -> String {
+    let mut b = seed.as_bytes().to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(b.len() + 1);
+        match rng.below(4) {
+            0 if !b.is_empty() => {
+                let end = (at + 1 + rng.below(12)).min(b.len());
+                b.drain(at.min(b.len() - 1)..end);
+            }
+            1 if at < b.len() => b[at] = rng.next() as u8,
+            _ => {
+                let t = TOKENS[rng.below(TOKENS.len())];
+                b.splice(at..at, t.bytes());
+            }
+        }
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+#[test]
+fn block_device_yaml_mutations_never_panic() {
+    let seeds = [MULTI_TREE, MULTI_GRAPH, EFI_DEFAULT];
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut laid_out = 0;
+    for i in 0..3000 {
+        let text = mutate(&mut rng, seeds[i % seeds.len()]);
+        for (size, sector) in [(GIB, 512), (64 * MIB, 512), (3 << 40, 512), (GIB, 4096)] {
+            if let Ok(Some(_)) = layout::check_roundtrip(&text, size, sector) {
+                laid_out += 1;
+            }
+        }
+    }
+    // The mutations must not all be rejected outright.
+    assert!(laid_out > 500, "only {laid_out} mutated configs laid out");
+    // The seeds themselves lay out everywhere they fit.
+    for s in seeds {
+        assert!(layout::check_roundtrip(s, GIB, 512).unwrap().is_some());
+        assert!(layout::check_roundtrip(s, 3 << 40, 512).is_ok());
+    }
+}
+
+#[test]
+fn partition_table_mutations_never_panic() {
+    use dibr::disk::mem::SparseDisk;
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut rng = XorShift(42);
+    for (yaml, kind) in [(EFI_DEFAULT, "gpt"), (MULTI_TREE, "mbr")] {
+        let g = config::load(yaml).unwrap();
+        let l = layout::compute(&g, GIB, 512).unwrap().unwrap();
+        let mut disk = SparseDisk::new(GIB);
+        layout::write(&mut disk, &l, &GuidSource::Seed(vec![7])).unwrap();
+        // Sectors holding table data: the first 34, the last 33, and the EBRs.
+        let mut hot: Vec<u64> = (0..34).chain(GIB / 512 - 33..GIB / 512).collect();
+        hot.extend(l.partitions.iter().map(|p| p.start / 512 - 2048));
+        let mut accepted = 0;
+        for _ in 0..3000 {
+            let mut d = disk.clone();
+            for _ in 0..1 + rng.below(3) {
+                let sector = hot[rng.below(hot.len())];
+                let off = sector * 512 + rng.below(512) as u64;
+                d.seek(SeekFrom::Start(off)).unwrap();
+                let mut b = [0u8];
+                d.read_exact(&mut b).unwrap();
+                b[0] ^= 1 << rng.below(8);
+                d.seek(SeekFrom::Start(off)).unwrap();
+                d.write_all(&b).unwrap();
+            }
+            let ok = if kind == "gpt" {
+                read_gpt(&mut d, 512).is_ok()
+            } else {
+                read_mbr(&mut d).is_ok()
+            };
+            accepted += ok as u32;
+        }
+        // GPT: any flipped bit in a header or array is caught by a CRC.
+        if kind == "gpt" {
+            assert!(accepted < 3000 / 2, "{accepted}");
+        }
+    }
+}

@@ -210,6 +210,8 @@ pub enum GptError {
     },
     #[error("partition name {0:?} is longer than 36 UTF-16 code units")]
     NameTooLong(String),
+    #[error("partition {0} has the all-zero type GUID (marks an unused entry)")]
+    ZeroType(String),
     #[error("at most {ENTRIES} partitions")]
     TooMany,
     #[error("i/o: {0}")]
@@ -270,6 +272,9 @@ pub fn place(
     let mut next = geo.first_usable();
     let mut out = Vec::new();
     for (i, p) in parts.iter().enumerate() {
+        if p.type_guid == Guid::ZERO {
+            return Err(GptError::ZeroType(p.name.clone()));
+        }
         if p.name.encode_utf16().count() > 36 {
             return Err(GptError::NameTooLong(p.name.clone()));
         }

@@ -427,3 +427,53 @@ mod tests {
         assert!(parse_rel_size("inf%", 7).is_err());
     }
 }
+
+/// Parses a block-device config, lays it out on a sparse in-memory disk of
+/// `disk_size` bytes, writes the table and reads it back, checking the
+/// reader sees exactly the layout. Used by the fuzz target and the mutation
+/// test; returns the layout (or the first error).
+pub fn check_roundtrip(text: &str, disk_size: u64, sector: u64) -> Result<Option<Layout>, String> {
+    use super::read::{read_gpt, read_mbr};
+    let graph = super::config::load(text).map_err(|e| e.to_string())?;
+    let Some(l) = compute(&graph, disk_size, sector).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let mut disk = super::mem::SparseDisk::new(disk_size);
+    write(&mut disk, &l, &GuidSource::Seed(b"roundtrip".to_vec())).map_err(|e| e.to_string())?;
+    let got: Vec<(u32, u64, u64)> = match l.kind {
+        TableKind::Mbr => read_mbr(&mut disk)
+            .map_err(|e| format!("read back: {e}"))?
+            .into_iter()
+            .filter(|p| !matches!(p.ptype, 0x05 | 0x0f))
+            .map(|p| (p.number, p.start * 512, p.sectors * 512))
+            .collect(),
+        TableKind::Gpt => read_gpt(&mut disk, sector)
+            .map_err(|e| format!("read back: {e}"))?
+            .entries
+            .into_iter()
+            .map(|(n, e)| {
+                (
+                    n,
+                    e.first_lba * sector,
+                    (e.last_lba + 1 - e.first_lba) * sector,
+                )
+            })
+            .collect(),
+    };
+    let want: Vec<(u32, u64, u64)> = l
+        .partitions
+        .iter()
+        .map(|p| (p.number, p.start, p.size))
+        .collect();
+    assert_eq!(
+        got, want,
+        "partition table read back differs from the layout"
+    );
+    for w in want.windows(2) {
+        assert!(w[0].1 + w[0].2 <= w[1].1, "partitions overlap: {want:?}");
+    }
+    if let Some(last) = want.last() {
+        assert!(last.1 + last.2 <= disk_size, "partition beyond the disk");
+    }
+    Ok(Some(l))
+}

@@ -54,6 +54,8 @@ pub enum MbrError {
     Empty(u64),
     #[error("sector {0} is beyond what an MBR can address (2 TiB with 512-byte sectors)")]
     TooLarge(u64),
+    #[error("partition type 0x{0:02x} cannot be used for a partition (0 marks an unused slot, 0x05/0x0f/0x85 are extended partitions)")]
+    BadType(u8),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -158,7 +160,11 @@ impl<W: Write + Seek> MbrWriter<W> {
     /// space for the next partition's alignment gap is already deducted).
     /// `NN%` sizes are taken of this.
     pub fn free(&self) -> u64 {
-        (self.disk_sectors * SECTOR).saturating_sub((self.next_free + self.align) * SECTOR)
+        (self.disk_sectors * SECTOR).saturating_sub(
+            self.next_free
+                .saturating_add(self.align)
+                .saturating_mul(SECTOR),
+        )
     }
 
     fn write_entry(
@@ -198,6 +204,9 @@ impl<W: Write + Seek> MbrWriter<W> {
         size: u64,
         ptype: u8,
     ) -> Result<u32, MbrError> {
+        if matches!(ptype, 0x00 | 0x05 | 0x0f | 0x85) {
+            return Err(MbrError::BadType(ptype));
+        }
         let len = size / SECTOR;
         if len == 0 {
             return Err(MbrError::Empty(size));

@@ -5,4 +5,5 @@ pub mod config;
 pub mod gpt;
 pub mod layout;
 pub mod mbr;
+pub mod mem;
 pub mod read;
