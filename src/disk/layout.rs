@@ -389,45 +389,6 @@ pub fn write<W: Write + Seek>(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_as_dib_utils() {
-        assert_eq!(parse_abs_size("154MiB").unwrap(), 154 * MIB);
-        assert_eq!(parse_abs_size("198").unwrap(), 198);
-        assert_eq!(parse_abs_size("1.5 GiB").unwrap(), 3 << 29);
-        assert_eq!(parse_abs_size("1G").unwrap(), 1_000_000_000);
-        assert_eq!(parse_abs_size("2KB").unwrap(), 2000);
-        assert_eq!(parse_abs_size("5K").unwrap(), 5000);
-        assert_eq!(parse_abs_size("7B").unwrap(), 7);
-        assert_eq!(parse_abs_size("1TiB").unwrap(), 1 << 40);
-        assert_eq!(parse_abs_size("MiB").unwrap(), MIB);
-        assert!(matches!(
-            parse_abs_size("1 TiBB"),
-            Err(LayoutError::Unit(_))
-        ));
-        assert!(matches!(parse_abs_size("10xyz"), Err(LayoutError::Unit(_))));
-        assert!(matches!(
-            parse_abs_size("1..2M"),
-            Err(LayoutError::SizeSpec(_))
-        ));
-        assert!(matches!(
-            parse_abs_size("-1M"),
-            Err(LayoutError::SizeSpec(_))
-        ));
-        assert!(parse_abs_size("99999999999999999999TiB").is_err());
-        assert_eq!(parse_rel_size("50%", 1000).unwrap(), 500);
-        assert_eq!(parse_rel_size("54%", 1071644672).unwrap(), 578688122);
-        assert_eq!(parse_rel_size("100%", 7).unwrap(), 7);
-        assert_eq!(parse_rel_size("8MiB", 7).unwrap(), 8 * MIB);
-        assert!(parse_rel_size("x%", 7).is_err());
-        assert!(parse_rel_size("-5%", 7).is_err());
-        assert!(parse_rel_size("inf%", 7).is_err());
-    }
-}
-
 /// Parses a block-device config, lays it out on a sparse in-memory disk of
 /// `disk_size` bytes, writes the table and reads it back, checking the
 /// reader sees exactly the layout. Used by the fuzz target and the mutation
@@ -476,4 +437,43 @@ pub fn check_roundtrip(text: &str, disk_size: u64, sector: u64) -> Result<Option
         assert!(last.1 + last.2 <= disk_size, "partition beyond the disk");
     }
     Ok(Some(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_as_dib_utils() {
+        assert_eq!(parse_abs_size("154MiB").unwrap(), 154 * MIB);
+        assert_eq!(parse_abs_size("198").unwrap(), 198);
+        assert_eq!(parse_abs_size("1.5 GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_abs_size("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_abs_size("2KB").unwrap(), 2000);
+        assert_eq!(parse_abs_size("5K").unwrap(), 5000);
+        assert_eq!(parse_abs_size("7B").unwrap(), 7);
+        assert_eq!(parse_abs_size("1TiB").unwrap(), 1 << 40);
+        assert_eq!(parse_abs_size("MiB").unwrap(), MIB);
+        assert!(matches!(
+            parse_abs_size("1 TiBB"),
+            Err(LayoutError::Unit(_))
+        ));
+        assert!(matches!(parse_abs_size("10xyz"), Err(LayoutError::Unit(_))));
+        assert!(matches!(
+            parse_abs_size("1..2M"),
+            Err(LayoutError::SizeSpec(_))
+        ));
+        assert!(matches!(
+            parse_abs_size("-1M"),
+            Err(LayoutError::SizeSpec(_))
+        ));
+        assert!(parse_abs_size("99999999999999999999TiB").is_err());
+        assert_eq!(parse_rel_size("50%", 1000).unwrap(), 500);
+        assert_eq!(parse_rel_size("54%", 1071644672).unwrap(), 578688122);
+        assert_eq!(parse_rel_size("100%", 7).unwrap(), 7);
+        assert_eq!(parse_rel_size("8MiB", 7).unwrap(), 8 * MIB);
+        assert!(parse_rel_size("x%", 7).is_err());
+        assert!(parse_rel_size("-5%", 7).is_err());
+        assert!(parse_rel_size("inf%", 7).is_err());
+    }
 }
