@@ -20,7 +20,7 @@ impl Guid {
     /// Parses `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX` (any case).
     pub fn parse(s: &str) -> Option<Guid> {
         let hex: Vec<u8> = s.bytes().filter(|&b| b != b'-').collect();
-        if hex.len() != 32 || s.len() != 36 {
+        if hex.len() != 32 || s.len() != 36 || !hex.iter().all(u8::is_ascii_hexdigit) {
             return None;
         }
         for (i, b) in s.bytes().enumerate() {
@@ -410,4 +410,83 @@ pub fn write_gpt<W: Write + Seek>(
     dev.write_all(&header(geo, disk_guid, true, crc))?;
     dev.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guid_text_and_disk_forms() {
+        let esp = type_guid("EF00").unwrap();
+        assert_eq!(esp.to_string(), "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+        assert_eq!(
+            esp.to_disk(),
+            [
+                0x28, 0x73, 0x2A, 0xC1, 0x1F, 0xF8, 0xD2, 0x11, 0xBA, 0x4B, 0x00, 0xA0, 0xC9, 0x3E,
+                0xC9, 0x3B
+            ]
+        );
+        assert_eq!(Guid::from_disk(esp.to_disk()), esp);
+        assert_eq!(
+            type_guid("ef02"),
+            type_guid("21686148-6449-6e6f-744e-656564454649")
+        );
+        assert_eq!(type_code(type_guid("8300").unwrap()), Some(0x8300));
+        for (code, g, _) in TYPE_CODES {
+            assert_eq!(type_guid(&format!("{code:04X}")), Guid::parse(g));
+        }
+        assert_eq!(type_guid("FFFF"), None);
+        assert_eq!(type_guid("+EF0"), None);
+        assert_eq!(Guid::parse("+2A7328-F81F-11D2-BA4B-00A0C93EC93B"), None);
+        assert_eq!(Guid::parse("C12A7328F81F-11D2-BA4B-00A0C93EC93B-"), None);
+        let d = Guid::derived(b"1700000000", "disk");
+        assert_eq!(d, Guid::derived(b"1700000000", "disk"));
+        assert_ne!(d, Guid::derived(b"1700000001", "disk"));
+        assert_eq!(d.0[6] >> 4, 4);
+        assert_eq!(d.0[8] >> 6, 2);
+        assert_ne!(Guid::random().unwrap(), Guid::random().unwrap());
+    }
+
+    #[test]
+    fn place_errors() {
+        let geo = Geometry::new(64 << 20, 512).unwrap();
+        let p = |name: &str, t: Guid, size: u64| GptPartition {
+            name: name.into(),
+            type_guid: t,
+            size,
+            attributes: 0,
+        };
+        let t = type_guid("8300").unwrap();
+        let s = GuidSource::Seed(vec![]);
+        assert!(matches!(
+            place(geo, 1 << 20, &[p("a", Guid::ZERO, 1 << 20)], &s),
+            Err(GptError::ZeroType(_))
+        ));
+        assert!(matches!(
+            place(geo, 1 << 20, &[p(&"x".repeat(37), t, 1 << 20)], &s),
+            Err(GptError::NameTooLong(_))
+        ));
+        assert!(place(geo, 1 << 20, &[p(&"x".repeat(36), t, 1 << 20)], &s).is_ok());
+        assert!(matches!(
+            place(geo, 1 << 20, &[p("a", t, 100)], &s),
+            Err(GptError::DoesNotFit { .. })
+        ));
+        assert!(matches!(
+            place(geo, 100, &[], &s),
+            Err(GptError::Alignment(100))
+        ));
+        assert!(matches!(
+            place(geo, 1 << 20, &vec![p("a", t, 512); 129], &s),
+            Err(GptError::TooMany)
+        ));
+        assert!(matches!(
+            Geometry::new(1 << 20, 1024),
+            Err(GptError::SectorSize(1024))
+        ));
+        assert!(matches!(
+            Geometry::new(16 << 10, 512),
+            Err(GptError::DiskTooSmall(_))
+        ));
+    }
 }
