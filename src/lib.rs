@@ -8,6 +8,7 @@
 pub mod build;
 pub mod capture;
 pub mod cli;
+pub mod disk;
 pub mod elements;
 pub mod ext4;
 pub mod fat;
