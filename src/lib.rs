@@ -5,6 +5,7 @@
 //! `output` puts finished files in place atomically; `cli` is the glue.
 #![deny(unsafe_code)]
 
+pub mod assemble;
 pub mod build;
 pub mod capture;
 pub mod cli;

@@ -1,5 +1,6 @@
 //! The command line: subcommands and their dispatch.
 
+pub mod assemble;
 pub mod build;
 pub mod elements;
 pub mod mkfs;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Make an ext4 image from a tarball or directory, in userspace, as an ordinary user
     Mkfs(mkfs::MkfsArgs),
+    /// Assemble a root tarball or directory into a partitioned disk image (raw, qcow2, vhd)
+    Assemble(assemble::AssembleArgs),
     /// Build an image from diskimage-builder elements, rootless (disk-image-create)
     Build(build::BuildArgs),
     /// Open a shell (or run a command) in a tree kept by `dibr build --keep-on-error`
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Mkfs(a) => mkfs::run(&a)?,
         Command::Build(a) => build::run(&a)?,
+        Command::Assemble(a) => assemble::run(&a)?,
         Command::Shell { tree, command } => {
             let argv = if command.is_empty() {
                 vec!["/bin/sh".into()]
