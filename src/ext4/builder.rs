@@ -176,7 +176,7 @@ impl Builder {
     /// fresh sparse file), since all-zero blocks are not written. With
     /// `size_blocks` set the file is never truncated, only extended.
     pub fn new_at(file: File, path: PathBuf, opts: Options, base_offset: u64) -> Result<Self> {
-        if base_offset % BLOCK_SIZE != 0 {
+        if !base_offset.is_multiple_of(BLOCK_SIZE) {
             return Err(Error::Option(format!(
                 "filesystem offset {base_offset} is not a multiple of 4096"
             )));
