@@ -350,6 +350,22 @@ impl Builder {
         })
     }
 
+    /// Give an existing directory (the root, an implicit parent, or a
+    /// duplicate entry) the metadata of entry `e`, keeping its children,
+    /// as tar extraction does.
+    fn update_dir_meta(&mut self, id: NodeId, e: &Entry) -> Result<()> {
+        let n = self.meta_node(e, Kind::Removed)?;
+        let d = &mut self.nodes[id as usize];
+        d.perm = n.perm;
+        d.uid = n.uid;
+        d.gid = n.gid;
+        d.atime = n.atime;
+        d.mtime = n.mtime;
+        d.ctime = n.ctime;
+        d.xattrs = n.xattrs;
+        Ok(())
+    }
+
     /// Add one entry. For a regular file its data is read from `data` now.
     pub fn add(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<()> {
         self.stats.entries += 1;
@@ -361,16 +377,7 @@ impl Builder {
                     "the root of the tree must be a directory",
                 ));
             }
-            let n = self.meta_node(e, Kind::Removed)?;
-            let root = &mut self.nodes[ROOT as usize];
-            root.perm = n.perm;
-            root.uid = n.uid;
-            root.gid = n.gid;
-            root.atime = n.atime;
-            root.mtime = n.mtime;
-            root.ctime = n.ctime;
-            root.xattrs = n.xattrs;
-            return Ok(());
+            return self.update_dir_meta(ROOT, e);
         }
         let (parent, name) = self.parent_dir(e)?;
         let existing = match &self.nodes[parent as usize].kind {
@@ -383,16 +390,7 @@ impl Builder {
                     if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) {
                         // A directory entry for a directory that exists
                         // (made implicitly, or a duplicate): update it.
-                        let n = self.meta_node(e, Kind::Removed)?;
-                        let d = &mut self.nodes[id as usize];
-                        d.perm = n.perm;
-                        d.uid = n.uid;
-                        d.gid = n.gid;
-                        d.atime = n.atime;
-                        d.mtime = n.mtime;
-                        d.ctime = n.ctime;
-                        d.xattrs = n.xattrs;
-                        return Ok(());
+                        return self.update_dir_meta(id, e);
                     }
                 }
                 Kind::Dir(Dir {
