@@ -234,74 +234,39 @@ impl<W: Write> Capture<'_, W> {
     }
 
     fn entry(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<(), CaptureError> {
-        let owner = (e.uid, e.gid);
-        let x = &e.xattrs;
-        match &e.kind {
+        // Every non-file member is one header: its type flag, link target,
+        // device numbers, and the counter it adds to.
+        let (tf, link, dev): (u8, &[u8], (u32, u32)) = match &e.kind {
             EntryKind::File => return self.file(e, data),
-            EntryKind::Dir => {
-                self.simple(
-                    &e.path,
-                    typeflag::DIR,
-                    e.mode,
-                    owner,
-                    e.mtime,
-                    b"",
-                    (0, 0),
-                    x,
-                )?;
-                self.stats.dirs += 1;
+            EntryKind::Socket => {
+                self.stats.sockets_skipped += 1;
+                return Ok(());
             }
-            EntryKind::Symlink(t) => {
-                self.simple(
-                    &e.path,
-                    typeflag::SYMLINK,
-                    e.mode,
-                    owner,
-                    e.mtime,
-                    t,
-                    (0, 0),
-                    x,
-                )?;
-                self.stats.symlinks += 1;
-            }
-            EntryKind::HardLink(t) => {
-                self.simple(
-                    &e.path,
-                    typeflag::HARDLINK,
-                    e.mode,
-                    owner,
-                    e.mtime,
-                    t,
-                    (0, 0),
-                    x,
-                )?;
-                self.stats.hardlinks += 1;
-            }
-            EntryKind::CharDev { major, minor } | EntryKind::BlockDev { major, minor } => {
-                let tf = if matches!(e.kind, EntryKind::CharDev { .. }) {
-                    typeflag::CHAR
-                } else {
-                    typeflag::BLOCK
-                };
-                let dev = (*major, *minor);
-                self.simple(&e.path, tf, e.mode, owner, e.mtime, b"", dev, x)?;
-                self.stats.devices += 1;
-            }
-            EntryKind::Fifo => {
-                self.simple(
-                    &e.path,
-                    typeflag::FIFO,
-                    e.mode,
-                    owner,
-                    e.mtime,
-                    b"",
-                    (0, 0),
-                    x,
-                )?;
-                self.stats.fifos += 1;
-            }
-            EntryKind::Socket => self.stats.sockets_skipped += 1,
-        }
+            EntryKind::Dir => (typeflag::DIR, b"", (0, 0)),
+            EntryKind::Symlink(t) => (typeflag::SYMLINK, t, (0, 0)),
+            EntryKind::HardLink(t) => (typeflag::HARDLINK, t, (0, 0)),
+            EntryKind::CharDev { major, minor } => (typeflag::CHAR, b"", (*major, *minor)),
+            EntryKind::BlockDev { major, minor } => (typeflag::BLOCK, b"", (*major, *minor)),
+            EntryKind::Fifo => (typeflag::FIFO, b"", (0, 0)),
+        };
+        self.simple(
+            &e.path,
+            tf,
+            e.mode,
+            (e.uid, e.gid),
+            e.mtime,
+            link,
+            dev,
+            &e.xattrs,
+        )?;
+        let counter = match &e.kind {
+            EntryKind::Dir => &mut self.stats.dirs,
+            EntryKind::Symlink(_) => &mut self.stats.symlinks,
+            EntryKind::HardLink(_) => &mut self.stats.hardlinks,
+            EntryKind::Fifo => &mut self.stats.fifos,
+            _ => &mut self.stats.devices,
+        };
+        *counter += 1;
         Ok(())
     }
 

@@ -57,6 +57,21 @@ impl FsOp {
         }
     }
 
+    /// The destination, for rewriting it in place.
+    fn dst_mut(&mut self) -> &mut PathBuf {
+        match self {
+            FsOp::Bind { dst, .. }
+            | FsOp::Proc { dst }
+            | FsOp::Sysfs { dst, .. }
+            | FsOp::DevTmpfs { dst }
+            | FsOp::DevNode { dst, .. }
+            | FsOp::Devpts { dst }
+            | FsOp::Tmpfs { dst }
+            | FsOp::Symlink { dst, .. }
+            | FsOp::ResolvConf { dst } => dst,
+        }
+    }
+
     /// Whether the destination is a directory (else a file or link).
     pub fn dst_is_dir(&self) -> bool {
         match self {
@@ -225,17 +240,7 @@ fn add_binds(ops: &mut Vec<FsOp>, binds: &[Bind]) -> Result<(), PlanError> {
 fn finish(mut ops: Vec<FsOp>) -> Result<Vec<FsOp>, PlanError> {
     for op in ops.iter_mut() {
         let d = normalise(op.dst())?;
-        match op {
-            FsOp::Bind { dst, .. }
-            | FsOp::Proc { dst }
-            | FsOp::Sysfs { dst, .. }
-            | FsOp::DevTmpfs { dst }
-            | FsOp::DevNode { dst, .. }
-            | FsOp::Devpts { dst }
-            | FsOp::Tmpfs { dst }
-            | FsOp::Symlink { dst, .. }
-            | FsOp::ResolvConf { dst } => *dst = d,
-        }
+        *op.dst_mut() = d;
     }
     // Parents before children; stable, so equal depths keep their order.
     ops.sort_by_key(|op| op.dst().components().count());
