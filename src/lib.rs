@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod assemble;
+pub mod boot;
 pub mod build;
 pub mod capture;
 pub mod cli;

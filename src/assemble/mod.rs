@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::boot::{self, grub_bios, BootCollector, BootOptions};
 use crate::disk::gpt::{self, Geometry, GptPartition, Guid, GuidSource};
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::fat::{self, FatEntry, FatOptions};
@@ -28,6 +29,8 @@ const MIB: u64 = 1 << 20;
 pub const ESP_SIZE: u64 = 550 * MIB;
 pub const BSP_SIZE: u64 = 8 * MIB;
 const ROOT_LABEL: &str = "cloudimg-rootfs";
+/// Largest single file the boot collector keeps in memory.
+const BOOT_FILE_LIMIT: u64 = 64 * MIB;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayoutKind {
@@ -81,6 +84,8 @@ pub enum AssembleError {
         offset: u64,
         kind: &'static str,
     },
+    #[error("boot loader: {0}")]
+    Boot(#[from] boot::BootError),
     #[error("the files under /boot/efi need {needed} bytes, more than the {ESP_SIZE}-byte ESP")]
     EspTooLarge { needed: u64 },
 }
@@ -203,7 +208,9 @@ pub fn assemble(cfg: &AssembleConfig) -> Result<Vec<PathBuf>, AssembleError> {
     let mut esp: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     let mut esp_bytes = 0u64;
     let mut saw_mount_point = false;
+    let mut bootc = BootCollector::new();
     while let Some(e) = src.next_entry()? {
+        bootc.note(&e);
         if cfg.layout == LayoutKind::Efi {
             if let Some(rel) = esp_relative(&e.path) {
                 let rel = String::from_utf8_lossy(rel).into_owned();
@@ -250,7 +257,32 @@ pub fn assemble(cfg: &AssembleConfig) -> Result<Vec<PathBuf>, AssembleError> {
                 saw_mount_point = true;
             }
         }
+        if e.kind == EntryKind::File && BootCollector::wants(&e.path) {
+            let d = read_all(src.data(), BOOT_FILE_LIMIT, &e.display_path())?;
+            root.add(&e, &mut Bytes(&d))?;
+            bootc.keep(&e.path, d);
+            continue;
+        }
         root.add(&e, src.data())?;
+    }
+
+    // Boot loaders: what goes onto the root fs and the ESP, and the BIOS pair.
+    let bplan = boot::plan(
+        &bootc,
+        &BootOptions::from_env(ROOT_LABEL, true, esp_off.is_some()),
+    )?;
+    for f in &bplan.root_files {
+        let mut fe = synthetic(f.path.as_bytes(), EntryKind::File, f.mode, now);
+        fe.size = f.data.len() as u64;
+        fe.segments = vec![Segment {
+            offset: 0,
+            len: fe.size,
+        }];
+        root.add(&fe, &mut Bytes(&f.data))?;
+    }
+    for f in &bplan.esp_files {
+        esp.retain(|(p, _)| !p.eq_ignore_ascii_case(&f.path));
+        esp.push((f.path.clone(), Some(f.data.clone())));
     }
 
     // The ESP, and fstab entries as DIB writes them (LABEL= / UUID=).
@@ -334,6 +366,24 @@ pub fn assemble(cfg: &AssembleConfig) -> Result<Vec<PathBuf>, AssembleError> {
         guids.disk().map_err(io_err("disk GUID"))?,
         &entries,
     )?;
+    if let Some(b) = &bplan.bios {
+        let bsp = entries
+            .iter()
+            .zip(&parts)
+            .find(|(_, p)| p.name == "BSP")
+            .map(|(e, _)| e);
+        if let Some(bsp) = bsp {
+            let target = grub_bios::CoreTarget {
+                first_lba: bsp.first_lba,
+                sectors: bsp.last_lba - bsp.first_lba + 1,
+                place: "the BIOS boot partition".into(),
+            };
+            grub_bios::install(&file, 0, b, &target)?;
+        }
+    }
+    for line in &bplan.report {
+        eprintln!("dibr assemble: {line}");
+    }
     file.sync_all().map_err(io_err("syncing the disk image"))?;
 
     // Outputs: conversions read the raw disk through its open descriptor.

@@ -1,0 +1,188 @@
+//! Boot loaders written straight into the image file: no block device, no
+//! `grub-install`, no root.
+//!
+//! The assembler streams the tree once. While it does, [`BootCollector`]
+//! keeps the few small files boot needs (GRUB's i386-pc modules, the EFI
+//! binaries, a core.img the `bootloader` element prepared) and notes the
+//! kernels in /boot. After the stream, [`plan`] decides what goes where:
+//! files to add to the root filesystem (GRUB's modules and grub.cfg when the
+//! tree has none) and to the ESP (the EFI loaders and their grub.cfg), and
+//! the boot.img/core.img pair for BIOS. Once the partition table is on disk,
+//! [`grub_bios::install`] patches them into sector 0 and the BIOS boot
+//! partition (GPT) or the post-MBR gap (msdos), as grub-bios-setup does.
+//!
+//! Everything comes from the image's own packages (grub-pc-bin,
+//! grub-efi-amd64-bin, shim-signed, grub-efi-amd64-signed, systemd-boot-efi).
+//! core.img is the one piece that needs a program: the `bootloader` element
+//! runs the image's own `grub-mkimage` in the sandbox and leaves the result
+//! at /boot/grub/i386-pc/core.img; for a tree made elsewhere the assembler
+//! runs the host's `grub-mkimage` over the tree's modules ([`mkimage`]).
+
+pub mod collect;
+pub mod efi;
+pub mod grub_bios;
+pub mod grub_cfg;
+pub mod mkimage;
+
+pub use collect::BootCollector;
+
+use std::io;
+
+/// What the boot planner needs to know about the disk and the root.
+#[derive(Clone, Debug)]
+pub struct BootOptions {
+    /// Label the loaders search for (`cloudimg-rootfs`).
+    pub root_label: String,
+    /// The disk has somewhere to put core.img (BIOS boot partition or an
+    /// MBR gap): prepare BIOS boot.
+    pub bios: bool,
+    /// The disk has an ESP: put EFI loaders on it.
+    pub efi: bool,
+    /// Kernel command line after `root=LABEL=… ro`.
+    pub cmdline: String,
+    /// GRUB menu timeout in seconds (DIB_GRUB_TIMEOUT, DIB's default 5).
+    pub timeout: u32,
+}
+
+impl BootOptions {
+    /// DIB's defaults (`elements/bootloader/finalise.d/50-bootloader`):
+    /// serial and VGA consoles, `no_timer_check`, and
+    /// `DIB_BOOTLOADER_DEFAULT_CMDLINE` (default `nofb nomodeset
+    /// gfxpayload=text`); `DIB_GRUB_TIMEOUT` (default 5).
+    pub fn from_env(root_label: &str, bios: bool, efi: bool) -> BootOptions {
+        let extra = std::env::var("DIB_BOOTLOADER_DEFAULT_CMDLINE")
+            .unwrap_or_else(|_| "nofb nomodeset gfxpayload=text".into());
+        let timeout = std::env::var("DIB_GRUB_TIMEOUT")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(5);
+        BootOptions {
+            root_label: root_label.to_string(),
+            bios,
+            efi,
+            cmdline: format!("console=tty0 console=ttyS0,115200 no_timer_check {extra}")
+                .trim()
+                .to_string(),
+            timeout,
+        }
+    }
+}
+
+/// A file the planner adds to a filesystem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Path relative to the filesystem root, `/`-separated, no leading `/`.
+    pub path: String,
+    pub data: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The BIOS pair, ready for [`grub_bios::install`].
+#[derive(Clone, Debug)]
+pub struct BiosImages {
+    pub boot_img: Vec<u8>,
+    pub core_img: Vec<u8>,
+    /// Where core.img came from, for the log.
+    pub core_origin: String,
+}
+
+/// What boot adds to the image.
+#[derive(Clone, Debug, Default)]
+pub struct BootPlan {
+    /// Files for the root filesystem (relative to /).
+    pub root_files: Vec<PlannedFile>,
+    /// Files for the ESP (relative to the ESP root).
+    pub esp_files: Vec<PlannedFile>,
+    pub bios: Option<BiosImages>,
+    /// One line per decision, printed by the assembler.
+    pub report: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BootError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("GRUB's {0} in the tree is {1} bytes, expected 512: is grub-pc-bin's /usr/lib/grub/i386-pc complete?")]
+    BadBootImg(&'static str, usize),
+    #[error("core.img ({origin}) is {len} bytes: too short to hold GRUB's diskboot sector")]
+    BadCoreImg { origin: String, len: usize },
+    #[error("core.img needs {needed} sectors but {place} has room for {available}: {hint}")]
+    CoreTooLarge {
+        needed: u64,
+        available: u64,
+        place: String,
+        hint: &'static str,
+    },
+    #[error("the tree has GRUB's i386-pc modules but no /boot/grub/i386-pc/core.img, and there is no grub-mkimage on this host to make one: add the `bootloader` element to the build (it runs the image's own grub-mkimage), or install grub-common (Debian/Ubuntu) / grub2-tools (Fedora) on the host")]
+    NoMkimage,
+    #[error("grub-mkimage failed ({status}): {stderr}")]
+    Mkimage { status: String, stderr: String },
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BootError {
+    let what = what.into();
+    move |source| BootError::Io { what, source }
+}
+
+/// Decide what boot adds to the image, from what the stream kept.
+pub fn plan(c: &BootCollector, o: &BootOptions) -> Result<BootPlan, BootError> {
+    let mut p = BootPlan::default();
+    let kernel = c.newest_kernel();
+    match &kernel {
+        Some(k) => p.report.push(format!(
+            "kernel /boot/{}{}",
+            k.vmlinuz,
+            k.initrd
+                .as_ref()
+                .map(|i| format!(", initrd /boot/{i}"))
+                .unwrap_or_default()
+        )),
+        None if o.bios || o.efi => p
+            .report
+            .push("no /boot/vmlinuz-* in the tree: the disk will not boot a kernel".into()),
+        None => {}
+    }
+
+    // grub.cfg on the root filesystem: the tree's own wins (the bootloader
+    // element or update-grub made it); otherwise one for the newest kernel.
+    let grub_present = c.has_grub_i386() || c.has_efi_grub();
+    if (o.bios || o.efi) && grub_present {
+        if c.has_root_grub_cfg() {
+            p.report
+                .push("grub.cfg: the tree's /boot/grub/grub.cfg".into());
+        } else if let Some(k) = &kernel {
+            p.root_files.push(PlannedFile {
+                path: "boot/grub/grub.cfg".into(),
+                data: grub_cfg::menu(k, o).into_bytes(),
+                mode: 0o644,
+            });
+            p.report
+                .push("grub.cfg: written by dibr for the newest kernel".into());
+        }
+    }
+
+    if o.bios {
+        match grub_bios::prepare(c, o, &mut p)? {
+            Some(b) => {
+                p.report.push(format!(
+                    "BIOS: GRUB boot.img in sector 0, core.img ({} bytes, {})",
+                    b.core_img.len(),
+                    b.core_origin
+                ));
+                p.bios = Some(b);
+            }
+            None => p.report.push(
+                "BIOS: the tree has no GRUB for i386-pc (grub-pc-bin): not BIOS-bootable".into(),
+            ),
+        }
+    }
+    if o.efi {
+        efi::prepare(c, o, kernel.as_ref(), &mut p)?;
+    }
+    Ok(p)
+}
