@@ -73,7 +73,10 @@ fn boot_rootfs(test: &str) -> Option<PathBuf> {
         skip(test, "mmdebstrap failed (no Debian mirror?)");
         return None;
     }
-    eprintln!("{test}: mmdebstrap --mode=unshare as {USER}: {:?}", t0.elapsed());
+    eprintln!(
+        "{test}: mmdebstrap --mode=unshare as {USER}: {:?}",
+        t0.elapsed()
+    );
     fs::rename(&part, &tar).unwrap();
     Some(tar)
 }
@@ -160,8 +163,14 @@ fn assemble(bin: &Path, from: &Path, out: &Path) {
         .arg(out));
     assert!(o.status.success(), "dibr assemble failed\n{}", out_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    for want in ["BIOS: GRUB boot.img in sector 0", "UEFI: /usr/lib/shim/shimx64.efi.signed"] {
-        assert!(err.contains(want), "assemble did not report {want:?}:\n{err}");
+    for want in [
+        "BIOS: GRUB boot.img in sector 0",
+        "UEFI: /usr/lib/shim/shimx64.efi.signed",
+    ] {
+        assert!(
+            err.contains(want),
+            "assemble did not report {want:?}:\n{err}"
+        );
     }
 }
 
@@ -171,7 +180,13 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
     if !require(
         test,
         true,
-        &["mmdebstrap", "qemu-system-x86_64", "qemu-img", "sgdisk", "setpriv"],
+        &[
+            "mmdebstrap",
+            "qemu-system-x86_64",
+            "qemu-img",
+            "sgdisk",
+            "setpriv",
+        ],
     ) {
         return;
     }
@@ -193,7 +208,11 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
         "sgdisk -v: {}",
         out_text(&v)
     );
-    run_ok(Command::new(tool("qemu-img")).args(["check", "-q"]).arg(&qcow2));
+    run_ok(
+        Command::new(tool("qemu-img"))
+            .args(["check", "-q"])
+            .arg(&qcow2),
+    );
     run_ok(
         Command::new(tool("qemu-img"))
             .args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
