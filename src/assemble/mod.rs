@@ -621,13 +621,7 @@ impl Assembly<'_> {
             self.saw_mount_point[i] = true;
             // The directory in the parent filesystem, and its metadata on
             // the mounted filesystem's root (cp -a onto the mount point).
-            let parent = self.plan.route(&e.path[..e.path.len() - 1]);
-            let parent = if parent == i {
-                self.plan.root()
-            } else {
-                parent
-            };
-            let parent = self.parent_of(&e.path).unwrap_or(parent);
+            let parent = self.parent_of(&e.path);
             let mut pe = e.clone();
             pe.path = self.inside(parent, &e.path);
             self.add(parent, &pe, data)?;
@@ -655,9 +649,9 @@ impl Assembly<'_> {
 
     /// The filesystem holding the directory a mount point is made in: the
     /// longest other mount point above it.
-    fn parent_of(&self, path: &[u8]) -> Option<usize> {
+    fn parent_of(&self, path: &[u8]) -> usize {
         let cut = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
-        Some(self.plan.route(&path[..cut]))
+        self.plan.route(&path[..cut])
     }
 
     fn add(&mut self, i: usize, e: &Entry, data: &mut dyn FileData) -> Result<(), AssembleError> {
