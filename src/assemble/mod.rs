@@ -245,9 +245,9 @@ pub enum AssembleError {
         node: String,
         mount: String,
         size: u64,
+        /// Bytes in use when the writer ran out (a lower bound).
+        needed: u64,
         hint: &'static str,
-        #[source]
-        source: Box<ext4::Error>,
     },
     #[error("vfat filesystem '{node}' (mounted at {mount}): {source}")]
     Fat {
@@ -540,8 +540,9 @@ impl Assembly<'_> {
 
     fn ext4_err(&self, i: usize, source: ext4::Error) -> AssembleError {
         let f = &self.plan.filesystems[i];
-        if let ext4::Error::DoesNotFit { .. } = source {
+        if let ext4::Error::DoesNotFit { needed_bytes, .. } = source {
             return AssembleError::DoesNotFit {
+                needed: needed_bytes,
                 node: f.node.clone(),
                 mount: self.mount_str(i),
                 size: self.regions[i].size.unwrap_or(0),
@@ -550,7 +551,6 @@ impl Assembly<'_> {
                 } else {
                     "; pass a larger --image-size"
                 },
-                source: Box::new(source),
             };
         }
         AssembleError::Ext4 {
@@ -921,12 +921,12 @@ pub fn assemble_with(
         match w {
             Writer::Ext4(b) => {
                 let s = b.finish().map_err(|source| match source {
-                    ext4::Error::DoesNotFit { .. } => AssembleError::DoesNotFit {
+                    ext4::Error::DoesNotFit { needed_bytes, .. } => AssembleError::DoesNotFit {
+                        needed: needed_bytes,
                         node: f.node.clone(),
                         mount: mount.clone(),
                         size: regions[i].size.unwrap_or(0),
                         hint: "; pass a larger --image-size, or enlarge the partition in the block-device config",
-                        source: Box::new(source),
                     },
                     source => AssembleError::Ext4 {
                         node: f.node.clone(),
