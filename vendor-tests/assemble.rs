@@ -369,6 +369,31 @@ fn gpt_and_mbr_layouts() {
         "LABEL=cloudimg-rootfs / ext4 defaults 0 1\n"
     );
     qemu_ok(test, &raw, &dir.join("m.qcow2"), "qcow2");
+
+    // DIB's fallback config (no partitioning): the disk is the filesystem,
+    // just large enough, or exactly --image-size (GiB, rounded to 64 KiB).
+    let fallback = "- local_loop:\n    name: image0\n    mkfs:\n      name: mkfs_root\n      mount:\n        mount_point: /\n        fstab:\n          options: \"defaults\"\n          fsck-passno: 1\n";
+    for (name, size) in [("f", None), ("fs", Some("0.05"))] {
+        let mut args = vec!["-t", "raw"];
+        if let Some(sz) = size {
+            args.extend(["--image-size", sz]);
+        }
+        let mut c = assemble_cmd(dir, &tar, name, &args);
+        c.env("DIB_BLOCK_DEVICE_CONFIG", fallback);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{test}: fallback\n{}", out_text(&o));
+        let raw = dir.join(format!("{name}.raw"));
+        assert!(
+            blkid(&raw, "PTTYPE").is_empty(),
+            "{test}: fallback has a partition table"
+        );
+        e2fsck_ok(&raw);
+        assert_eq!(blkid(&raw, "LABEL"), "cloudimg-rootfs");
+        if size.is_some() {
+            // 0.05 GiB = 52428 KiB, rounded up to 52480 KiB.
+            assert_eq!(fs::metadata(&raw).unwrap().len(), 52480 * 1024);
+        }
+    }
 }
 
 /// MBR with a primary vfat ESP, an ext4 /boot and the root as logical

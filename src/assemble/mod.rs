@@ -1230,3 +1230,87 @@ fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Asse
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hook sees the entries it asks for, adds files to the ESP and the
+    /// root, and gets the disk description after the table is written.
+    #[derive(Default)]
+    struct Probe {
+        kept: Vec<(String, Vec<u8>)>,
+        info: Option<DiskInfo>,
+    }
+
+    impl AssembleHooks for Probe {
+        fn wants(&mut self, e: &Entry) -> bool {
+            e.path.starts_with(b"usr/lib/grub/i386-pc/")
+        }
+        fn keep(&mut self, e: &Entry, data: &[u8]) {
+            self.kept.push((e.display_path(), data.to_vec()));
+        }
+        fn extra_entries(&mut self, plan: &Plan) -> Result<Vec<ExtraEntry>, HookError> {
+            assert_eq!(plan.filesystems.len(), 2);
+            Ok(vec![
+                ExtraEntry {
+                    path: "boot/efi/EFI/BOOT/BOOTX64.EFI".into(),
+                    mode: 0o644,
+                    data: Some(b"loader".to_vec()),
+                },
+                ExtraEntry {
+                    path: "boot/grub/grub.cfg".into(),
+                    mode: 0o644,
+                    data: Some(b"set timeout=1\n".to_vec()),
+                },
+            ])
+        }
+        fn after_table(&mut self, disk: &File, info: &DiskInfo) -> Result<(), HookError> {
+            use std::os::unix::fs::FileExt;
+            let mut sig = [0u8; 8];
+            disk.read_exact_at(&mut sig, info.sector)?;
+            assert_eq!(&sig, b"EFI PART", "primary GPT header is written");
+            self.info = Some(info.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hooks_see_entries_add_files_and_get_disk_info() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/lib/grub/i386-pc")).unwrap();
+        std::fs::write(tree.join("usr/lib/grub/i386-pc/boot.img"), [7u8; 512]).unwrap();
+        std::fs::write(tree.join("etc-hostname"), b"x\n").unwrap();
+        let cfg = AssembleConfig {
+            from: tree,
+            image_name: t.path().join("disk"),
+            types: vec![OutputKind::Disk(DiskType::Raw)],
+            block_device: BlockDeviceConfig::layout("efi").unwrap(),
+            root_params: RootParams::default(),
+            image_size: None,
+            uncompressed: false,
+            max_resize_bytes: 1 << 50,
+            source_date_epoch: Some(1_700_000_000),
+            checksum: false,
+        };
+        let mut p = Probe::default();
+        let outs = assemble_with(&cfg, &mut p).unwrap();
+        assert_eq!(outs, [t.path().join("disk.raw")]);
+        assert_eq!(
+            p.kept,
+            [("usr/lib/grub/i386-pc/boot.img".to_string(), vec![7u8; 512])]
+        );
+        let info = p.info.unwrap();
+        assert_eq!(info.table, Some(TableKind::Gpt));
+        assert_eq!(info.sector, 512);
+        assert_eq!(info.bios_boot, Some((1_128_448, 16_384)));
+        assert_eq!(info.esp, Some((2048, 1_126_400)));
+        assert_eq!(info.first_partition_lba, Some(2048));
+        assert_eq!(info.root_partition, Some(3));
+        assert_eq!(info.root_offset, 1_144_832 * 512);
+        assert_eq!(info.root_label, "cloudimg-rootfs");
+        assert_ne!(info.root_uuid, [0u8; 16]);
+        assert_eq!(info.root_uuid_string().len(), 36);
+    }
+}
