@@ -667,6 +667,15 @@ impl Assembly<'_> {
                     return Ok(()); // FAT's root has no metadata to set
                 }
                 let rel = String::from_utf8_lossy(&e.path).into_owned();
+                // Last entry wins, as in the ext4 writer and tar extraction
+                // (a hook's file replaces the tree's).
+                if let Some(k) = list.iter().position(|(p, _)| *p == rel) {
+                    if e.kind == EntryKind::Dir && list[k].1.is_none() {
+                        return Ok(()); // a directory that exists
+                    }
+                    let (_, old) = list.remove(k);
+                    *bytes -= old.map(|d| d.len() as u64).unwrap_or(0);
+                }
                 match &e.kind {
                     EntryKind::Dir => list.push((rel, None)),
                     EntryKind::File => {
@@ -1282,6 +1291,8 @@ mod tests {
         std::fs::create_dir_all(tree.join("usr/lib/grub/i386-pc")).unwrap();
         std::fs::write(tree.join("usr/lib/grub/i386-pc/boot.img"), [7u8; 512]).unwrap();
         std::fs::write(tree.join("etc-hostname"), b"x\n").unwrap();
+        std::fs::create_dir_all(tree.join("boot/efi/EFI/BOOT")).unwrap();
+        std::fs::write(tree.join("boot/efi/EFI/BOOT/BOOTX64.EFI"), b"old").unwrap();
         let cfg = AssembleConfig {
             from: tree,
             image_name: t.path().join("disk"),
