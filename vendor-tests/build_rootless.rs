@@ -307,12 +307,142 @@ fn dib_command_names_dispatch() {
     let dic = s.bin.with_file_name("disk-image-create");
     std::os::unix::fs::symlink(&s.bin, &dic).unwrap();
     let o = Command::new(&dic)
-        .args(["-t", "qcow2", "dibr-test-os"])
+        .args(["-t", "vmdk", "dibr-test-os"])
         .output()
         .unwrap();
     let text = out_text(&o);
     assert!(
-        !o.status.success() && text.contains("-t qcow2 is not supported yet"),
+        !o.status.success() && text.contains("-t vmdk is not supported yet"),
         "{test}: disk-image-create did not act as dibr build\n{text}"
     );
+}
+
+/// `dibr build -t raw,tar` with block-device-efi: the captured tree goes
+/// through the assembler with the element's block-device-default.yaml
+/// (DIB's lookup), one build gives the disk and the tarball, and the disk
+/// passes the same tools as `dibr assemble`'s: sgdisk -v, partx, e2fsck
+/// on the root, fsck.fat on the ESP, owners from the chroot kept in ext4,
+/// /etc/fstab as DIB writes it in both the disk and the tar.
+#[test]
+fn build_disk_with_block_device_efi() {
+    let test = "build_disk_with_block_device_efi";
+    let _serial = serial();
+    if !require(
+        test,
+        true,
+        &["sgdisk", "partx", "e2fsck", "debugfs", "fsck.fat", "dd"],
+    ) {
+        return;
+    }
+    let Some(s) = stage(test) else { return };
+    // The shipped element, as on ELEMENTS_PATH after the user's.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("elements/block-device-efi");
+    run_ok(Command::new("cp").arg("-a").arg(&src).arg(&s.elements));
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    let b = before();
+    let o = build_cmd(
+        &s,
+        &[
+            "-n",
+            "-t",
+            "raw,tar",
+            "--checksum",
+            "-o",
+            "disk",
+            "dibr-test-hooks",
+            "block-device-efi",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: build failed\n{text}");
+    assert!(
+        text.contains("block-device-efi/block-device-default.yaml"),
+        "{test}: config not from the element\n{text}"
+    );
+    let raw = s.out.join("disk.raw");
+    let v = run(Command::new(tool("sgdisk")).arg("-v").arg(&raw));
+    assert!(
+        out_text(&v).contains("No problems found"),
+        "{test}: sgdisk -v\n{}",
+        out_text(&v)
+    );
+    let p = run_ok(
+        Command::new("partx")
+            .args([
+                "--raw",
+                "--bytes",
+                "--noheadings",
+                "--output",
+                "START,SIZE,NAME",
+            ])
+            .arg(&raw),
+    );
+    let rows: Vec<Vec<u64>> = String::from_utf8_lossy(&p.stdout)
+        .lines()
+        .map(|l| l.split(' ').take(2).map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{test}: partitions\n{}", out_text(&p));
+    let cut = |name: &str, r: &[u64]| {
+        let out = s.out.join(name);
+        run_ok(
+            Command::new("dd")
+                .arg(format!("if={}", raw.display()))
+                .arg(format!("of={}", out.display()))
+                .args([
+                    "bs=1M",
+                    "iflag=skip_bytes,count_bytes",
+                    "conv=sparse",
+                    "status=none",
+                ])
+                .arg(format!("skip={}", r[0] * 512))
+                .arg(format!("count={}", r[1])),
+        );
+        out
+    };
+    let esp = cut("esp.img", &rows[0]);
+    let f = run(Command::new(tool("fsck.fat")).arg("-n").arg(&esp));
+    assert!(f.status.success(), "{test}: fsck.fat\n{}", out_text(&f));
+    let root = cut("root.img", &rows[2]);
+    e2fsck_ok(&root);
+    let st = run_ok(
+        Command::new(tool("debugfs"))
+            .args(["-R", "stat /f42"])
+            .arg(&root),
+    );
+    assert!(
+        out_text(&st).contains("User:     0   Group:    42"),
+        "{test}: chown 0:42 lost in ext4\n{}",
+        out_text(&st)
+    );
+    let fstab = run_ok(
+        Command::new(tool("debugfs"))
+            .args(["-R", "cat /etc/fstab"])
+            .arg(&root),
+    );
+    let fstab = String::from_utf8_lossy(&fstab.stdout).into_owned();
+    assert_eq!(
+        fstab,
+        "LABEL=cloudimg-rootfs / ext4 defaults 0 1\nLABEL=MKFS_ESP /boot/efi vfat defaults 0 2\n",
+        "{test}: fstab"
+    );
+    let m = read_tar(&s.out.join("disk.tar"));
+    assert!(
+        m.contains_key("etc/fstab") && m.contains_key("f42"),
+        "{test}: tar content"
+    );
+    for ext in ["raw", "tar"] {
+        let c = run(Command::new("sha256sum")
+            .arg("-c")
+            .arg(format!("disk.{ext}.sha256"))
+            .current_dir(&s.out));
+        assert!(
+            c.status.success(),
+            "{test}: checksum {ext}\n{}",
+            out_text(&c)
+        );
+    }
+    assert_no_leftovers(test, &b);
 }

@@ -39,6 +39,21 @@ pub struct BuildConfig {
     pub debug_trace: bool,
     pub source_date_epoch: Option<i64>,
     pub checksum: bool,
+    /// Disk outputs requested: the captured tree goes through the
+    /// assembler, which writes every output (`types` is then empty).
+    pub assemble: Option<AssembleOpts>,
+    /// `--image-size` / `DIB_IMAGE_SIZE` in bytes (rounded as DIB).
+    pub image_size: Option<u64>,
+    /// `--root-label` (DIB's ROOT_LABEL).
+    pub root_label: Option<String>,
+}
+
+/// What the assembler is asked for by `dibr build`.
+#[derive(Debug, Clone)]
+pub struct AssembleOpts {
+    /// Every requested output, disk and tar.
+    pub types: Vec<crate::assemble::OutputKind>,
+    pub uncompressed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +81,8 @@ pub enum BuildError {
     Capture(String),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Assemble(#[from] crate::assemble::AssembleError),
 }
 
 /// Work directories to remove if the process is interrupted.
@@ -244,6 +261,23 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
                 .map_err(io("current directory"))?
                 .join(&out)
         };
+        capture_one(w, cfg, env, &out_abs)?;
+        if cfg.checksum {
+            write_checksum(&out_abs)?;
+        }
+        outs.push(out_abs);
+    }
+    Ok(outs)
+}
+
+/// One capture of the tree into `out_abs` (its type from the name).
+fn capture_one(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+    out_abs: &Path,
+) -> Result<(), BuildError> {
+    {
         let mut e = env.outside(Phase::Cleanup);
         if let Some(s) = cfg.source_date_epoch {
             e.push(("SOURCE_DATE_EPOCH".into(), s.to_string()));
@@ -259,17 +293,66 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
             sandbox::helper_exe().into(),
             "__capture".into(),
             w.target().into(),
-            out_abs.clone().into(),
+            out_abs.to_path_buf().into(),
         ];
         let st = sandbox::run(&sb, &argv)?;
         if !st.success() {
             return Err(BuildError::Capture(st.to_string()));
         }
-        if cfg.checksum {
-            write_checksum(&out_abs)?;
-        }
-        outs.push(out_abs);
     }
+    Ok(())
+}
+
+/// Disk outputs: the tree is captured once into the work directory, then
+/// assembled with the block-device config DIB would use
+/// (`block_device_create_config_file` in `lib/common-functions`):
+/// `DIB_BLOCK_DEVICE_CONFIG` (inline or `file://`), else the first
+/// element with `block-device-<ARCH>.yaml` or `block-device-default.yaml`,
+/// else DIB's fallback (one ext4 on the whole image, no partition table).
+fn assemble_disk(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    a: &AssembleOpts,
+    env: &env::HookEnv,
+    resolved: &elements::resolve::Resolved,
+) -> Result<Vec<PathBuf>, BuildError> {
+    use crate::assemble::{self, AssembleConfig, BlockDeviceConfig};
+    let tree = w.image_dir().join("tree.tar");
+    capture_one(w, cfg, env, &tree)?;
+    let block_device = match std::env::var("DIB_BLOCK_DEVICE_CONFIG")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => BlockDeviceConfig::from_value(&v)?,
+        None => BlockDeviceConfig::from_elements(&resolved.elements, &cfg.arch)
+            .unwrap_or_else(BlockDeviceConfig::fallback),
+    };
+    eprintln!("dibr: block-device config: {}", block_device.origin);
+    let mut root_params = crate::disk::config::RootParams::from_env();
+    if let Some(l) = &cfg.root_label {
+        root_params.label = Some(l.clone());
+    }
+    let image_name = if cfg.image_name.is_absolute() {
+        cfg.image_name.clone()
+    } else {
+        std::env::current_dir()
+            .map_err(io("current directory"))?
+            .join(&cfg.image_name)
+    };
+    let acfg = AssembleConfig {
+        from: tree.clone(),
+        image_name,
+        types: a.types.clone(),
+        block_device,
+        root_params,
+        image_size: cfg.image_size,
+        uncompressed: a.uncompressed,
+        max_resize_bytes: 1 << 50,
+        source_date_epoch: cfg.source_date_epoch,
+        checksum: cfg.checksum,
+    };
+    let outs = assemble::assemble(&acfg)?;
+    let _ = std::fs::remove_file(&tree);
     Ok(outs)
 }
 
@@ -360,7 +443,10 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
             run_phase(&w, p, &env)?;
         }
         finalise_base(&w, &env)?;
-        capture(&w, cfg, &env)
+        match &cfg.assemble {
+            None => capture(&w, cfg, &env),
+            Some(a) => assemble_disk(&w, cfg, a, &env, &resolved),
+        }
     })();
     if interrupted() {
         // The signal handler removes the work directory and exits.

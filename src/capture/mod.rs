@@ -40,7 +40,7 @@ use crate::source::dir::{DirError, DirSource};
 use crate::tree::{normalize_path, Entry, EntryKind, FileData, Timestamp};
 use tar_writer::{typeflag, Member, SparseInfo, TarWriter};
 
-pub use output::{write_output, OutputType};
+pub use output::{write_output, write_output_with, OutputType};
 
 /// Above this many data segments a file is written dense (holes as zeros)
 /// instead of as a sparse member; keeps the map far below what readers
@@ -107,6 +107,8 @@ pub enum CaptureError {
     },
     #[error("exclude path {pattern:?}: {detail}")]
     BadExclude { pattern: PathBuf, detail: String },
+    #[error("{0}")]
+    Input(String),
     #[error("{path}: {source}")]
     Output {
         path: PathBuf,
@@ -509,6 +511,41 @@ pub fn write_tar(
     c.wr(b"(end of archive)", r)?;
     c.stats.archive_bytes = c.tw.written();
     Ok(c.stats)
+}
+
+/// A tar stream fed entry by entry (the assembler's tar outputs: the tree
+/// as it went into the filesystems, from any [`crate::source::Source`]),
+/// with the same member encoding as [`write_tar`].
+pub struct EntryTar<'o, W: Write> {
+    c: Capture<'o, W>,
+}
+
+impl<'o, W: Write> EntryTar<'o, W> {
+    /// `source` names the input in error messages.
+    pub fn new(out: W, opts: &'o CaptureOptions, source: &Path) -> Self {
+        EntryTar {
+            c: Capture {
+                tw: TarWriter::new(out),
+                opts,
+                stats: CaptureStats::default(),
+                buf: vec![0u8; 256 << 10],
+                root: source.to_path_buf(),
+            },
+        }
+    }
+
+    /// One member; a regular file's data is read from `data` now.
+    pub fn add(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<(), CaptureError> {
+        self.c.entry(e, data)
+    }
+
+    /// The end-of-archive blocks.
+    pub fn finish(mut self) -> Result<CaptureStats, CaptureError> {
+        let r = self.c.tw.finish();
+        self.c.wr(b"(end of archive)", r)?;
+        self.c.stats.archive_bytes = self.c.tw.written();
+        Ok(self.c.stats)
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::Path;
 
+use std::io::Write;
+
 use super::{write_tar, CaptureError, CaptureOptions, CaptureStats};
 use crate::output::atomic::AtomicFile;
 
@@ -41,27 +43,26 @@ impl OutputType {
 
 const ZSTD_LEVEL: i32 = 3;
 
-fn encode(
-    file: File,
-    ty: OutputType,
-    src: &Path,
-    opts: &CaptureOptions,
-) -> Result<(CaptureStats, File), Failure> {
+/// What fills an archive: the tree under a directory, or a caller's
+/// entries.
+type Fill<'a> = &'a mut dyn FnMut(&mut dyn Write) -> Result<CaptureStats, CaptureError>;
+
+fn encode(file: File, ty: OutputType, fill: Fill) -> Result<(CaptureStats, File), Failure> {
     let mut bw = BufWriter::with_capacity(1 << 20, file);
     let stats = match ty {
-        OutputType::Tar => write_tar(src, &mut bw, opts)?,
+        OutputType::Tar => fill(&mut bw)?,
         OutputType::Tgz => {
             let mut gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .write(&mut bw, flate2::Compression::default());
-            let s = write_tar(src, &mut gz, opts)?;
+            let s = fill(&mut gz)?;
             gz.finish().map_err(Failure::Io)?;
             s
         }
         OutputType::TarZst => {
             let mut z = zstd::Encoder::new(&mut bw, ZSTD_LEVEL).map_err(Failure::Io)?;
             z.include_checksum(true).map_err(Failure::Io)?;
-            let s = write_tar(src, &mut z, opts)?;
+            let s = fill(&mut z)?;
             z.finish().map_err(Failure::Io)?;
             s
         }
@@ -89,13 +90,23 @@ pub fn write_output(
     ty: OutputType,
     opts: &CaptureOptions,
 ) -> Result<CaptureStats, CaptureError> {
+    write_output_with(path, ty, &mut |w| write_tar(src, w, opts))
+}
+
+/// Like [`write_output`], with the archive written by `fill` (e.g. through
+/// [`super::EntryTar`]).
+pub fn write_output_with(
+    path: &Path,
+    ty: OutputType,
+    fill: Fill,
+) -> Result<CaptureStats, CaptureError> {
     let io_err = |source: io::Error| CaptureError::Output {
         path: path.to_path_buf(),
         source,
     };
     let out = AtomicFile::create(path).map_err(io_err)?;
     let file = out.file().try_clone().map_err(io_err)?;
-    let (stats, file) = match encode(file, ty, src, opts) {
+    let (stats, file) = match encode(file, ty, fill) {
         Ok(v) => v,
         Err(Failure::Capture(e)) => return Err(e),
         Err(Failure::Io(e)) => return Err(io_err(e)),

@@ -5,71 +5,106 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::size::parse_size;
-use crate::assemble::{assemble, AssembleConfig, DiskType, LayoutKind};
+use crate::assemble::{
+    assemble, parse_types, plan::round_image_size, AssembleConfig, BlockDeviceConfig,
+};
+use crate::disk::config::RootParams;
 
 #[derive(Args, Debug)]
 pub struct AssembleArgs {
     /// Root tree: a tar archive (plain, gzip or zstd; `-` for stdin) or a directory
     #[arg(long, value_name = "SRC")]
     pub from: PathBuf,
-    /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd
+    /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd, NAME.tar, …
     #[arg(short = 'o', default_value = "image")]
     pub output: PathBuf,
-    /// Output types, comma separated: raw, qcow2, vhd
+    /// Output types, comma separated: raw, qcow2, vhd, tar, tgz, tar.zst
     #[arg(short = 't', default_value = "qcow2")]
     pub types: String,
-    /// Partition layout: efi (ESP + BIOS boot + root, DIB's block-device-efi) or gpt (BIOS boot + root)
+    /// Partition layout from dibr's block-device elements: efi (ESP + BIOS boot + root), gpt (BIOS boot + root) or mbr (one primary root partition)
     #[arg(long, default_value = "efi")]
     pub layout: String,
+    /// DIB block-device YAML (inline, or file://PATH); wins over --layout. Default: $DIB_BLOCK_DEVICE_CONFIG
+    #[arg(long, value_name = "YAML")]
+    pub block_device_config: Option<String>,
+    /// Disk size as DIB's --image-size: a number is GiB (2, 1.5), or give a unit (3G, 500M). Default: $DIB_IMAGE_SIZE, else just large enough
+    #[arg(long, value_name = "SIZE")]
+    pub image_size: Option<String>,
     /// Do not compress qcow2 (DIB's -u)
     #[arg(short = 'u')]
     pub uncompressed: bool,
     /// Largest size the root filesystem must be able to grow to
     #[arg(long, default_value = "1P")]
     pub max_resize: String,
+    /// Write NAME.<type>.sha256 and .md5 next to each output (as DIB)
+    #[arg(long)]
+    pub checksum: bool,
+}
+
+/// DIB's image size: `--image-size`/`DIB_IMAGE_SIZE` are GiB (fractions
+/// allowed; `disk-image-create` turns them into KiB), rounded up to
+/// 64 KiB. dibr also takes a size with a unit.
+pub fn parse_image_size(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let bytes = match t.parse::<f64>() {
+        Ok(g) if g.is_finite() && g > 0.0 => (g * (1u64 << 30) as f64) as u64,
+        Ok(_) => return Err(format!("image size {v:?} must be positive")),
+        Err(_) => parse_size(t).map_err(|e| format!("image size: {e}"))?,
+    };
+    if bytes < (1 << 20) {
+        return Err(format!("image size {v:?} is smaller than 1 MiB"));
+    }
+    Ok(round_image_size(bytes))
+}
+
+/// `SOURCE_DATE_EPOCH`, when set.
+pub fn source_date_epoch() -> Result<Option<i64>, String> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.trim().parse::<i64>().map_err(|_| {
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `--image-size`, else `DIB_IMAGE_SIZE`.
+pub fn image_size(arg: Option<&str>) -> Result<Option<u64>, String> {
+    let env = std::env::var("DIB_IMAGE_SIZE")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match arg.map(str::to_string).or(env) {
+        Some(v) => parse_image_size(&v).map(Some),
+        None => Ok(None),
+    }
 }
 
 pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
-    let mut types = Vec::new();
-    for t in a.types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        types.push(match t {
-            "raw" => DiskType::Raw,
-            "qcow2" => DiskType::Qcow2,
-            "vhd" | "vpc" => DiskType::Vhd,
-            other => {
-                return Err(format!(
-                    "unknown disk type {other:?}: expected raw, qcow2 or vhd"
-                ))
-            }
-        });
-    }
-    if types.is_empty() {
-        return Err("-t needs at least one of raw, qcow2, vhd".into());
-    }
-    let layout = match a.layout.as_str() {
-        "efi" => LayoutKind::Efi,
-        "gpt" => LayoutKind::Gpt,
-        "mbr" => {
-            return Err("--layout mbr is not supported by assemble yet: use efi or gpt".into())
-        }
-        other => return Err(format!("unknown layout {other:?}: expected efi or gpt")),
-    };
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        ),
-        _ => None,
+    let types = parse_types(&a.types)?;
+    let env = std::env::var("DIB_BLOCK_DEVICE_CONFIG")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let block_device = match a.block_device_config.as_deref().or(env.as_deref()) {
+        Some(v) => BlockDeviceConfig::from_value(v).map_err(|e| e.to_string())?,
+        None => BlockDeviceConfig::layout(&a.layout).ok_or_else(|| {
+            format!(
+                "unknown layout {:?}: expected efi, gpt or mbr (or pass --block-device-config)",
+                a.layout
+            )
+        })?,
     };
     Ok(AssembleConfig {
         from: a.from.clone(),
         image_name: a.output.clone(),
         types,
-        layout,
+        block_device,
+        root_params: RootParams::from_env(),
+        image_size: image_size(a.image_size.as_deref())?,
         uncompressed: a.uncompressed,
         max_resize_bytes: parse_size(&a.max_resize).map_err(|e| format!("--max-resize: {e}"))?,
-        source_date_epoch,
+        source_date_epoch: source_date_epoch()?,
+        checksum: a.checksum,
     })
 }
 
@@ -80,4 +115,20 @@ pub fn run(a: &AssembleArgs) -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("dibr assemble: wrote {}", o.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_sizes_as_dib() {
+        assert_eq!(parse_image_size("2").unwrap(), 2 << 30);
+        assert_eq!(parse_image_size("1.5").unwrap(), 3 << 29);
+        assert_eq!(parse_image_size("500M").unwrap(), 500 << 20);
+        // 0.001 GiB = 1073741 bytes → up to 64 KiB.
+        assert_eq!(parse_image_size("0.001").unwrap(), 17 * 65536);
+        assert!(parse_image_size("0").is_err());
+        assert!(parse_image_size("big").is_err());
+    }
 }

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::build::{build_image, BuildConfig};
+use crate::assemble::OutputKind;
+use crate::build::{build_image, AssembleOpts, BuildConfig};
 use crate::capture::OutputType;
 
 #[derive(Args, Debug)]
@@ -16,7 +17,7 @@ pub struct BuildArgs {
     /// Image name; outputs are NAME.tar, NAME.tgz, NAME.tar.zst
     #[arg(short = 'o', default_value = "image")]
     pub output: PathBuf,
-    /// Output types, comma separated: tar, tgz, tar.zst (DIB's default qcow2 needs the assembler)
+    /// Output types, comma separated: qcow2, raw, vhd, tar, tgz, tar.zst
     #[arg(short = 't', default_value = "qcow2")]
     pub types: String,
     /// Architecture (DIB's -a): amd64/x86_64 only for now
@@ -31,7 +32,7 @@ pub struct BuildArgs {
     /// Trace hooks (DIB's -x: DIB_DEBUG_TRACE=1)
     #[arg(short = 'x')]
     pub trace: bool,
-    /// Do not compress (DIB's -u; tar outputs are never compressed anyway)
+    /// Do not compress qcow2 (DIB's -u)
     #[arg(short = 'u')]
     pub uncompressed: bool,
     /// Write NAME.<type>.sha256 and .md5 next to each output (as DIB)
@@ -49,13 +50,13 @@ pub struct BuildArgs {
     /// Accepted for compatibility: dibr never uses tmpfs mounts
     #[arg(long)]
     pub no_tmpfs: bool,
-    /// Refused: --image-size and friends need the assembler (dibr mkfs sizes exactly)
+    /// Disk size as DIB's: a number is GiB (2, 1.5), or give a unit (3G). Default: $DIB_IMAGE_SIZE, else just large enough
     #[arg(long)]
     pub image_size: Option<String>,
-    /// Refused for now: see --image-size
+    /// Refused for now: dibr sizes the disk just large enough, or to --image-size
     #[arg(long)]
     pub image_extra_size: Option<String>,
-    /// Refused for now: the root label is cloudimg-rootfs (assembler)
+    /// Label of the root filesystem (DIB's --root-label; default cloudimg-rootfs)
     #[arg(long)]
     pub root_label: Option<String>,
     /// Refused for now (assembler)
@@ -77,19 +78,30 @@ fn refuse(opt: &str, why: &str) -> String {
 }
 
 pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
-    for (set, opt) in [
-        (a.image_size.is_some(), "--image-size"),
-        (a.image_extra_size.is_some(), "--image-extra-size"),
-        (a.root_label.is_some(), "--root-label"),
-        (a.max_online_resize.is_some(), "--max-online-resize"),
-        (a.mkfs_options.is_some(), "--mkfs-options"),
-        (a.qemu_img_options.is_some(), "--qemu-img-options"),
+    for (set, opt, why) in [
+        (
+            a.image_extra_size.is_some(),
+            "--image-extra-size",
+            "dibr sizes the disk just large enough for the tree, or exactly to --image-size",
+        ),
+        (
+            a.max_online_resize.is_some(),
+            "--max-online-resize",
+            "dibr's ext4 root can always grow to 1 PiB (`dibr assemble --max-resize` sets another ceiling)",
+        ),
+        (
+            a.mkfs_options.is_some(),
+            "--mkfs-options",
+            "dibr writes ext4 itself and takes no mkfs options",
+        ),
+        (
+            a.qemu_img_options.is_some(),
+            "--qemu-img-options",
+            "dibr writes qcow2 itself (compat 1.1, 64 KiB clusters)",
+        ),
     ] {
         if set {
-            return Err(refuse(
-                opt,
-                "disk images come with the assembler; build -t tar and use `dibr mkfs --from NAME.tar` (sizes, label, growth) meanwhile",
-            ));
+            return Err(refuse(opt, why));
         }
     }
     if a.logfile.is_some() {
@@ -107,20 +119,38 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             ))
         }
     };
-    let mut types = Vec::new();
-    for t in a.types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-        types.push(match t {
-            "tar" => OutputType::Tar,
-            "tgz" => OutputType::Tgz,
-            "tar.zst" | "tzst" => OutputType::TarZst,
-            "qcow2" | "raw" | "vhd" | "vmdk" | "squashfs" | "docker" | "aci" => {
-                return Err(refuse(
-                    &format!("-t {t}"),
-                    "disk and container outputs come with the assembler; use -t tar (or tgz, tar.zst)",
-                ))
-            }
-            other => return Err(format!("unknown output type {other:?}: expected tar, tgz or tar.zst")),
-        });
+    for t in a.types.split(',').map(str::trim) {
+        if matches!(t, "vmdk" | "squashfs" | "docker" | "aci") {
+            return Err(refuse(
+                &format!("-t {t}"),
+                "dibr writes qcow2, raw, vhd, tar, tgz and tar.zst",
+            ));
+        }
+    }
+    let all = crate::assemble::parse_types(&a.types)?;
+    let disk = all.iter().any(|t| matches!(t, OutputKind::Disk(_)));
+    // Without a disk type the tree is captured straight into the tarballs;
+    // with one, the assembler writes every output from one capture.
+    let types: Vec<OutputType> = if disk {
+        Vec::new()
+    } else {
+        all.iter()
+            .filter_map(|t| match t {
+                OutputKind::Tar(t) => Some(*t),
+                OutputKind::Disk(_) => None,
+            })
+            .collect()
+    };
+    let assemble = disk.then(|| AssembleOpts {
+        types: all.clone(),
+        uncompressed: a.uncompressed,
+    });
+    let image_size = crate::cli::assemble::image_size(a.image_size.as_deref())?;
+    if image_size.is_some() && !disk {
+        return Err(refuse(
+            "--image-size",
+            "tar outputs have no size; add a disk type (-t raw, qcow2, vhd)",
+        ));
     }
     let image_cache = a
         .image_cache
@@ -159,6 +189,9 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
                 .unwrap_or(false),
         source_date_epoch,
         checksum: a.checksum,
+        assemble,
+        image_size,
+        root_label: a.root_label.clone().filter(|l| !l.is_empty()),
     })
 }
 

@@ -247,6 +247,7 @@ fn str_field<'a>(e: &'a Entry, key: &str) -> Option<&'a str> {
 pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
     let mut nodes = Vec::new();
     let mut labels = HashSet::new();
+    let mut mount_points = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
         match e.plugin {
             Plugin::Partitioning => {
@@ -291,13 +292,7 @@ pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
                         }
                     }
                     let fs = str_field(e, "type").unwrap_or("");
-                    let mut label = match e.values.get("label") {
-                        Some(l) => name_string(l),
-                        None => e.name().unwrap_or("").to_string(),
-                    };
-                    if label == "cloudimg-rootfs" && fs == "xfs" {
-                        label = "img-rootfs".into();
-                    }
+                    let label = fs_label(e);
                     if !labels.insert(label.clone()) {
                         return Err(ConfigError::Invalid(format!(
                             "File system label [{label}] used more than once"
@@ -312,10 +307,19 @@ pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
                         }
                     }
                 }
-                if e.plugin == Plugin::Mount && !e.values.contains_key("mount_point") {
-                    return Err(ConfigError::Invalid(
-                        "Mount config needs 'mount_point'".into(),
-                    ));
+                if e.plugin == Plugin::Mount {
+                    let Some(mp) = e.values.get("mount_point") else {
+                        return Err(ConfigError::Invalid(
+                            "Mount config needs 'mount_point'".into(),
+                        ));
+                    };
+                    // level3/mount.py: Mount.__init__.
+                    if !mount_points.insert(name_string(mp)) {
+                        return Err(ConfigError::Invalid(format!(
+                            "Mount point [{}] specified more than once",
+                            name_string(mp)
+                        )));
+                    }
                 }
                 nodes.push(Node {
                     plugin: e.plugin,
@@ -390,6 +394,87 @@ pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
         nodes,
         call_order,
     })
+}
+
+/// The label a mkfs node's filesystem gets (`level2/mkfs.py`): `label`, or
+/// the node's name; upper-cased for vfat/fat (mkfs.vfat -n stores it so).
+pub fn fs_label(e: &Entry) -> String {
+    let fs = str_field(e, "type").unwrap_or("");
+    let label = match e.values.get("label") {
+        Some(l) => name_string(l),
+        None => e.name().unwrap_or("").to_string(),
+    };
+    if fs == "vfat" || fs == "fat" {
+        label.to_uppercase()
+    } else if label == "cloudimg-rootfs" && fs == "xfs" {
+        // The historical root label is too long for xfs; DIB's default
+        // becomes img-rootfs there.
+        "img-rootfs".into()
+    } else {
+        label
+    }
+}
+
+/// disk-image-create's parameters for the root filesystem (`params.yaml`:
+/// `root-fs-type` from `FS_TYPE`, `root-label` from `ROOT_LABEL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootParams {
+    pub fs_type: String,
+    /// None: DIB's default, `cloudimg-rootfs` (`img-rootfs` for xfs).
+    pub label: Option<String>,
+}
+
+impl Default for RootParams {
+    fn default() -> Self {
+        RootParams {
+            fs_type: "ext4".into(),
+            label: None,
+        }
+    }
+}
+
+impl RootParams {
+    /// As disk-image-create reads them: `FS_TYPE` (default ext4) and
+    /// `ROOT_LABEL` (empty means the default).
+    pub fn from_env() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        RootParams {
+            fs_type: get("FS_TYPE").unwrap_or_else(|| "ext4".into()),
+            label: get("ROOT_LABEL"),
+        }
+    }
+}
+
+/// DIB's `BlockDevice._merge_rootfs_params` (`block_device/blockdevice.py`):
+/// the mkfs node named `mkfs_root`, and only that one, gets `type` and
+/// `label` from the parameters when the config leaves them out. This is
+/// how block-device-mbr's typeless mkfs becomes ext4 `cloudimg-rootfs`.
+pub fn merge_rootfs_params(entries: &mut [Entry], params: &RootParams) {
+    for e in entries.iter_mut() {
+        if e.plugin != Plugin::Mkfs || e.name() != Some("mkfs_root") {
+            continue;
+        }
+        if !e.values.contains_key("type") {
+            e.values
+                .insert("type".into(), Value::String(params.fs_type.clone()));
+        }
+        if !e.values.contains_key("label") {
+            let label = match &params.label {
+                Some(l) => l.clone(),
+                None if str_field(e, "type") == Some("xfs") => "img-rootfs".into(),
+                None => "cloudimg-rootfs".into(),
+            };
+            e.values.insert("label".into(), Value::String(label));
+        }
+    }
+}
+
+/// `parse` + `merge_rootfs_params` + `build_graph`: what `dib-block-device
+/// init` does with a config.
+pub fn load_with_params(text: &str, params: &RootParams) -> Result<Graph, ConfigError> {
+    let mut entries = parse(text)?;
+    merge_rootfs_params(&mut entries, params);
+    build_graph(entries)
 }
 
 /// `parse` + `build_graph`.

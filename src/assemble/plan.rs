@@ -1,0 +1,713 @@
+//! From a validated block-device graph (`crate::disk::config`) to what the
+//! assembler writes: which filesystems exist, where each one lives (a
+//! partition of the layout, or the whole image), where it is mounted and
+//! what `/etc/fstab` says about it — and the sizing rules.
+//!
+//! DIB's plugins and what dibr does with them (`diskimage_builder/
+//! block_device/`):
+//! - `local_loop` (level0/localloop.py): the one disk image, `image0.raw`;
+//!   its `size` wins over `--image-size`, `block_size` (or
+//!   `DIB_BLOCK_SIZE`) is the sector size.
+//! - `partitioning` (level1): MBR incl. logical partitions, or GPT, laid
+//!   out by [`crate::disk::layout::compute`] with DIB's size arithmetic.
+//! - `mkfs` (level2/mkfs.py): ext4 (dibr's writer) and vfat (dibr's FAT32
+//!   writer); anything else is refused naming the node. `opts` are mkfs
+//!   command-line options and are refused too (dibr's writers take none).
+//! - `mount` (level3/mount.py): splits the tree, longest mount point wins.
+//! - `fstab` (level4/fstab.py): one line per mounted filesystem in mount
+//!   order, as `cmd_writefstab` writes it.
+//! - `lvm`: refused when the config is parsed (device-mapper).
+
+use serde_json::Value;
+
+use crate::disk::config::{fs_label, Graph, Plugin};
+use crate::disk::layout::{self, Layout, LayoutError};
+use crate::tree::normalize_path;
+
+const MIB: u64 = 1 << 20;
+
+/// Disk size used to place partitions before the real size is known
+/// (largest an MBR can describe): with every partition before the last of
+/// an absolute size, starts do not depend on the disk size.
+const PROVISIONAL_DISK: u64 = (1 << 41) - 2 * MIB;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("mkfs node '{node}': filesystem type '{fs}' is not supported by dibr's userspace writers; use ext4 (or vfat for an EFI system partition)")]
+    FsType { node: String, fs: String },
+    #[error("mkfs node '{node}': 'opts: {opts}' are mkfs command-line options, which dibr's own ext4/vfat writers cannot take; remove 'opts' from the block-device config")]
+    MkfsOpts { node: String, opts: String },
+    #[error("mkfs node '{node}': 'uuid: {uuid}' is not a UUID (expected 8-4-4-4-12 hex digits)")]
+    BadUuid { node: String, uuid: String },
+    #[error("{plugin} node '{node}' is based on '{base}', which is {what}; {fix}")]
+    BadBase {
+        plugin: &'static str,
+        node: String,
+        base: String,
+        what: String,
+        fix: &'static str,
+    },
+    #[error("partition '{partition}' has two filesystems ('{first}' and '{second}'); give each mkfs node its own partition")]
+    TwoFilesystems {
+        partition: String,
+        first: String,
+        second: String,
+    },
+    #[error("the block-device config has {0} local_loop nodes; dibr writes one disk image (image0): remove the others")]
+    ManyImages(usize),
+    #[error("the block-device config has no local_loop node: add '- local_loop: {{name: image0}}' as DIB's configs do")]
+    NoImage,
+    #[error("mount node '{node}': mount point '{point}' is {why}")]
+    BadMountPoint {
+        node: String,
+        point: String,
+        why: String,
+    },
+    #[error("no filesystem is mounted at / in the block-device config: the root tree has nowhere to go (add a mount with mount_point: / to the root mkfs)")]
+    NoRoot,
+    #[error("partition '{partition}' has the relative size '{size}' but is not the last partition: without an image size its start is unknown until the disk is. Pass --image-size (or DIB_IMAGE_SIZE), or give it an absolute size such as 2GiB")]
+    NeedImageSize { partition: String, size: String },
+    #[error("vfat filesystem '{node}' would have to grow with the tree (it is on {place}); dibr sizes FAT only from a fixed size: give its partition an absolute size or pass --image-size")]
+    GrowingVfat { node: String, place: String },
+    #[error("partition '{partition}' (filesystem '{node}') starts at byte {start}, not on a 4 KiB boundary as dibr's ext4 writer needs; use the default 1 MiB 'align'")]
+    Misaligned {
+        partition: String,
+        node: String,
+        start: u64,
+    },
+    #[error("internal: partition '{partition}' moved from byte {before} to {after} when the disk was sized")]
+    Moved {
+        partition: String,
+        before: u64,
+        after: u64,
+    },
+    #[error("the growing filesystem needs {need} bytes; no disk size up to {max} bytes gives its partition that much with this layout")]
+    CannotGrow { need: u64, max: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsType {
+    Ext4,
+    Vfat,
+}
+
+/// Where a filesystem lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Index into the layout's partitions.
+    Partition(usize),
+    /// The whole image, no partition table (DIB's fallback config).
+    Whole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FstabPlan {
+    pub options: String,
+    pub dump_freq: String,
+    pub passno: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub node: String,
+    /// As configured (`/boot/efi`).
+    pub point: String,
+    /// Normalised, relative to the tree root: `""` for `/`, `boot/efi`.
+    pub rel: Vec<u8>,
+    pub fstab: Option<FstabPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsPlan {
+    /// The mkfs node's name (`mkfs_root`, `mkfs_ESP`).
+    pub node: String,
+    pub fstype: FsType,
+    /// The type as configured, for fstab (`ext4`, `vfat`).
+    pub type_name: String,
+    /// Label as DIB's mkfs.py makes it (upper-cased for vfat).
+    pub label: String,
+    /// `uuid:` from the config (ext4 only; DIB ignores it for vfat).
+    pub uuid: Option<[u8; 16]>,
+    pub target: Target,
+    pub mount: Option<MountPlan>,
+}
+
+/// Everything the assembler needs from the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub graph: Graph,
+    /// The local_loop's own `size` (wins over --image-size, as in DIB).
+    pub loop_size: Option<u64>,
+    pub sector: u64,
+    pub partitioned: bool,
+    pub filesystems: Vec<FsPlan>,
+    /// Indices into `filesystems` in DIB's mount order (sorted mount points).
+    pub mount_order: Vec<usize>,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let groups: Vec<&str> = s.split('-').collect();
+    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
+        return None;
+    }
+    let hex: String = groups.concat();
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Plan {
+    /// Checks the graph against what dibr can write and collects the plan.
+    pub fn new(graph: Graph) -> Result<Plan, PlanError> {
+        let entries = &graph.entries;
+        let loops: Vec<_> = entries
+            .iter()
+            .filter(|e| e.plugin == Plugin::LocalLoop)
+            .collect();
+        let image = match loops.len() {
+            0 => return Err(PlanError::NoImage),
+            1 => loops[0],
+            n => return Err(PlanError::ManyImages(n)),
+        };
+        let image_name = image.name().unwrap_or("image0").to_string();
+        let loop_size = match image.values.get("size") {
+            Some(v) => Some(layout::parse_abs_size(&text(v))?),
+            None => None,
+        };
+        let sector = match std::env::var("DIB_BLOCK_SIZE")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| image.values.get("block_size").map(text))
+        {
+            Some(b) => layout::parse_abs_size(&b)?,
+            None => 512,
+        };
+        // Partition names → index in the layout's partition list.
+        let mut part_names: Vec<String> = Vec::new();
+        let mut partitioned = false;
+        for e in entries.iter().filter(|e| e.plugin == Plugin::Partitioning) {
+            partitioned = true;
+            let base = e.base().unwrap_or("");
+            if base != image_name {
+                return Err(PlanError::BadBase {
+                    plugin: "partitioning",
+                    node: e.name().unwrap_or("").into(),
+                    base: base.into(),
+                    what: "not the disk image".into(),
+                    fix: "partition the local_loop node",
+                });
+            }
+            if let Some(list) = e.values.get("partitions").and_then(Value::as_array) {
+                for p in list {
+                    part_names.push(p.get("name").map(text).unwrap_or_default());
+                }
+            }
+        }
+        let kind_of = |name: &str| -> String {
+            match graph.nodes.iter().find(|n| n.name == name) {
+                Some(n) => format!("a {} node", n.plugin.key()),
+                None => "not a node".into(),
+            }
+        };
+
+        let mut filesystems: Vec<FsPlan> = Vec::new();
+        for e in entries.iter().filter(|e| e.plugin == Plugin::Mkfs) {
+            let node = e.name().unwrap_or("").to_string();
+            let base = e.base().unwrap_or("").to_string();
+            let type_name = e.values.get("type").map(text).unwrap_or_default();
+            let fstype = match type_name.as_str() {
+                "ext4" => FsType::Ext4,
+                "vfat" | "fat" => FsType::Vfat,
+                _ => {
+                    return Err(PlanError::FsType {
+                        node,
+                        fs: type_name,
+                    })
+                }
+            };
+            if let Some(o) = e.values.get("opts") {
+                return Err(PlanError::MkfsOpts {
+                    node,
+                    opts: text(o),
+                });
+            }
+            let uuid = match (fstype, e.values.get("uuid")) {
+                (FsType::Ext4, Some(u)) => {
+                    let s = text(u);
+                    Some(parse_uuid(&s).ok_or(PlanError::BadUuid {
+                        node: node.clone(),
+                        uuid: s,
+                    })?)
+                }
+                _ => None,
+            };
+            let target = if base == image_name && !partitioned {
+                Target::Whole
+            } else if let Some(i) = part_names.iter().position(|p| *p == base) {
+                if let Some(other) = filesystems
+                    .iter()
+                    .find(|f| f.target == Target::Partition(i))
+                {
+                    return Err(PlanError::TwoFilesystems {
+                        partition: base,
+                        first: other.node.clone(),
+                        second: node,
+                    });
+                }
+                Target::Partition(i)
+            } else {
+                return Err(PlanError::BadBase {
+                    plugin: "mkfs",
+                    node,
+                    what: if base == image_name {
+                        "the partitioned disk itself".into()
+                    } else {
+                        kind_of(&base)
+                    },
+                    base,
+                    fix: "base a filesystem on a partition (or on the disk when there is no partitioning)",
+                });
+            };
+            filesystems.push(FsPlan {
+                label: fs_label(e),
+                node,
+                fstype,
+                type_name,
+                uuid,
+                target,
+                mount: None,
+            });
+        }
+
+        for e in entries.iter().filter(|e| e.plugin == Plugin::Mount) {
+            let node = e.name().unwrap_or("").to_string();
+            let base = e.base().unwrap_or("").to_string();
+            let Some(fs) = filesystems.iter_mut().find(|f| f.node == base) else {
+                return Err(PlanError::BadBase {
+                    plugin: "mount",
+                    what: kind_of(&base),
+                    node,
+                    base,
+                    fix: "mount a mkfs node",
+                });
+            };
+            let point = e.values.get("mount_point").map(text).unwrap_or_default();
+            let bad = |why: &str| PlanError::BadMountPoint {
+                node: node.clone(),
+                point: point.clone(),
+                why: why.into(),
+            };
+            if point == "none" {
+                return Err(bad("'none' (swap), and dibr writes no swap areas"));
+            }
+            if !point.starts_with('/') {
+                return Err(bad("not an absolute path"));
+            }
+            let rel = normalize_path(point.as_bytes()).map_err(|e| bad(&e.to_string()))?;
+            if fs.mount.is_some() {
+                return Err(bad("a second mount of the same filesystem"));
+            }
+            fs.mount = Some(MountPlan {
+                node,
+                point,
+                rel,
+                fstab: None,
+            });
+        }
+
+        for e in entries.iter().filter(|e| e.plugin == Plugin::Fstab) {
+            let node = e.name().unwrap_or("").to_string();
+            let base = e.base().unwrap_or("").to_string();
+            let Some(m) = filesystems
+                .iter_mut()
+                .filter_map(|f| f.mount.as_mut())
+                .find(|m| m.node == base)
+            else {
+                return Err(PlanError::BadBase {
+                    plugin: "fstab",
+                    what: kind_of(&base),
+                    node,
+                    base,
+                    fix: "base an fstab node on a mount node",
+                });
+            };
+            // level4/fstab.py defaults.
+            m.fstab = Some(FstabPlan {
+                options: e
+                    .values
+                    .get("options")
+                    .map(text)
+                    .unwrap_or_else(|| "defaults".into()),
+                dump_freq: e
+                    .values
+                    .get("dump-freq")
+                    .map(text)
+                    .unwrap_or_else(|| "0".into()),
+                passno: e
+                    .values
+                    .get("fsck-passno")
+                    .map(text)
+                    .unwrap_or_else(|| "2".into()),
+            });
+        }
+
+        let mut mount_order: Vec<usize> = (0..filesystems.len())
+            .filter(|&i| filesystems[i].mount.is_some())
+            .collect();
+        // DIB sorts the mount point strings (Python str order = bytes).
+        mount_order.sort_by(|&a, &b| {
+            let pa = &filesystems[a].mount.as_ref().map(|m| m.point.clone());
+            let pb = &filesystems[b].mount.as_ref().map(|m| m.point.clone());
+            pa.cmp(pb)
+        });
+        if !filesystems
+            .iter()
+            .any(|f| f.mount.as_ref().is_some_and(|m| m.rel.is_empty()))
+        {
+            return Err(PlanError::NoRoot);
+        }
+        Ok(Plan {
+            graph,
+            loop_size,
+            sector,
+            partitioned,
+            filesystems,
+            mount_order,
+        })
+    }
+
+    /// Index of the filesystem mounted at `/`.
+    pub fn root(&self) -> usize {
+        self.filesystems
+            .iter()
+            .position(|f| f.mount.as_ref().is_some_and(|m| m.rel.is_empty()))
+            .unwrap_or(0)
+    }
+
+    /// The filesystem an entry at `path` (normalised, relative) belongs to:
+    /// the longest mount point that is `path` or a parent of it.
+    pub fn route(&self, path: &[u8]) -> usize {
+        let mut best = (self.root(), 0usize);
+        for (i, f) in self.filesystems.iter().enumerate() {
+            let Some(m) = &f.mount else { continue };
+            let r = &m.rel;
+            if r.is_empty() {
+                continue;
+            }
+            let under = path == r.as_slice()
+                || (path.len() > r.len() && path.starts_with(r) && path[r.len()] == b'/');
+            if under && r.len() > best.1 {
+                best = (i, r.len());
+            }
+        }
+        best.0
+    }
+
+    /// `/etc/fstab` as `dib-block-device writefstab` writes it
+    /// (`blockdevice.py:cmd_writefstab`): one line per mounted filesystem
+    /// with an fstab node, in mount order, `LABEL=<label> <mount point>
+    /// <type> <options> <dump-freq> <fsck-passno>`. mkfs.py always sets a
+    /// label (the node name when none is configured), so DIB always writes
+    /// `LABEL=` — for vfat the upper-cased label it passed to `mkfs -n`.
+    pub fn fstab(&self) -> String {
+        let mut s = String::new();
+        for &i in &self.mount_order {
+            let f = &self.filesystems[i];
+            let Some(m) = &f.mount else { continue };
+            let Some(t) = &m.fstab else { continue };
+            s.push_str(&format!(
+                "LABEL={} {} {} {} {} {}\n",
+                f.label, m.point, f.type_name, t.options, t.dump_freq, t.passno
+            ));
+        }
+        s
+    }
+}
+
+/// Where each filesystem is written and how large it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub offset: u64,
+    /// Fixed size in bytes; None: just large enough (the filesystem that
+    /// grows with the tree, then the disk is sized after it).
+    pub size: Option<u64>,
+}
+
+/// Placement before the tree is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// The layout for the final disk size, or (growing case) a provisional
+    /// one whose starts are final.
+    pub layout: Option<Layout>,
+    /// Known disk size (an image size was given).
+    pub disk_size: Option<u64>,
+    /// Per filesystem, same order as `Plan::filesystems`.
+    pub regions: Vec<Region>,
+}
+
+/// DIB's image size rounding: up to a multiple of 64 KiB (qemu-img bug
+/// LP#1180021, `disk-image-create`).
+pub fn round_image_size(bytes: u64) -> u64 {
+    bytes.div_ceil(64 << 10) * (64 << 10)
+}
+
+fn size_spec(plan: &Plan, idx: usize) -> Option<String> {
+    plan.graph
+        .entries
+        .iter()
+        .filter(|e| e.plugin == Plugin::Partitioning)
+        .flat_map(|e| {
+            e.values
+                .get("partitions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .nth(idx)
+        .and_then(|p| p.get("size").map(text))
+}
+
+impl Plan {
+    /// Places the filesystems. With `image_size` (or the local_loop's own
+    /// size) the layout is DIB's for that disk and every filesystem fills
+    /// its partition. Without it, partitions with absolute sizes keep them,
+    /// the last partition (if relative, e.g. `100%`) grows with its
+    /// filesystem; a relative size anywhere else needs an image size.
+    pub fn place(&self, image_size: Option<u64>) -> Result<Placement, PlanError> {
+        let disk_size = self.loop_size.or(image_size);
+        if !self.partitioned {
+            let regions = self
+                .filesystems
+                .iter()
+                .map(|_| Region {
+                    offset: 0,
+                    size: disk_size,
+                })
+                .collect();
+            for f in &self.filesystems {
+                if disk_size.is_none() && f.fstype == FsType::Vfat {
+                    return Err(PlanError::GrowingVfat {
+                        node: f.node.clone(),
+                        place: "the whole disk".into(),
+                    });
+                }
+            }
+            return Ok(Placement {
+                layout: None,
+                disk_size,
+                regions,
+            });
+        }
+        let layout = match disk_size {
+            Some(d) => layout::compute(&self.graph, d, self.sector)?,
+            None => {
+                let n = self
+                    .graph
+                    .entries
+                    .iter()
+                    .filter(|e| e.plugin == Plugin::Partitioning)
+                    .flat_map(|e| {
+                        e.values
+                            .get("partitions")
+                            .and_then(Value::as_array)
+                            .map(|a| a.len())
+                    })
+                    .sum::<usize>();
+                for i in 0..n.saturating_sub(1) {
+                    let spec = size_spec(self, i).unwrap_or_default();
+                    if spec.trim_end().ends_with('%') {
+                        let l = layout::compute(&self.graph, PROVISIONAL_DISK, self.sector)?;
+                        let name = l
+                            .and_then(|l| l.partitions.get(i).map(|p| p.name.clone()))
+                            .unwrap_or_default();
+                        return Err(PlanError::NeedImageSize {
+                            partition: name,
+                            size: spec,
+                        });
+                    }
+                }
+                layout::compute(&self.graph, PROVISIONAL_DISK, self.sector)?
+            }
+        };
+        let Some(layout) = layout else {
+            return Err(PlanError::NoImage);
+        };
+        let last = layout.partitions.len().saturating_sub(1);
+        let last_grows = disk_size.is_none()
+            && size_spec(self, last).is_some_and(|s| s.trim_end().ends_with('%'));
+        let mut regions = Vec::new();
+        for f in &self.filesystems {
+            let Target::Partition(i) = f.target else {
+                unreachable!("partitioned plans have partition targets");
+            };
+            let p = &layout.partitions[i];
+            if f.fstype == FsType::Ext4 && !p.start.is_multiple_of(4096) {
+                return Err(PlanError::Misaligned {
+                    partition: p.name.clone(),
+                    node: f.node.clone(),
+                    start: p.start,
+                });
+            }
+            let grows = last_grows && i == last;
+            if grows && f.fstype == FsType::Vfat {
+                return Err(PlanError::GrowingVfat {
+                    node: f.node.clone(),
+                    place: format!("partition '{}', which takes the rest of the disk", p.name),
+                });
+            }
+            regions.push(Region {
+                offset: p.start,
+                size: (!grows).then_some(p.size),
+            });
+        }
+        Ok(Placement {
+            layout: Some(layout),
+            disk_size,
+            regions,
+        })
+    }
+
+    /// The growing case: the smallest disk (whole MiB) whose DIB layout
+    /// gives the last partition at least `need` bytes, with every start as
+    /// provisionally placed. Without a partition table: `need` itself.
+    pub fn size_disk(
+        &self,
+        provisional: &Placement,
+        need: u64,
+    ) -> Result<(u64, Option<Layout>), PlanError> {
+        let Some(prov) = &provisional.layout else {
+            return Ok((need, None));
+        };
+        let last = prov.partitions.len() - 1;
+        let start = prov.partitions[last].start;
+        let pct: f64 = size_spec(self, last)
+            .and_then(|s| s.trim_end().strip_suffix('%').map(|p| p.trim().to_string()))
+            .and_then(|p| p.parse().ok())
+            .filter(|p: &f64| *p > 0.0)
+            .unwrap_or(100.0);
+        let mut disk = (start + need).div_ceil(MIB) * MIB;
+        for _ in 0..64 {
+            let l = layout::compute(&self.graph, disk, self.sector)?.ok_or(PlanError::NoImage)?;
+            let got = l.partitions[last].size;
+            if got >= need {
+                for (a, b) in prov.partitions.iter().zip(&l.partitions) {
+                    if a.start != b.start {
+                        return Err(PlanError::Moved {
+                            partition: a.name.clone(),
+                            before: a.start,
+                            after: b.start,
+                        });
+                    }
+                }
+                return Ok((disk, Some(l)));
+            }
+            let short = need - got.min(need);
+            let step = ((short as f64 * 100.0 / pct).ceil() as u64).max(1);
+            disk += step.div_ceil(MIB) * MIB;
+            if disk > PROVISIONAL_DISK {
+                break;
+            }
+        }
+        Err(PlanError::CannotGrow {
+            need,
+            max: PROVISIONAL_DISK,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::config::{load_with_params, RootParams};
+
+    const EFI: &str = include_str!("../../elements/block-device-efi/block-device-default.yaml");
+    const GPT: &str = include_str!("../../elements/block-device-gpt/block-device-default.yaml");
+    const MBR: &str = include_str!("../../elements/block-device-mbr/block-device-default.yaml");
+
+    fn plan(text: &str) -> Result<Plan, PlanError> {
+        Plan::new(load_with_params(text, &RootParams::default()).unwrap())
+    }
+
+    #[test]
+    fn shipped_layouts_plan() {
+        let p = plan(EFI).unwrap();
+        assert_eq!(p.filesystems.len(), 2);
+        assert_eq!(
+            p.fstab(),
+            "LABEL=cloudimg-rootfs / ext4 defaults 0 1\nLABEL=MKFS_ESP /boot/efi vfat defaults 0 2\n"
+        );
+        assert_eq!(p.route(b"boot/efi/EFI/x"), 0);
+        assert_eq!(p.route(b"boot/efi"), 0);
+        assert_eq!(p.route(b"boot/efis"), 1);
+        assert_eq!(p.route(b"usr/bin"), 1);
+        let pl = p.place(None).unwrap();
+        assert_eq!(
+            pl.regions[0],
+            Region {
+                offset: MIB,
+                size: Some(550 * MIB)
+            }
+        );
+        assert_eq!(
+            pl.regions[1],
+            Region {
+                offset: 559 * MIB,
+                size: None
+            }
+        );
+        let (d, l) = p.size_disk(&pl, 100 * MIB + 5).unwrap();
+        assert_eq!(d, (559 + 101 + 1) * MIB);
+        assert!(l.unwrap().partitions[2].size >= 100 * MIB + 5);
+        // With an image size: DIB's layout for that disk, root fills it.
+        let pl = p.place(Some(2 << 30)).unwrap();
+        assert_eq!(pl.regions[1].size, Some((2048 - 559 - 1) * MIB));
+
+        let p = plan(GPT).unwrap();
+        assert_eq!(p.fstab(), "LABEL=cloudimg-rootfs / ext4 defaults 0 1\n");
+        let p = plan(MBR).unwrap();
+        assert_eq!(p.filesystems[0].type_name, "ext4");
+        let pl = p.place(None).unwrap();
+        assert_eq!(pl.regions[0].offset, MIB);
+        let (d, l) = p.size_disk(&pl, 64 * MIB).unwrap();
+        assert!(l.unwrap().partitions[0].size >= 64 * MIB);
+        assert!((65 * MIB..=66 * MIB).contains(&d), "{d}");
+    }
+
+    #[test]
+    fn refusals_name_the_node() {
+        let xfs = EFI.replace("type: ext4", "type: xfs");
+        let e = plan(&xfs).unwrap_err().to_string();
+        assert!(
+            e.contains("mkfs_root") && e.contains("xfs") && e.contains("use ext4"),
+            "{e}"
+        );
+        let rel = EFI.replace("size: 550MiB", "size: 10%");
+        let e = plan(&rel).unwrap().place(None).unwrap_err().to_string();
+        assert!(e.contains("ESP") && e.contains("--image-size"), "{e}");
+        assert!(plan(&rel).unwrap().place(Some(4 << 30)).is_ok());
+        let opts = GPT.replace("type: ext4", "type: ext4\n          opts: \"-i 16384\"");
+        let e = plan(&opts).unwrap_err().to_string();
+        assert!(e.contains("opts"), "{e}");
+        let fallback = "- local_loop:\n    name: image0\n    mkfs:\n      name: mkfs_root\n      mount:\n        mount_point: /\n        fstab:\n          options: \"defaults\"\n          fsck-passno: 1\n";
+        let p = plan(fallback).unwrap();
+        assert_eq!(p.filesystems[0].target, Target::Whole);
+        assert_eq!(
+            p.place(None).unwrap().regions[0],
+            Region {
+                offset: 0,
+                size: None
+            }
+        );
+    }
+}
