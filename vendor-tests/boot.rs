@@ -6,9 +6,16 @@
 //! (cached in `DIBR_TEST_CACHE`), `dibr assemble --layout efi -t raw,qcow2`,
 //! then the qcow2 boots under qemu-system-x86_64 with TCG (no KVM for the
 //! user) twice at once: SeaBIOS (GRUB's boot.img → core.img in the BIOS boot
-//! partition) and OVMF (shim → signed GRUB from the ESP). Each must print the
-//! kernel command line dibr wrote and reach the serial login prompt within
-//! 5 minutes. A second assembly must give byte-identical raw and qcow2.
+//! partition) and OVMF (shim → signed GRUB from the ESP), together with the
+//! same tree assembled with `--layout mbr` under SeaBIOS (core.img in the
+//! gap after the MBR). Each must print the kernel command line dibr wrote
+//! and reach the serial login prompt within 5 minutes. A second assembly
+//! must give byte-identical raw and qcow2.
+//!
+//! Then `dibr build dibr-test-bootable vm block-device-efi -t qcow2` (the
+//! `bootloader` element prepares core.img with the image's own
+//! grub-mkimage, grub.cfg and the ESP loaders inside the sandbox) and the
+//! result boots under SeaBIOS and OVMF the same way.
 
 mod common;
 
@@ -17,11 +24,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::build::{stage, USER};
+use common::build::{build_cmd, stage, USER};
 use common::*;
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The tests take turns: each runs its VMs at once on the 2 cores.
+static VMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const PACKAGES: &str = "linux-image-cloud-amd64,systemd-sysv,udev,initramfs-tools,\
 grub-pc-bin,grub-efi-amd64-bin,shim-signed,grub-efi-amd64-signed";
@@ -155,21 +165,58 @@ fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
-fn assemble(bin: &Path, from: &Path, out: &Path) {
+fn assemble(bin: &Path, from: &Path, out: &Path, layout: &str, types: &str) {
     let o = run(as_user(bin)
-        .args(["assemble", "--layout", "efi", "-t", "raw,qcow2", "--from"])
+        .args(["assemble", "--layout", layout, "-t", types, "--from"])
         .arg(from)
         .arg("-o")
         .arg(out));
     assert!(o.status.success(), "dibr assemble failed\n{}", out_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    for want in [
-        "BIOS: GRUB boot.img in sector 0",
-        "UEFI: /usr/lib/shim/shimx64.efi.signed",
-    ] {
+    let mut wants = vec!["BIOS: GRUB boot.img in sector 0"];
+    if layout == "efi" {
+        wants.push("UEFI: /usr/lib/shim/shimx64.efi.signed");
+    }
+    for want in wants {
         assert!(
             err.contains(want),
             "assemble did not report {want:?}:\n{err}"
+        );
+    }
+}
+
+/// Boots `(disk, uefi?, name, root partition)` at once; each must reach
+/// the login prompt with dibr's command line, its root ext4 mounted from
+/// `vdaN`, through the firmware it was given.
+fn boot_all(test: &str, out: &Path, disks: &[(&Path, bool, &str, u32)]) {
+    let mut vms = Vec::new();
+    let t0 = Instant::now();
+    for (disk, uefi, name, _) in disks {
+        let log = out.join(format!("{name}.log"));
+        let vars = uefi.then(|| {
+            let v = out.join(format!("{name}.OVMF_VARS.fd"));
+            fs::copy(OVMF_VARS, &v).unwrap();
+            run_ok(Command::new("chown").arg(USER).arg(&v));
+            v
+        });
+        vms.push((start_vm(disk, &log, vars.as_deref()), log));
+    }
+    for ((vm, log), (_, uefi, name, part)) in vms.iter_mut().zip(disks) {
+        let t = wait_login(vm, log, name, t0);
+        eprintln!("{test}: {name} → login prompt in {t:?}");
+        let text = String::from_utf8_lossy(&fs::read(&*log).unwrap()).into_owned();
+        assert!(
+            text.contains("root=LABEL=cloudimg-rootfs ro console=tty0 console=ttyS0,115200"),
+            "{name}: the kernel command line is not the one dibr's grub.cfg gives"
+        );
+        assert!(
+            text.contains(&format!("EXT4-fs (vda{part}): mounted filesystem")),
+            "{name}: the root ext4 (vda{part}) was not mounted by the kernel"
+        );
+        assert_eq!(
+            text.contains("efi: EFI v"),
+            *uefi,
+            "{name}: the kernel's view of the firmware (UEFI or BIOS) is not the one booted"
         );
     }
 }
@@ -197,8 +244,10 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
     let Some(s) = stage(test) else { return };
     let Some(tar) = boot_rootfs(test) else { return };
 
+    let _vms = VMS.lock().unwrap_or_else(|p| p.into_inner());
+
     let t0 = Instant::now();
-    assemble(&s.bin, &tar, &s.out.join("disk"));
+    assemble(&s.bin, &tar, &s.out.join("disk"), "efi", "raw,qcow2");
     eprintln!("{test}: assemble raw+qcow2: {:?}", t0.elapsed());
     let raw = s.out.join("disk.raw");
     let qcow2 = s.out.join("disk.qcow2");
@@ -221,7 +270,7 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
     );
 
     // Acceptance 4: same inputs, same SOURCE_DATE_EPOCH, same bytes.
-    assemble(&s.bin, &tar, &s.out.join("again"));
+    assemble(&s.bin, &tar, &s.out.join("again"), "efi", "raw,qcow2");
     for ext in ["raw", "qcow2"] {
         assert_eq!(
             sha256_file(&s.out.join(format!("disk.{ext}"))),
@@ -230,41 +279,103 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
         );
         fs::remove_file(s.out.join(format!("again.{ext}"))).unwrap();
     }
+    fs::remove_file(&raw).unwrap();
+    assemble(&s.bin, &tar, &s.out.join("mbr"), "mbr", "qcow2");
+    let mbr = s.out.join("mbr.qcow2");
 
-    // Both firmwares at once (TCG, one vCPU each).
-    let vars = s.out.join("OVMF_VARS.fd");
-    fs::copy(OVMF_VARS, &vars).unwrap();
-    run_ok(Command::new("chown").arg(USER).arg(&vars));
-    let bios_log = s.out.join("seabios.log");
-    let uefi_log = s.out.join("ovmf.log");
+    boot_all(
+        test,
+        &s.out,
+        &[
+            (&qcow2, false, "efi-layout-seabios", 3),
+            (&qcow2, true, "efi-layout-ovmf", 3),
+            (&mbr, false, "mbr-layout-seabios", 1),
+        ],
+    );
+}
+
+#[test]
+fn dibr_build_vm_boots_with_seabios_and_ovmf() {
+    let test = "dibr_build_vm_boots_with_seabios_and_ovmf";
+    if !require(
+        test,
+        true,
+        &[
+            "mmdebstrap",
+            "qemu-system-x86_64",
+            "qemu-img",
+            "setpriv",
+            "newuidmap",
+        ],
+    ) {
+        return;
+    }
+    if !Path::new(OVMF_CODE).is_file() {
+        skip(test, "no OVMF firmware (package ovmf)");
+        return;
+    }
+    let Some(s) = stage(test) else { return };
+    let Some(tar) = boot_rootfs(test) else { return };
+    // The shipped elements, as on ELEMENTS_PATH after the user's.
+    for e in ["vm", "bootloader", "block-device-efi"] {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("elements")
+            .join(e);
+        run_ok(Command::new("cp").arg("-a").arg(&src).arg(&s.elements));
+    }
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    run_ok(Command::new("chmod").arg("a+r").arg(&tar));
+    let _vms = VMS.lock().unwrap_or_else(|p| p.into_inner());
     let t0 = Instant::now();
-    let mut bios = start_vm(&qcow2, &bios_log, None);
-    let mut uefi = start_vm(&qcow2, &uefi_log, Some(&vars));
-    let tb = wait_login(&mut bios, &bios_log, "SeaBIOS boot", t0);
-    eprintln!("{test}: SeaBIOS → login prompt in {tb:?}");
-    drop(bios);
-    let tu = wait_login(&mut uefi, &uefi_log, "OVMF boot", t0);
-    eprintln!("{test}: OVMF → login prompt in {tu:?}");
-    drop(uefi);
-    for (log, what) in [(&bios_log, "SeaBIOS"), (&uefi_log, "OVMF")] {
-        let text = String::from_utf8_lossy(&fs::read(log).unwrap()).into_owned();
+    let tar_s = tar.display().to_string();
+    let o = build_cmd(
+        &s,
+        &[
+            "-n",
+            "-t",
+            "qcow2",
+            "-o",
+            "vm",
+            "dibr-test-bootable",
+            "vm",
+            "block-device-efi",
+        ],
+        &[
+            ("DIB_DIBR_TEST_ROOTFS", tar_s.as_str()),
+            ("DIB_GRUB_TIMEOUT", "1"),
+            ("SOURCE_DATE_EPOCH", "1700000000"),
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: dibr build failed\n{text}");
+    eprintln!("{test}: dibr build vm -t qcow2: {:?}", t0.elapsed());
+    // The bootloader element prepared it all in the sandbox; the assembler
+    // only placed it.
+    for want in [
+        "bootloader: core.img, grub.cfg",
+        "the tree's /boot/grub/i386-pc/core.img",
+        "UEFI: the tree's own /boot/efi/EFI/BOOT/BOOTX64.EFI",
+        "grub.cfg: the tree's /boot/grub/grub.cfg",
+    ] {
         assert!(
-            text.contains("root=LABEL=cloudimg-rootfs ro console=tty0 console=ttyS0,115200"),
-            "{what}: the kernel command line is not the one dibr's grub.cfg gives"
-        );
-        assert!(
-            text.contains("EXT4-fs (vda3): mounted filesystem"),
-            "{what}: the root ext4 (vda3) was not mounted by the kernel"
+            text.contains(want),
+            "{test}: build output lacks {want:?}\n{text}"
         );
     }
-    let uefi_text = String::from_utf8_lossy(&fs::read(&uefi_log).unwrap()).into_owned();
-    assert!(
-        uefi_text.contains("efi: EFI v"),
-        "OVMF: the kernel did not start through UEFI"
+    let qcow2 = s.out.join("vm.qcow2");
+    run_ok(
+        Command::new(tool("qemu-img"))
+            .args(["check", "-q"])
+            .arg(&qcow2),
     );
-    let bios_text = String::from_utf8_lossy(&fs::read(&bios_log).unwrap()).into_owned();
-    assert!(
-        !bios_text.contains("efi: EFI v"),
-        "SeaBIOS: the kernel reports UEFI, so the BIOS path was not tested"
+    boot_all(
+        test,
+        &s.out,
+        &[
+            (&qcow2, false, "build-vm-seabios", 3),
+            (&qcow2, true, "build-vm-ovmf", 3),
+        ],
     );
 }
