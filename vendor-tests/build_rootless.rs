@@ -446,3 +446,47 @@ fn build_disk_with_block_device_efi() {
     }
     assert_no_leftovers(test, &b);
 }
+
+/// The `bootloader` element refuses a tree without GRUB, naming the
+/// package, and the build leaves no half image behind.
+#[test]
+fn bootloader_element_refuses_a_tree_without_grub() {
+    let test = "bootloader_element_refuses_a_tree_without_grub";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    for e in ["vm", "bootloader", "block-device-efi"] {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("elements")
+            .join(e);
+        run_ok(Command::new("cp").arg("-a").arg(&src).arg(&s.elements));
+    }
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    let b = before();
+    let o = build_cmd(
+        &s,
+        &[
+            "-n",
+            "-t",
+            "qcow2",
+            "-o",
+            "nogrub",
+            "dibr-test-os",
+            "vm",
+            "block-device-efi",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(!o.status.success(), "{test}: build succeeded\n{text}");
+    for want in [
+        "50-bootloader",
+        "bootloader: /usr/lib/grub/i386-pc/boot.img is missing: install grub-pc-bin",
+    ] {
+        assert!(text.contains(want), "{test}: output lacks {want:?}\n{text}");
+    }
+    let left = dir_entries(&s.out);
+    assert!(left.is_empty(), "{test}: outputs left: {left:?}");
+    assert_no_leftovers(test, &b);
+}
