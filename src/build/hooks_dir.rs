@@ -97,5 +97,13 @@ pub fn write(w: &WorkDir, hooks: &Hooks, resolved: &Resolved) -> Result<(), Buil
     let shim = w.root().join("shim");
     std::fs::create_dir_all(&shim).map_err(ioe("creating the shim directory".into()))?;
     write_exec(&shim.join("sudo"), SUDO_SHIM).map_err(ioe("writing the sudo shim".into()))?;
+    // Outside hooks of dibr's own elements call `dibr __element-tables`.
+    let exe = std::env::current_exe().map_err(ioe("finding the dibr executable".into()))?;
+    let q = exe.display().to_string().replace('\'', "'\\''");
+    write_exec(
+        &shim.join("dibr"),
+        &format!("#!/bin/sh\nexec '{q}' \"$@\"\n"),
+    )
+    .map_err(ioe("writing the dibr shim".into()))?;
     Ok(())
 }

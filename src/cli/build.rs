@@ -170,10 +170,20 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         || std::env::var("DIB_OFFLINE")
             .map(|v| !v.is_empty() && v != "0")
             .unwrap_or(false);
+    // DIB: `IMAGE_NAME=${IMAGE_NAME%%\.${IMAGE_TYPES[0]}}`, so
+    // `-o debian.qcow2 -t qcow2` writes debian.qcow2, not debian.qcow2.qcow2.
+    let image_name = {
+        let first = a.types.split(',').map(str::trim).next().unwrap_or("");
+        let s = a.output.to_string_lossy().into_owned();
+        match s.strip_suffix(&format!(".{first}")) {
+            Some(stem) if !first.is_empty() && !stem.is_empty() => PathBuf::from(stem),
+            _ => a.output.clone(),
+        }
+    };
     Ok(BuildConfig {
         elements: a.elements.clone(),
         skip_base: a.skip_base,
-        image_name: a.output.clone(),
+        image_name,
         types,
         arch,
         packages: a.packages.clone(),

@@ -56,6 +56,13 @@ pub enum Command {
     /// Internal: the sandbox helper (run by dibr itself)
     #[command(name = "__sandbox", hide = true)]
     Sandbox(sandbox_cmd::SandboxArgs),
+    /// Internal: package-installs and pkg-map tables for in-image hooks
+    /// (run by the package-installs element's extra-data.d hook)
+    #[command(name = "__element-tables", hide = true)]
+    ElementTables {
+        /// Output directory (in the target: /tmp/dibr-tables)
+        out: std::path::PathBuf,
+    },
 }
 
 /// Run a parsed command line; errors are printed by main.
@@ -115,6 +122,19 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Elements(a) => elements::run(&a)?,
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),
+        Command::ElementTables { out } => {
+            use crate::elements::{package_installs, tables};
+            let yaml = std::env::var("IMAGE_ELEMENT_YAML")
+                .map_err(|_| "IMAGE_ELEMENT_YAML is not set: run this from an element hook")?;
+            let elements = tables::elements_from_yaml(&yaml)?;
+            let s = tables::write_tables(&elements, &package_installs::process_env(), &out)?;
+            eprintln!(
+                "dibr: package-installs: {} packages, {} pkg-maps -> {}",
+                s.packages,
+                s.pkg_maps,
+                out.display()
+            );
+        }
         Command::Verify { image } => {
             let f = std::fs::File::open(&image)
                 .map_err(|e| format!("opening {}: {e}", image.display()))?;

@@ -30,6 +30,7 @@ pub mod phases;
 pub mod pkg_map;
 pub mod resolve;
 pub mod run_parts;
+pub mod tables;
 
 pub use element::{parse_name_list, Element, ElementError};
 pub use hooks::{HookError, HookScript, Hooks};

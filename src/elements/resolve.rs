@@ -77,7 +77,36 @@ pub fn requested_elements(user: &[String], skip_base: bool) -> Vec<String> {
 
 /// Expand `requested` against the element table `all` (from
 /// [`super::ElementsPath::discover`]).
+///
+/// One difference from DIB: when an element needs the virtual
+/// `block-device` (as `vm` does) and no element provides it, DIB stops with
+/// "Element 'block-device' not found"; dibr adds
+/// `block-device-${DIB_BLOCK_DEVICE:-efi}` (GPT that boots from BIOS and
+/// UEFI), so `dibr build debian vm` makes a bootable disk.
 pub fn resolve(
+    requested: &[String],
+    all: &BTreeMap<String, Element>,
+) -> Result<Resolved, ResolveError> {
+    match resolve_once(requested, all) {
+        Err(ResolveError::MissingElement { element, .. }) if element == "block-device" => {
+            let kind = std::env::var("DIB_BLOCK_DEVICE")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "efi".into());
+            let default = format!("block-device-{kind}");
+            let mut with = requested.to_vec();
+            with.push(default.clone());
+            let r = resolve_once(&with, all)?;
+            eprintln!(
+                "dibr: no element provides block-device: using {default} (set DIB_BLOCK_DEVICE=mbr|gpt|efi or add a block-device-* element)"
+            );
+            Ok(r)
+        }
+        other => other,
+    }
+}
+
+fn resolve_once(
     requested: &[String],
     all: &BTreeMap<String, Element>,
 ) -> Result<Resolved, ResolveError> {
