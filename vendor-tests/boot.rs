@@ -61,8 +61,11 @@ fn as_user(prog: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-/// The bootable root tarball, made rootless by the CI user (cached).
+/// The bootable root tarball, made rootless by the CI user (cached; the
+/// tests of this binary run in parallel, so one makes it, the others wait).
 fn boot_rootfs(test: &str) -> Option<PathBuf> {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = cache_dir().join("boot");
     let tar = dir.join("bookworm-boot.tar");
     if tar.is_file() {
