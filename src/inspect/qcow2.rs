@@ -183,8 +183,15 @@ pub fn read_header(src: &dyn ImageSource) -> Result<Header, Qcow2Error> {
             "L1 table of {l1_size} entries does not cover the virtual size {size}"
         )));
     }
-    if l1_size > 32 << 20 {
-        return Err(Qcow2Error::Corrupt(format!("L1 size {l1_size} too large")));
+    // The table lies inside the file (checked before allocating it).
+    if l1_size > 32 << 20
+        || l1_offset
+            .checked_add(l1_size * 8)
+            .is_none_or(|end| end > src.size())
+    {
+        return Err(Qcow2Error::Corrupt(format!(
+            "L1 table ({l1_size} entries at {l1_offset}) is not inside the file"
+        )));
     }
     Ok(Header {
         version,
