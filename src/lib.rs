@@ -14,6 +14,7 @@ pub mod disk;
 pub mod elements;
 pub mod ext4;
 pub mod fat;
+pub mod inspect;
 pub mod le;
 pub mod output;
 pub mod progress;

@@ -3,6 +3,7 @@
 pub mod assemble;
 pub mod build;
 pub mod elements;
+pub mod inspect;
 pub mod mkfs;
 pub mod sandbox_cmd;
 pub mod size;
@@ -53,6 +54,10 @@ pub enum Command {
         /// The image file
         image: std::path::PathBuf,
     },
+    /// Extract the kernel and initrd an image boots (DIB's disk-image-get-kernel): PREFIX.vmlinuz, PREFIX.initrd
+    GetKernel(inspect::GetKernelArgs),
+    /// Check an image (raw or qcow2) against OpenStack's image requirements, without mounting it
+    Check(inspect::CheckArgs),
     /// Internal: the sandbox helper (run by dibr itself)
     #[command(name = "__sandbox", hide = true)]
     Sandbox(sandbox_cmd::SandboxArgs),
@@ -121,6 +126,12 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::Elements(a) => elements::run(&a)?,
+        Command::GetKernel(a) => inspect::get_kernel(&a)?,
+        Command::Check(a) => {
+            if inspect::check(&a)? {
+                std::process::exit(1);
+            }
+        }
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),
         Command::ElementTables { out } => {
             use crate::elements::{package_installs, tables};

@@ -192,6 +192,23 @@ fn read_header<R: Read + Seek>(r: &mut R, sector: u64, lba: u64) -> Result<GptRe
     })
 }
 
+/// Reads the primary GPT alone (its CRCs and entry bounds checked), for
+/// images from other tools whose backup may be stale or gone (a disk
+/// enlarged with `qemu-img resize` keeps its backup in the middle until
+/// the first boot moves it).
+pub fn read_gpt_primary<R: Read + Seek>(r: &mut R, sector: u64) -> Result<GptRead, ReadError> {
+    if sector != 512 && sector != 4096 {
+        return Err(ReadError::Corrupt("sector size"));
+    }
+    let p = read_header(r, sector, 1)?;
+    for (_, e) in &p.entries {
+        if e.first_lba < p.first_usable || e.last_lba > p.last_usable || e.first_lba > e.last_lba {
+            return Err(ReadError::Corrupt("entry outside the usable range"));
+        }
+    }
+    Ok(p)
+}
+
 /// Reads the primary GPT and checks the backup agrees with it (CRCs, disk
 /// GUID, entries) and that every entry lies within the usable range.
 pub fn read_gpt<R: Read + Seek>(r: &mut R, sector: u64) -> Result<GptRead, ReadError> {

@@ -16,6 +16,7 @@ pub mod finish;
 pub mod inode;
 pub mod journal;
 pub mod layout;
+pub mod read;
 pub mod superblock;
 pub mod verify;
 pub mod xattr;

@@ -1,0 +1,132 @@
+//! `dibr get-kernel` and `dibr check`: read a finished image (raw or
+//! qcow2) without mounting it.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+
+use crate::inspect::check::{self, Status};
+use crate::inspect::disk::{layout, Image};
+use crate::inspect::kernel;
+use crate::inspect::view::View;
+use crate::inspect::InspectError;
+use crate::output::atomic::AtomicFile;
+
+#[derive(Args, Debug)]
+pub struct GetKernelArgs {
+    /// The disk image (raw or qcow2)
+    pub image: PathBuf,
+    /// Output prefix: writes PREFIX.vmlinuz and PREFIX.initrd (default: the image path without its extension)
+    #[arg(short = 'o', value_name = "PREFIX")]
+    pub prefix: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The disk image (raw or qcow2)
+    pub image: PathBuf,
+    /// Print the results as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// DIB's baremetal naming: `NAME.vmlinuz` next to `NAME.qcow2`.
+fn default_prefix(image: &Path) -> PathBuf {
+    match image.extension().and_then(|e| e.to_str()) {
+        Some("qcow2" | "raw" | "img" | "vhd") => image.with_extension(""),
+        _ => image.to_path_buf(),
+    }
+}
+
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
+    let t0 = Instant::now();
+    let img = Image::open(&a.image)?;
+    let lay = layout(&img)?;
+    let view = View::open(&img, &lay)?;
+    for n in lay.notes.iter().chain(view.notes.iter()) {
+        eprintln!("dibr: {n}");
+    }
+    let c = kernel::choose(&view)?;
+    let prefix = a.prefix.clone().unwrap_or_else(|| default_prefix(&a.image));
+    let kpath = with_suffix(&prefix, ".vmlinuz");
+    let ipath = with_suffix(&prefix, ".initrd");
+    let out_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InspectError::Output { path, source }
+    };
+    // Both appear together or not at all.
+    let kf = AtomicFile::create(&kpath).map_err(out_err(&kpath))?;
+    let kn = view
+        .resolve(&c.kernel, true)?
+        .ok_or_else(|| InspectError::NoKernel {
+            image: a.image.clone(),
+            detail: format!("{} vanished", c.kernel),
+        })?;
+    let klen = view.copy_node(&kn, &mut kf.file())?;
+    let mut initrd = None;
+    if !c.initrds.is_empty() {
+        let f = AtomicFile::create(&ipath).map_err(out_err(&ipath))?;
+        let mut len = 0;
+        for p in &c.initrds {
+            if let Some(n) = view.resolve(p, true)? {
+                len += view.copy_node(&n, &mut f.file())?;
+            }
+        }
+        initrd = Some((f, len));
+    }
+    kf.file().sync_all().map_err(out_err(&kpath))?;
+    if let Some((f, _)) = &initrd {
+        f.file().sync_all().map_err(out_err(&ipath))?;
+    }
+    kf.commit().map_err(out_err(&kpath))?;
+    eprintln!("dibr: kernel {} ({})", c.kernel, c.how);
+    println!("{} ({klen} bytes)", kpath.display());
+    match initrd {
+        Some((f, len)) => {
+            f.commit().map_err(out_err(&ipath))?;
+            eprintln!("dibr: initrd {}", c.initrds.join(" + "));
+            println!("{} ({len} bytes)", ipath.display());
+        }
+        None => eprintln!("dibr: the image has no initrd for this kernel; wrote the kernel only"),
+    }
+    eprintln!("dibr: done in {:.2}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Runs the checks; returns whether any failed.
+pub fn check(a: &CheckArgs) -> Result<bool, InspectError> {
+    let img = Image::open(&a.image)?;
+    let lay = layout(&img)?;
+    let view = View::open(&img, &lay)?;
+    let items = check::run(&view, &lay)?;
+    let failed = items.iter().any(|i| i.status == Status::Fail);
+    if a.json {
+        let v = serde_json::json!({
+            "image": a.image.display().to_string(),
+            "format": format!("{:?}", img.format).to_lowercase(),
+            "notes": lay.notes.iter().chain(view.notes.iter()).collect::<Vec<_>>(),
+            "passed": !failed,
+            "items": items.iter().map(|i| serde_json::json!({
+                "item": i.name,
+                "status": i.status.as_str(),
+                "detail": i.detail,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for n in lay.notes.iter().chain(view.notes.iter()) {
+            eprintln!("dibr: {n}");
+        }
+        for i in &items {
+            println!("{} {}: {}", i.status.as_str(), i.name, i.detail);
+        }
+    }
+    Ok(failed)
+}

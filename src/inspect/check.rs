@@ -1,0 +1,706 @@
+//! `dibr check`: does the image meet OpenStack's image requirements
+//! (openstack-manuals, image-guide "Image requirements")? Each item is
+//! judged from the files in the image, as the booted system would see
+//! them; "enabled" means a systemd symlink in /etc/systemd/system/*.wants
+//! (what `systemctl enable` makes) or, for sysvinit, an /etc/rc?.d/S* link.
+
+use serde_json::Value;
+
+use super::disk::{Layout, Table};
+use super::kernel;
+use super::view::View;
+use super::InspectError;
+
+const SMALL: u64 = 4 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
+/// One requirement and how the image fares.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub status: Status,
+    pub name: &'static str,
+    pub detail: String,
+}
+
+fn item(status: Status, name: &'static str, detail: impl Into<String>) -> Item {
+    Item {
+        status,
+        name,
+        detail: detail.into(),
+    }
+}
+
+/// What the checks look at, read once.
+struct Facts {
+    /// Unit names enabled through /etc/systemd/system/*.wants (and
+    /// aliases there), plus sysvinit S-links as `name (sysv)`.
+    enabled: Vec<String>,
+    cloud_init: bool,
+    cloud_init_disabled: bool,
+    cloud_cfg: serde_json::Map<String, Value>,
+    cloud_cfg_notes: Vec<String>,
+}
+
+fn text(b: Vec<u8>) -> String {
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+fn any_exists(view: &View, paths: &[&str]) -> Result<Option<String>, InspectError> {
+    for p in paths {
+        if view.exists(p)? {
+            return Ok(Some(p.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
+    let mut out = Vec::new();
+    for dir in [
+        "/etc/systemd/system",
+        "/usr/lib/systemd/system",
+        "/lib/systemd/system",
+    ] {
+        let Some(entries) = view.list_dir(dir)? else {
+            continue;
+        };
+        for e in entries {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            if name.ends_with(".wants") || name.ends_with(".requires") {
+                // /usr/lib units are the vendor's static wiring: only the
+                // targets a system boots into count there.
+                if dir != "/etc/systemd/system"
+                    && !matches!(
+                        name.as_str(),
+                        "multi-user.target.wants" | "sysinit.target.wants"
+                    )
+                {
+                    continue;
+                }
+                for u in view.list_dir(&format!("{dir}/{name}"))?.unwrap_or_default() {
+                    out.push(String::from_utf8_lossy(&u.name).into_owned());
+                }
+            } else if dir == "/etc/systemd/system" && name.ends_with(".service") {
+                // An alias made by `systemctl enable` (sshd.service → ssh.service).
+                if view.readlink(&format!("{dir}/{name}"))?.is_some() {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    for rc in ["/etc/rc2.d", "/etc/rc3.d", "/etc/rc5.d"] {
+        for e in view.list_dir(rc)?.unwrap_or_default() {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            if let Some(s) = name.strip_prefix('S') {
+                let s = s.trim_start_matches(|c: char| c.is_ascii_digit());
+                out.push(format!("{s} (sysv)"));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// cloud.cfg merged with cloud.cfg.d/*.cfg in name order, later files'
+/// top-level keys replacing earlier ones (cloud-init's default merge for
+/// lists and scalars).
+fn cloud_config(
+    view: &View,
+) -> Result<(serde_json::Map<String, Value>, Vec<String>), InspectError> {
+    let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
+    let mut d: Vec<String> = view
+        .list_dir("/etc/cloud/cloud.cfg.d")?
+        .unwrap_or_default()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .filter(|n| n.ends_with(".cfg"))
+        .collect();
+    d.sort();
+    files.extend(d.into_iter().map(|n| format!("/etc/cloud/cloud.cfg.d/{n}")));
+    let mut merged = serde_json::Map::new();
+    let mut notes = Vec::new();
+    for f in files {
+        let Some(t) = view.read_file(&f, SMALL)? else {
+            continue;
+        };
+        match serde_saphyr::from_str::<Value>(&text(t)) {
+            Ok(Value::Object(m)) => merged.extend(m),
+            Ok(Value::Null) => {}
+            Ok(_) => notes.push(format!("{f} is not a mapping")),
+            Err(e) => notes.push(format!("{f}: {e}")),
+        }
+    }
+    Ok((merged, notes))
+}
+
+fn strings(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::Array(a) => Some(
+            a.iter()
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    // a module given as [name, frequency]
+                    Value::Array(inner) => inner
+                        .first()
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+        Value::String(s) => Some(
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Runs every check.
+pub fn run(view: &View, layout: &Layout) -> Result<Vec<Item>, InspectError> {
+    let (cloud_cfg, cloud_cfg_notes) = cloud_config(view)?;
+    let f = Facts {
+        enabled: enabled_units(view)?,
+        cloud_init: any_exists(view, &["/usr/bin/cloud-init", "/usr/local/bin/cloud-init"])?
+            .is_some(),
+        cloud_init_disabled: view.exists("/etc/cloud/cloud-init.disabled")?,
+        cloud_cfg,
+        cloud_cfg_notes,
+    };
+    let mut items = vec![
+        root_filesystem(view, layout),
+        root_last(view, layout),
+        grow_root(view, layout, &f)?,
+        no_mac(view)?,
+        sshd(view, &f)?,
+        ssh_host_keys(view, &f)?,
+        firewall(view, &f)?,
+        cloud_init(view, &f)?,
+    ];
+    if f.cloud_init {
+        items.push(datasources(&f));
+    }
+    let (k, console) = kernel_and_console(view)?;
+    items.push(k);
+    items.push(console);
+    items.push(machine_id(view)?);
+    Ok(items)
+}
+
+fn root_filesystem(view: &View, layout: &Layout) -> Item {
+    let table = match layout.table {
+        Table::Gpt => "GPT",
+        Table::Mbr => "MBR",
+        Table::None => "no partition table",
+    };
+    let mut d = format!("{} ({table})", view.root_volume().describe());
+    for (mp, v) in view.mounts().skip(1) {
+        d.push_str(&format!("; {mp} on {}", v.describe()));
+    }
+    item(Status::Pass, "root-filesystem", d)
+}
+
+fn root_last(view: &View, layout: &Layout) -> Item {
+    let root = view.root_volume();
+    if layout.table == Table::None {
+        return item(
+            Status::Pass,
+            "root-partition-last",
+            "one filesystem on the whole disk: no partition to grow",
+        );
+    }
+    let after: Vec<String> = layout
+        .volumes
+        .iter()
+        .filter(|v| v.start > root.start)
+        .map(|v| v.describe())
+        .collect();
+    if after.is_empty() {
+        item(
+            Status::Pass,
+            "root-partition-last",
+            format!("{} is the last partition", root.describe()),
+        )
+    } else {
+        item(
+            Status::Fail,
+            "root-partition-last",
+            format!(
+                "{} is followed by {}: growpart can grow only the last partition into the space a larger flavor adds; put the root partition last",
+                root.describe(),
+                after.join(", ")
+            ),
+        )
+    }
+}
+
+fn grow_root(view: &View, layout: &Layout, f: &Facts) -> Result<Item, InspectError> {
+    let growpart = any_exists(view, &["/usr/bin/growpart", "/usr/sbin/growpart"])?;
+    let initramfs = any_exists(
+        view,
+        &[
+            "/usr/share/initramfs-tools/scripts/local-bottom/growroot",
+            "/usr/share/initramfs-tools/hooks/growroot",
+            "/usr/lib/dracut/modules.d/50growroot",
+        ],
+    )?;
+    let modules = strings(f.cloud_cfg.get("cloud_init_modules")).unwrap_or_default();
+    let has_mod = |m: &str| modules.iter().any(|x| x.replace('-', "_") == m);
+    let gp_mode = f
+        .cloud_cfg
+        .get("growpart")
+        .and_then(|g| g.get("mode"))
+        .map(|m| match m {
+            Value::Bool(false) => "off".to_string(),
+            Value::String(s) => s.clone(),
+            o => o.to_string(),
+        });
+    let ci_on = f.cloud_init && !f.cloud_init_disabled;
+    let mut how = Vec::new();
+    if let Some(p) = &initramfs {
+        how.push(format!("growroot in the initramfs ({p})"));
+    }
+    if ci_on && has_mod("growpart") && has_mod("resizefs") && gp_mode.as_deref() != Some("off") {
+        match &growpart {
+            Some(p) => how.push(format!(
+                "cloud-init's growpart and resizefs modules with {p}"
+            )),
+            None if layout.table == Table::None => how.push("cloud-init's resizefs module".into()),
+            None => {}
+        }
+    } else if ci_on && layout.table == Table::None && has_mod("resizefs") {
+        how.push("cloud-init's resizefs module".into());
+    }
+    if !how.is_empty() {
+        return Ok(item(Status::Pass, "grow-root", how.join("; ")));
+    }
+    let mut why = Vec::new();
+    if !f.cloud_init {
+        why.push("cloud-init is not installed".to_string());
+    } else if f.cloud_init_disabled {
+        why.push("cloud-init is disabled (/etc/cloud/cloud-init.disabled)".into());
+    } else {
+        if !has_mod("growpart") || !has_mod("resizefs") {
+            why.push("cloud_init_modules lacks growpart or resizefs".into());
+        }
+        if gp_mode.as_deref() == Some("off") {
+            why.push("growpart mode is off".into());
+        }
+    }
+    if growpart.is_none() {
+        why.push("no growpart (install cloud-guest-utils, or cloud-utils-growpart)".into());
+    }
+    why.push("no growroot in the initramfs (cloud-initramfs-growroot)".into());
+    Ok(item(
+        Status::Fail,
+        "grow-root",
+        format!(
+            "nothing grows the root partition and filesystem at first boot: {}",
+            why.join("; ")
+        ),
+    ))
+}
+
+fn no_mac(view: &View) -> Result<Item, InspectError> {
+    let mut fails = Vec::new();
+    let mut warns = Vec::new();
+    let rules = "/etc/udev/rules.d/70-persistent-net.rules";
+    if let Some(t) = view.read_file(rules, SMALL)? {
+        let t = text(t);
+        let lines: Vec<&str> = t
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if !lines.is_empty() {
+            let macs: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| {
+                    let i = l.find("ATTR{address}==\"")? + 16;
+                    l.get(i..i + 17)
+                })
+                .collect();
+            fails.push(format!(
+                "{rules} has {} rule(s){}; empty it",
+                lines.len(),
+                if macs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for MAC {}", macs.join(", "))
+                }
+            ));
+        }
+    }
+    for gen in [
+        "/lib/udev/rules.d/75-persistent-net-generator.rules",
+        "/usr/lib/udev/rules.d/75-persistent-net-generator.rules",
+    ] {
+        if let Some(t) = view.read_file(gen, SMALL)? {
+            if t.iter().any(|c| !c.is_ascii_whitespace()) {
+                warns.push(format!("{gen} will record the first boot's MAC; empty it"));
+            }
+        }
+    }
+    for (dir, keys) in [
+        (
+            "/etc/sysconfig/network-scripts",
+            &["HWADDR=", "MACADDR="][..],
+        ),
+        ("/etc/netplan", &["macaddress:"][..]),
+        ("/etc/systemd/network", &["MACAddress="][..]),
+    ] {
+        for e in view.list_dir(dir)?.unwrap_or_default() {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let p = format!("{dir}/{name}");
+            let Some(t) = view.read_file(&p, SMALL)? else {
+                continue;
+            };
+            let t = text(t);
+            for l in t.lines() {
+                let l = l.trim();
+                if !l.starts_with('#') && keys.iter().any(|k| l.starts_with(k)) {
+                    fails.push(format!("{p}: {l}"));
+                }
+            }
+        }
+    }
+    Ok(if !fails.is_empty() {
+        item(Status::Fail, "no-mac-address", fails.join("; "))
+    } else if !warns.is_empty() {
+        item(Status::Warn, "no-mac-address", warns.join("; "))
+    } else {
+        item(
+            Status::Pass,
+            "no-mac-address",
+            format!(
+                "no persistent-net rules or MAC-bound interface configs ({rules} absent or empty)"
+            ),
+        )
+    })
+}
+
+fn sshd(view: &View, f: &Facts) -> Result<Item, InspectError> {
+    let Some(bin) = any_exists(view, &["/usr/sbin/sshd", "/sbin/sshd"])? else {
+        return Ok(item(
+            Status::Fail,
+            "sshd",
+            "no /usr/sbin/sshd: install openssh-server",
+        ));
+    };
+    let units: Vec<&String> = f
+        .enabled
+        .iter()
+        .filter(|u| {
+            let base = u.trim_end_matches(" (sysv)");
+            matches!(
+                base,
+                "ssh.service" | "sshd.service" | "ssh.socket" | "sshd.socket" | "ssh" | "sshd"
+            )
+        })
+        .collect();
+    Ok(if units.is_empty() {
+        item(
+            Status::Fail,
+            "sshd",
+            format!("{bin} is installed but not enabled: systemctl enable ssh (or sshd)"),
+        )
+    } else {
+        let names: Vec<&str> = units.iter().map(|s| s.as_str()).collect();
+        item(
+            Status::Pass,
+            "sshd",
+            format!("{bin}, enabled ({})", names.join(", ")),
+        )
+    })
+}
+
+fn ssh_host_keys(view: &View, f: &Facts) -> Result<Item, InspectError> {
+    let baked: Vec<String> = view
+        .list_dir("/etc/ssh")?
+        .unwrap_or_default()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .filter(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
+        .map(|n| format!("/etc/ssh/{n}"))
+        .collect();
+    if !baked.is_empty() {
+        return Ok(item(
+            Status::Fail,
+            "ssh-host-keys",
+            format!(
+                "host keys baked in: {}; every instance would share them: delete them (cloud-init makes new ones at first boot)",
+                baked.join(", ")
+            ),
+        ));
+    }
+    let mut gen = Vec::new();
+    if f.cloud_init && !f.cloud_init_disabled {
+        gen.push("cloud-init's ssh module".to_string());
+    }
+    if let Some(p) = any_exists(
+        view,
+        &[
+            "/usr/lib/systemd/system/sshd-keygen@.service",
+            "/usr/lib/systemd/system/sshd-keygen.service",
+            "/lib/systemd/system/regenerate-ssh-host-keys.service",
+            "/usr/lib/systemd/system/regenerate-ssh-host-keys.service",
+            "/etc/systemd/system/regenerate-ssh-host-keys.service",
+        ],
+    )? {
+        gen.push(p);
+    }
+    if let Some(u) = f
+        .enabled
+        .iter()
+        .find(|u| u.contains("keygen") || u.contains("host-keys"))
+    {
+        gen.push(format!("{u} (enabled)"));
+    }
+    Ok(if gen.is_empty() {
+        item(
+            Status::Warn,
+            "ssh-host-keys",
+            "none baked in, but nothing found that makes them at first boot (cloud-init, sshd-keygen): sshd may not start",
+        )
+    } else {
+        item(
+            Status::Pass,
+            "ssh-host-keys",
+            format!("none baked in; made at first boot by {}", gen.join(", ")),
+        )
+    })
+}
+
+fn firewall(view: &View, f: &Facts) -> Result<Item, InspectError> {
+    const UNITS: &[&str] = &[
+        "ufw.service",
+        "firewalld.service",
+        "netfilter-persistent.service",
+        "iptables.service",
+        "ip6tables.service",
+        "nftables.service",
+        "iptables-persistent",
+        "netfilter-persistent",
+        "ufw",
+    ];
+    let mut on: Vec<String> = f
+        .enabled
+        .iter()
+        .filter(|u| UNITS.contains(&u.trim_end_matches(" (sysv)")))
+        .cloned()
+        .collect();
+    if let Some(t) = view.read_file("/etc/ufw/ufw.conf", SMALL)? {
+        if text(t)
+            .lines()
+            .any(|l| l.trim().eq_ignore_ascii_case("ENABLED=yes"))
+        {
+            on.push("/etc/ufw/ufw.conf ENABLED=yes".into());
+        }
+    }
+    Ok(if on.is_empty() {
+        item(
+            Status::Pass,
+            "no-firewall",
+            "no firewall enabled (ufw, firewalld, nftables, iptables/netfilter-persistent)",
+        )
+    } else {
+        item(
+            Status::Fail,
+            "no-firewall",
+            format!(
+                "enabled: {}; disable it and use security groups",
+                on.join(", ")
+            ),
+        )
+    })
+}
+
+fn cloud_init(view: &View, f: &Facts) -> Result<Item, InspectError> {
+    if !f.cloud_init {
+        return Ok(item(
+            Status::Fail,
+            "cloud-init",
+            "not installed (no /usr/bin/cloud-init): OpenStack's ssh key, user data and hostname need it; install cloud-init",
+        ));
+    }
+    if f.cloud_init_disabled {
+        return Ok(item(
+            Status::Fail,
+            "cloud-init",
+            "installed but disabled by /etc/cloud/cloud-init.disabled",
+        ));
+    }
+    let units: Vec<&str> = f
+        .enabled
+        .iter()
+        .filter(|u| {
+            u.starts_with("cloud-init")
+                || u.starts_with("cloud-config")
+                || u.starts_with("cloud-final")
+        })
+        .map(String::as_str)
+        .collect();
+    let generator = any_exists(
+        view,
+        &[
+            "/lib/systemd/system-generators/cloud-init-generator",
+            "/usr/lib/systemd/system-generators/cloud-init-generator",
+        ],
+    )?;
+    let mut how = Vec::new();
+    if !units.is_empty() {
+        how.push(format!("enabled ({})", units.join(", ")));
+    }
+    if let Some(g) = generator {
+        how.push(format!("started by {g}"));
+    }
+    Ok(if how.is_empty() {
+        item(
+            Status::Fail,
+            "cloud-init",
+            "installed but not enabled: systemctl enable cloud-init-local cloud-init cloud-config cloud-final",
+        )
+    } else {
+        item(
+            Status::Pass,
+            "cloud-init",
+            format!("installed, {}", how.join(", ")),
+        )
+    })
+}
+
+fn datasources(f: &Facts) -> Item {
+    let notes = if f.cloud_cfg_notes.is_empty() {
+        String::new()
+    } else {
+        format!(" (unreadable: {})", f.cloud_cfg_notes.join("; "))
+    };
+    match strings(f.cloud_cfg.get("datasource_list")) {
+        None => item(
+            Status::Pass,
+            "cloud-init-datasource",
+            format!("no datasource_list: cloud-init's default list, OpenStack and ConfigDrive included{notes}"),
+        ),
+        Some(l) => {
+            let ok: Vec<&String> = l
+                .iter()
+                .filter(|d| matches!(d.as_str(), "OpenStack" | "ConfigDrive" | "NoCloud"))
+                .collect();
+            if ok.is_empty() {
+                item(
+                    Status::Fail,
+                    "cloud-init-datasource",
+                    format!(
+                        "datasource_list [{}] has neither OpenStack, ConfigDrive nor NoCloud: the instance gets no metadata{notes}",
+                        l.join(", ")
+                    ),
+                )
+            } else {
+                item(
+                    Status::Pass,
+                    "cloud-init-datasource",
+                    format!("datasource_list [{}]{notes}", l.join(", ")),
+                )
+            }
+        }
+    }
+}
+
+fn kernel_and_console(view: &View) -> Result<(Item, Item), InspectError> {
+    let (k, cmdline, source) = match kernel::choose(view) {
+        Ok(c) => {
+            let d = format!(
+                "{}{} ({})",
+                c.kernel,
+                if c.initrds.is_empty() {
+                    ", no initrd".to_string()
+                } else {
+                    format!(", initrd {}", c.initrds.join(" "))
+                },
+                c.how
+            );
+            let src = c.how.clone();
+            (item(Status::Pass, "kernel", d), c.cmdline, src)
+        }
+        Err(InspectError::NoKernel { detail, .. }) => (
+            item(Status::Fail, "kernel", format!("no kernel: {detail}")),
+            None,
+            String::new(),
+        ),
+        Err(e) => return Err(e),
+    };
+    let has = |c: &str| {
+        c.split_whitespace()
+            .any(|w| w == "console=ttyS0" || w.starts_with("console=ttyS0,"))
+    };
+    let console = match cmdline {
+        Some(c) if has(&c) => item(Status::Pass, "serial-console", format!("console=ttyS0 in {source}")),
+        Some(c) => item(
+            Status::Fail,
+            "serial-console",
+            format!(
+                "no console=ttyS0 in {source} ({c}): add it to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub and regenerate grub.cfg"
+            ),
+        ),
+        None => {
+            let dflt = view.read_file("/etc/default/grub", SMALL)?.map(text);
+            match dflt {
+                Some(t) if t.lines().any(|l| l.trim_start().starts_with("GRUB_CMDLINE_LINUX") && has(&l.replace(['"', '\''], " "))) => item(
+                    Status::Warn,
+                    "serial-console",
+                    "no grub.cfg; /etc/default/grub has console=ttyS0 for when it is generated",
+                ),
+                _ => item(
+                    Status::Warn,
+                    "serial-console",
+                    "no grub.cfg to read the kernel command line from: whoever boots the kernel must pass console=ttyS0",
+                ),
+            }
+        }
+    };
+    Ok((k, console))
+}
+
+fn machine_id(view: &View) -> Result<Item, InspectError> {
+    let p = "/etc/machine-id";
+    Ok(match view.read_file(p, SMALL)? {
+        None => item(
+            Status::Warn,
+            "machine-id",
+            format!("{p} is missing: systemd makes one at boot, but an empty file is the convention (systemd's first-boot semantics)"),
+        ),
+        Some(t) => {
+            let s = text(t);
+            let s = s.trim();
+            if s.is_empty() || s == "uninitialized" {
+                item(Status::Pass, "machine-id", format!("{p} is empty: each instance gets its own"))
+            } else {
+                item(
+                    Status::Fail,
+                    "machine-id",
+                    format!("{p} is '{s}': every instance would share it (DHCP client ids, journald); truncate it to zero bytes"),
+                )
+            }
+        }
+    })
+}
