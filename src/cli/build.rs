@@ -29,9 +29,9 @@ pub struct BuildArgs {
     /// Extra packages to install after install.d, comma separated (DIB's -p)
     #[arg(short = 'p', value_delimiter = ',', value_name = "PKG,…")]
     pub packages: Vec<String>,
-    /// Trace hooks (DIB's -x: DIB_DEBUG_TRACE=1)
-    #[arg(short = 'x')]
-    pub trace: bool,
+    /// Trace hooks (DIB's -x: DIB_DEBUG_TRACE=1; may be repeated as in DIB)
+    #[arg(short = 'x', action = clap::ArgAction::Count)]
+    pub trace: u8,
     /// Do not compress qcow2 (DIB's -u)
     #[arg(short = 'u')]
     pub uncompressed: bool,
@@ -183,7 +183,7 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
                 .unwrap_or(false),
         image_cache,
         offline,
-        debug_trace: a.trace
+        debug_trace: a.trace > 0
             || std::env::var("DIB_DEBUG_TRACE")
                 .map(|v| v != "0" && !v.is_empty())
                 .unwrap_or(false),

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "dibr",
     version,
+    propagate_version = true,
     about = "Rootless disk-image builder, compatible with diskimage-builder elements",
     long_about = "Rootless disk-image builder, compatible with diskimage-builder elements.\n\n\
 dibr builds bootable cloud and bare-metal images from diskimage-builder elements as an \
