@@ -14,24 +14,24 @@ pub struct BuildArgs {
     /// Elements to build the image from
     #[arg(required = true, value_name = "ELEMENT")]
     pub elements: Vec<String>,
-    /// Image name; outputs are NAME.tar, NAME.tgz, NAME.tar.zst
-    #[arg(short = 'o', default_value = "image")]
+    /// Image name; outputs are NAME.<type> for each -t type (NAME.qcow2, NAME.raw, …). With one type, a NAME ending in .<type> is used as is (as DIB: -o debian.qcow2 writes debian.qcow2)
+    #[arg(short = 'o', default_value = "image", value_name = "NAME")]
     pub output: PathBuf,
     /// Output types, comma separated: qcow2, raw, vhd, tar, tgz, tar.zst
-    #[arg(short = 't', default_value = "qcow2")]
+    #[arg(short = 't', default_value = "qcow2", value_name = "TYPES")]
     pub types: String,
     /// Architecture (DIB's -a): amd64/x86_64 only for now
-    #[arg(short = 'a', default_value = "amd64")]
+    #[arg(short = 'a', default_value = "amd64", value_name = "ARCH")]
     pub arch: String,
     /// Skip the base element (DIB's -n)
     #[arg(short = 'n')]
     pub skip_base: bool,
     /// Extra packages to install after install.d, comma separated (DIB's -p)
-    #[arg(short = 'p', value_delimiter = ',')]
+    #[arg(short = 'p', value_delimiter = ',', value_name = "PKG,…")]
     pub packages: Vec<String>,
-    /// Trace hooks (DIB's -x: DIB_DEBUG_TRACE=1)
-    #[arg(short = 'x')]
-    pub trace: bool,
+    /// Trace hooks (DIB's -x: DIB_DEBUG_TRACE=1; may be repeated as in DIB)
+    #[arg(short = 'x', action = clap::ArgAction::Count)]
+    pub trace: u8,
     /// Do not compress qcow2 (DIB's -u)
     #[arg(short = 'u')]
     pub uncompressed: bool,
@@ -39,7 +39,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub checksum: bool,
     /// Image cache directory (default ~/.cache/dibr, or DIB_IMAGE_CACHE)
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
     /// Use cached downloads only (DIB_OFFLINE)
     #[arg(long)]
@@ -51,25 +51,25 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_tmpfs: bool,
     /// Disk size as DIB's: a number is GiB (2, 1.5), or give a unit (3G). Default: $DIB_IMAGE_SIZE, else just large enough
-    #[arg(long)]
+    #[arg(long, value_name = "SIZE")]
     pub image_size: Option<String>,
     /// Refused for now: dibr sizes the disk just large enough, or to --image-size
-    #[arg(long)]
+    #[arg(long, value_name = "SIZE")]
     pub image_extra_size: Option<String>,
     /// Label of the root filesystem (DIB's --root-label; default cloudimg-rootfs)
-    #[arg(long)]
+    #[arg(long, value_name = "LABEL")]
     pub root_label: Option<String>,
-    /// Refused for now (assembler)
-    #[arg(long)]
+    /// Refused: dibr's ext4 root can always grow to 1 PiB
+    #[arg(long, value_name = "SIZE")]
     pub max_online_resize: Option<String>,
-    /// Refused for now (assembler)
-    #[arg(long)]
+    /// Refused: dibr writes ext4 itself and takes no mkfs options
+    #[arg(long, value_name = "OPTS")]
     pub mkfs_options: Option<String>,
-    /// Refused for now (assembler)
-    #[arg(long)]
+    /// Refused: dibr writes qcow2 itself (compat 1.1, 64 KiB clusters)
+    #[arg(long, value_name = "OPTS")]
     pub qemu_img_options: Option<String>,
     /// Write the build log to this file as well (refused for now: redirect stderr)
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub logfile: Option<PathBuf>,
 }
 
@@ -170,20 +170,10 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         || std::env::var("DIB_OFFLINE")
             .map(|v| !v.is_empty() && v != "0")
             .unwrap_or(false);
-    // DIB: `IMAGE_NAME=${IMAGE_NAME%%\.${IMAGE_TYPES[0]}}`, so
-    // `-o debian.qcow2 -t qcow2` writes debian.qcow2, not debian.qcow2.qcow2.
-    let image_name = {
-        let first = a.types.split(',').map(str::trim).next().unwrap_or("");
-        let s = a.output.to_string_lossy().into_owned();
-        match s.strip_suffix(&format!(".{first}")) {
-            Some(stem) if !first.is_empty() && !stem.is_empty() => PathBuf::from(stem),
-            _ => a.output.clone(),
-        }
-    };
     Ok(BuildConfig {
         elements: a.elements.clone(),
         skip_base: a.skip_base,
-        image_name,
+        image_name: image_name(&a.output, &all),
         types,
         arch,
         packages: a.packages.clone(),
@@ -193,7 +183,7 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
                 .unwrap_or(false),
         image_cache,
         offline,
-        debug_trace: a.trace
+        debug_trace: a.trace > 0
             || std::env::var("DIB_DEBUG_TRACE")
                 .map(|v| v != "0" && !v.is_empty())
                 .unwrap_or(false),
@@ -203,6 +193,22 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         image_size,
         root_label: a.root_label.clone().filter(|l| !l.is_empty()),
     })
+}
+
+/// DIB's `IMAGE_NAME=${IMAGE_NAME%%\.${IMAGE_TYPES[0]}}`: with `-t qcow2`
+/// first, `-o debian.qcow2` names the image `debian`, so the output is
+/// `debian.qcow2` and not `debian.qcow2.qcow2`.
+fn image_name(name: &std::path::Path, types: &[OutputKind]) -> PathBuf {
+    // DIB: `IMAGE_NAME=${IMAGE_NAME%%\.${IMAGE_TYPES[0]}}` (the first type,
+    // however many are asked for).
+    if let (Some(t), Some(s)) = (types.first(), name.to_str()) {
+        if let Some(stem) = s.strip_suffix(&format!(".{}", t.ext())) {
+            if !stem.is_empty() && !stem.ends_with('/') {
+                return PathBuf::from(stem);
+            }
+        }
+    }
+    name.to_path_buf()
 }
 
 pub fn run(a: &BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -215,4 +221,42 @@ pub fn run(a: &BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
     })?;
     build_image(&cfg)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn name(args: &[&str]) -> PathBuf {
+        let cli =
+            crate::cli::Cli::try_parse_from(["dibr", "build"].iter().chain(args).chain(&["vm"]))
+                .unwrap();
+        match cli.command {
+            crate::cli::Command::Build(a) => config(&a).unwrap().image_name,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn single_type_extension_is_stripped_as_dib_does() {
+        assert_eq!(name(&["-o", "debian.qcow2"]), PathBuf::from("debian"));
+        assert_eq!(name(&["-o", "d/x.raw", "-t", "raw"]), PathBuf::from("d/x"));
+        assert_eq!(
+            name(&["-o", "x.tar.zst", "-t", "tar.zst"]),
+            PathBuf::from("x")
+        );
+        // Several types: only the first one's extension goes (DIB's
+        // IMAGE_TYPES[0]); another extension is kept as given.
+        assert_eq!(
+            name(&["-o", "debian.qcow2", "-t", "qcow2,raw"]),
+            PathBuf::from("debian")
+        );
+        assert_eq!(
+            name(&["-o", "debian.qcow2", "-t", "raw,qcow2"]),
+            PathBuf::from("debian.qcow2")
+        );
+        assert_eq!(name(&["-o", "debian.img"]), PathBuf::from("debian.img"));
+        assert_eq!(name(&["-o", ".qcow2"]), PathBuf::from(".qcow2"));
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod assemble;
 pub mod build;
+pub mod docs;
 pub mod elements;
 pub mod inspect;
 pub mod mkfs;
@@ -14,7 +15,22 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "dibr",
     version,
-    about = "Rootless disk-image builder, compatible with diskimage-builder elements"
+    propagate_version = true,
+    about = "Rootless disk-image builder, compatible with diskimage-builder elements",
+    long_about = "Rootless disk-image builder, compatible with diskimage-builder elements.\n\n\
+dibr builds bootable cloud and bare-metal images from diskimage-builder elements as an \
+ordinary user: hooks run in a user namespace, the tree leaves it as a tarball, and dibr \
+writes ext4, FAT, the partition table, the boot loaders and qcow2/vhd itself — no sudo, \
+loop devices or mounts. Everyday use: `dibr build -o debian.qcow2 debian vm`.",
+    after_help = "Run `dibr <COMMAND> --help` for a command's options. \
+`dibr man -o DIR` writes the manual pages; README.md and docs/ are the user guide.",
+    after_long_help = "ENVIRONMENT (the main ones; see each command's help and docs/moving-from-dib.md):\n  \
+SOURCE_DATE_EPOCH  fixed timestamps and UUIDs: two runs give byte-identical outputs\n  \
+ELEMENTS_PATH      colon-separated directories searched for elements before dibr's own\n  \
+DIB_*              diskimage-builder's variables, read as disk-image-create reads them\n  \
+DIBR_USERNS=single force the single-uid sandbox (no subordinate ids)\n\n\
+Run `dibr <COMMAND> --help` for a command's options. `dibr man -o DIR` writes the manual \
+pages; README.md and docs/ are the user guide."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,13 +48,16 @@ pub enum Command {
     /// Open a shell (or run a command) in a tree kept by `dibr build --keep-on-error`
     Shell {
         /// The kept target tree (…/dibr_build.*/mnt)
+        #[arg(value_name = "TREE")]
         tree: std::path::PathBuf,
-        /// Command to run instead of /bin/sh
+        /// Command (and its arguments) to run instead of /bin/sh
+        #[arg(value_name = "COMMAND", trailing_var_arg = true)]
         command: Vec<std::ffi::OsString>,
     },
     /// Remove a kept work directory, including files owned by subordinate ids
     RmWorkdir {
         /// The kept work directory (…/dibr_build.*)
+        #[arg(value_name = "DIR")]
         dir: std::path::PathBuf,
     },
     /// Internal: capture a tree as a tar stream (run inside the build namespace)
@@ -51,13 +70,18 @@ pub enum Command {
     Elements(elements::ElementsArgs),
     /// Check an ext4 image made by dibr with dibr's own consistency checker (read-only)
     Verify {
-        /// The image file
+        /// The ext4 image file (a whole filesystem, not a partitioned disk)
+        #[arg(value_name = "IMAGE")]
         image: std::path::PathBuf,
     },
     /// Extract the kernel and initrd an image boots (DIB's disk-image-get-kernel): PREFIX.vmlinuz, PREFIX.initrd
     GetKernel(inspect::GetKernelArgs),
     /// Check an image (raw or qcow2) against OpenStack's image requirements, without mounting it
     Check(inspect::CheckArgs),
+    /// Write the manual pages (dibr.1, dibr-build.1, …), generated from these definitions
+    Man(docs::ManArgs),
+    /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to standard output
+    Completions(docs::CompletionsArgs),
     /// Internal: the sandbox helper (run by dibr itself)
     #[command(name = "__sandbox", hide = true)]
     Sandbox(sandbox_cmd::SandboxArgs),
@@ -132,6 +156,8 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 std::process::exit(1);
             }
         }
+        Command::Man(a) => docs::run_man(&a)?,
+        Command::Completions(a) => docs::run_completions(&a)?,
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),
         Command::ElementTables { out } => {
             use crate::elements::{package_installs, tables};

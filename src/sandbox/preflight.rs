@@ -27,8 +27,15 @@ pub struct HostFacts {
     pub newgidmap: Option<PathBuf>,
     pub subuid: Option<IdRange>,
     pub subgid: Option<IdRange>,
-    /// Running in a container (/.dockerenv, /run/.containerenv).
+    /// Running in a container (/.dockerenv, /run/.containerenv, or
+    /// `container=` in pid 1's environment as systemd-nspawn/podman set).
     pub in_container: bool,
+    /// A seccomp filter is active (`Seccomp: 2` in /proc/self/status), as
+    /// Docker's and Podman's default profiles install one.
+    pub seccomp_filter: bool,
+    /// AppArmor is enabled (/sys/module/apparmor/parameters/enabled = Y);
+    /// None when the module is absent.
+    pub apparmor_enabled: Option<bool>,
     /// `DIBR_USERNS=single`.
     pub force_single: bool,
 }
@@ -36,6 +43,28 @@ pub struct HostFacts {
 fn read_num(p: &Path) -> Option<u64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
+
+/// `Seccomp:` of a /proc/PID/status text: 2 is filter mode.
+fn seccomp_filter(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .map(|v| v.trim() == "2")
+        .unwrap_or(false)
+}
+
+/// The AppArmor profile dibr ships, and how to install it.
+pub const APPARMOR_PROFILE_FIX: &str = "install the AppArmor profile dibr ships \
+    (contrib/apparmor/dibr: 'userns,' for dibr in /usr/bin, /usr/local/bin, ~/.cargo/bin or \
+    a cargo target/release directory; edit its path if yours differs): \
+    sudo install -m 644 contrib/apparmor/dibr /etc/apparmor.d/dibr && \
+    sudo apparmor_parser -r /etc/apparmor.d/dibr";
+
+/// The sysctl that lifts Ubuntu's restriction.
+pub const APPARMOR_SYSCTL_FIX: &str =
+    "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 \
+    (persist it: echo kernel.apparmor_restrict_unprivileged_userns=0 | \
+    sudo tee /etc/sysctl.d/60-dibr-userns.conf)";
 
 fn find_exe(root: &Path, dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -73,7 +102,18 @@ impl HostFacts {
             subuid: sub("etc/subuid"),
             subgid: sub("etc/subgid"),
             in_container: root.join(".dockerenv").exists()
-                || root.join("run/.containerenv").exists(),
+                || root.join("run/.containerenv").exists()
+                || std::fs::read(root.join("proc/1/environ"))
+                    .map(|e| e.split(|b| *b == 0).any(|v| v.starts_with(b"container=")))
+                    .unwrap_or(false),
+            seccomp_filter: std::fs::read_to_string(root.join("proc/self/status"))
+                .map(|t| seccomp_filter(&t))
+                .unwrap_or(false),
+            apparmor_enabled: std::fs::read_to_string(
+                root.join("sys/module/apparmor/parameters/enabled"),
+            )
+            .ok()
+            .map(|v| v.trim() == "Y"),
             user,
             force_single: false,
         }
@@ -123,6 +163,10 @@ pub enum PreflightError {
         step: String,
         errno: i32,
         in_container: bool,
+        /// A seccomp filter is active.
+        seccomp: bool,
+        /// The host's AppArmor restriction is on too (rootless only).
+        apparmor_restricted: bool,
         as_root: bool,
     },
     NamespaceLimit {
@@ -141,10 +185,8 @@ impl fmt::Display for PreflightError {
                 f,
                 "unprivileged user namespaces are restricted by AppArmor \
                  (kernel.apparmor_restrict_unprivileged_userns=1, the Ubuntu 24.04 default; {step} was refused). \
-                 Fix: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 \
-                 (persist it in /etc/sysctl.d/), or install an AppArmor profile for dibr with \
-                 'userns,' (see apparmor.d(5), e.g. /etc/apparmor.d/dibr: \
-                 'abi <abi/4.0>, profile dibr /usr/local/bin/dibr flags=(unconfined) {{ userns, }}')"
+                 Fix: {APPARMOR_SYSCTL_FIX}; or {APPARMOR_PROFILE_FIX}. \
+                 See docs/troubleshooting.md"
             ),
             MaxUserNamespacesZero => write!(
                 f,
@@ -160,18 +202,40 @@ impl fmt::Display for PreflightError {
                 step,
                 errno,
                 in_container,
+                seccomp,
+                apparmor_restricted,
                 as_root,
             } => {
                 let e = std::io::Error::from_raw_os_error(*errno);
                 write!(f, "{step} was refused ({e}). ")?;
-                if *in_container {
+                if *in_container || *seccomp {
+                    let what = if *in_container {
+                        "This is a container"
+                    } else {
+                        "A seccomp filter is active"
+                    };
                     write!(
                         f,
-                        "This is a container: Docker's default seccomp profile denies unshare of \
-                         mount/pid namespaces without CAP_SYS_ADMIN. Fix: run the container with \
+                        "{what}{}: the default seccomp profile of Docker and Podman denies unshare of \
+                         user, mount and pid namespaces without CAP_SYS_ADMIN. Fix: run the container with \
                          --security-opt seccomp=unconfined (and --cap-add SYS_ADMIN when running \
-                         dibr as root), or --privileged, or run dibr on the host or in a VM"
-                    )
+                         dibr as root), or --privileged, or run dibr on the host or in a VM. \
+                         dibr mkfs and dibr assemble need no namespaces and work here",
+                        if *in_container && *seccomp {
+                            " with a seccomp filter"
+                        } else {
+                            ""
+                        }
+                    )?;
+                    if *apparmor_restricted {
+                        write!(
+                            f,
+                            ". The host also restricts unprivileged user namespaces through AppArmor \
+                             (kernel.apparmor_restrict_unprivileged_userns=1): on the host, \
+                             {APPARMOR_SYSCTL_FIX}"
+                        )?;
+                    }
+                    write!(f, ". See docs/troubleshooting.md")
                 } else if *as_root {
                     write!(
                         f,
@@ -214,7 +278,13 @@ pub fn decide(facts: &HostFacts, probe: &Probe) -> Result<IdMapping, PreflightEr
         }
     }
     if let Probe::Failed { step, errno } = probe {
-        if rootless && facts.apparmor_restrict_userns == Some(1) {
+        let apparmor = rootless
+            && facts.apparmor_restrict_userns == Some(1)
+            && facts.apparmor_enabled != Some(false);
+        // In a container with a seccomp filter, the filter refuses first;
+        // the host's AppArmor restriction is named as well.
+        let container = facts.in_container && facts.seccomp_filter;
+        if apparmor && !container {
             return Err(PreflightError::AppArmorRestricted { step: step.clone() });
         }
         if *errno == ENOSPC {
@@ -225,6 +295,8 @@ pub fn decide(facts: &HostFacts, probe: &Probe) -> Result<IdMapping, PreflightEr
                 step: step.clone(),
                 errno: *errno,
                 in_container: facts.in_container,
+                seccomp: facts.seccomp_filter,
+                apparmor_restricted: apparmor,
                 as_root: !rootless,
             });
         }
@@ -291,7 +363,15 @@ mod tests {
     impl FakeHost {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
-            for d in ["etc", "proc/sys/kernel", "proc/sys/user", "usr/bin"] {
+            for d in [
+                "etc",
+                "proc/sys/kernel",
+                "proc/sys/user",
+                "proc/self",
+                "proc/1",
+                "usr/bin",
+                "sys/module/apparmor/parameters",
+            ] {
                 fs::create_dir_all(dir.path().join(d)).unwrap();
             }
             fs::write(
@@ -374,6 +454,103 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("AppArmor profile"), "{e}");
+        assert!(e.contains("contrib/apparmor/dibr"), "{e}");
+        assert!(e.contains("apparmor_parser -r /etc/apparmor.d/dibr"), "{e}");
+        // The sysctl present but AppArmor disabled: not the cause.
+        h.write("sys/module/apparmor/parameters/enabled", "N\n");
+        let e = err(&h.facts(1000), &eperm("mount(MS_REC|MS_PRIVATE)"));
+        assert!(
+            !e.contains("apparmor_restrict_unprivileged_userns=1"),
+            "{e}"
+        );
+        assert!(e.contains("mount(MS_REC|MS_PRIVATE) was refused"), "{e}");
+        // As root the restriction does not apply.
+        h.write("sys/module/apparmor/parameters/enabled", "Y\n");
+        let e = err(&h.facts(0), &eperm("unshare(CLONE_NEWNS|CLONE_NEWPID)"));
+        assert!(
+            e.contains("CAP_SYS_ADMIN") && !e.contains("AppArmor"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shipped_apparmor_profile_matches_the_message() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/apparmor/dibr");
+        let t = fs::read_to_string(&p).unwrap();
+        assert!(APPARMOR_PROFILE_FIX.contains("contrib/apparmor/dibr"));
+        assert!(
+            t.contains("abi <abi/4.0>,") && t.contains("  userns,"),
+            "{t}"
+        );
+        let attach = t
+            .lines()
+            .find(|l| l.starts_with("profile dibr "))
+            .expect("a profile line");
+        for dir in ["usr/local/bin", ".cargo/bin", "target/release"] {
+            assert!(attach.contains(dir), "{attach}: {dir}");
+            assert!(
+                APPARMOR_PROFILE_FIX.contains(dir.trim_start_matches("usr/")),
+                "{dir}"
+            );
+        }
+        assert!(attach.ends_with("flags=(unconfined) {"), "{attach}");
+    }
+
+    #[test]
+    fn container_seccomp_named_before_host_apparmor() {
+        // A Docker job on an Ubuntu 24.04 host: the container's seccomp
+        // filter refuses unshare; the host's AppArmor sysctl shows through.
+        let h = FakeHost::new();
+        h.tools()
+            .write(".dockerenv", "")
+            .write(
+                "proc/self/status",
+                "Name:\tdibr\nSeccomp:\t2\nSeccomp_filters:\t1\n",
+            )
+            .write(
+                "proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+                "1\n",
+            )
+            .write("sys/module/apparmor/parameters/enabled", "Y\n");
+        let f = h.facts(1000);
+        assert!(f.seccomp_filter && f.in_container);
+        let e = err(&f, &eperm("unshare(CLONE_NEWUSER)"));
+        assert!(
+            e.contains("This is a container with a seccomp filter"),
+            "{e}"
+        );
+        assert!(e.contains("--security-opt seccomp=unconfined"), "{e}");
+        assert!(
+            e.contains("dibr mkfs and dibr assemble need no namespaces"),
+            "{e}"
+        );
+        assert!(
+            e.contains("sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"),
+            "{e}"
+        );
+        // As root in the container: seccomp, and no AppArmor (root is not restricted).
+        let e = err(&h.facts(0), &eperm("unshare(CLONE_NEWNS|CLONE_NEWPID)"));
+        assert!(
+            e.contains("seccomp=unconfined") && e.contains("SYS_ADMIN"),
+            "{e}"
+        );
+        assert!(!e.contains("apparmor_restrict"), "{e}");
+        // podman/nspawn: container= in pid 1's environment.
+        let h = FakeHost::new();
+        h.write("proc/1/environ", "PATH=/bin\0container=podman\0")
+            .write("proc/self/status", "Seccomp:\t2\n");
+        let e = err(&h.facts(1000), &eperm("unshare(CLONE_NEWUSER)"));
+        assert!(e.contains("This is a container"), "{e}");
+        // A seccomp filter outside any container is named too.
+        let h = FakeHost::new();
+        h.write("proc/self/status", "Seccomp:\t2\n");
+        let e = err(&h.facts(1000), &eperm("unshare(CLONE_NEWUSER)"));
+        assert!(e.contains("A seccomp filter is active"), "{e}");
+        // No filter, no container: the generic cause and its sysctls.
+        let h = FakeHost::new();
+        h.write("proc/self/status", "Seccomp:\t0\n");
+        let e = err(&h.facts(1000), &eperm("unshare(CLONE_NEWUSER)"));
+        assert!(e.contains("user.max_user_namespaces"), "{e}");
     }
 
     #[test]
