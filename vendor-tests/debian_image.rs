@@ -189,7 +189,7 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
     let t0 = Instant::now();
     let o = build_cmd(
         &s,
-        &["-o", "debian.qcow2", "debian", "vm"],
+        &["-o", "debian.qcow2", "-t", "qcow2,tar", "debian", "vm"],
         &[
             ("DIBR_ELEMENTS_DIR", elements_s.as_str()),
             ("DIB_IMAGE_CACHE", cache_s.as_str()),

@@ -77,7 +77,12 @@ impl HookEnv {
                     "0".into()
                 },
             ),
-            ("DIB_ROOT_LABEL".into(), "cloudimg-rootfs".into()),
+            (
+                "DIB_ROOT_LABEL".into(),
+                cfg.root_label
+                    .clone()
+                    .unwrap_or_else(|| "cloudimg-rootfs".into()),
+            ),
             ("DIB_ROOT_FSTYPE".into(), "ext4".into()),
             (
                 "DIB_DEFAULT_INSTALLTYPE".into(),
