@@ -1225,9 +1225,30 @@ fn write_atomic(p: &Path, data: &[u8]) -> Result<(), AssembleError> {
     a.commit().map_err(io_err(what()))
 }
 
+/// The image's /etc/dib-manifests files from a captured tree (tar or
+/// directory), for [`write_manifests`] when no disk is assembled.
+pub fn manifests_of(src: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, AssembleError> {
+    let mut s = Source::open(src)?;
+    let mut out = Vec::new();
+    while let Some(e) = s.next_entry()? {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        if let Some(rel) = e
+            .path
+            .strip_prefix(MANIFEST_DIR)
+            .and_then(|r| r.strip_prefix(b"/"))
+        {
+            let data = read_all(s.data(), KEEP_LIMIT, &e.display_path())?.unwrap_or_default();
+            out.push((rel.to_vec(), data));
+        }
+    }
+    Ok(out)
+}
+
 /// DIB's manifests element copies the image's /etc/dib-manifests to
 /// `${IMAGE_NAME}.d/dib-manifests` (`DIB_MANIFEST_SAVE_DIR`).
-fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), AssembleError> {
+pub fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), AssembleError> {
     use std::os::unix::ffi::OsStrExt;
     let mut d = name.as_os_str().to_owned();
     d.push(".d");

@@ -267,6 +267,23 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         }
         outs.push(out_abs);
     }
+    // DIB's manifests element: /etc/dib-manifests → NAME.d/dib-manifests.
+    if let Some(first) = outs.first() {
+        let files = crate::assemble::manifests_of(first).map_err(|e| {
+            BuildError::Usage(format!(
+                "reading the manifests from {}: {e}",
+                first.display()
+            ))
+        })?;
+        if !files.is_empty() {
+            crate::assemble::write_manifests(&cfg.image_name, &files).map_err(|e| {
+                BuildError::Usage(format!(
+                    "writing {}.d/dib-manifests: {e}",
+                    cfg.image_name.display()
+                ))
+            })?;
+        }
+    }
     Ok(outs)
 }
 
@@ -443,6 +460,12 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
             run_phase(&w, p, &env)?;
         }
         finalise_base(&w, &env)?;
+        // DIB: `no-final-image` in IMAGE_ELEMENT skips the image (elements
+        // that make their own outputs, such as ramdisks, use it).
+        if resolved.elements.iter().any(|(n, _)| n == "no-final-image") {
+            eprintln!("dibr: no-final-image: not writing an image");
+            return Ok(Vec::new());
+        }
         match &cfg.assemble {
             None => capture(&w, cfg, &env),
             Some(a) => assemble_disk(&w, cfg, a, &env, &resolved),
