@@ -1225,9 +1225,12 @@ fn write_atomic(p: &Path, data: &[u8]) -> Result<(), AssembleError> {
     a.commit().map_err(io_err(what()))
 }
 
+/// A manifest file: path below /etc/dib-manifests, content.
+pub type ManifestFile = (Vec<u8>, Vec<u8>);
+
 /// The image's /etc/dib-manifests files from a captured tree (tar or
 /// directory), for [`write_manifests`] when no disk is assembled.
-pub fn manifests_of(src: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, AssembleError> {
+pub fn manifests_of(src: &Path) -> Result<Vec<ManifestFile>, AssembleError> {
     let mut s = Source::open(src)?;
     let mut out = Vec::new();
     while let Some(e) = s.next_entry()? {
