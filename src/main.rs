@@ -15,10 +15,7 @@ fn main() {
             args.insert(1, "elements".into());
             args.insert(2, "-n".into());
         }
-        "ramdisk-image-create" => {
-            eprintln!("dibr: ramdisk-image-create is not supported yet: ramdisks come with the element library (dibr ramdisk)");
-            std::process::exit(2);
-        }
+        "ramdisk-image-create" => args.insert(1, "ramdisk".into()),
         _ => {}
     }
     let cli = dibr::cli::Cli::parse_from(args);

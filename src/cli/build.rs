@@ -9,7 +9,7 @@ use crate::assemble::OutputKind;
 use crate::build::{build_image, AssembleOpts, BuildConfig};
 use crate::capture::OutputType;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
     /// Elements to build the image from
     #[arg(required = true, value_name = "ELEMENT")]

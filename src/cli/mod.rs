@@ -6,6 +6,7 @@ pub mod docs;
 pub mod elements;
 pub mod inspect;
 pub mod mkfs;
+pub mod ramdisk;
 pub mod sandbox_cmd;
 pub mod size;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Assemble(assemble::AssembleArgs),
     /// Build an image from diskimage-builder elements, rootless (disk-image-create)
     Build(build::BuildArgs),
+    /// Build a ramdisk from elements: NAME.kernel + NAME.initramfs (ramdisk-image-create)
+    Ramdisk(ramdisk::RamdiskArgs),
     /// Open a shell (or run a command) in a tree kept by `dibr build --keep-on-error`
     Shell {
         /// The kept target tree (…/dibr_build.*/mnt)
@@ -99,6 +102,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Mkfs(a) => mkfs::run(&a)?,
         Command::Build(a) => build::run(&a)?,
+        Command::Ramdisk(a) => ramdisk::run(&a)?,
         Command::Assemble(a) => assemble::run(&a)?,
         Command::Shell { tree, command } => {
             let argv = if command.is_empty() {

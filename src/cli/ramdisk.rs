@@ -1,0 +1,151 @@
+//! `dibr ramdisk` (and `ramdisk-image-create`): build the elements like
+//! `dibr build`, then write the tree as `NAME.initramfs` (cpio newc,
+//! gzip by default as DIB, or zstd) and its newest kernel as `NAME.kernel`,
+//! the pair deploy and inspection ramdisks are booted with. The `ramdisk`
+//! element gives the tree an `/init`.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::build::{config, BuildArgs};
+use crate::output::atomic::AtomicFile;
+use crate::output::cpio;
+use crate::source::Source;
+use crate::tree::EntryKind;
+
+#[derive(Args, Debug)]
+pub struct RamdiskArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// initramfs compression: gzip (DIB's) or zstd
+    #[arg(long, default_value = "gzip", value_name = "gzip|zstd")]
+    pub compress: String,
+}
+
+fn with_ext(name: &Path, ext: &str) -> PathBuf {
+    let mut s = name.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Removes the intermediate tree tarball whatever happens.
+struct Temp(PathBuf);
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// In the kernel image and initrds of the tree: left out of the ramdisk.
+fn is_boot_image(p: &[u8]) -> bool {
+    p.starts_with(b"boot/vmlinuz") || p.starts_with(b"boot/initrd")
+}
+
+pub fn run(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let gzip = match a.compress.as_str() {
+        "gzip" => true,
+        "zstd" => false,
+        o => return Err(format!("--compress {o:?}: expected gzip or zstd").into()),
+    };
+    let mut args = a.build.clone();
+    args.types = "tar".into();
+    let mut cfg = config(&args)?;
+    let name = cfg.image_name.clone();
+    let tree_name = with_ext(&name, "dibr-ramdisk-tree");
+    cfg.image_name = tree_name.clone();
+    cfg.checksum = false;
+    std::fs::create_dir_all(&cfg.image_cache).map_err(|e| {
+        format!(
+            "creating the image cache {}: {e}",
+            cfg.image_cache.display()
+        )
+    })?;
+    let outs = crate::build::build_image(&cfg)?;
+    let Some(tar) = outs.into_iter().next() else {
+        return Err(
+            "the build wrote no tree (no-final-image?): nothing to make a ramdisk from".into(),
+        );
+    };
+    let _tmp = Temp(tar.clone());
+    // Manifests (NAME.d/) belong to the ramdisk's name, not the tree's.
+    let tree_d = with_ext(&tree_name, "d");
+    if tree_d.is_dir() {
+        let d = with_ext(&name, "d");
+        if d.exists() {
+            let _ = std::fs::remove_dir_all(&tree_d);
+        } else {
+            std::fs::rename(&tree_d, &d)?;
+        }
+    }
+
+    // The kernel: the newest /boot/vmlinuz-* of the tree.
+    let mut src = Source::open(&tar)?;
+    let mut best: Option<(String, Vec<u8>)> = None;
+    while let Some(e) = src.next_entry()? {
+        let p = String::from_utf8_lossy(&e.path).into_owned();
+        let Some(v) = p.strip_prefix("boot/vmlinuz-") else {
+            continue;
+        };
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        let newer = best
+            .as_ref()
+            .map(|(b, _)| crate::boot::collect::version_cmp(v, b).is_gt())
+            .unwrap_or(true);
+        if newer {
+            let mut data = Vec::with_capacity(e.size as usize);
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = src.data().read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            best = Some((v.to_string(), data));
+        }
+    }
+    let Some((version, kernel)) = best else {
+        return Err(
+            "the tree has no /boot/vmlinuz-*: add a kernel (debian-minimal installs one)".into(),
+        );
+    };
+    let kpath = with_ext(&name, "kernel");
+    let k = AtomicFile::create(&kpath)?;
+    let mut kf = k.file();
+    kf.write_all(&kernel)?;
+    kf.sync_all()?;
+
+    let ipath = with_ext(&name, "initramfs");
+    let i = AtomicFile::create(&ipath)?;
+    let stats = {
+        let out = BufWriter::with_capacity(1 << 20, i.file());
+        if gzip {
+            let mut z = flate2::write::GzEncoder::new(out, flate2::Compression::new(6));
+            let s = cpio::write_newc(&tar, &mut z, &is_boot_image)?;
+            z.finish()?.flush()?;
+            s
+        } else {
+            let mut z = zstd::stream::write::Encoder::new(out, 10)?;
+            let s = cpio::write_newc(&tar, &mut z, &is_boot_image)?;
+            z.finish()?.flush()?;
+            s
+        }
+    };
+    i.file().sync_all()?;
+    i.commit()?;
+    k.commit()?;
+    eprintln!(
+        "dibr ramdisk: {} (kernel {version}), {} ({} entries, {} MiB of files, {})",
+        kpath.display(),
+        ipath.display(),
+        stats.entries,
+        stats.data_bytes >> 20,
+        if gzip { "gzip" } else { "zstd" }
+    );
+    Ok(())
+}
