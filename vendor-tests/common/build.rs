@@ -158,7 +158,10 @@ pub fn assert_no_leftovers(test: &str, b: &Before) {
         .into_iter()
         .filter(|d| !b.work.contains(d))
         .collect();
-    assert!(new.is_empty(), "{test}: work directory left behind: {new:?}");
+    assert!(
+        new.is_empty(),
+        "{test}: work directory left behind: {new:?}"
+    );
 }
 
 pub struct TarEntry {
