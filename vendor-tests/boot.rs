@@ -21,14 +21,13 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::build::{build_cmd, stage, USER};
+use common::vm::{self, as_user, Vm, OVMF_CODE, OVMF_VARS};
 use common::*;
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The tests take turns: each runs its VMs at once on the 2 cores.
 static VMS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -42,24 +41,12 @@ fn cache_dir() -> PathBuf {
     )
 }
 
-/// `setpriv` to the CI user with a clean environment.
-fn as_user(prog: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(tool("setpriv"));
-    c.args([
-        &format!("--reuid={USER}"),
-        &format!("--regid={USER}"),
-        "--init-groups",
-        "env",
-        "-i",
-    ])
-    .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    .arg(format!("HOME=/home/{USER}"))
-    .arg("SOURCE_DATE_EPOCH=1700000000")
-    .arg("DIB_GRUB_TIMEOUT=1")
-    .arg(prog);
-    c.stdin(Stdio::null());
-    c
-}
+/// The environment of every command here: reproducible outputs, a short
+/// GRUB menu.
+const ENV: &[(&str, &str)] = &[
+    ("SOURCE_DATE_EPOCH", "1700000000"),
+    ("DIB_GRUB_TIMEOUT", "1"),
+];
 
 /// The bootable root tarball, made rootless by the CI user (cached; the
 /// tests of this binary run in parallel, so one makes it, the others wait).
@@ -75,7 +62,7 @@ fn boot_rootfs(test: &str) -> Option<PathBuf> {
     run_ok(Command::new("chown").arg(USER).arg(&dir));
     let part = dir.join("bookworm-boot.part.tar");
     let t0 = Instant::now();
-    let o = run(as_user("mmdebstrap")
+    let o = run(as_user("mmdebstrap", ENV)
         .args(["--quiet", "--mode=unshare", "--format=tar", "--variant=apt"])
         .arg(format!("--include={PACKAGES}"))
         .arg("bookworm")
@@ -94,82 +81,17 @@ fn boot_rootfs(test: &str) -> Option<PathBuf> {
     Some(tar)
 }
 
-/// Kills qemu if the test fails half-way.
-struct Vm(Child);
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_vm(disk: &Path, log: &Path, uefi_vars: Option<&Path>) -> Vm {
-    let mut c = as_user("qemu-system-x86_64");
-    c.args([
-        "-machine",
-        "q35,accel=tcg",
-        "-cpu",
-        "max",
-        "-smp",
-        "1",
-        "-m",
-        "1024",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-monitor",
-        "none",
-    ]);
-    c.arg("-serial").arg(format!("file:{}", log.display()));
-    if let Some(vars) = uefi_vars {
-        c.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
-        c.arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()));
-    }
+    let mut c = vm::qemu(log, 1024, uefi_vars);
     c.arg("-drive").arg(format!(
         "file={},format=qcow2,if=virtio,snapshot=on",
         disk.display()
     ));
-    c.stdout(Stdio::null()).stderr(Stdio::piped());
-    Vm(c.spawn().expect("starting qemu-system-x86_64"))
-}
-
-/// Waits for the login prompt on the serial log; returns the time taken.
-fn wait_login(vm: &mut Vm, log: &Path, what: &str, t0: Instant) -> Duration {
-    loop {
-        let text = fs::read(log).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
-        if text.contains(" login:") {
-            return t0.elapsed();
-        }
-        if let Ok(Some(st)) = vm.0.try_wait() {
-            panic!(
-                "{what}: qemu exited ({st}) before the login prompt\n--- serial (tail) ---\n{}",
-                tail(&text, 3000)
-            );
-        }
-        if t0.elapsed() > BOOT_TIMEOUT {
-            panic!(
-                "{what}: no login prompt within {BOOT_TIMEOUT:?}\n--- serial (tail) ---\n{}",
-                tail(&text, 3000)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let mut i = s.len().saturating_sub(n);
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    &s[i..]
+    vm::start(c)
 }
 
 fn assemble(bin: &Path, from: &Path, out: &Path, layout: &str, types: &str) {
-    let o = run(as_user(bin)
+    let o = run(as_user(bin, ENV)
         .args(["assemble", "--layout", layout, "-t", types, "--from"])
         .arg(from)
         .arg("-o")
@@ -205,7 +127,8 @@ fn boot_all(test: &str, out: &Path, disks: &[(&Path, bool, &str, u32)]) {
         vms.push((start_vm(disk, &log, vars.as_deref()), log));
     }
     for ((vm, log), (_, uefi, name, part)) in vms.iter_mut().zip(disks) {
-        let t = wait_login(vm, log, name, t0);
+        vm::wait_for(vm, log, " login:", name, t0, BOOT_TIMEOUT);
+        let t = t0.elapsed();
         eprintln!("{test}: {name} → login prompt in {t:?}");
         let text = String::from_utf8_lossy(&fs::read(&*log).unwrap()).into_owned();
         assert!(

@@ -16,14 +16,13 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::build::{build_cmd, stage, USER};
+use common::vm::{self, Vm, OVMF_VARS};
 use common::*;
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(360);
 const GROW: u64 = 3 << 30;
 
@@ -45,86 +44,19 @@ fn image_tests() -> bool {
     std::env::var("DIBR_IMAGE_TESTS").as_deref() == Ok("1")
 }
 
-struct Vm(Child);
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn as_user(prog: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = Command::new(tool("setpriv"));
-    c.args([
-        &format!("--reuid={USER}"),
-        &format!("--regid={USER}"),
-        "--init-groups",
-        "env",
-        "-i",
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        &format!("HOME=/home/{USER}"),
-    ])
-    .arg(prog)
-    .stdin(Stdio::null());
-    c
-}
-
 fn start_vm(disk: &Path, seed: &Path, log: &Path, vars: Option<&Path>) -> Vm {
-    let mut c = as_user("qemu-system-x86_64");
-    c.args([
-        "-machine",
-        "q35,accel=tcg",
-        "-cpu",
-        "max",
-        "-smp",
-        "1",
-        "-m",
-        "1024",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-no-reboot",
-    ]);
-    c.arg("-serial").arg(format!("file:{}", log.display()));
-    if let Some(v) = vars {
-        c.arg("-drive")
-            .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"));
-        c.arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", v.display()));
-    }
+    let mut c = vm::qemu(log, 1024, vars);
     c.arg("-drive")
         .arg(format!("file={},format=qcow2,if=virtio", disk.display()));
     c.arg("-drive").arg(format!(
         "file={},format=raw,if=virtio,readonly=on",
         seed.display()
     ));
-    c.stdout(Stdio::null()).stderr(Stdio::null());
-    Vm(c.spawn().expect("starting qemu-system-x86_64"))
+    vm::start(c)
 }
 
 fn wait_for(vm: &mut Vm, log: &Path, marker: &str, what: &str, t0: Instant) -> String {
-    loop {
-        let text = String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
-        if text.contains(marker) {
-            return text;
-        }
-        let tail = |t: &str| t[t.len().saturating_sub(4000)..].to_string();
-        if let Ok(Some(st)) = vm.0.try_wait() {
-            panic!(
-                "{what}: qemu exited ({st}) before {marker:?}\n{}",
-                tail(&text)
-            );
-        }
-        if t0.elapsed() > BOOT_TIMEOUT {
-            panic!(
-                "{what}: no {marker:?} within {BOOT_TIMEOUT:?}\n{}",
-                tail(&text)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    vm::wait_for(vm, log, marker, what, t0, BOOT_TIMEOUT)
 }
 
 /// A NoCloud seed: vfat labelled CIDATA with user-data and meta-data.
@@ -220,6 +152,85 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
             .args(["check", "-q"])
             .arg(&disk),
     );
+    let dibr = &s.bin;
+
+    // dibr check: the image meets OpenStack's requirements, item by item…
+    let o = run(vm::as_user(dibr, &[]).arg("check").arg(&disk));
+    assert!(
+        o.status.success(),
+        "{test}: dibr check failed on the built image\n{}",
+        out_text(&o)
+    );
+    // …and a variant with a baked ssh host key fails, naming the item.
+    let tar = s.out.join("debian.tar");
+    let bad = s.out.join("baked-key.tar");
+    fs::copy(&tar, &bad).unwrap();
+    let keydir = s.out.join("key-tree/etc/ssh");
+    fs::create_dir_all(&keydir).unwrap();
+    fs::write(keydir.join("ssh_host_ed25519_key"), "not a real key\n").unwrap();
+    run_ok(
+        Command::new("tar")
+            .args([
+                "--append",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "-f",
+            ])
+            .arg(&bad)
+            .arg("-C")
+            .arg(s.out.join("key-tree"))
+            .arg("./etc/ssh/ssh_host_ed25519_key"),
+    );
+    run_ok(Command::new("chown").arg(USER).arg(&bad));
+    run_ok(
+        vm::as_user(dibr, &[])
+            .args(["assemble", "--layout", "efi", "-t", "raw", "--from"])
+            .arg(&bad)
+            .arg("-o")
+            .arg(s.out.join("baked-key")),
+    );
+    let o = run(vm::as_user(dibr, &[])
+        .arg("check")
+        .arg(s.out.join("baked-key.raw")));
+    let report = out_text(&o);
+    assert!(
+        !o.status.success(),
+        "{test}: dibr check passed an image with a baked host key\n{report}"
+    );
+    assert!(
+        report.lines().any(|l| l.starts_with("FAIL ssh-host-keys")),
+        "{test}: the failing item is not named\n{report}"
+    );
+    fs::remove_file(s.out.join("baked-key.raw")).unwrap();
+
+    // dibr get-kernel: the kernel and initrd the boot loader uses, byte for
+    // byte as they are in the tree.
+    run_ok(
+        vm::as_user(dibr, &[])
+            .arg("get-kernel")
+            .arg(&disk)
+            .arg("-o")
+            .arg(s.out.join("k")),
+    );
+    let list = run_ok(Command::new("tar").arg("-tf").arg(&tar));
+    let names = String::from_utf8_lossy(&list.stdout).into_owned();
+    for (prefix, out) in [
+        ("boot/vmlinuz-", "k.vmlinuz"),
+        ("boot/initrd.img-", "k.initrd"),
+    ] {
+        let member = names
+            .lines()
+            .find(|l| l.trim_start_matches("./").starts_with(prefix))
+            .unwrap_or_else(|| panic!("{test}: no {prefix}* in the image tar"));
+        let want = run_ok(Command::new("tar").arg("-xOf").arg(&tar).arg(member)).stdout;
+        let got = fs::read(s.out.join(out)).unwrap();
+        assert!(
+            got == want,
+            "{test}: get-kernel's {out} differs from {member}"
+        );
+    }
+
     let before = {
         let o = run_ok(
             Command::new(tool("qemu-img"))
@@ -352,7 +363,7 @@ fn ramdisk_builds_rootless_and_boots_to_its_init() {
     );
 
     let log = s.out.join("ramdisk.log");
-    let mut q = as_user("qemu-system-x86_64");
+    let mut q = vm::as_user("qemu-system-x86_64", &[]);
     q.args([
         "-machine",
         "q35,accel=tcg",
