@@ -1228,22 +1228,15 @@ fn write_atomic(p: &Path, data: &[u8]) -> Result<(), AssembleError> {
 /// A manifest file: path below /etc/dib-manifests, content.
 pub type ManifestFile = (Vec<u8>, Vec<u8>);
 
-/// The image's /etc/dib-manifests files from a captured tree (tar or
-/// directory), for [`write_manifests`] when no disk is assembled.
-pub fn manifests_of(src: &Path) -> Result<Vec<ManifestFile>, AssembleError> {
-    let mut s = Source::open(src)?;
+/// The regular files below `dir` (the tree's /etc/dib-manifests), for
+/// [`write_manifests`] when no disk is assembled; symlinks are not followed.
+pub fn manifest_files(dir: &Path) -> Result<Vec<ManifestFile>, AssembleError> {
+    let mut s = Source::open(dir)?;
     let mut out = Vec::new();
     while let Some(e) = s.next_entry()? {
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        if let Some(rel) = e
-            .path
-            .strip_prefix(MANIFEST_DIR)
-            .and_then(|r| r.strip_prefix(b"/"))
-        {
+        if e.kind == EntryKind::File {
             let data = read_all(s.data(), KEEP_LIMIT, &e.display_path())?.unwrap_or_default();
-            out.push((rel.to_vec(), data));
+            out.push((e.path.clone(), data));
         }
     }
     Ok(out)

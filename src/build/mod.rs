@@ -267,13 +267,18 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         }
         outs.push(out_abs);
     }
-    // DIB's manifests element: /etc/dib-manifests → NAME.d/dib-manifests.
-    if let Some(first) = outs.first() {
-        let files = crate::assemble::manifests_of(first).map_err(|e| {
-            BuildError::Usage(format!(
-                "reading the manifests from {}: {e}",
-                first.display()
-            ))
+    // DIB's manifests element: /etc/dib-manifests → NAME.d/dib-manifests,
+    // read from the tree itself (a few small files; the tar is not read
+    // again). Only a real directory inside the tree counts: a hook's
+    // symlink must not make dibr copy host files.
+    let dir = w.target().join("etc/dib-manifests");
+    let inside = match (dir.canonicalize(), w.target().canonicalize()) {
+        (Ok(d), Ok(t)) => d.starts_with(t) && d.is_dir(),
+        _ => false,
+    };
+    if inside {
+        let files = crate::assemble::manifest_files(&dir).map_err(|e| {
+            BuildError::Usage(format!("reading the manifests in {}: {e}", dir.display()))
         })?;
         if !files.is_empty() {
             crate::assemble::write_manifests(&cfg.image_name, &files).map_err(|e| {
