@@ -44,23 +44,6 @@ fn assemble(dir: &Path, tar: &Path, name: &str, extra: &[&str]) -> String {
     text
 }
 
-/// Copies `len` bytes at `start` out of the disk (sparse).
-fn extract(disk: &Path, out: &Path, start: u64, len: u64) {
-    run_ok(
-        Command::new("dd")
-            .arg(format!("if={}", disk.display()))
-            .arg(format!("of={}", out.display()))
-            .args([
-                "bs=1M",
-                "iflag=skip_bytes,count_bytes",
-                "conv=sparse",
-                "status=none",
-            ])
-            .arg(format!("skip={start}"))
-            .arg(format!("count={len}")),
-    );
-}
-
 /// partx rows: (NR, START sector, SIZE bytes, TYPE, FLAGS, NAME).
 fn partx(disk: &Path) -> Vec<Vec<String>> {
     let p = run_ok(

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::build::{build_cmd, stage, USER};
+use common::build::{add_shipped, build_cmd, stage, USER};
 use common::vm::{self, as_user, Vm, OVMF_CODE, OVMF_VARS};
 use common::*;
 
@@ -242,14 +242,7 @@ fn dibr_build_vm_boots_with_seabios_and_ovmf() {
     }
     let Some(s) = stage(test) else { return };
     let Some(tar) = boot_rootfs(test) else { return };
-    // The shipped elements, as on ELEMENTS_PATH after the user's.
-    for e in ["vm", "bootloader", "block-device-efi"] {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("elements")
-            .join(e);
-        run_ok(Command::new("cp").arg("-a").arg(&src).arg(&s.elements));
-    }
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    add_shipped(&s, &["vm", "bootloader", "block-device-efi"]);
     run_ok(Command::new("chmod").arg("a+r").arg(&tar));
     let _vms = VMS.lock().unwrap_or_else(|p| p.into_inner());
     let t0 = Instant::now();

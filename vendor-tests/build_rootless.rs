@@ -335,10 +335,7 @@ fn build_disk_with_block_device_efi() {
         return;
     }
     let Some(s) = stage(test) else { return };
-    // The shipped element, as on ELEMENTS_PATH after the user's.
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("elements/block-device-efi");
-    run_ok(Command::new("cp").arg("-a").arg(&src).arg(&s.elements));
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    add_shipped(&s, &["block-device-efi"]);
     let b = before();
     let o = build_cmd(
         &s,
@@ -387,19 +384,7 @@ fn build_disk_with_block_device_efi() {
     assert_eq!(rows.len(), 3, "{test}: partitions\n{}", out_text(&p));
     let cut = |name: &str, r: &[u64]| {
         let out = s.out.join(name);
-        run_ok(
-            Command::new("dd")
-                .arg(format!("if={}", raw.display()))
-                .arg(format!("of={}", out.display()))
-                .args([
-                    "bs=1M",
-                    "iflag=skip_bytes,count_bytes",
-                    "conv=sparse",
-                    "status=none",
-                ])
-                .arg(format!("skip={}", r[0] * 512))
-                .arg(format!("count={}", r[1])),
-        );
+        extract(&raw, &out, r[0] * 512, r[1]);
         out
     };
     let esp = cut("esp.img", &rows[0]);
@@ -454,13 +439,7 @@ fn bootloader_element_refuses_a_tree_without_grub() {
     let test = "bootloader_element_refuses_a_tree_without_grub";
     let _serial = serial();
     let Some(s) = stage(test) else { return };
-    for e in ["vm", "bootloader", "block-device-efi"] {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("elements")
-            .join(e);
-        run_ok(Command::new("cp").arg("-a").arg(&src).arg(&s.elements));
-    }
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    add_shipped(&s, &["vm", "bootloader", "block-device-efi"]);
     let b = before();
     let o = build_cmd(
         &s,

@@ -98,21 +98,16 @@ fn static_manifests_and_no_final_image_build_rootless() {
     let test = "static_manifests_and_no_final_image_build_rootless";
     let _serial = serial();
     let Some(s) = stage(test) else { return };
-    for e in [
-        "install-static",
-        "manifests",
-        "element-manifest",
-        "dib-init-system",
-        "no-final-image",
-    ] {
-        run_ok(
-            Command::new("cp")
-                .arg("-a")
-                .arg(library().join(e))
-                .arg(&s.elements),
-        );
-    }
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    add_shipped(
+        &s,
+        &[
+            "install-static",
+            "manifests",
+            "element-manifest",
+            "dib-init-system",
+            "no-final-image",
+        ],
+    );
     let o = build_cmd(
         &s,
         &[

@@ -191,3 +191,19 @@ pub fn read_tar(p: &Path) -> BTreeMap<String, TarEntry> {
     }
     m
 }
+
+/// Adds elements of dibr's shipped library (`elements/`) to the stage's
+/// world-readable element directory, as they sit on ELEMENTS_PATH after the
+/// user's own.
+pub fn add_shipped(s: &Stage, names: &[&str]) {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
+    for n in names {
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(lib.join(n))
+                .arg(&s.elements),
+        );
+    }
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+}

@@ -1135,3 +1135,21 @@ pub fn sha256_file(p: &Path) -> String {
     std::io::copy(&mut f, &mut h).unwrap();
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Copies `len` bytes at `start` of a disk image out to `out` (sparse), so
+/// fsck/e2fsck/blkid can look at one partition.
+pub fn extract(disk: &Path, out: &Path, start: u64, len: u64) {
+    run_ok(
+        Command::new(tool("dd"))
+            .arg(format!("if={}", disk.display()))
+            .arg(format!("of={}", out.display()))
+            .args([
+                "bs=1M",
+                "iflag=skip_bytes,count_bytes",
+                "conv=sparse",
+                "status=none",
+            ])
+            .arg(format!("skip={start}"))
+            .arg(format!("count={len}")),
+    );
+}
