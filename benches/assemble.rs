@@ -20,7 +20,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+
+mod common;
+use common::{median, sh, timed};
 
 fn is_root() -> bool {
     Command::new("id")
@@ -49,31 +51,6 @@ fn user_cmd(user: Option<&str>, prog: &Path) -> Command {
         }
         None => Command::new(prog),
     }
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-fn timed(mut f: impl FnMut()) -> f64 {
-    run(&mut Command::new("sync"));
-    let t = Instant::now();
-    f();
-    t.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn size(p: &Path) -> u64 {
@@ -119,10 +96,10 @@ fn main() {
     )
     .unwrap();
     if let Some(u) = &user {
-        run(Command::new("chown").args(["-R", u]).arg(&dir));
+        sh(Command::new("chown").args(["-R", u]).arg(&dir));
     }
     let u = user.as_deref();
-    let sh = PathBuf::from("/bin/sh");
+    let shell = PathBuf::from("/bin/sh");
 
     let (mut td, mut tp) = (Vec::new(), Vec::new());
     let dibr_out = dir.join("dibr");
@@ -131,7 +108,7 @@ fn main() {
     for i in 0..runs {
         let _ = std::fs::remove_file(&dibr_q);
         td.push(timed(|| {
-            run(user_cmd(u, &dibr)
+            sh(user_cmd(u, &dibr)
                 .args(["assemble", "--layout", "efi", "-t", "qcow2", "--from"])
                 .arg(&tarball)
                 .arg("-o")
@@ -139,7 +116,7 @@ fn main() {
         }));
         let _ = std::fs::remove_file(&pipe_q);
         tp.push(timed(|| {
-            run(user_cmd(u, &sh)
+            sh(user_cmd(u, &shell)
                 .arg(&script)
                 .arg(&tarball)
                 .arg(dir.join("pipeline-work"))
@@ -155,14 +132,14 @@ fn main() {
     // Same-disk size check: qemu-img's conversion of dibr's own raw disk.
     let raw = dir.join("dibr.raw");
     let _ = std::fs::remove_file(&raw);
-    run(user_cmd(u, &dibr)
+    sh(user_cmd(u, &dibr)
         .args(["assemble", "--layout", "efi", "-t", "raw", "--from"])
         .arg(&tarball)
         .arg("-o")
         .arg(&dibr_out));
     let qi = dir.join("qemu-img-of-dibr-raw.qcow2");
     let _ = std::fs::remove_file(&qi);
-    run(Command::new("qemu-img")
+    sh(Command::new("qemu-img")
         .args(["convert", "-c", "-f", "raw", "-O", "qcow2"])
         .arg(&raw)
         .arg(&qi));
