@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod le;
 pub mod output;
 pub mod progress;
+pub mod rootfs;
 pub mod sandbox;
 pub mod source;
 pub mod tarstream;

@@ -95,6 +95,22 @@ pub enum Command {
         /// Output directory (in the target: /tmp/dibr-tables)
         out: std::path::PathBuf,
     },
+    /// Internal: unpack a root filesystem tarball, OCI image archive or
+    /// docker save archive into a directory (run by the rootfs-image
+    /// element's root.d hook, inside the build namespace)
+    #[command(name = "__unpack-rootfs", hide = true)]
+    UnpackRootfs {
+        /// The archive
+        src: std::path::PathBuf,
+        /// The target directory (TARGET_ROOT)
+        dest: std::path::PathBuf,
+        /// Architecture to pick from a multi-platform image (DIB's ARCH)
+        #[arg(long, default_value = "amd64")]
+        arch: String,
+        /// Scratch directory for image archives (default: DEST's parent)
+        #[arg(long)]
+        scratch: Option<std::path::PathBuf>,
+    },
 }
 
 /// Run a parsed command line; errors are printed by main.
@@ -163,6 +179,31 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Man(a) => docs::run_man(&a)?,
         Command::Completions(a) => docs::run_completions(&a)?,
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),
+        Command::UnpackRootfs {
+            src,
+            dest,
+            arch,
+            scratch,
+        } => {
+            let scratch = scratch.unwrap_or_else(|| {
+                dest.parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_else(std::env::temp_dir)
+            });
+            let opts = crate::rootfs::Options {
+                owners: rustix::process::geteuid().is_root(),
+                arch,
+                scratch,
+            };
+            let t = std::time::Instant::now();
+            let r = crate::rootfs::unpack(&src, &dest, &opts)?;
+            eprintln!(
+                "dibr: unpacked {} into {}: {r} in {:.1} s",
+                src.display(),
+                dest.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
         Command::ElementTables { out } => {
             use crate::elements::{package_installs, tables};
             let yaml = std::env::var("IMAGE_ELEMENT_YAML")

@@ -1,10 +1,14 @@
 //! Opening the archive: a path or "-" for stdin, with compression detected
-//! from the magic bytes (gzip RFC 1952: 1f 8b; zstd RFC 8878: 28 b5 2f fd)
-//! rather than the file name, so `dibr` accepts whatever it is handed.
+//! from the magic bytes (gzip RFC 1952: 1f 8b; zstd RFC 8878: 28 b5 2f fd;
+//! xz: fd 37 7a 58 5a 00; bzip2: "BZh") rather than the file name, so `dibr`
+//! accepts whatever it is handed. gzip and zstd are decoded in-process; xz
+//! and bzip2 (the formats distributions publish root filesystems in) by the
+//! host's `xz -dc` / `bzip2 -dc`, which every base system has.
 
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use super::source::{seek_skip, TarSource, BUF_SIZE};
 use super::TarError;
@@ -15,6 +19,8 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+    Xz,
+    Bzip2,
 }
 
 enum Inner {
@@ -49,6 +55,10 @@ fn detect(magic: &[u8]) -> Compression {
         Compression::Gzip
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Compression::Zstd
+    } else if magic.starts_with(&[0xfd, 0x37, 0x7a, 0x58]) {
+        Compression::Xz
+    } else if magic.starts_with(b"BZh") {
+        Compression::Bzip2
     } else {
         Compression::None
     }
@@ -72,6 +82,31 @@ impl TarInput {
         let magic = peek(&mut file).map_err(io_err)?;
         if meta.is_file() {
             let compression = detect(&magic);
+            if matches!(compression, Compression::Xz | Compression::Bzip2) {
+                use std::io::{Seek, SeekFrom};
+                file.seek(SeekFrom::Start(0)).map_err(io_err)?;
+                let tool = if compression == Compression::Xz {
+                    "xz"
+                } else {
+                    "bzip2"
+                };
+                let child = Command::new(tool)
+                    .arg("-dc")
+                    .stdin(file)
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| TarError::Open {
+                        path: path.to_path_buf(),
+                        source: io::Error::new(
+                            e.kind(),
+                            format!("{tool} -dc (install {tool} to read this archive): {e}"),
+                        ),
+                    })?;
+                return Ok(TarInput {
+                    inner: Inner::Stream(Box::new(ToolReader::new(child, tool))),
+                    compression,
+                });
+            }
             if compression == Compression::None {
                 // Rewind past the peeked bytes instead of replaying them.
                 use std::io::{Seek, SeekFrom};
@@ -100,6 +135,15 @@ impl TarInput {
                 zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF_SIZE, raw))
                     .map_err(|source| TarError::Io { offset: 0, source })?,
             ),
+            Compression::Xz | Compression::Bzip2 => {
+                return Err(TarError::Io {
+                    offset: 0,
+                    source: io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "xz and bzip2 archives are read from files only, not from standard input",
+                    ),
+                })
+            }
         };
         Ok(TarInput {
             inner: Inner::Stream(inner),
@@ -130,6 +174,57 @@ impl Read for TarInput {
                 Ok(n)
             }
             Inner::Stream(r) => r.read(buf),
+        }
+    }
+}
+
+/// The decompressed output of `xz -dc` / `bzip2 -dc`: at end of stream the
+/// tool's exit status is checked, so a corrupt archive is an error rather
+/// than a short read.
+struct ToolReader {
+    child: Child,
+    out: ChildStdout,
+    tool: &'static str,
+    done: bool,
+}
+
+impl ToolReader {
+    fn new(mut child: Child, tool: &'static str) -> Self {
+        let out = child.stdout.take().expect("stdout was piped");
+        ToolReader {
+            child,
+            out,
+            tool,
+            done: false,
+        }
+    }
+}
+
+impl Read for ToolReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
+        let n = self.out.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.done = true;
+            let status = self.child.wait()?;
+            if !status.success() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} -dc failed ({status}): corrupt archive?", self.tool),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for ToolReader {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

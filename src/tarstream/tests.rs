@@ -839,9 +839,39 @@ fn compressed_inputs() {
         enc.finish().unwrap()
     };
     let zst = zstd::encode_all(&bytes[..], 1).unwrap();
+    // xz and bzip2 go through the host tools (as distributions publish
+    // their root filesystems): compress with the same tools.
+    let tool = |t: &str| {
+        let mut c = std::process::Command::new(t)
+            .arg("-c")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut sin = c.stdin.take().unwrap();
+        let data = bytes.clone();
+        let w = std::thread::spawn(move || {
+            use std::io::Write;
+            sin.write_all(&data).unwrap();
+        });
+        let o = c.wait_with_output().unwrap();
+        w.join().unwrap();
+        o.stdout
+    };
+    let xz = tool("xz");
+    let bz = tool("bzip2");
+    // A damaged xz stream is an error, not a short archive.
+    let mut bad = xz.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    fs::write(tmp.path().join("bad.tar.xz"), &bad).unwrap();
+    let mut rd = TarReader::new(open_input(&tmp.path().join("bad.tar.xz")).unwrap());
+    assert!(read_all(&mut rd).is_err(), "corrupt xz read without error");
     for (name, data, want) in [
         ("t.tar.gz", gz, Compression::Gzip),
         ("t.tzst", zst, Compression::Zstd),
+        ("t.tar.xz", xz, Compression::Xz),
+        ("t.tar.bz2", bz, Compression::Bzip2),
         ("t.tar", bytes.clone(), Compression::None),
     ] {
         let path = tmp.path().join(name);
