@@ -26,7 +26,13 @@
 //!   qcow2 (naming the conversion); built from a gzip tarball pinned by
 //!   `DIB_LOCAL_IMAGE_SHA256`.
 //!
-//! Slow (a bootstrap once, then four builds): runs with
+//! Each build includes the elements' test elements (`elements/*/test-elements/*`
+//! with `run-by: rpm_distros`), whose hooks check inside the image what
+//! their element promises (DISTRO_NAME, DIB_INIT_SYSTEM, install-packages
+//! being dnf's or zypper's, packages present or absent by `rpm -q` /
+//! `zypper search -i`).
+//!
+//! Slow (a bootstrap once, then five builds): runs with
 //! `DIBR_IMAGE_TESTS=1` (`.ci/run` sets it), else prints "skipped".
 
 mod common;
@@ -88,6 +94,25 @@ const ELEMENTS: &[&str] = &[
     "yum",
     "zypper",
 ];
+
+/// The shipped elements' test elements that say `run-by: rpm_distros`
+/// (DIB's test-elements: each checks, inside the image, what its element
+/// promises), copied next to the elements.
+fn add_test_elements(s: &Stage) {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
+    for e in fs::read_dir(&lib).unwrap() {
+        let te = e.unwrap().path().join("test-elements");
+        let Ok(rd) = fs::read_dir(&te) else { continue };
+        for t in rd {
+            let t = t.unwrap().path();
+            let by = fs::read_to_string(t.join("run-by")).unwrap_or_default();
+            if by.trim() == "rpm_distros" {
+                run_ok(Command::new("cp").arg("-a").arg(&t).arg(&s.elements));
+            }
+        }
+    }
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+}
 
 fn image_tests() -> bool {
     std::env::var("DIBR_IMAGE_TESTS").as_deref() == Ok("1")
@@ -479,13 +504,24 @@ fn rpm_distros_build_rootless_from_published_formats() {
     }
     let Some(s) = stage(test) else { return };
     common::build::add_shipped(&s, ELEMENTS);
+    add_test_elements(&s);
     let Some(rootfs) = fixture(test) else { return };
     let m = mirrors(&rootfs);
 
     // fedora: the element's defaults against a local HTTP mirror.
     let http = Http::serve(&m.fedora);
     let url = format!("http://127.0.0.1:{}", http.1);
-    let (ok, text, tar) = build(&s, "fedora", &["fedora"], &[("DIB_CLOUD_IMAGES", &url)]);
+    let (ok, text, tar) = build(
+        &s,
+        "fedora",
+        &[
+            "fedora-build-succeeds",
+            "fedora-minimal-build-succeeds",
+            "rootfs-image-build-succeeds",
+            "yum-build-succeeds",
+        ],
+        &[("DIB_CLOUD_IMAGES", &url)],
+    );
     assert!(ok, "{test}: fedora build failed\n{text}");
     let tar = tar.unwrap();
     check_installed(
@@ -564,8 +600,12 @@ fn rpm_distros_build_rootless_from_published_formats() {
     let docker = m.docker.display().to_string();
     let (ok, text, tar) = build(
         &s,
-        "centos",
-        &["centos-minimal"],
+        "centos-minimal",
+        &[
+            "centos-minimal-build-succeeds",
+            "redhat-common-build-succeeds",
+            "rpm-distro-build-succeeds",
+        ],
         &[("DIB_LOCAL_IMAGE", &docker)],
     );
     assert!(ok, "{test}: centos-minimal build failed\n{text}");
@@ -585,13 +625,37 @@ fn rpm_distros_build_rootless_from_published_formats() {
         text.contains("docker save archive"),
         "{test}: the docker archive was not read as one\n{text}"
     );
+    // centos: the OCI archive as DIB_LOCAL_IMAGE.
+    let oci = m.fedora.join(FEDORA_FILE).display().to_string();
+    let (ok, text, tar) = build(
+        &s,
+        "centos",
+        &["centos-build-succeeds"],
+        &[("DIB_LOCAL_IMAGE", &oci)],
+    );
+    assert!(ok, "{test}: centos build failed\n{text}");
+    check_installed(
+        test,
+        &tar.unwrap(),
+        &[
+            "kernel",
+            "cloud-init",
+            "openssh-server",
+            "cloud-utils-growpart",
+        ],
+        &["growpart"],
+    );
 
     // opensuse: tar.xz + .sha256 on a file:// mirror, zypper, suse names.
     let suse_url = format!("file://{}", m.opensuse.display());
     let (ok, text, tar) = build(
         &s,
         "opensuse",
-        &["opensuse"],
+        &[
+            "opensuse-build-succeeds",
+            "opensuse-minimal-build-succeeds",
+            "zypper-build-succeeds",
+        ],
         &[("DIB_CLOUD_IMAGES", &suse_url)],
     );
     assert!(ok, "{test}: opensuse build failed\n{text}");
@@ -639,7 +703,7 @@ fn rpm_distros_build_rootless_from_published_formats() {
     let (ok, text, tar) = build(
         &s,
         "rhel",
-        &["rhel"],
+        &["rhel-build-succeeds"],
         &[
             ("DIB_LOCAL_IMAGE", &targz),
             ("DIB_LOCAL_IMAGE_SHA256", &sum),
