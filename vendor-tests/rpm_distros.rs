@@ -49,7 +49,7 @@ use common::*;
 use sha2::{Digest, Sha256};
 
 /// Bump when the fixture's recipe changes (the cache is keyed by it).
-const FIXTURE: &str = "rpm-fixture-v1";
+const FIXTURE: &str = "rpm-fixture-v2";
 
 /// Stand-in packages in the fixture's repository.
 const STANDINS: &[&str] = &[
@@ -57,6 +57,7 @@ const STANDINS: &[&str] = &[
     "systemd",
     "systemd-udev",
     "dracut",
+    "dracut-config-generic",
     "NetworkManager",
     "kernel-default",
     "udev",
