@@ -1,5 +1,5 @@
 //! dibr's element library (`elements/`), each element checked the cheap way
-//! in the default suite (DIB's `test-elements` idea), as the CI user:
+//! in the default suite, as the CI user:
 //!
 //! - every element has a README.md, resolves with `dibr elements`, and every
 //!   hook and bin script parses (`bash -n`);
@@ -9,11 +9,10 @@
 //!   element list where DIB does;
 //! - `no-final-image` runs every phase and writes nothing.
 //!
-//! The Debian elements (debian, debian-minimal, dpkg, package-installs,
-//! pkg-map, base, openssh-server, sysprep, bootloader, vm, block-device-*)
-//! are exercised by a real build in `debian_image` (DIBR_IMAGE_TESTS=1) and
-//! by `boot`; the package-installs tables by the unit tests of
-//! `src/elements/tables.rs`.
+//! Each element's own test elements (DIB's `test-elements` idea) are built
+//! by `element_tests`; the Debian elements also by a real build in
+//! `debian_image` (DIBR_IMAGE_TESTS=1) and by `boot`; the package-installs
+//! tables by the unit tests of `src/elements/tables.rs`.
 
 mod common;
 

@@ -1,0 +1,1 @@
+export DIB_GRUB_TIMEOUT=3

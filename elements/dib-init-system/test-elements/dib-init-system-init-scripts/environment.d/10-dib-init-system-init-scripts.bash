@@ -1,0 +1,1 @@
+export DIB_INIT_SYSTEM=systemd

@@ -1,0 +1,1 @@
+export DIB_INSTALLTYPE_install_types_pick=package

@@ -1,0 +1,1 @@
+export http_proxy=http://proxy.invalid:3128/
