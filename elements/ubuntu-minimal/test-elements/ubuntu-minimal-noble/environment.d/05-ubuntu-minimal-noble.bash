@@ -1,0 +1,1 @@
+export DIB_UBUNTU_KERNEL=linux-image-virtual
