@@ -38,6 +38,10 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     let md = std::fs::symlink_metadata(src)?;
     if md.file_type().is_symlink() {
         let t = std::fs::read_link(src)?;
+        // A later element's entry replaces an earlier one (`cp -a`).
+        if std::fs::symlink_metadata(dst).is_ok_and(|m| !m.is_dir()) {
+            std::fs::remove_file(dst)?;
+        }
         std::os::unix::fs::symlink(t, dst)?;
     } else if md.is_dir() {
         std::fs::create_dir_all(dst)?;
@@ -46,6 +50,9 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
             copy_tree(&e.path(), &dst.join(e.file_name()))?;
         }
     } else {
+        if std::fs::symlink_metadata(dst).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(dst)?;
+        }
         std::fs::copy(src, dst)?;
     }
     Ok(())
@@ -68,11 +75,13 @@ pub fn write(w: &WorkDir, hooks: &Hooks, resolved: &Resolved) -> Result<(), Buil
         let d = root.join(dir);
         std::fs::create_dir_all(&d).map_err(ioe(format!("creating {}", d.display())))?;
         for s in hooks.dir(dir) {
-            copy_tree(&s.path, &d.join(&s.name)).map_err(ioe(format!(
-                "copying hook {} of element {}",
-                s.path.display(),
-                s.element
-            )))?;
+            for src in std::iter::once(&s.path).chain(&s.merged) {
+                copy_tree(src, &d.join(&s.name)).map_err(ioe(format!(
+                    "copying hook {} of element {}",
+                    src.display(),
+                    s.element
+                )))?;
+            }
         }
     }
     for (name, path) in elements {

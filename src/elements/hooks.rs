@@ -50,6 +50,10 @@ pub struct HookScript {
     pub element: String,
     /// Where it is.
     pub path: PathBuf,
+    /// For a directory (`init-scripts/systemd/`, `install.d/x-source-install/`):
+    /// the same-named directories of later elements, merged into it in
+    /// order, as DIB's `cp -a` of every element into the hooks dir does.
+    pub merged: Vec<PathBuf>,
 }
 
 /// The merged hook directories of an expanded element set.
@@ -86,8 +90,8 @@ impl Hooks {
                         continue;
                     };
                     let path = f.path();
-                    if let Some(prev) = merged.get(&name) {
-                        if prev.path.is_file() {
+                    if let Some(prev) = merged.get_mut(&name) {
+                        if prev.path.is_file() || !path.is_dir() {
                             return Err(HookError::Duplicate(Box::new(DuplicateHook {
                                 dir,
                                 name,
@@ -97,7 +101,8 @@ impl Hooks {
                                 second_path: path,
                             })));
                         }
-                        // A directory merged with a directory: keep the first.
+                        // A directory merged with a directory, as `cp -a` merges.
+                        prev.merged.push(path);
                         continue;
                     }
                     merged.insert(
@@ -106,6 +111,7 @@ impl Hooks {
                             name,
                             element: element.clone(),
                             path,
+                            merged: Vec::new(),
                         },
                     );
                 }

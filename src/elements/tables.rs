@@ -77,6 +77,11 @@ pub fn write_tables(
     let release = env.get("DIB_RELEASE").map(String::as_str);
     let mut maps = std::collections::BTreeMap::new();
     let mut summary = TablesSummary::default();
+    // The directories exist even when no element has a map or a package:
+    // the in-image hooks read them unconditionally.
+    for d in [out.join("pkg-map"), out.join("package-installs")] {
+        std::fs::create_dir_all(&d).map_err(|source| TablesError::Write { path: d, source })?;
+    }
     for (name, path) in elements {
         let f = path.join("pkg-map");
         if f.is_file() {

@@ -96,8 +96,17 @@ fn same_subdirectory_in_two_elements_merges() {
     let b = element(t.path(), "b");
     fs::create_dir_all(a.join("install.d/x-source-install")).unwrap();
     fs::create_dir_all(b.join("install.d/x-source-install")).unwrap();
-    let els = vec![("a".to_string(), a), ("b".to_string(), b)];
+    let els = vec![("a".to_string(), a.clone()), ("b".to_string(), b.clone())];
     assert!(Hooks::assemble(&els).is_ok());
+    // Both elements' files end up in the one directory (DIB's `cp -a`):
+    // init-scripts/systemd of two elements, say.
+    script(&a, "init-scripts/systemd", "a.service", 0o644);
+    script(&b, "init-scripts/systemd", "b.service", 0o644);
+    let h = Hooks::assemble(&els).unwrap();
+    let s = &h.dir("init-scripts")[0];
+    assert_eq!(s.name, "systemd");
+    assert_eq!(s.path, a.join("init-scripts/systemd"));
+    assert_eq!(s.merged, vec![b.join("init-scripts/systemd")]);
 }
 
 #[test]
