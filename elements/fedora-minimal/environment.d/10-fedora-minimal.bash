@@ -3,13 +3,6 @@
 # release's Container/ directory and checked against its CHECKSUM file.
 export DISTRO_NAME=fedora
 export DIB_RELEASE=${DIB_RELEASE:-43}
-case "${ARCH:-amd64}" in
-    amd64|x86_64) DIB_RPM_ARCH=x86_64 ;;
-    arm64|aarch64) DIB_RPM_ARCH=aarch64 ;;
-    ppc64el|ppc64le) DIB_RPM_ARCH=ppc64le ;;
-    *) DIB_RPM_ARCH=$ARCH ;;
-esac
-export DIB_RPM_ARCH
 export DIB_CLOUD_IMAGES=${DIB_CLOUD_IMAGES:-https://download.fedoraproject.org/pub/fedora/linux/releases/${DIB_RELEASE}/Container/${DIB_RPM_ARCH}/images}
 if [ -z "${BASE_IMAGE_FILE:-}" ]; then
     export BASE_IMAGE_FILE_REGEX=${BASE_IMAGE_FILE_REGEX:-Fedora-Container-Base(-Generic)?-${DIB_RELEASE}-[0-9.]+\.${DIB_RPM_ARCH}\.(oci\.)?tar\.xz}

@@ -5,13 +5,6 @@ export DISTRO_NAME=opensuse
 export DIB_RELEASE=${DIB_RELEASE:-15.6}
 export DIB_INIT_SYSTEM=systemd
 export EFI_BOOT_DIR=${EFI_BOOT_DIR:-EFI/opensuse}
-case "${ARCH:-amd64}" in
-    amd64|x86_64) DIB_RPM_ARCH=x86_64 ;;
-    arm64|aarch64) DIB_RPM_ARCH=aarch64 ;;
-    ppc64el|ppc64le) DIB_RPM_ARCH=ppc64le ;;
-    *) DIB_RPM_ARCH=$ARCH ;;
-esac
-export DIB_RPM_ARCH
 if [ "$DIB_RELEASE" = tumbleweed ]; then
     export DIB_CLOUD_IMAGES=${DIB_CLOUD_IMAGES:-https://download.opensuse.org/tumbleweed/appliances}
     export BASE_IMAGE_FILE=${BASE_IMAGE_FILE:-opensuse-tumbleweed-image.${DIB_RPM_ARCH}-lxc.tar.xz}
