@@ -373,7 +373,22 @@ fn assemble_disk(
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,
     };
-    let outs = assemble::assemble(&acfg)?;
+    // The captured tar is all the assembler reads: the target tree can go
+    // while the disk is written (removing tens of thousands of files takes
+    // seconds; the final removal of the work directory then finds little).
+    // Kept when the user asked to inspect a failed build.
+    let remover = (!cfg.keep_on_error).then(|| {
+        let target = w.target();
+        std::thread::spawn(move || sandbox::remove_tree(&target))
+    });
+    let outs = assemble::assemble(&acfg);
+    if let Some(h) = remover {
+        // Not fatal: the work directory's removal at the end retries.
+        if let Ok(Err(e)) = h.join() {
+            eprintln!("dibr: note: removing the tree during assembly: {e}");
+        }
+    }
+    let outs = outs?;
     let _ = std::fs::remove_file(&tree);
     Ok(outs)
 }
