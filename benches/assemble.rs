@@ -22,36 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{median, sh, timed};
+use common::{is_root, median, sh, timed, user_cmd};
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A command run as the bench user (or as ourselves when not root).
-fn user_cmd(user: Option<&str>, prog: &Path) -> Command {
-    match user {
-        Some(u) => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                &format!("--reuid={u}"),
-                &format!("--regid={u}"),
-                "--init-groups",
-                "env",
-                "-i",
-                "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:/usr/lib/grub/i386-pc",
-                &format!("HOME=/home/{u}"),
-            ])
-            .arg(prog);
-            c
-        }
-        None => Command::new(prog),
-    }
-}
+/// The pipeline needs GRUB's i386-pc directory on its PATH.
+const PIPELINE_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:/usr/lib/grub/i386-pc";
 
 fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
@@ -108,7 +82,7 @@ fn main() {
     for i in 0..runs {
         let _ = std::fs::remove_file(&dibr_q);
         td.push(timed(|| {
-            sh(user_cmd(u, &dibr)
+            sh(user_cmd(u, &dibr, &[("PATH", PIPELINE_PATH)])
                 .args(["assemble", "--layout", "efi", "-t", "qcow2", "--from"])
                 .arg(&tarball)
                 .arg("-o")
@@ -116,7 +90,7 @@ fn main() {
         }));
         let _ = std::fs::remove_file(&pipe_q);
         tp.push(timed(|| {
-            sh(user_cmd(u, &shell)
+            sh(user_cmd(u, &shell, &[("PATH", PIPELINE_PATH)])
                 .arg(&script)
                 .arg(&tarball)
                 .arg(dir.join("pipeline-work"))
@@ -132,7 +106,7 @@ fn main() {
     // Same-disk size check: qemu-img's conversion of dibr's own raw disk.
     let raw = dir.join("dibr.raw");
     let _ = std::fs::remove_file(&raw);
-    sh(user_cmd(u, &dibr)
+    sh(user_cmd(u, &dibr, &[("PATH", PIPELINE_PATH)])
         .args(["assemble", "--layout", "efi", "-t", "raw", "--from"])
         .arg(&tarball)
         .arg("-o")

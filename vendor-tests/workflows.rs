@@ -240,4 +240,25 @@ fn bench_runs_every_bench_and_summarizes() {
         json.contains("\"ratios\"") && json.contains("\"ratio\": 2.5"),
         "{json}"
     );
+    // build_vs_dib's result.json: a total row and an assembly-phase row.
+    fs::write(
+        d.join("build.json"),
+        r#"{"mode":"raw","elements":"debian-minimal","runs":1,"dib_s":100.0,"dibr_s":80.0,"dib_assembly_s":10.0,"dibr_assembly_s":2.0,"ratio":1.25,"ratio_assembly":5.0}"#,
+    )
+    .unwrap();
+    let o = run_ok(
+        Command::new("python3")
+            .arg(repo().join(".github/scripts/bench_summary.py"))
+            .arg("--build")
+            .arg(d.join("build.json"))
+            .arg("--json")
+            .arg(d.join("bench.json")),
+    );
+    let md = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "| build: debian-minimal -t raw, total | disk-image-create (root) | 80.00 | 100.00 | 1.25x |",
+        "| build: debian-minimal -t raw, assembly phase | disk-image-create (root) | 2.00 | 10.00 | 5.00x |",
+    ] {
+        assert!(md.contains(want), "{want:?} not in\n{md}");
+    }
 }

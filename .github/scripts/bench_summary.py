@@ -6,7 +6,9 @@ Inputs (each optional; a missing one is reported as missing in the table):
   --mkfs       DIR/result.json of `cargo bench --bench mkfs`
   --qcow2-log  the output of `cargo bench --bench qcow2`
   --assemble   DIR/result.json of `cargo bench --bench assemble`
-  --build      {"dib_s", "dibr_s", ...}: disk-image-create vs dibr build
+  --build      DIR/result.json of `cargo bench --bench build_vs_dib`:
+               {"mode", "elements", "dib_s", "dibr_s", "dib_assembly_s",
+               "dibr_assembly_s", ...}: disk-image-create vs dibr build
 Ratios are anchor time / dibr time: above 1, dibr is faster.
 """
 
@@ -63,7 +65,12 @@ def rows(mkfs, qcow2, assemble, build):
     if assemble:
         r.append(("assemble: tarball → bootable qcow2", "rootless shell pipeline", assemble["dibr_s"], assemble["pipeline_s"]))
     if build:
-        r.append(("build: debian vm qcow2", "disk-image-create (root)", build["dibr_s"], build["dib_s"]))
+        ty = "raw" if build.get("mode") == "raw" else "qcow2"
+        what = f"build: {build.get('elements', 'debian-minimal vm')} -t {ty}"
+        r.append((f"{what}, total", "disk-image-create (root)", build["dibr_s"], build["dib_s"]))
+        if "dibr_assembly_s" in build:
+            r.append((f"{what}, assembly phase", "disk-image-create (root)",
+                      build["dibr_assembly_s"], build["dib_assembly_s"]))
     return r
 
 
