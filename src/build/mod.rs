@@ -34,6 +34,9 @@ pub struct BuildConfig {
     /// `-p`: packages installed after install.d.
     pub packages: Vec<String>,
     pub keep_on_error: bool,
+    /// Work directory on /dev/shm when it has this many GiB free (DIB's
+    /// tmpfs build; `None` with --no-tmpfs).
+    pub tmpfs_min_gib: Option<u64>,
     pub image_cache: PathBuf,
     pub offline: bool,
     pub debug_trace: bool,
@@ -446,7 +449,8 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     );
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
-    let w = WorkDir::create().map_err(io("creating the work directory"))?;
+    let w = WorkDir::create(cfg.tmpfs_min_gib).map_err(io("creating the work directory"))?;
+    eprintln!("dibr: work directory {}", w.root().display());
     if let Ok(mut a) = ACTIVE.lock() {
         a.push(w.root().to_path_buf());
     }

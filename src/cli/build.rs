@@ -47,9 +47,12 @@ pub struct BuildArgs {
     /// On failure keep the work directory and print how to enter it
     #[arg(long)]
     pub keep_on_error: bool,
-    /// Accepted for compatibility: dibr never uses tmpfs mounts
+    /// Build in $TMPDIR (default /tmp), not on the tmpfs /dev/shm (DIB's --no-tmpfs; also DIB_NO_TMPFS=1)
     #[arg(long)]
     pub no_tmpfs: bool,
+    /// GiB that must be free on /dev/shm to build there (DIB's --min-tmpfs; default 4, or DIB_MIN_TMPFS)
+    #[arg(long, value_name = "GIB")]
+    pub min_tmpfs: Option<u64>,
     /// Disk size as DIB's: a number is GiB (2, 1.5), or give a unit (3G). Default: $DIB_IMAGE_SIZE, else just large enough
     #[arg(long, value_name = "SIZE")]
     pub image_size: Option<String>,
@@ -181,6 +184,23 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             || std::env::var("break")
                 .map(|b| b.contains("after-error"))
                 .unwrap_or(false),
+        tmpfs_min_gib: if a.no_tmpfs
+            || std::env::var("DIB_NO_TMPFS")
+                .map(|v| v == "1")
+                .unwrap_or(false)
+        {
+            None
+        } else {
+            Some(
+                a.min_tmpfs
+                    .or_else(|| {
+                        std::env::var("DIB_MIN_TMPFS")
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                    })
+                    .unwrap_or(4),
+            )
+        },
         image_cache,
         offline,
         debug_trace: a.trace > 0

@@ -110,9 +110,13 @@ pub fn user_processes(pattern: &str) -> Vec<String> {
         .collect()
 }
 
+/// The user's dibr work directories, in /tmp and on /dev/shm (where
+/// builds go by default, as DIB's tmpfs).
 pub fn work_dirs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(std::env::temp_dir())
-        .unwrap()
+    let mut v: Vec<PathBuf> = [std::env::temp_dir(), PathBuf::from("/dev/shm")]
+        .iter()
+        .filter_map(|d| fs::read_dir(d).ok())
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
