@@ -40,10 +40,10 @@
 //! (`DIB_DEBOOTSTRAP_CACHE=1 DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1`). dibr:
 //! `DIB_IMAGE_CACHE=DIR/dibr-cache`, its bootstrap tarball (cached by
 //! default; `DIB_DEBIAN_CACHE_HOURS` raised so it is used whatever its
-//! age, as DIB's is). dibr has no apt archive cache: its install hooks
-//! download their packages again on every build. DIB builds in a tmpfs
-//! (its default with enough RAM), dibr in `$TMPDIR` (its default, /tmp;
-//! `DIBR_BENCH_DIBR_TMPDIR=/dev/shm` gives it a tmpfs too).
+//! age, as DIB's is), and its apt archive cache in the same directory
+//! (the dpkg element's, as DIB's). Both build in a tmpfs by default: DIB
+//! mounts one, dibr uses /dev/shm when it has room
+//! (`DIBR_BENCH_DIBR_TMPDIR=/tmp` puts dibr's work directory on disk).
 //! `DIBR_BENCH_RUNS` (default 1) timed runs of each, alternating, after a
 //! `sync`; medians are printed. Work and logs (`dib-runN.log`,
 //! `dibr-runN.log`: every line with its time from the start) in
@@ -535,7 +535,7 @@ fn main() {
     println!(
         "  build directories: DIB's own choice (a tmpfs when there is RAM enough), dibr's in {}",
         if dibr_tmpdir.is_empty() {
-            "$TMPDIR (unset: /tmp)"
+            "its default (/dev/shm when it has room, as DIB's tmpfs)"
         } else {
             dibr_tmpdir.as_str()
         }
