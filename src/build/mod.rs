@@ -266,7 +266,7 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         };
         capture_one(w, cfg, env, &out_abs)?;
         if cfg.checksum {
-            write_checksum(&out_abs)?;
+            crate::assemble::write_checksum(&out_abs)?;
         }
         outs.push(out_abs);
     }
@@ -394,41 +394,6 @@ fn assemble_disk(
     let outs = outs?;
     let _ = std::fs::remove_file(&tree);
     Ok(outs)
-}
-
-/// `--checksum`: NAME.sha256 and NAME.md5 side files, as DIB writes them.
-fn write_checksum(path: &Path) -> Result<(), BuildError> {
-    use md5::Md5;
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(io(format!("reading {}", path.display())))?;
-    let (mut sha, mut md) = (Sha256::new(), Md5::new());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(io(format!("reading {}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        sha.update(&buf[..n]);
-        md.update(&buf[..n]);
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    for (ext, sum) in [
-        ("sha256", format!("{:x}", sha.finalize())),
-        ("md5", format!("{:x}", md.finalize())),
-    ] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".");
-        p.push(ext);
-        std::fs::write(&p, format!("{sum}  {name}\n"))
-            .map_err(io(format!("writing {}", PathBuf::from(&p).display())))?;
-    }
-    Ok(())
 }
 
 /// The whole build. Prints DIB-style progress; returns the output paths.
