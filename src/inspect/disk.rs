@@ -202,6 +202,24 @@ impl Seek for Cursor<'_> {
     }
 }
 
+/// No partition table: one volume, the whole disk (a bare filesystem, or
+/// nothing dibr can read).
+fn whole_disk(src: &dyn ImageSource, size: u64, notes: Vec<String>) -> Layout {
+    Layout {
+        table: Table::None,
+        disk_size: size,
+        volumes: vec![Volume {
+            number: None,
+            start: 0,
+            len: size,
+            fs: probe(src, 0),
+            part_label: None,
+            part_uuid: None,
+        }],
+        notes,
+    }
+}
+
 fn probe(src: &dyn ImageSource, start: u64) -> FsKind {
     if let Ok(fs) = Ext4::open(src, start) {
         return FsKind::Ext4 {
@@ -231,19 +249,7 @@ pub fn layout(img: &Image) -> Result<Layout, DiskError> {
     };
     // A bare filesystem first: an ext4 superblock at 1024 on the disk.
     if Ext4::open(src, 0).is_ok() {
-        return Ok(Layout {
-            table: Table::None,
-            disk_size: size,
-            volumes: vec![Volume {
-                number: None,
-                start: 0,
-                len: size,
-                fs: probe(src, 0),
-                part_label: None,
-                part_uuid: None,
-            }],
-            notes,
-        });
+        return Ok(whole_disk(src, size, notes));
     }
     for sector in [512u64, 4096] {
         let mut c = Cursor { src, pos: 0 };
@@ -312,19 +318,7 @@ pub fn layout(img: &Image) -> Result<Layout, DiskError> {
                 notes,
             })
         }
-        Ok(_) | Err(TableError::NoSignature(0)) => Ok(Layout {
-            table: Table::None,
-            disk_size: size,
-            volumes: vec![Volume {
-                number: None,
-                start: 0,
-                len: size,
-                fs: probe(src, 0),
-                part_label: None,
-                part_uuid: None,
-            }],
-            notes,
-        }),
+        Ok(_) | Err(TableError::NoSignature(0)) => Ok(whole_disk(src, size, notes)),
         Err(e) => Err(table_err(e)),
     }
 }
