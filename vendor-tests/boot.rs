@@ -35,12 +35,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const PACKAGES: &str = "linux-image-cloud-amd64,systemd-sysv,udev,initramfs-tools,\
 grub-pc-bin,grub-efi-amd64-bin,shim-signed,grub-efi-amd64-signed";
 
-fn cache_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
-    )
-}
-
 /// The environment of every command here: reproducible outputs, a short
 /// GRUB menu.
 const ENV: &[(&str, &str)] = &[
@@ -53,32 +47,13 @@ const ENV: &[(&str, &str)] = &[
 fn boot_rootfs(test: &str) -> Option<PathBuf> {
     static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _making = MAKING.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = cache_dir().join("boot");
-    let tar = dir.join("bookworm-boot.tar");
-    if tar.is_file() {
-        return Some(tar);
-    }
-    fs::create_dir_all(&dir).unwrap();
-    run_ok(Command::new("chown").arg(USER).arg(&dir));
-    let part = dir.join("bookworm-boot.part.tar");
-    let t0 = Instant::now();
-    let o = run(as_user("mmdebstrap", ENV)
-        .args(["--quiet", "--mode=unshare", "--format=tar", "--variant=apt"])
-        .arg(format!("--include={PACKAGES}"))
-        .arg("bookworm")
-        .arg(&part));
-    if !o.status.success() {
-        let _ = fs::remove_file(&part);
-        assert!(!is_ci(), "{test}: mmdebstrap failed\n{}", out_text(&o));
-        skip(test, "mmdebstrap failed (no Debian mirror?)");
-        return None;
-    }
-    eprintln!(
-        "{test}: mmdebstrap --mode=unshare as {USER}: {:?}",
-        t0.elapsed()
-    );
-    fs::rename(&part, &tar).unwrap();
-    Some(tar)
+    let tar = common::build::user_cache("boot").join("bookworm-boot.tar");
+    common::build::mmdebstrap_tar(
+        test,
+        &tar,
+        ENV,
+        &["--variant=apt".into(), format!("--include={PACKAGES}")],
+    )
 }
 
 fn start_vm(disk: &Path, log: &Path, uefi_vars: Option<&Path>) -> Vm {

@@ -23,15 +23,9 @@ use std::process::Command;
 use common::build::*;
 use common::*;
 
-fn cache_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
-    )
-}
-
 /// The venv with diskimage-builder, and DIB's elements directory.
 fn dib_venv(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let venv = cache_dir().join("dib-venv");
+    let venv = test_cache().join("dib-venv");
     let py = venv.join("bin/python3");
     let have = Command::new(&py)
         .args(["-c", "import diskimage_builder"])
@@ -40,7 +34,7 @@ fn dib_venv(test: &str) -> Option<(PathBuf, PathBuf)> {
         .unwrap_or(false);
     if !have {
         let _ = fs::remove_dir_all(&venv);
-        fs::create_dir_all(cache_dir()).unwrap();
+        fs::create_dir_all(test_cache()).unwrap();
         let o = Command::new("/usr/bin/python3")
             .arg("-m")
             .arg("venv")
@@ -82,12 +76,12 @@ fn dib_venv(test: &str) -> Option<(PathBuf, PathBuf)> {
 /// A cached Debian root tarball with python3 (DIB's package-installs and
 /// pkg-map are Python).
 fn debian_rootfs(test: &str) -> Option<PathBuf> {
-    let tar = cache_dir().join("bookworm-apt-python3.tar");
+    let tar = test_cache().join("bookworm-apt-python3.tar");
     if !tar.is_file() {
         if !require(test, true, &["mmdebstrap"]) {
             return None;
         }
-        let part = cache_dir().join("bookworm-apt-python3.part.tar");
+        let part = test_cache().join("bookworm-apt-python3.part.tar");
         let o = Command::new("mmdebstrap")
             .args([
                 "--quiet",

@@ -31,17 +31,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The image cache shared by the builds (mmdebstrap's bootstrap tarball).
 fn image_cache() -> PathBuf {
-    let cache = PathBuf::from(
-        std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
-    )
-    .join("image-cache");
-    fs::create_dir_all(&cache).unwrap();
-    run_ok(Command::new("chown").arg(USER).arg(&cache));
-    cache
-}
-
-fn image_tests() -> bool {
-    std::env::var("DIBR_IMAGE_TESTS").as_deref() == Ok("1")
+    common::build::user_cache("image-cache")
 }
 
 fn start_vm(disk: &Path, seed: &Path, log: &Path, vars: Option<&Path>) -> Vm {

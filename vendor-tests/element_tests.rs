@@ -47,10 +47,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn image_tests() -> bool {
-    std::env::var("DIBR_IMAGE_TESTS").as_deref() == Ok("1")
-}
-
 #[derive(Clone, Debug)]
 struct TestElement {
     /// The element under test (`elements/<element>/test-elements/…`).
@@ -647,12 +643,7 @@ fn image_test_elements_build() {
     let (_, tests) = discover();
     let owners = hook_owners(&tests);
     // The image cache shared with debian_image and readme_newcomer.
-    let cache = user_dir(
-        &PathBuf::from(
-            std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
-        )
-        .join("image-cache"),
-    );
+    let cache = common::build::user_cache("image-cache");
     let slow: Vec<&TestElement> = tests
         .iter()
         .filter(|t| !t.fast() && t.run_by.is_none())

@@ -754,10 +754,7 @@ fn other_ext4_feature_sets_from_mke2fs() {
 #[test]
 fn bookworm_image_gives_its_kernel() {
     let test = "bookworm_image_gives_its_kernel";
-    let tar = PathBuf::from(
-        std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
-    )
-    .join("boot/bookworm-boot.tar");
+    let tar = test_cache().join("boot/bookworm-boot.tar");
     if !tar.exists() {
         // Made by the boot test (mmdebstrap); not worth a download here.
         skip(

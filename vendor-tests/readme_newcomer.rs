@@ -299,7 +299,7 @@ fn boot(test: &str, line: &str, mut c: Command, log: &Path) {
 fn newcomer_builds_and_boots_the_readme_image() {
     let test = "readme_newcomer";
     let (setup, run_block) = quick_start();
-    if std::env::var("DIBR_IMAGE_TESTS").as_deref() != Ok("1") {
+    if !image_tests() {
         println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 (a real Debian build and a TCG boot)");
         return;
     }

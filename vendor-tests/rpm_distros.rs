@@ -44,7 +44,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use common::build::{build_cmd, read_tar, stage, Stage, TarEntry, USER};
-use common::vm::as_user;
 use common::*;
 use sha2::{Digest, Sha256};
 
@@ -115,18 +114,8 @@ fn add_test_elements(s: &Stage) {
     run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
 }
 
-fn image_tests() -> bool {
-    std::env::var("DIBR_IMAGE_TESTS").as_deref() == Ok("1")
-}
-
 fn cache_dir() -> PathBuf {
-    let d = PathBuf::from(
-        std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
-    )
-    .join(FIXTURE);
-    fs::create_dir_all(&d).unwrap();
-    run_ok(Command::new("chown").arg(USER).arg(&d));
-    d
+    common::build::user_cache(FIXTURE)
 }
 
 /// The script run in the fixture's chroot: stand-in rpms, the repository,
@@ -176,41 +165,28 @@ chown -R 1234:1234 /var/lib/dibr-fixture-owned
 fn fixture(test: &str) -> Option<PathBuf> {
     let dir = cache_dir();
     let tar = dir.join("rootfs.tar");
-    if tar.is_file() {
-        return Some(tar);
-    }
     let script = dir.join("make-fixture.sh");
-    fs::write(&script, fixture_script()).unwrap();
-    let part = dir.join("rootfs.part.tar");
-    let t0 = Instant::now();
-    let o = run(as_user("mmdebstrap", &[])
-        .args([
-            "--quiet",
-            "--mode=unshare",
-            "--format=tar",
-            "--variant=minbase",
-            "--include=dnf,zypper,rpm,createrepo-c",
-            "--dpkgopt=path-exclude=/usr/share/man/*",
-            "--dpkgopt=path-exclude=/usr/share/doc/*",
-            "--dpkgopt=path-exclude=/usr/share/locale/*",
-        ])
-        .arg(format!(
-            "--customize-hook=upload {} /tmp/make-fixture.sh",
-            script.display()
-        ))
-        .arg("--customize-hook=chroot \"$1\" bash /tmp/make-fixture.sh")
-        .arg("--customize-hook=rm -f \"$1/tmp/make-fixture.sh\"")
-        .arg("bookworm")
-        .arg(&part));
-    if !o.status.success() {
-        let _ = fs::remove_file(&part);
-        assert!(!is_ci(), "{test}: mmdebstrap failed\n{}", out_text(&o));
-        skip(test, "mmdebstrap failed (no Debian mirror?)");
-        return None;
+    if !tar.is_file() {
+        fs::write(&script, fixture_script()).unwrap();
     }
-    eprintln!("{test}: fixture made in {:?}", t0.elapsed());
-    fs::rename(&part, &tar).unwrap();
-    Some(tar)
+    common::build::mmdebstrap_tar(
+        test,
+        &tar,
+        &[],
+        &[
+            "--variant=minbase".into(),
+            "--include=dnf,zypper,rpm,createrepo-c".into(),
+            "--dpkgopt=path-exclude=/usr/share/man/*".into(),
+            "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
+            "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
+            format!(
+                "--customize-hook=upload {} /tmp/make-fixture.sh",
+                script.display()
+            ),
+            "--customize-hook=chroot \"$1\" bash /tmp/make-fixture.sh".into(),
+            "--customize-hook=rm -f \"$1/tmp/make-fixture.sh\"".into(),
+        ],
+    )
 }
 
 fn sha256_hex(b: &[u8]) -> String {

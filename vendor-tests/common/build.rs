@@ -90,6 +90,49 @@ pub fn build_cmd(s: &Stage, args: &[&str], extra_env: &[(&str, &str)]) -> Comman
     c
 }
 
+/// `dir` under the test cache, made and owned by the CI user (whose
+/// builds write there).
+pub fn user_cache(dir: &str) -> PathBuf {
+    let d = test_cache().join(dir);
+    fs::create_dir_all(&d).unwrap();
+    run_ok(Command::new("chown").arg(USER).arg(&d));
+    d
+}
+
+/// A bookworm root tarball at `tar` (in a directory the CI user owns),
+/// made once by `mmdebstrap --mode=unshare --format=tar ARGS…` as that
+/// user and kept: `None` (a skip; a failure under CI) when mmdebstrap
+/// cannot make it.
+pub fn mmdebstrap_tar(
+    test: &str,
+    tar: &Path,
+    env: &[(&str, &str)],
+    args: &[String],
+) -> Option<PathBuf> {
+    if tar.is_file() {
+        return Some(tar.to_path_buf());
+    }
+    let part = tar.with_extension("part");
+    let t0 = std::time::Instant::now();
+    let o = run(super::vm::as_user("mmdebstrap", env)
+        .args(["--quiet", "--mode=unshare", "--format=tar"])
+        .args(args)
+        .arg("bookworm")
+        .arg(&part));
+    if !o.status.success() {
+        let _ = fs::remove_file(&part);
+        assert!(!is_ci(), "{test}: mmdebstrap failed\n{}", out_text(&o));
+        skip(test, "mmdebstrap failed (no Debian mirror?)");
+        return None;
+    }
+    eprintln!(
+        "{test}: mmdebstrap --mode=unshare as {USER}: {:?}",
+        t0.elapsed()
+    );
+    fs::rename(&part, tar).unwrap();
+    Some(tar.to_path_buf())
+}
+
 pub fn mountinfo() -> Vec<String> {
     // Mount points only: ids and counters of unrelated mounts may change.
     fs::read_to_string("/proc/self/mountinfo")

@@ -29,6 +29,20 @@ pub fn is_ci() -> bool {
     matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
 }
 
+/// `DIBR_IMAGE_TESTS=1`: the slow tests that build real images (network,
+/// minutes; `.ci/run` sets it).
+pub fn image_tests() -> bool {
+    std::env::var("DIBR_IMAGE_TESTS").as_deref() == Ok("1")
+}
+
+/// `DIBR_TEST_CACHE` (default /var/tmp/dibr-test-cache): downloads,
+/// bootstraps and fixtures kept between runs.
+pub fn test_cache() -> PathBuf {
+    PathBuf::from(
+        std::env::var("DIBR_TEST_CACHE").unwrap_or_else(|_| "/var/tmp/dibr-test-cache".into()),
+    )
+}
+
 pub fn slow_tests() -> bool {
     std::env::var("DIBR_SLOW_TESTS").as_deref() == Ok("1")
 }
