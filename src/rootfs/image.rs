@@ -139,7 +139,7 @@ pub fn sha256_file(p: &Path) -> io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// GOARCH names of the platform field for dibr's `ARCH` (DIB's names).
