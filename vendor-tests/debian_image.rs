@@ -319,24 +319,17 @@ fn ramdisk_builds_rootless_and_boots_to_its_init() {
     let cache = image_cache();
     let (elements_s, cache_s) = (elements.display().to_string(), cache.display().to_string());
     let t0 = Instant::now();
-    let o = Command::new(tool("setpriv"))
-        .args([
-            &format!("--reuid={USER}"),
-            &format!("--regid={USER}"),
-            "--init-groups",
-            "env",
-            "-i",
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            &format!("HOME=/home/{USER}"),
-            &format!("DIBR_ELEMENTS_DIR={elements_s}"),
-            &format!("DIB_IMAGE_CACHE={cache_s}"),
-        ])
-        .arg(&s.bin)
-        .args(["ramdisk", "-o", "deploy", "debian-minimal", "ramdisk"])
-        .current_dir(&s.out)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = vm::as_user(
+        &s.bin,
+        &[
+            ("DIBR_ELEMENTS_DIR", &elements_s),
+            ("DIB_IMAGE_CACHE", &cache_s),
+        ],
+    )
+    .args(["ramdisk", "-o", "deploy", "debian-minimal", "ramdisk"])
+    .current_dir(&s.out)
+    .output()
+    .unwrap();
     let text = out_text(&o);
     assert!(o.status.success(), "{test}: dibr ramdisk failed\n{text}");
     eprintln!("{test}: dibr ramdisk: {:?}", t0.elapsed());

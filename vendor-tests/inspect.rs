@@ -176,6 +176,13 @@ fn assemble(dir: &Path, tar: &Path, name: &str, extra: &[&str]) {
     );
 }
 
+/// `tree` as `dir/NAME.tar`, assembled into `dir/NAME.<type>`.
+fn tree_image(dir: &Path, tree: &Path, name: &str, extra: &[&str]) {
+    let tar = dir.join(format!("{name}.tar"));
+    tar_of(tree, &tar);
+    assemble(dir, &tar, name, extra);
+}
+
 fn dibr(args: &[&std::ffi::OsStr]) -> Output {
     run(Command::new(dibr_bin()).args(args))
 }
@@ -249,9 +256,7 @@ fn good_image_passes_and_gives_its_kernel() {
     let dir = work.path();
     let tree = dir.join("tree");
     cloud_tree(&tree, Variant::Good, true);
-    let tar = dir.join("good.tar");
-    tar_of(&tree, &tar);
-    assemble(dir, &tar, "good", &["-t", "raw,qcow2", "--layout", "efi"]);
+    tree_image(dir, &tree, "good", &["-t", "raw,qcow2", "--layout", "efi"]);
     for ext in ["raw", "qcow2"] {
         let img = dir.join(format!("good.{ext}"));
         let (ok, out) = check(&img);
@@ -363,9 +368,7 @@ fn broken_images_name_the_failing_item() {
         let name = format!("{v:?}").to_lowercase();
         let tree = dir.join(&name);
         cloud_tree(&tree, v, true);
-        let tar = dir.join(format!("{name}.tar"));
-        tar_of(&tree, &tar);
-        assemble(dir, &tar, &name, &["-t", "raw", "--layout", "mbr"]);
+        tree_image(dir, &tree, &name, &["-t", "raw", "--layout", "mbr"]);
         let (ok, out) = check(&dir.join(format!("{name}.raw")));
         assert!(!ok, "{test}: {v:?}: check passed\n{out}");
         let line = out
@@ -412,9 +415,7 @@ fn kernel_by_version_and_symlinks_without_grub_cfg() {
         tree.join(format!("boot/vmlinuz-{KVER}")),
     )
     .unwrap();
-    let tar = dir.join("v.tar");
-    tar_of(&tree, &tar);
-    assemble(dir, &tar, "v", &["-t", "raw,qcow2", "--layout", "efi"]);
+    tree_image(dir, &tree, "v", &["-t", "raw,qcow2", "--layout", "efi"]);
     for ext in ["raw", "qcow2"] {
         let text = get_kernel_is(
             &dir.join(format!("v.{ext}")),
@@ -442,9 +443,7 @@ fn kernel_by_version_and_symlinks_without_grub_cfg() {
         tree.join("initrd.img"),
     )
     .unwrap();
-    let tar = dir.join("l.tar");
-    tar_of(&tree, &tar);
-    assemble(dir, &tar, "l", &["-t", "qcow2", "--layout", "mbr"]);
+    tree_image(dir, &tree, "l", &["-t", "qcow2", "--layout", "mbr"]);
     let text = get_kernel_is(
         &dir.join("l.qcow2"),
         &dir.join("l-out"),
@@ -574,9 +573,7 @@ fn qcow2_reader_matches_qemu_img() {
     let dir = work.path();
     let tree = dir.join("tree");
     cloud_tree(&tree, Variant::Good, true);
-    let tar = dir.join("q.tar");
-    tar_of(&tree, &tar);
-    assemble(dir, &tar, "q", &["-t", "raw,qcow2", "--layout", "efi"]);
+    tree_image(dir, &tree, "q", &["-t", "raw,qcow2", "--layout", "efi"]);
     let raw = dir.join("q.raw");
     let want = sha256_file(&raw);
     let qimg = |out: &str, opts: &[&str]| {

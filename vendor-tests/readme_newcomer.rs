@@ -25,7 +25,6 @@ mod common;
 use common::build::USER;
 use common::*;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -266,33 +265,17 @@ fn boot(test: &str, line: &str, mut c: Command, log: &Path) {
     }
     let _guard = KillGroup(pgid);
     let t0 = Instant::now();
-    loop {
-        let mut text = String::new();
-        if let Ok(mut f) = fs::File::open(log) {
-            let mut b = Vec::new();
-            let _ = f.read_to_end(&mut b);
-            text = String::from_utf8_lossy(&b).into_owned();
-        }
-        if text.contains(" login:") {
-            eprintln!("{test}: login prompt after {:?}", t0.elapsed());
-            break;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "{test}: the boot line exited ({st}) before the login prompt\n--- console (tail) ---\n{}",
-                tail(&text, 4000)
-            );
-        }
-        if t0.elapsed() > BOOT_TIMEOUT {
-            panic!(
-                "{test}: no login prompt within {BOOT_TIMEOUT:?}\n--- console (tail) ---\n{}",
-                tail(&text, 4000)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let mut vm = vm::Vm(child);
+    vm::wait_for(
+        &mut vm,
+        log,
+        " login:",
+        &format!("{test}: the boot line"),
+        t0,
+        BOOT_TIMEOUT,
+    );
+    eprintln!("{test}: login prompt after {:?}", t0.elapsed());
     drop(_guard);
-    let _ = child.wait();
 }
 
 #[test]

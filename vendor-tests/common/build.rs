@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::*;
 use dibr::tarstream::TarReader;
@@ -71,22 +71,11 @@ pub fn stage(test: &str) -> Option<Stage> {
 
 /// `dibr build …` as the user, with a clean environment.
 pub fn build_cmd(s: &Stage, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(tool("setpriv"));
-    c.args([
-        &format!("--reuid={USER}"),
-        &format!("--regid={USER}"),
-        "--init-groups",
-        "env",
-        "-i",
-    ])
-    .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    .arg(format!("HOME=/home/{USER}"))
-    .arg(format!("ELEMENTS_PATH={}", s.elements.display()));
-    for (k, v) in extra_env {
-        c.arg(format!("{k}={v}"));
-    }
-    c.arg(&s.bin).arg("build").args(args);
-    c.current_dir(&s.out).stdin(Stdio::null());
+    let elements = s.elements.display().to_string();
+    let mut env = vec![("ELEMENTS_PATH", elements.as_str())];
+    env.extend_from_slice(extra_env);
+    let mut c = super::vm::as_user(&s.bin, &env);
+    c.arg("build").args(args).current_dir(&s.out);
     c
 }
 
