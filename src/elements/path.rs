@@ -65,12 +65,21 @@ impl ElementsPath {
         Self::parse(v.as_deref(), Self::shipped_dir().as_deref())
     }
 
-    /// dibr's element library: `$DIBR_ELEMENTS_DIR` if set, else the
-    /// `elements/` directory of the source tree dibr was built from, if it
-    /// still exists.
+    /// dibr's element library: `$DIBR_ELEMENTS_DIR` if set, else
+    /// `share/dibr/elements` beside the executable's `bin/` (an installed
+    /// copy, e.g. `/usr/local/bin/dibr` with `/usr/local/share/dibr/elements`
+    /// in a container image), else the `elements/` directory of the source
+    /// tree dibr was built from, if it still exists.
     pub fn shipped_dir() -> Option<PathBuf> {
         if let Some(d) = std::env::var_os("DIBR_ELEMENTS_DIR") {
             return Some(PathBuf::from(d));
+        }
+        let installed = std::env::current_exe().ok().and_then(|exe| {
+            let d = exe.parent()?.parent()?.join("share/dibr/elements");
+            d.is_dir().then_some(d)
+        });
+        if installed.is_some() {
+            return installed;
         }
         let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
         d.is_dir().then_some(d)
