@@ -105,6 +105,7 @@ pub fn interrupted() -> bool {
 pub fn interrupt_cleanup() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     sandbox::kill_running();
+    sandbox::shutdown();
     let dirs: Vec<PathBuf> = ACTIVE
         .lock()
         .map(|mut v| std::mem::take(&mut *v))
@@ -314,12 +315,7 @@ fn capture_one(
             cwd: w.root().to_path_buf(),
             chroot: false,
         };
-        let argv: Vec<OsString> = vec![
-            sandbox::helper_exe().into(),
-            "__capture".into(),
-            w.target().into(),
-            out_abs.to_path_buf().into(),
-        ];
+        let argv = sandbox::capture_argv(&w.target(), out_abs)?;
         let st = sandbox::run(&sb, &argv)?;
         if !st.success() {
             return Err(BuildError::Capture(st.to_string()));
@@ -399,8 +395,8 @@ fn assemble_disk(
 /// The whole build. Prints DIB-style progress; returns the output paths.
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();
-    let mapping = sandbox::mapping()?;
-    if let Some(w) = mapping.warning() {
+    eprintln!("{}", sandbox::chosen()?.line());
+    if let Some(w) = sandbox::mapping()?.warning() {
         eprintln!("dibr: warning: {w}");
     }
     let path = elements::path::ElementsPath::from_env()?;
@@ -464,6 +460,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         // The signal handler removes the work directory and exits.
         return Err(BuildError::Usage("interrupted".into()));
     }
+    sandbox::shutdown();
     let keep = result.is_err() && cfg.keep_on_error;
     if keep {
         eprintln!(

@@ -68,6 +68,13 @@ pub enum Command {
     Capture {
         tree: std::path::PathBuf,
         output: std::path::PathBuf,
+        /// Read the tree from this tar stream (`-`: stdin) made by another
+        /// archiver, instead of walking TREE (the sandbox's fakeroot mode)
+        #[arg(long, value_name = "TAR")]
+        from_tar: Option<std::path::PathBuf>,
+        /// With --from-tar: the building user's UID:GID, shown as 0:0
+        #[arg(long, value_name = "UID:GID")]
+        real_owner: Option<String>,
     },
     /// Expand element dependencies like DIB's element-info (--env for IMAGE_ELEMENT*)
     Elements(elements::ElementsArgs),
@@ -147,28 +154,12 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(st.code().unwrap_or(1));
         }
         Command::RmWorkdir { dir } => crate::sandbox::remove_tree(&dir)?,
-        Command::Capture { tree, output } => {
-            let t = crate::capture::OutputType::from_path(&output).ok_or_else(|| {
-                format!(
-                    "{}: output must end in .tar, .tgz or .tar.zst",
-                    output.display()
-                )
-            })?;
-            let epoch = std::env::var("SOURCE_DATE_EPOCH")
-                .ok()
-                .and_then(|v| v.trim().parse().ok());
-            let opts = crate::capture::CaptureOptions {
-                source_date_epoch: epoch,
-                synthesize_dev: true,
-                exclude: vec!["proc/*".into(), "sys/*".into(), "tmp/in_target.d".into()],
-            };
-            let stats = crate::capture::write_output(&tree, &output, t, &opts)?;
-            eprintln!(
-                "dibr: captured {} entries into {}",
-                stats.entries,
-                output.display()
-            );
-        }
+        Command::Capture {
+            tree,
+            output,
+            from_tar,
+            real_owner,
+        } => capture_cmd(&tree, &output, from_tar.as_deref(), real_owner.as_deref())?,
         Command::Elements(a) => elements::run(&a)?,
         Command::GetKernel(a) => inspect::get_kernel(&a)?,
         Command::Check(a) => {
@@ -225,5 +216,50 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}: consistent ({r:?})", image.display());
         }
     }
+    Ok(())
+}
+
+/// `dibr __capture`: the tree (or a tar stream of it) into an archive.
+fn capture_cmd(
+    tree: &std::path::Path,
+    output: &std::path::Path,
+    from_tar: Option<&std::path::Path>,
+    real_owner: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let t = crate::capture::OutputType::from_path(output).ok_or_else(|| {
+        format!(
+            "{}: output must end in .tar, .tgz or .tar.zst",
+            output.display()
+        )
+    })?;
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    let opts = crate::capture::CaptureOptions {
+        source_date_epoch: epoch,
+        synthesize_dev: true,
+        exclude: vec!["proc/*".into(), "sys/*".into(), "tmp/in_target.d".into()],
+    };
+    let owner = match real_owner {
+        None => None,
+        Some(v) => {
+            let (u, g) = v
+                .split_once(':')
+                .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                .ok_or_else(|| format!("--real-owner {v:?}: expected UID:GID"))?;
+            Some((u, g))
+        }
+    };
+    let stats = match from_tar {
+        None => crate::capture::write_output(tree, output, t, &opts)?,
+        Some(input) => crate::capture::write_output_with(output, t, &mut |w| {
+            crate::capture::write_tar_from_stream(input, tree, w, &opts, owner)
+        })?,
+    };
+    eprintln!(
+        "dibr: captured {} entries into {}",
+        stats.entries,
+        output.display()
+    );
     Ok(())
 }

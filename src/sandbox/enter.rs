@@ -29,6 +29,7 @@ use std::process::Command;
 use rustix::mount::MountFlags;
 
 use super::idmap::IdMapping;
+use super::mode::ProcSource;
 use super::plan::{self, Bind, FsOp};
 use super::sys::{self, Namespaces, SysError};
 
@@ -49,6 +50,24 @@ pub struct HelperArgs {
     pub env: Vec<(OsString, OsString)>,
     pub status_file: Option<PathBuf>,
     pub argv: Vec<OsString>,
+    /// Bind the helper's /proc instead of mounting a fresh one (the
+    /// container masks /proc paths; see `super::mode`).
+    pub proc_bind: bool,
+    /// A namespace-free mode (`super::direct`), instead of namespaces.
+    pub direct: Option<Direct>,
+}
+
+/// The namespace-free modes, as the helper runs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Direct {
+    /// chroot(2) as real root.
+    Chroot,
+    /// fakechroot's wrapper around coreutils' chroot, under fakeroot (the
+    /// environment carries the faked key).
+    Fakeroot {
+        fakechroot: PathBuf,
+        chroot: PathBuf,
+    },
 }
 
 impl HelperArgs {
@@ -71,6 +90,18 @@ impl HelperArgs {
         if let Some(s) = &self.status_file {
             a.push("--status-file".into());
             a.push(s.clone().into());
+        }
+        if self.proc_bind {
+            a.push("--proc-bind".into());
+        }
+        match &self.direct {
+            None => {}
+            Some(Direct::Chroot) => a.push("--direct-chroot".into()),
+            Some(Direct::Fakeroot { fakechroot, chroot }) => {
+                a.push("--direct-fakeroot".into());
+                a.push(fakechroot.clone().into());
+                a.push(chroot.clone().into());
+            }
         }
         for b in &self.binds {
             a.push("--bind".into());
@@ -109,6 +140,8 @@ impl HelperArgs {
             env: vec![],
             status_file: None,
             argv: vec![],
+            proc_bind: false,
+            direct: None,
         };
         let mut next = |what: &str| it.next().cloned().ok_or(format!("{what} needs a value"));
         while let Ok(flag) = next("") {
@@ -130,6 +163,14 @@ impl HelperArgs {
                 Some("--cwd") => h.cwd = next("--cwd")?.into(),
                 Some("--chroot") => h.chroot = true,
                 Some("--status-file") => h.status_file = Some(next("--status-file")?.into()),
+                Some("--proc-bind") => h.proc_bind = true,
+                Some("--direct-chroot") => h.direct = Some(Direct::Chroot),
+                Some("--direct-fakeroot") => {
+                    h.direct = Some(Direct::Fakeroot {
+                        fakechroot: next("--direct-fakeroot")?.into(),
+                        chroot: next("--direct-fakeroot")?.into(),
+                    })
+                }
                 Some("--bind") => {
                     let src = next("--bind")?;
                     let dst = next("--bind")?;
@@ -181,6 +222,13 @@ pub fn main(args: &[OsString]) -> i32 {
     match h.mode.as_str() {
         "probe" => probe(&h),
         "remove" => remove(&h),
+        "run" if h.direct.is_some() => match super::direct::run(&h) {
+            Ok(code) => code,
+            Err(e) => {
+                report(&h, &e);
+                SETUP_FAILED
+            }
+        },
         "run" => match run(&h) {
             Ok(code) => code,
             Err(e) => {
@@ -199,7 +247,7 @@ pub fn main(args: &[OsString]) -> i32 {
 /// and is closed on exec, so the command does not inherit it).
 static STATUS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
 
-fn report(_h: &HelperArgs, msg: &str) {
+pub(super) fn report(_h: &HelperArgs, msg: &str) {
     if let Some(mut f) = STATUS.get() {
         if writeln!(f, "{msg}").is_ok() {
             return;
@@ -238,7 +286,7 @@ fn enter_userns(map: &IdMapping) -> Result<(), (String, i32)> {
             w("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
             Ok(())
         }
-        IdMapping::Subids { .. } => {
+        IdMapping::Subids { .. } | IdMapping::Identity { .. } => {
             let (r, w) = sys::pipe().map_err(se)?;
             let me = std::process::id();
             let _ = std::io::stdout().flush();
@@ -268,7 +316,11 @@ fn enter_userns(map: &IdMapping) -> Result<(), (String, i32)> {
                     let st = sys::wait_pid(pid).map_err(se)?;
                     res.map_err(se)?;
                     if st.exit_status() != Some(0) {
-                        return Err(("newuidmap/newgidmap".into(), libc::EPERM));
+                        let step = match map {
+                            IdMapping::Identity { .. } => "writing the identity uid_map/gid_map",
+                            _ => "newuidmap/newgidmap",
+                        };
+                        return Err((step.into(), libc::EPERM));
                     }
                     // newgidmap leaves setgroups allowed: drop the host's
                     // supplementary groups (they would show as nogroup).
@@ -289,8 +341,19 @@ fn paren(p: &Path) -> String {
 }
 
 /// In the forked mapper: write the maps of process `pid` with the setuid
-/// helpers. Returns the exit code.
+/// helpers, or itself for an identity map. Returns the exit code.
 fn run_mappers(map: &IdMapping, pid: u32) -> i32 {
+    if let IdMapping::Identity { uids, gids } = map {
+        for (file, ranges) in [("uid_map", uids), ("gid_map", gids)] {
+            let path = format!("/proc/{pid}/{file}");
+            let text = super::idmap::identity_map_text(ranges);
+            if let Err(e) = std::fs::write(&path, &text) {
+                eprintln!("dibr sandbox: writing {path} ({}): {e}", text.trim());
+                return 1;
+            }
+        }
+        return 0;
+    }
     for (tool, args) in [
         ("newuidmap", map.newuidmap_args()),
         ("newgidmap", map.newgidmap_args()),
@@ -311,32 +374,70 @@ fn run_mappers(map: &IdMapping, pid: u32) -> i32 {
     0
 }
 
-/// `probe`: enter the namespaces and make a mount; print `ok` or
-/// `fail\t<step>\t<errno>` on stdout.
+/// `probe`: enter the namespaces, make a mount and, as pid 1 of the new pid
+/// namespace, mount a fresh /proc (or, where that is refused, bind the
+/// current one); print `ok`, `ok\tbound` or `fail\t<step>\t<errno>`.
 fn probe(h: &HelperArgs) -> i32 {
+    let se = |e: SysError| {
+        (
+            format!("{}{}", e.call, paren(&e.path)),
+            e.errno.raw_os_error(),
+        )
+    };
     let r = enter_userns(&h.map).and_then(|()| {
-        let se = |e: SysError| {
-            (
-                format!("{}{}", e.call, paren(&e.path)),
-                e.errno.raw_os_error(),
-            )
-        };
         sys::unshare(Namespaces {
             user: false,
             mount: true,
             pid: true,
         })
         .map_err(se)?;
-        sys::make_rprivate().map_err(se)
+        sys::make_rprivate().map_err(se)?;
+        probe_proc()
     });
     match r {
-        Ok(()) => {
+        Ok(ProcSource::Fresh) => {
             println!("ok");
+            0
+        }
+        Ok(ProcSource::Bound) => {
+            println!("ok\tbound");
             0
         }
         Err((step, errno)) => {
             println!("fail\t{step}\t{errno}");
             1
+        }
+    }
+}
+
+/// In a child that is pid 1 of the new pid namespace (procfs shows the
+/// namespace of the mounting process), mount proc on /proc — private to
+/// this mount namespace — or bind it.
+fn probe_proc() -> Result<ProcSource, (String, i32)> {
+    const FRESH: i32 = 0;
+    const BOUND: i32 = 10;
+    let _ = std::io::stdout().flush();
+    match sys::fork().map_err(|e| (e.call.to_string(), e.errno.raw_os_error()))? {
+        sys::Fork::Child => {
+            let proc_ = Path::new("/proc");
+            let fl = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            let code = if sys::mount_fs("proc", proc_, fl, "").is_ok() {
+                FRESH
+            } else if sys::bind(proc_, proc_, true).is_ok() {
+                BOUND
+            } else {
+                20
+            };
+            sys::exit_now(code)
+        }
+        sys::Fork::Parent(pid) => {
+            let st =
+                sys::wait_pid(pid).map_err(|e| (e.call.to_string(), e.errno.raw_os_error()))?;
+            match st.exit_status() {
+                Some(FRESH) => Ok(ProcSource::Fresh),
+                Some(BOUND) => Ok(ProcSource::Bound),
+                _ => Err(("mount(proc)".into(), libc::EPERM)),
+            }
         }
     }
 }
@@ -511,7 +612,7 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         return SETUP_FAILED;
     }
     drop(alive);
-    if let Err(e) = apply(root, ops) {
+    if let Err(e) = apply(root, ops, h.proc_bind) {
         report(h, &e);
         return SETUP_FAILED;
     }
@@ -553,7 +654,7 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
 }
 
 /// Execute the plan below `root`.
-fn apply(root: &Path, ops: &[FsOp]) -> Result<(), String> {
+fn apply(root: &Path, ops: &[FsOp], proc_bind: bool) -> Result<(), String> {
     let s = |e: SysError| e.to_string();
     let nosuid_nodev = MountFlags::NOSUID | MountFlags::NODEV;
     for op in ops {
@@ -576,6 +677,13 @@ fn apply(root: &Path, ops: &[FsOp]) -> Result<(), String> {
                     sys::make_tree_ro(&dst)
                         .or_else(|_| sys::remount_bind_ro(&dst))
                         .map_err(s)?;
+                }
+            }
+            FsOp::Proc { .. } if proc_bind => {
+                // The container's /proc, where a fresh one is refused; on
+                // the host's own /proc (outside hooks) there is nothing to do.
+                if dst != Path::new("/proc") {
+                    sys::bind(Path::new("/proc"), &dst, true).map_err(s)?
                 }
             }
             FsOp::Proc { .. } => {
@@ -644,11 +752,18 @@ mod tests {
             env: vec![("A".into(), "b=c d".into())],
             status_file: Some("/s".into()),
             argv: vec!["sh".into(), "--".into(), "-c".into()],
+            proc_bind: true,
+            direct: Some(Direct::Fakeroot {
+                fakechroot: "/usr/bin/fakechroot".into(),
+                chroot: "/usr/sbin/chroot".into(),
+            }),
         };
         let p = HelperArgs::parse(&h.to_args()).unwrap();
         assert_eq!(p.to_args(), h.to_args());
         assert_eq!(p.env, h.env);
         assert_eq!(p.argv, h.argv);
         assert_eq!(p.binds, h.binds);
+        assert_eq!(p.direct, h.direct);
+        assert!(p.proc_bind);
     }
 }

@@ -20,8 +20,11 @@
 //! let status = run(&cfg, &["/bin/sh".into(), "-c".into(), "id -u".into()]).unwrap();
 //! ```
 
+mod direct;
 pub mod enter;
+mod fakeroot;
 pub mod idmap;
+pub mod mode;
 pub mod plan;
 pub mod preflight;
 mod sys;
@@ -32,6 +35,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 pub use idmap::{FlattenReason, IdMapping, IdRange};
+pub use mode::{Chosen, Mode, ProcSource};
 pub use plan::{Bind, FsOp};
 pub use preflight::PreflightError;
 
@@ -88,36 +92,28 @@ pub fn helper_exe() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("dibr"))
 }
 
-static MAPPING: OnceLock<Result<IdMapping, PreflightError>> = OnceLock::new();
+static CHOSEN: OnceLock<Result<Chosen, PreflightError>> = OnceLock::new();
 
-/// What preflight chose (computed once per process, probing the kernel
-/// with the helper). Print [`IdMapping::warning`] if it has one.
-pub fn mapping() -> Result<IdMapping, SandboxError> {
-    MAPPING
+/// The sandbox mode preflight chose (computed once per process, probing
+/// the kernel with the helper). Print [`Chosen::line`] once per build.
+pub fn chosen() -> Result<&'static Chosen, SandboxError> {
+    CHOSEN
         .get_or_init(|| {
             let facts = preflight::HostFacts::current();
-            let m = preflight::decide(&facts, &preflight::Probe::Ok)?;
-            let probe = run_probe(&m);
-            if let (IdMapping::Subids { uid, gid, .. }, preflight::Probe::Failed { step, .. }) =
-                (&m, &probe)
-            {
-                if step.starts_with("newuidmap") {
-                    // The helpers refused: fall back to a single uid.
-                    let single = IdMapping::SingleUid {
-                        uid: *uid,
-                        gid: *gid,
-                        reason: FlattenReason::UidmapFailed,
-                    };
-                    return match run_probe(&single) {
-                        preflight::Probe::Ok => Ok(single),
-                        p => preflight::decide(&facts, &p),
-                    };
-                }
-            }
-            preflight::decide(&facts, &probe)
+            preflight::choose(&facts, &mut run_probe)
         })
-        .clone()
-        .map_err(SandboxError::from)
+        .as_ref()
+        .map_err(|e| SandboxError::from(e.clone()))
+}
+
+/// The id mapping of the namespace modes (`Root` for the namespace-free
+/// modes, where ids are the real ones). Print [`IdMapping::warning`] if it
+/// has one.
+pub fn mapping() -> Result<IdMapping, SandboxError> {
+    Ok(match &chosen()?.mode {
+        Mode::Namespaces { map, .. } => map.clone(),
+        Mode::Chroot | Mode::Fakeroot(_) => IdMapping::Root,
+    })
 }
 
 fn run_probe(m: &IdMapping) -> preflight::Probe {
@@ -132,6 +128,8 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
         env: vec![],
         status_file: None,
         argv: vec![],
+        proc_bind: false,
+        direct: None,
     };
     let out = Command::new(helper_exe())
         .arg("__sandbox")
@@ -151,6 +149,7 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
             let f: Vec<&str> = line.split('\t').collect();
             match f.as_slice() {
                 ["ok"] => preflight::Probe::Ok,
+                ["ok", "bound"] => preflight::Probe::OkProcBound,
                 ["fail", step, errno] => fail(step.to_string(), errno.parse().unwrap_or(0)),
                 _ => fail(
                     format!("the helper ({}, output {line:?})", o.status),
@@ -255,7 +254,7 @@ fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
 /// (a command killed by signal N shows as exit code 128+N). Blocks until
 /// the command has exited, and every process it started is gone.
 pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, SandboxError> {
-    let map = mapping()?;
+    let chosen = chosen()?;
     // Validate the plan here, where errors are easy to report.
     if cfg.chroot {
         plan::chroot_plan(&cfg.binds)?;
@@ -265,6 +264,20 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
     if argv.is_empty() {
         return Err(SandboxError::Setup("no command given".into()));
     }
+    let mut env: Vec<(OsString, OsString)> =
+        cfg.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let (map, proc_bind, direct) = match &chosen.mode {
+        Mode::Namespaces { map, proc } => (map.clone(), *proc == ProcSource::Bound, None),
+        Mode::Chroot => (IdMapping::Root, false, Some(enter::Direct::Chroot)),
+        Mode::Fakeroot(tools) => {
+            env.extend(fakeroot::hook_env(tools)?);
+            let d = enter::Direct::Fakeroot {
+                fakechroot: tools.fakechroot.clone(),
+                chroot: tools.chroot.clone(),
+            };
+            (IdMapping::Root, false, Some(d))
+        }
+    };
     let status = StatusFile::new()?;
     let args = enter::HelperArgs {
         mode: "run".into(),
@@ -274,9 +287,11 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         cwd: cfg.cwd.clone(),
         chroot: cfg.chroot,
         binds: cfg.binds.clone(),
-        env: cfg.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        env,
         status_file: Some(status.0.clone()),
         argv: argv.to_vec(),
+        proc_bind,
+        direct,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();
@@ -284,6 +299,43 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         return Err(SandboxError::Setup(msg));
     }
     Ok(st)
+}
+
+/// The command that streams the tree at `target` into the archive `out`
+/// (`dibr __capture`), run with [`run`] outside the chroot. In fakeroot
+/// mode the owners, devices and capabilities live in `faked`, which only
+/// programs using libc see: GNU tar reads the tree through it and dibr
+/// re-encodes that stream as its own capture.
+pub fn capture_argv(target: &Path, out: &Path) -> Result<Vec<OsString>, SandboxError> {
+    let dibr: OsString = helper_exe().into();
+    Ok(match &chosen()?.mode {
+        Mode::Fakeroot(_) => {
+            let owner = format!(
+                "{}:{}",
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw()
+            );
+            vec![
+                "/bin/bash".into(),
+                "-c".into(),
+                "set -o pipefail; tar --numeric-owner --xattrs --xattrs-include='*' --sort=name \
+                 --format=pax -C \"$1\" -cf - . | \"$0\" __capture --from-tar - \
+                 --real-owner \"$3\" \"$1\" \"$2\""
+                    .into(),
+                dibr,
+                target.into(),
+                out.into(),
+                owner.into(),
+            ]
+        }
+        _ => vec![dibr, "__capture".into(), target.into(), out.into()],
+    })
+}
+
+/// Stop what the sandbox keeps running between hooks (fakeroot's daemon).
+/// Called at the end of a build and from the interrupt handler.
+pub fn shutdown() {
+    fakeroot::stop();
 }
 
 /// Remove a work directory that may contain files owned by subordinate ids
@@ -296,8 +348,11 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         Err(_) => {}
     }
     let map = mapping()?;
-    if map == IdMapping::Root {
-        return std::fs::remove_dir_all(path).map_err(|e| SandboxError::Remove {
+    if !matches!(map, IdMapping::Subids { .. } | IdMapping::SingleUid { .. }) {
+        // Real ids (root, an identity map, the namespace-free modes): the
+        // files are ours; a hook may have left directories without write
+        // permission, which root ignores and an ordinary user must undo.
+        return direct::remove_all(path).map_err(|e| SandboxError::Remove {
             path: path.into(),
             detail: e.to_string(),
         });
@@ -314,6 +369,8 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         env: vec![],
         status_file: Some(status.0.clone()),
         argv: vec![],
+        proc_bind: false,
+        direct: None,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();

@@ -294,3 +294,74 @@ pub fn exit_now(code: i32) -> ! {
         libc::_exit(code)
     }
 }
+
+/// PR_SET_CHILD_SUBREAPER: orphaned descendants (a hook's double-forked
+/// daemon) are re-parented to this process instead of the container's init,
+/// so the namespace-free modes can find and kill them (prctl(2)).
+pub fn become_subreaper() -> SysResult<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(err("prctl(PR_SET_CHILD_SUBREAPER)", ""))
+}
+
+/// Wait for any child without blocking; `None` when none has exited (or
+/// there is none).
+pub fn try_wait_any() -> Option<(i32, rustix::process::WaitStatus)> {
+    match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+        Ok(Some((pid, st))) => Some((pid.as_raw_nonzero().get(), st)),
+        _ => None,
+    }
+}
+
+/// mknod(2) of a character device (chroot mode's /dev, as root).
+pub fn mknod_char(path: &Path, mode: u32, major: u32, minor: u32) -> SysResult<()> {
+    use rustix::fs::{FileType, Mode};
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(mode),
+        rustix::fs::makedev(major, minor),
+    )
+    .map_err(err("mknod", path))
+}
+
+/// Make `cmd` chroot into `root` and chdir to `cwd` between fork and exec
+/// (chroot mode: no namespaces, the command itself enters the tree), and
+/// die with its parent.
+pub fn command_in_chroot(cmd: &mut std::process::Command, root: &Path, cwd: &Path) {
+    use std::os::unix::process::CommandExt;
+    let root = CString::new(root.as_os_str().as_bytes()).unwrap_or_default();
+    let cwd = CString::new(cwd.as_os_str().as_bytes()).unwrap_or_default();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe system calls (prctl, chroot, chdir) on
+    // C strings allocated before the fork; it touches no locks or heap.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::chroot(root.as_ptr()) != 0
+                || libc::chdir(c"/".as_ptr()) != 0
+                || libc::chdir(cwd.as_ptr()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Make `cmd` die with its parent (PR_SET_PDEATHSIG between fork and exec):
+/// for helpers such as fakeroot's `faked` that must not outlive dibr.
+pub fn command_dies_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    #[allow(unsafe_code)]
+    // SAFETY: prctl is async-signal-safe and the closure captures nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
