@@ -469,3 +469,147 @@ fn bootloader_element_refuses_a_tree_without_grub() {
     assert!(left.is_empty(), "{test}: outputs left: {left:?}");
     assert_no_leftovers(test, &b);
 }
+
+/// The namespace-free sandbox modes (issue 11), forced on this host with
+/// `DIBR_SANDBOX`, give the same tree as the user-namespace build: chroot
+/// mode as root, fakeroot mode as the CI user. The container tests
+/// (vendor-tests/containers.rs) reach the same modes by default inside
+/// Docker; this keeps them tested where no container runtime is.
+#[test]
+fn namespace_free_modes_match_the_userns_build() {
+    let test = "namespace_free_modes_match_the_userns_build";
+    let _serial = serial();
+    if !require(test, true, &["fakeroot", "fakechroot", "faked-sysv", "tar"]) {
+        return;
+    }
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    let args = |name: &'static str| ["-n", "-t", "tar", "-o", name, "dibr-test-hooks"];
+    let mode_line = |o: &std::process::Output| {
+        out_text(o)
+            .lines()
+            .find(|l| l.starts_with("dibr: sandbox: "))
+            .unwrap_or("")
+            .to_string()
+    };
+    let o = build_cmd(&s, &args("userns"), &[]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{test}: userns build failed\n{}",
+        out_text(&o)
+    );
+    assert!(
+        mode_line(&o).starts_with("dibr: sandbox: userns ("),
+        "{test}: {}",
+        mode_line(&o)
+    );
+    let reference = read_tar(&s.out.join("userns.tar"));
+
+    let o = build_cmd(&s, &args("fake"), &[("DIBR_SANDBOX", "fakeroot")])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: fakeroot build failed\n{text}");
+    assert!(
+        mode_line(&o).starts_with("dibr: sandbox: fakeroot ("),
+        "{test}: {text}"
+    );
+    assert!(
+        text.contains("killed 1 process(es) the hooks left running"),
+        "{test}: daemon not reported\n{text}"
+    );
+    same_tree(
+        test,
+        "fakeroot",
+        &reference,
+        &read_tar(&s.out.join("fake.tar")),
+    );
+
+    // chroot mode needs root: run the same binary as root, into a
+    // root-owned output directory.
+    let out = s.out.join("root");
+    fs::create_dir(&out).unwrap();
+    let o = Command::new(&s.bin)
+        .args([
+            "build",
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "chroot",
+            "dibr-test-hooks",
+        ])
+        .env("ELEMENTS_PATH", &s.elements)
+        .env("DIBR_SANDBOX", "chroot")
+        .env("DIB_IMAGE_CACHE", out.join("cache"))
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: chroot build failed\n{text}");
+    assert!(
+        mode_line(&o).starts_with("dibr: sandbox: chroot ("),
+        "{test}: {text}"
+    );
+    same_tree(
+        test,
+        "chroot",
+        &reference,
+        &read_tar(&out.join("chroot.tar")),
+    );
+    let left = Command::new("pgrep")
+        .args(["-a", "-f", "^sleep 1000"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "{test}: chroot mode left a daemon: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert_no_leftovers(test, &b);
+}
+
+/// Entry by entry: kind (incl. link targets and device numbers), mode,
+/// owner and xattrs.
+fn same_tree(
+    test: &str,
+    mode: &str,
+    want: &std::collections::BTreeMap<String, TarEntry>,
+    got: &std::collections::BTreeMap<String, TarEntry>,
+) {
+    let mut diffs = Vec::new();
+    for (path, w) in want {
+        match got.get(path) {
+            None => diffs.push(format!("{path}: missing")),
+            Some(g) => {
+                if (g.kind != w.kind)
+                    || g.mode != w.mode
+                    || (g.uid, g.gid) != (w.uid, w.gid)
+                    || g.xattrs != w.xattrs
+                {
+                    diffs.push(format!(
+                        "{path}: {:?} {:o} {}:{} {:?}, userns build {:?} {:o} {}:{} {:?}",
+                        g.kind,
+                        g.mode,
+                        g.uid,
+                        g.gid,
+                        g.xattrs,
+                        w.kind,
+                        w.mode,
+                        w.uid,
+                        w.gid,
+                        w.xattrs
+                    ))
+                }
+            }
+        }
+    }
+    for path in got.keys().filter(|p| !want.contains_key(*p)) {
+        diffs.push(format!("{path}: not in the userns build"));
+    }
+    assert!(
+        diffs.is_empty(),
+        "{test}: {mode} mode differs:\n{}",
+        diffs.join("\n")
+    );
+}

@@ -266,6 +266,9 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
     }
     let mut env: Vec<(OsString, OsString)> =
         cfg.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    // Elements that must act differently without namespaces (debootstrap's
+    // mmdebstrap mode) read the mode here.
+    env.push(("DIBR_SANDBOX_MODE".into(), chosen.name().into()));
     let (map, proc_bind, direct) = match &chosen.mode {
         Mode::Namespaces { map, proc } => (map.clone(), *proc == ProcSource::Bound, None),
         Mode::Chroot => (IdMapping::Root, false, Some(enter::Direct::Chroot)),

@@ -839,4 +839,128 @@ mod tests {
             .unwrap();
         assert!(w.contains("/etc/subgid"), "{w}");
     }
+
+    fn fakeroot_tools(h: &FakeHost) {
+        use std::os::unix::fs::PermissionsExt;
+        for t in ["usr/bin/faked-sysv", "usr/bin/fakechroot", "usr/bin/chroot"] {
+            let p = h.dir.path().join(t);
+            fs::write(&p, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let lib = h.dir.path().join("usr/lib/x86_64-linux-gnu/libfakeroot");
+        fs::create_dir_all(&lib).unwrap();
+        fs::write(lib.join("libfakeroot-sysv.so"), "").unwrap();
+    }
+
+    fn pick(f: &HostFacts, probe: Probe) -> Result<Chosen, PreflightError> {
+        choose(f, &mut |_| probe.clone())
+    }
+
+    #[test]
+    fn container_modes_in_order() {
+        let h = FakeHost::new();
+        h.tools().write(".dockerenv", "");
+        // Root with CAP_SYS_ADMIN: plain namespaces.
+        h.write(
+            "proc/self/status",
+            "Seccomp:\t0\nCapEff:\t000001ffffffffff\n",
+        );
+        let c = pick(&h.facts(0), Probe::Ok).unwrap();
+        assert_eq!(c.name(), "root");
+        // Podman: root without CAP_SYS_ADMIN, userns allowed, /proc masked.
+        h.write(
+            "proc/self/status",
+            "Seccomp:\t2\nCapEff:\t00000000800405fb\n",
+        )
+        .write("proc/self/uid_map", "0 0 4294967295\n")
+        .write("proc/self/gid_map", "0 0 4294967295\n");
+        let mut seen = Vec::new();
+        let c = choose(&h.facts(0), &mut |m| {
+            seen.push(m.clone());
+            Probe::OkProcBound
+        })
+        .unwrap();
+        assert_eq!(c.name(), "root-userns");
+        assert!(
+            matches!(&seen[..], [IdMapping::Identity { .. }]),
+            "{seen:?}"
+        );
+        assert!(
+            c.line().contains("/proc is the container's"),
+            "{}",
+            c.line()
+        );
+        // Docker as root: seccomp refuses unshare → chroot mode, cause named.
+        let c = pick(&h.facts(0), eperm("unshare(CLONE_NEWUSER)")).unwrap();
+        assert_eq!(c.mode, Mode::Chroot);
+        let l = c.line();
+        assert!(
+            l.contains("refused (Operation not permitted) by this container's seccomp filter"),
+            "{l}"
+        );
+        assert!(
+            l.contains("--security-opt seccomp=unconfined --security-opt systempaths=unconfined"),
+            "{l}"
+        );
+        // Docker -u 1000: no fallback without fakeroot, with the fix named.
+        h.write("etc/subuid", "alice:100000:65536\n")
+            .write("etc/subgid", "alice:100000:65536\n");
+        let e = pick(&h.facts(1000), eperm("unshare(CLONE_NEWUSER)"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apt-get install fakeroot fakechroot"), "{e}");
+        assert!(e.contains("seccomp=unconfined"), "{e}");
+        fakeroot_tools(&h);
+        let c = pick(&h.facts(1000), eperm("unshare(CLONE_NEWUSER)")).unwrap();
+        assert_eq!(c.name(), "fakeroot");
+        // Setuid newuidmap failing in a container: fakeroot, and the
+        // file-capability fix is named.
+        let c = pick(&h.facts(1000), eperm("newuidmap/newgidmap")).unwrap();
+        assert_eq!(c.name(), "fakeroot");
+        assert!(
+            c.line().contains("setcap cap_setuid=ep /usr/bin/newuidmap"),
+            "{}",
+            c.line()
+        );
+    }
+
+    #[test]
+    fn never_blames_seccomp_without_a_filter() {
+        let h = FakeHost::new();
+        h.tools().write("run/.containerenv", "").write(
+            "proc/self/status",
+            "Seccomp:\t0\nCapEff:\t00000000800405fb\n",
+        );
+        let c = pick(&h.facts(0), eperm("unshare(CLONE_NEWUSER)")).unwrap();
+        assert_eq!(c.name(), "chroot");
+        assert!(!c.line().contains("seccomp filter"), "{}", c.line());
+        assert!(
+            c.line().contains("podman run --security-opt unmask=ALL"),
+            "{}",
+            c.line()
+        );
+    }
+
+    #[test]
+    fn forced_modes() {
+        let h = FakeHost::new();
+        h.write("proc/self/status", "CapEff:\t000001ffffffffff\n");
+        let mut f = h.facts(0);
+        f.forced = Some("chroot".into());
+        assert_eq!(pick(&f, Probe::Ok).unwrap().mode, Mode::Chroot);
+        f.forced = Some("fakeroot".into());
+        let e = pick(&f, Probe::Ok).unwrap_err().to_string();
+        assert!(
+            e.contains("DIBR_SANDBOX=fakeroot") && e.contains("apt-get install"),
+            "{e}"
+        );
+        f.forced = Some("bogus".into());
+        assert!(pick(&f, Probe::Ok).is_err());
+        let mut f = h.facts(1000);
+        f.forced = Some("chroot".into());
+        assert!(pick(&f, Probe::Ok)
+            .unwrap_err()
+            .to_string()
+            .contains("needs root"));
+    }
 }
