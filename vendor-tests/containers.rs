@@ -886,6 +886,9 @@ fn run_row(row: &Row, s: &Stage, host: &Host) -> Outcome {
             &read_entries(&out.join("img.tar")),
             &sources(&section(&stdout, "sources")),
         );
+        if !own.is_empty() {
+            eprintln!("{label}: each tar holds its own machine's copy of {own:?}");
+        }
         let tar = if d.is_empty() {
             TarResult::Same {
                 own_copies: own.len(),
