@@ -708,6 +708,42 @@ const ROWS: &[Row] = &[
         out_owner: || 1000,
         mode: "fakeroot",
     },
+    // Row 6's other environments: a default Docker container carrying the
+    // marker each one sets (a pod's KUBERNETES_SERVICE_HOST, the runners'
+    // GITLAB_CI / GITHUB_ACTIONS), so dibr names that environment's fix;
+    // their lines must be in docs/containers.md too.
+    Row {
+        n: 6,
+        name: "kubernetes-like root",
+        engine: Engine::Docker,
+        args: &["-e", "KUBERNETES_SERVICE_HOST=10.96.0.1"],
+        out_owner: || 0,
+        mode: "chroot",
+    },
+    Row {
+        n: 6,
+        name: "kubernetes-like -u 1000",
+        engine: Engine::Docker,
+        args: &["-e", "KUBERNETES_SERVICE_HOST=10.96.0.1", "-u", "1000"],
+        out_owner: || 1000,
+        mode: "fakeroot",
+    },
+    Row {
+        n: 6,
+        name: "gitlab-like root",
+        engine: Engine::Docker,
+        args: &["-e", "GITLAB_CI=true"],
+        out_owner: || 0,
+        mode: "chroot",
+    },
+    Row {
+        n: 6,
+        name: "github container: root",
+        engine: Engine::Docker,
+        args: &["-e", "GITHUB_ACTIONS=true"],
+        out_owner: || 0,
+        mode: "chroot",
+    },
 ];
 
 /// In the container: the build, then what it left (markers on stdout).
@@ -819,7 +855,12 @@ fn host_build(test: &str, s: &Stage, problems: &mut Vec<String>) -> Host {
 
 /// The row's output directory, owned on the host by the container user.
 fn row_out(row: &Row, s: &Stage) -> PathBuf {
-    let out = s.out.parent().unwrap().join(format!("row{}", row.n));
+    let slug: String = row
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let out = s.out.parent().unwrap().join(format!("row{}-{slug}", row.n));
     fs::create_dir(&out).unwrap();
     run_ok(
         Command::new("chown")

@@ -56,7 +56,7 @@ pub fn run(h: &HelperArgs) -> Result<i32, String> {
     let killed = kill_leftovers();
     prepared.undo();
     if killed > 0 {
-        eprintln!("dibr: sandbox: killed {killed} process(es) the hooks left running");
+        eprintln!("dibr: killed {killed} process(es) the hooks left running");
     }
     result
 }
