@@ -211,26 +211,7 @@ fn spawn_and_wait(h: &HelperArgs, kind: &Direct) -> Result<i32, String> {
             c
         }
     };
-    cmd.env_clear().envs(h.env.iter().map(|(k, v)| (k, v)));
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            super::enter::report(h, &format!("cannot run {:?}: {e}", h.argv[0]));
-            return Ok(if e.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            });
-        }
-    };
-    let want = child.id() as i32;
-    loop {
-        match sys::wait_any() {
-            Ok((pid, st)) if pid == want => return Ok(sys::status_code(st)),
-            Ok(_) => continue,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
+    Ok(super::enter::spawn_and_reap(h, &mut cmd))
 }
 
 /// Kill every process left below this subreaper (children, and orphans

@@ -627,9 +627,17 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         return SETUP_FAILED;
     }
     let mut cmd = Command::new(&h.argv[0]);
-    cmd.args(&h.argv[1..])
-        .env_clear()
-        .envs(h.env.iter().map(|(k, v)| (k, v)));
+    cmd.args(&h.argv[1..]);
+    // We are init: everything left when the command exits dies with us.
+    spawn_and_reap(h, &mut cmd)
+}
+
+/// Start `cmd` with the sandbox's environment and reap every child (the
+/// helper is pid 1 or a subreaper: orphans come to it) until the command
+/// itself exits; returns its exit code (127/126 when it cannot start, as
+/// a shell would).
+pub(super) fn spawn_and_reap(h: &HelperArgs, cmd: &mut Command) -> i32 {
+    cmd.env_clear().envs(h.env.iter().map(|(k, v)| (k, v)));
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -642,8 +650,6 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         }
     };
     let want = child.id() as i32;
-    // Reap everything (we are init) until the command itself exits; then
-    // returning kills whatever it left behind.
     loop {
         match sys::wait_any() {
             Ok((pid, st)) if pid == want => return sys::status_code(st),

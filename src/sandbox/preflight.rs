@@ -586,6 +586,7 @@ mod tests {
                 "proc/sys/user",
                 "proc/self",
                 "proc/1",
+                "run",
                 "usr/bin",
                 "sys/module/apparmor/parameters",
             ] {
