@@ -613,3 +613,156 @@ fn same_tree(
         diffs.join("\n")
     );
 }
+
+/// A C program, linked statically so no library of the tree is needed,
+/// that tries the classic chroot escape (issue 14): chroot into a
+/// subdirectory, climb `..` past it, chroot to where it landed, then read
+/// `argv[1]` and create `argv[2]` (host paths).
+const ESCAPE_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    mkdir("/escape-x", 0700);
+    if (chroot("/escape-x") != 0) perror("chroot(/escape-x)");
+    for (int i = 0; i < 64; i++) chdir("..");
+    if (chroot(".") != 0) perror("chroot(.)");
+    char buf[64] = {0};
+    int fd = open(argv[1], O_RDONLY);
+    if (fd >= 0 && read(fd, buf, sizeof buf - 1) > 0) printf("PROBE: ESCAPED, read %s\n", buf);
+    else printf("PROBE: no read\n");
+    int w = open(argv[2], O_WRONLY | O_CREAT, 0644);
+    printf(w >= 0 ? "PROBE: ESCAPED, wrote\n" : "PROBE: no write\n");
+    rmdir("/escape-x");
+    return 0;
+}
+"#;
+
+/// Issue 14, acceptance 1 (the namespace sandbox): an in-target hook with
+/// a static binary cannot leave the tree (pivot_root, not chroot), sees
+/// only descriptors 0–2, and the hook environment never shows in `ps`.
+#[test]
+fn hooks_cannot_leave_the_tree_or_see_secrets() {
+    let test = "hooks_cannot_leave_the_tree_or_see_secrets";
+    let _serial = serial();
+    if !require(test, true, &["gcc", "ps"]) {
+        return;
+    }
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    // The probe and the element that runs it.
+    let src = s.out.parent().unwrap().join("escape.c");
+    fs::write(&src, ESCAPE_C).unwrap();
+    let probe = s.elements.join("escape-probe");
+    run_ok(
+        Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&probe)
+            .arg(&src),
+    );
+    let el = s.elements.join("dibr-test-escape");
+    fs::create_dir_all(el.join("extra-data.d")).unwrap();
+    fs::create_dir_all(el.join("install.d")).unwrap();
+    fs::write(el.join("element-deps"), "dibr-test-os\n").unwrap();
+    let hook = |p: &str, text: &str| {
+        let p = el.join(p);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    hook(
+        "extra-data.d/10-probe",
+        "#!/bin/bash\nset -eu\ncp \"$DIB_TEST_PROBE\" \"$TARGET_ROOT/escape-probe\"\n",
+    );
+    hook(
+        "install.d/10-probe",
+        "#!/bin/bash\nset -u\n/escape-probe \"$DIB_TEST_SECRET\" \"$DIB_TEST_WRITE\"\n\
+         rm -f /escape-probe\n\
+         echo \"FDS: $(ls /proc/self/fd | tr '\\n' ' ')\"\n\
+         sleep 2\n",
+    );
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    // What the hook must not reach: a mode-600 file of the building user
+    // and a place the user may write.
+    let home = std::path::PathBuf::from(
+        String::from_utf8(
+            run_ok(Command::new("sh").args(["-c", "getent passwd dibr-ci | cut -d: -f6"])).stdout,
+        )
+        .unwrap()
+        .trim(),
+    );
+    let secret = home.join(".dibr-escape-secret");
+    let written = home.join("dibr-escape-written");
+    fs::write(&secret, "TOPSECRET").unwrap();
+    run_ok(Command::new("chown").arg("dibr-ci").arg(&secret));
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let _ = fs::remove_file(&written);
+    let password = "sekrit-dibr-test-4711";
+    let (secret_s, written_s, probe_s) = (
+        secret.display().to_string(),
+        written.display().to_string(),
+        probe.display().to_string(),
+    );
+    let mut child = build_cmd(
+        &s,
+        &["-n", "-t", "tar", "-o", "escape", "dibr-test-escape"],
+        &[
+            ("DIB_TEST_PROBE", probe_s.as_str()),
+            ("DIB_TEST_SECRET", secret_s.as_str()),
+            ("DIB_TEST_WRITE", written_s.as_str()),
+            ("DIB_DEV_USER_PASSWORD", password),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Every process's command line, while the build runs.
+    let mut seen_in_ps = Vec::new();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(120) {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        for l in String::from_utf8_lossy(&ps.stdout).lines() {
+            if l.contains(password) && !l.starts_with("ps ") {
+                seen_in_ps.push(l.to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let text = out_text(&o);
+    let _ = fs::remove_file(&secret);
+    assert!(o.status.success(), "{test}: build failed\n{text}");
+    assert!(
+        text.contains("PROBE: no read") && text.contains("PROBE: no write"),
+        "{test}: the chroot escape worked or did not run\n{text}"
+    );
+    assert!(
+        !text.contains("ESCAPED") && !text.contains("TOPSECRET"),
+        "{test}: escaped\n{text}"
+    );
+    assert!(
+        !written.exists(),
+        "{test}: the hook wrote {}",
+        written.display()
+    );
+    let fds = text
+        .lines()
+        .find_map(|l| l.split_once("FDS: "))
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_default();
+    let extra: Vec<&str> = fds
+        .split_whitespace()
+        .filter(|f| !["0", "1", "2", "3"].contains(f))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{test}: a hook inherited descriptors {extra:?} (ls itself has 3)\n{text}"
+    );
+    assert!(
+        seen_in_ps.is_empty(),
+        "{test}: DIB_DEV_USER_PASSWORD visible in ps: {seen_in_ps:?}"
+    );
+    assert_no_leftovers(test, &b);
+}

@@ -55,6 +55,9 @@ pub struct HelperArgs {
     pub proc_bind: bool,
     /// A namespace-free mode (`super::direct`), instead of namespaces.
     pub direct: Option<Direct>,
+    /// The environment is in this inherited descriptor (NUL-separated
+    /// `K=V`), not in `--env` arguments.
+    pub env_fd: Option<i32>,
 }
 
 /// The namespace-free modes, as the helper runs them.
@@ -93,6 +96,10 @@ impl HelperArgs {
         }
         if self.proc_bind {
             a.push("--proc-bind".into());
+        }
+        if let Some(fd) = self.env_fd {
+            a.push("--env-fd".into());
+            a.push(fd.to_string().into());
         }
         match &self.direct {
             None => {}
@@ -142,6 +149,7 @@ impl HelperArgs {
             argv: vec![],
             proc_bind: false,
             direct: None,
+            env_fd: None,
         };
         let mut next = |what: &str| it.next().cloned().ok_or(format!("{what} needs a value"));
         while let Ok(flag) = next("") {
@@ -164,6 +172,14 @@ impl HelperArgs {
                 Some("--chroot") => h.chroot = true,
                 Some("--status-file") => h.status_file = Some(next("--status-file")?.into()),
                 Some("--proc-bind") => h.proc_bind = true,
+                Some("--env-fd") => {
+                    h.env_fd = Some(
+                        next("--env-fd")?
+                            .to_str()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or("bad --env-fd")?,
+                    )
+                }
                 Some("--direct-chroot") => h.direct = Some(Direct::Chroot),
                 Some("--direct-fakeroot") => {
                     h.direct = Some(Direct::Fakeroot {
@@ -203,13 +219,24 @@ impl HelperArgs {
 
 /// Entry point of `dibr __sandbox …`; returns the exit code.
 pub fn main(args: &[OsString]) -> i32 {
-    let h = match HelperArgs::parse(args) {
+    let mut h = match HelperArgs::parse(args) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("dibr __sandbox: {e}");
             return 2;
         }
     };
+    if let Some(fd) = h.env_fd {
+        match std::fs::read(format!("/proc/self/fd/{fd}")) {
+            Ok(data) => h.env.extend(parse_env_block(&data)),
+            Err(e) => {
+                eprintln!("dibr __sandbox: reading the environment from fd {fd}: {e}");
+                return 2;
+            }
+        }
+    }
+    // Nothing the caller had open reaches the command but stdio.
+    sys::cloexec_from(3);
     if let Some(p) = &h.status_file {
         if let Ok(f) = std::fs::OpenOptions::new().append(true).open(p) {
             let _ = STATUS.set(f);
@@ -241,6 +268,31 @@ pub fn main(args: &[OsString]) -> i32 {
             2
         }
     }
+}
+
+/// `K=V` entries separated by NUL bytes (what [`env_block`] writes).
+fn parse_env_block(data: &[u8]) -> Vec<(OsString, OsString)> {
+    data.split(|&b| b == 0)
+        .filter_map(|kv| {
+            let eq = kv.iter().position(|&c| c == b'=')?;
+            Some((
+                OsStr::from_bytes(&kv[..eq]).into(),
+                OsStr::from_bytes(&kv[eq + 1..]).into(),
+            ))
+        })
+        .collect()
+}
+
+/// The environment as one NUL-separated block, for the helper's env fd.
+pub fn env_block(env: &[(OsString, OsString)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
 }
 
 /// The status file, opened once before any chroot (the fd survives fork
@@ -489,6 +541,10 @@ fn run(h: &HelperArgs) -> Result<i32, String> {
     })
     .map_err(|e| e.to_string())?;
     sys::make_rprivate().map_err(|e| e.to_string())?;
+    if h.chroot {
+        // pivot_root needs the tree to be a mount point.
+        sys::bind(&root, &root, true).map_err(|e| e.to_string())?;
+    }
 
     let mut created = Created::default();
     let ops = prepare_mountpoints(&root, ops, h.chroot, &mut created)?;
@@ -617,7 +673,14 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         return SETUP_FAILED;
     }
     if h.chroot {
-        if let Err(e) = sys::chroot(root).and_then(|()| sys::chdir(Path::new("/"))) {
+        // A mount namespace of our own first: pivot_root moves the root of
+        // every process of the namespace, and H must keep the host's to
+        // clean up.
+        let own_ns = sys::unshare(Namespaces {
+            mount: true,
+            ..Default::default()
+        });
+        if let Err(e) = own_ns.and_then(|()| sys::pivot_into(root)) {
             report(h, &e.to_string());
             return SETUP_FAILED;
         }
@@ -758,6 +821,7 @@ mod tests {
             env: vec![("A".into(), "b=c d".into())],
             status_file: Some("/s".into()),
             argv: vec!["sh".into(), "--".into(), "-c".into()],
+            env_fd: Some(7),
             proc_bind: true,
             direct: Some(Direct::Fakeroot {
                 fakechroot: "/usr/bin/fakechroot".into(),
@@ -771,5 +835,8 @@ mod tests {
         assert_eq!(p.binds, h.binds);
         assert_eq!(p.direct, h.direct);
         assert!(p.proc_bind);
+        assert_eq!(p.env_fd, Some(7));
+        let block = env_block(&h.env);
+        assert_eq!(parse_env_block(&block), h.env);
     }
 }

@@ -130,6 +130,7 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
         argv: vec![],
         proc_bind: false,
         direct: None,
+        env_fd: None,
     };
     let out = Command::new(helper_exe())
         .arg("__sandbox")
@@ -231,14 +232,22 @@ impl Drop for StatusFile {
 
 fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
     let helper = helper_exe();
-    let mut child = Command::new(&helper)
+    // The environment (DIB_DEV_USER_PASSWORD, tokens) goes through an
+    // inherited memfd, not argv, which every local user can read in ps.
+    let memfd = sys::inheritable_memfd(&enter::env_block(&args.env))
+        .map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let mut args = args.clone();
+    args.env.clear();
+    args.env_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&memfd));
+    let child = Command::new(&helper)
         .arg("__sandbox")
         .args(args.to_args())
-        .spawn()
-        .map_err(|source| SandboxError::Spawn {
-            helper: helper.clone(),
-            source,
-        })?;
+        .spawn();
+    drop(memfd);
+    let mut child = child.map_err(|source| SandboxError::Spawn {
+        helper: helper.clone(),
+        source,
+    })?;
     let pid = child.id();
     if let Ok(mut l) = RUNNING.lock() {
         l.push(pid);
@@ -295,6 +304,7 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         argv: argv.to_vec(),
         proc_bind,
         direct,
+        env_fd: None,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();
@@ -374,6 +384,7 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         argv: vec![],
         proc_bind: false,
         direct: None,
+        env_fd: None,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();

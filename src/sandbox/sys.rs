@@ -212,8 +212,18 @@ pub fn unmount_lazy(dst: &Path) -> SysResult<()> {
     rustix::mount::unmount(dst, UnmountFlags::DETACH).map_err(err("umount2(MNT_DETACH)", dst))
 }
 
-pub fn chroot(dir: &Path) -> SysResult<()> {
-    rustix::process::chroot(dir).map_err(err("chroot", dir))
+/// Make `dir` the root of this mount namespace with pivot_root(2) and
+/// detach the old root, so nothing of the host's filesystem is left to
+/// climb back to (a chroot(2) can be left by any process holding
+/// CAP_SYS_CHROOT, which a hook has in its user namespace). `dir` must be
+/// a mount point (the helper binds the tree onto itself). The
+/// `pivot_root(".", ".")` form stacks the old root on the new one, and
+/// the lazy unmount of "." then removes it (pivot_root(2), NOTES).
+pub fn pivot_into(dir: &Path) -> SysResult<()> {
+    chdir(dir)?;
+    rustix::process::pivot_root(".", ".").map_err(err("pivot_root", dir))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(err("umount2(old root)", dir))?;
+    chdir(Path::new("/"))
 }
 
 pub fn chdir(dir: &Path) -> SysResult<()> {
@@ -364,4 +374,42 @@ pub fn command_dies_with_parent(cmd: &mut std::process::Command) {
             Ok(())
         });
     }
+}
+
+/// Mark every descriptor from `first` up close-on-exec, so the command the
+/// helper starts inherits only what it is meant to (stdio): whatever the
+/// caller's process had open (a pipe of the terminal's or a CI runner's,
+/// a memfd) stays out of the hooks.
+pub fn cloexec_from(first: i32) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&n| n >= first)
+                .collect()
+        })
+        .unwrap_or_default();
+    for n in fds {
+        #[allow(unsafe_code)]
+        // SAFETY: `n` was listed in /proc/self/fd a moment ago and this
+        // helper is single-threaded, so nothing closed or reused it since;
+        // the borrow only lives for the fcntl(F_SETFD) that sets a flag.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+}
+
+/// An anonymous file holding `data` whose descriptor a child inherits
+/// (no close-on-exec): the hook environment travels to the helper this
+/// way, not on its command line, where `ps` shows it to every user.
+pub fn inheritable_memfd(data: &[u8]) -> SysResult<std::os::fd::OwnedFd> {
+    let fd = rustix::fs::memfd_create("dibr-env", rustix::fs::MemfdFlags::empty())
+        .map_err(err("memfd_create", ""))?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, data).map_err(|e| SysError {
+        call: "write",
+        path: "memfd:dibr-env".into(),
+        errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+    })?;
+    Ok(f.into())
 }
