@@ -766,3 +766,67 @@ fn hooks_cannot_leave_the_tree_or_see_secrets() {
     );
     assert_no_leftovers(test, &b);
 }
+
+/// Issue 14, item 3: builds killed with SIGKILL at random points leave
+/// work directories (subuid-owned files included) and status files; the
+/// next build reclaims them and says so, and no process of theirs lives on.
+#[test]
+fn killed_builds_are_reclaimed_by_the_next() {
+    let test = "killed_builds_are_reclaimed_by_the_next";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    let status_files = || -> Vec<String> {
+        fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("dibr-sandbox-"))
+            .collect()
+    };
+    let status_before = status_files();
+    // Random points: 100 ms to 1.5 s into a ~1.5 s build.
+    let mut seed = std::process::id() as u64;
+    let mut left = 0;
+    for _ in 0..6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(100 + (seed >> 33) % 1400);
+        let mut c = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // setpriv execs dibr: the child is dibr itself.
+        let _ = c.kill();
+        let _ = c.wait();
+        left += work_dirs().iter().filter(|d| !b.work.contains(d)).count();
+    }
+    let o = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(
+        o.status.success(),
+        "{test}: the build after the kills failed\n{text}"
+    );
+    if left > 0 {
+        assert!(text.contains("of builds that died, freeing"), "{test}: {left} work dirs were left, and the next build did not say it reclaimed them\n{text}");
+    }
+    let new_status: Vec<String> = status_files()
+        .into_iter()
+        .filter(|f| !status_before.contains(f))
+        .collect();
+    assert!(
+        new_status.is_empty(),
+        "{test}: status files left: {new_status:?}"
+    );
+    let procs = user_processes("__sandbox|sleep 1000");
+    assert!(
+        procs.is_empty(),
+        "{test}: processes of killed builds: {procs:?}"
+    );
+    assert_no_leftovers(test, &b);
+}

@@ -392,6 +392,37 @@ fn assemble_disk(
     Ok(outs)
 }
 
+/// Remove what builds of this user that died left behind (work
+/// directories, sandbox status files), saying how much it freed. Not
+/// fatal: a directory that cannot be removed is named and left. Returns
+/// how many were removed.
+pub fn reclaim_stale() -> usize {
+    let mut freed = 0;
+    let mut n = 0;
+    for d in workdir::stale() {
+        let size = workdir::disk_usage(&d);
+        match sandbox::remove_tree(&d) {
+            Ok(()) => {
+                freed += size;
+                n += 1;
+            }
+            Err(e) => eprintln!(
+                "dibr: cannot remove the stale work directory {}: {e}",
+                d.display()
+            ),
+        }
+    }
+    sandbox::remove_stale_status_files();
+    if n > 0 {
+        eprintln!(
+            "dibr: removed {n} work director{} of builds that died, freeing {:.1} MiB",
+            if n == 1 { "y" } else { "ies" },
+            freed as f64 / (1 << 20) as f64
+        );
+    }
+    n
+}
+
 /// The whole build. Prints DIB-style progress; returns the output paths.
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();
@@ -410,6 +441,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     );
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
+    reclaim_stale();
     let w = WorkDir::create(cfg.tmpfs_min_gib).map_err(io("creating the work directory"))?;
     eprintln!("dibr: work directory {}", w.root().display());
     if let Ok(mut a) = ACTIVE.lock() {
@@ -463,6 +495,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     sandbox::shutdown();
     let keep = result.is_err() && cfg.keep_on_error;
     if keep {
+        let _ = w.keep();
         eprintln!(
             "dibr: keeping the work directory {} (--keep-on-error). Enter the tree with:\n  dibr shell {}\nRemove it with: dibr rm-workdir {}",
             w.root().display(),

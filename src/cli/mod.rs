@@ -60,8 +60,12 @@ pub enum Command {
     /// Remove a kept work directory, including files owned by subordinate ids
     RmWorkdir {
         /// The kept work directory (…/dibr_build.*)
-        #[arg(value_name = "DIR")]
-        dir: std::path::PathBuf,
+        #[arg(value_name = "DIR", required_unless_present = "stale")]
+        dir: Option<std::path::PathBuf>,
+        /// Instead: remove the work directories of your builds that died
+        /// (killed, crashed), as every `dibr build` does when it starts
+        #[arg(long, conflicts_with = "dir")]
+        stale: bool,
     },
     /// Internal: capture a tree as a tar stream (run inside the build namespace)
     #[command(name = "__capture", hide = true)]
@@ -153,7 +157,14 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let st = crate::sandbox::run(&cfg, &argv)?;
             std::process::exit(st.code().unwrap_or(1));
         }
-        Command::RmWorkdir { dir } => crate::sandbox::remove_tree(&dir)?,
+        Command::RmWorkdir { dir, stale } => match dir {
+            Some(dir) if !stale => crate::sandbox::remove_tree(&dir)?,
+            _ => {
+                if crate::build::reclaim_stale() == 0 {
+                    eprintln!("dibr: no work directory of a dead build found");
+                }
+            }
+        },
         Command::Capture {
             tree,
             output,

@@ -191,6 +191,30 @@ pub fn kill_running() {
 
 struct StatusFile(PathBuf);
 
+/// Remove sandbox status files (`dibr-sandbox-PID-….status` in the
+/// temporary directory) whose dibr process is gone.
+pub fn remove_stale_status_files() {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getuid().as_raw();
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("dibr-sandbox-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mine = e.metadata().is_ok_and(|m| m.uid() == me);
+        if mine && name.ends_with(".status") && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 impl StatusFile {
     fn new() -> Result<Self, SandboxError> {
         use std::os::unix::fs::OpenOptionsExt;
