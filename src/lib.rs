@@ -20,6 +20,7 @@ pub mod output;
 pub mod progress;
 pub mod rootfs;
 pub mod sandbox;
+pub mod settings;
 pub mod source;
 pub mod tarstream;
 pub mod tree;

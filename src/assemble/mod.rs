@@ -215,6 +215,22 @@ pub struct AssembleConfig {
     pub source_date_epoch: Option<i64>,
     /// Write NAME.<type>.sha256/.md5 next to each output.
     pub checksum: bool,
+    /// What the environment says, resolved by the caller
+    /// (`crate::settings::assemble`).
+    pub settings: AssembleSettings,
+}
+
+/// The assembler's environment settings, resolved once by the command line
+/// or the build pipeline; the default is an empty environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssembleSettings {
+    /// `DIB_BLOCK_SIZE`: the disk's sector size, which wins over the
+    /// `local_loop` node's `block_size` (unparsed: the plan reports it).
+    pub block_size: Option<String>,
+    /// The boot loader's command line and menu timeout.
+    pub boot: crate::boot::BootSettings,
+    /// fsync and copy_file_range use of the ext4 writer.
+    pub ext4_io: ext4::IoOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -766,7 +782,7 @@ fn fat_seed(epoch: i64, label: &str) -> u64 {
 /// Assemble the disk with GRUB (BIOS) and the EFI loaders the tree has;
 /// returns the outputs written.
 pub fn assemble(cfg: &AssembleConfig) -> Result<Vec<PathBuf>, AssembleError> {
-    assemble_with(cfg, &mut boot::BootHooks::new())
+    assemble_with(cfg, &mut boot::BootHooks::new(cfg.settings.boot.clone()))
 }
 
 /// [`assemble`] with boot-loader hooks.
@@ -786,7 +802,7 @@ pub fn assemble_with(
         origin: origin.clone(),
         source: Box::new(source),
     };
-    let plan = Plan::new(graph).map_err(plan_err)?;
+    let plan = Plan::new(graph, cfg.settings.block_size.as_deref()).map_err(plan_err)?;
     let placement = plan.place(cfg.image_size).map_err(plan_err)?;
     let wants_tar = cfg.types.iter().any(|t| matches!(t, OutputKind::Tar(_)));
     if wants_tar && cfg.from.as_os_str() == "-" {
@@ -832,7 +848,7 @@ pub fn assemble_with(
                 let dup = file
                     .try_clone()
                     .map_err(io_err("duplicating the image file"))?;
-                let b = Builder::new_at(dup, raw_path.clone(), opts, region.offset).map_err(
+                let mut b = Builder::new_at(dup, raw_path.clone(), opts, region.offset).map_err(
                     |source| AssembleError::Ext4 {
                         node: f.node.clone(),
                         mount: f
@@ -843,6 +859,7 @@ pub fn assemble_with(
                         source: Box::new(source),
                     },
                 )?;
+                b.set_io(cfg.settings.ext4_io);
                 Writer::Ext4(Box::new(b))
             }
             FsType::Vfat => Writer::Vfat(Vec::new(), 0),
@@ -1042,7 +1059,9 @@ pub fn assemble_with(
                     },
                 )?;
             }
-            OutputKind::Disk(DiskType::Vhd) => vhd::write_vhd(&raw_fd_path, &out)?,
+            OutputKind::Disk(DiskType::Vhd) => {
+                vhd::write_vhd_at(&raw_fd_path, &out, cfg.source_date_epoch)?
+            }
             OutputKind::Tar(ty) => {
                 committed.0.push(out.clone());
                 write_tar_output(cfg, &out, ty, &plan, &added, &added_data)?;
@@ -1324,6 +1343,7 @@ mod tests {
             max_resize_bytes: 1 << 50,
             source_date_epoch: Some(1_700_000_000),
             checksum: false,
+            settings: AssembleSettings::default(),
         };
         let mut p = Probe::default();
         let outs = assemble_with(&cfg, &mut p).unwrap();

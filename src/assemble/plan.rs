@@ -168,8 +168,9 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 }
 
 impl Plan {
-    /// Checks the graph against what dibr can write and collects the plan.
-    pub fn new(graph: Graph) -> Result<Plan, PlanError> {
+    /// Checks the graph against what dibr can write and collects the plan;
+    /// `block_size` (`DIB_BLOCK_SIZE`) wins over the `local_loop` node's.
+    pub fn new(graph: Graph, block_size: Option<&str>) -> Result<Plan, PlanError> {
         let entries = &graph.entries;
         let loops: Vec<_> = entries
             .iter()
@@ -185,9 +186,8 @@ impl Plan {
             Some(v) => Some(layout::parse_abs_size(&text(v))?),
             None => None,
         };
-        let sector = match std::env::var("DIB_BLOCK_SIZE")
-            .ok()
-            .filter(|v| !v.is_empty())
+        let sector = match block_size
+            .map(str::to_string)
             .or_else(|| image.values.get("block_size").map(text))
         {
             Some(b) => layout::parse_abs_size(&b)?,
@@ -636,7 +636,10 @@ mod tests {
     const MBR: &str = include_str!("../../elements/block-device-mbr/block-device-default.yaml");
 
     fn plan(text: &str) -> Result<Plan, PlanError> {
-        Plan::new(load_with_params(text, &RootParams::default()).unwrap())
+        Plan::new(
+            load_with_params(text, &RootParams::default()).unwrap(),
+            None,
+        )
     }
 
     #[test]

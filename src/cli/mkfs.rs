@@ -8,6 +8,7 @@ use super::size::parse_size;
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::output::atomic::AtomicFile;
 use crate::progress::Phase;
+use crate::settings::{self, SourceDateEpoch};
 use crate::source::Source;
 
 #[derive(Args, Debug)]
@@ -128,13 +129,7 @@ pub fn options(a: &MkfsArgs) -> Result<Options, String> {
         }
         None => None,
     };
-    let source_date_epoch =
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
-                format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")
-            })?),
-            _ => None,
-        };
+    let source_date_epoch = SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?;
     Ok(Options {
         label,
         uuid: a.uuid.as_deref().map(parse_uuid).transpose()?,
@@ -175,6 +170,7 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
         source: e,
     })?;
     let mut b = Builder::new(file, a.output.clone(), opts)?;
+    b.set_io(settings::ext4_io());
     let total = src.size_hint();
     let phase = Phase::start(&format!("mkfs: reading {}", a.from.display()), total);
     while let Some(e) = src.next_entry()? {

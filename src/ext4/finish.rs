@@ -757,7 +757,7 @@ impl Builder {
         if len < end {
             self.file.set_len(end).map_err(|e| self.werr(e))?;
         }
-        if std::env::var_os("DIBR_NO_FSYNC").is_none() {
+        if self.fsync {
             self.file.sync_all().map_err(|e| self.werr(e))?;
         }
         Ok(Summary {
