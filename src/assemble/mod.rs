@@ -43,8 +43,7 @@ use crate::fat::{self, FatEntry, FatOptions};
 use crate::output::atomic::AtomicFile;
 use crate::output::qcow2::{self, Qcow2Options};
 use crate::output::vhd;
-use crate::source::Source;
-use crate::tree::{Entry, EntryKind, Timestamp};
+use crate::tree::Timestamp;
 pub use block_device::{BlockDeviceConfig, EFI_YAML, FALLBACK_YAML, GPT_YAML, MBR_YAML};
 use error::io_err;
 pub use error::AssembleError;
@@ -53,7 +52,7 @@ pub use hooks::{AssembleHooks, DiskInfo, ExtraEntry, HookError, NoHooks, KEEP_LI
 pub use output_kind::{output_path, parse_types, DiskType, OutputKind};
 pub use plan::{FsPlan, FsType, Placement, Plan, PlanError, Region, Target};
 pub use router::Assembly;
-use router::{file_entry, synthetic, Bytes, Writer};
+use router::{Added, Writer};
 use side_files::write_tar_output;
 pub use side_files::{manifest_files, write_checksum, write_manifests, ManifestFile};
 
@@ -136,7 +135,77 @@ pub fn assemble_with(
     cfg: &AssembleConfig,
     hooks: &mut dyn AssembleHooks,
 ) -> Result<Vec<PathBuf>, AssembleError> {
-    let origin = cfg.block_device.origin.clone();
+    let (plan, placement) = plan_disk(cfg)?;
+    let wants_tar = cfg.types.iter().any(|t| matches!(t, OutputKind::Tar(_)));
+    if wants_tar && cfg.from.as_os_str() == "-" {
+        return Err(AssembleError::TarFromStdin);
+    }
+    let epoch = epoch_now(cfg.source_date_epoch);
+    let disk = RawDisk::create(cfg, &placement)?;
+    let writers = open_filesystems(cfg, &plan, &placement, &disk)?;
+    let mut a = Assembly::new(
+        plan,
+        writers,
+        placement.regions.clone(),
+        Timestamp::new(epoch, 0),
+        hooks,
+    );
+    a.place_tree(&cfg.from)?;
+    let added = a.add_missing()?;
+    let Assembly {
+        plan,
+        writers,
+        regions,
+        manifests,
+        hooks,
+        ..
+    } = a;
+    let finished = finish_filesystems(&plan, writers, &regions, &disk.file, epoch)?;
+    let (disk_size, layout) = write_partition_table(cfg, &plan, &placement, &disk.file, &finished)?;
+    // Seam (c).
+    let info = disk_info(
+        &plan,
+        layout.as_ref(),
+        &regions,
+        disk_size,
+        finished.root_uuid,
+    );
+    hooks
+        .after_table(&disk.file, &info)
+        .map_err(AssembleError::Hook)?;
+    disk.file
+        .sync_all()
+        .map_err(io_err("syncing the disk image"))?;
+    let mut committed = Committed(Vec::new());
+    convert_outputs(cfg, &plan, &disk.file, &added, &mut committed)?;
+    let outs = name_raw_disk(cfg, disk, &mut committed)?;
+    write_side_files(cfg, &outs, &manifests, &mut committed)?;
+    committed.0.clear();
+    eprintln!(
+        "dibr assemble: disk {} ({}; block-device config {}): {}",
+        crate::cli::mkfs::human(disk_size),
+        match layout.as_ref().map(|l| l.kind) {
+            Some(TableKind::Gpt) => "GPT",
+            Some(TableKind::Mbr) => "MBR",
+            None => "no partition table",
+        },
+        cfg.block_device.origin,
+        finished.summary.join(", ")
+    );
+    Ok(outs)
+}
+
+fn plan_err(origin: &str) -> impl Fn(PlanError) -> AssembleError + '_ {
+    move |source| AssembleError::Plan {
+        origin: origin.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// The block-device config, parsed and checked, as a [`Plan`] placed on
+/// the disk ([`Plan::place`]).
+fn plan_disk(cfg: &AssembleConfig) -> Result<(Plan, Placement), AssembleError> {
+    let origin = &cfg.block_device.origin;
     let graph =
         config::load_with_params(&cfg.block_device.text, &cfg.root_params).map_err(|source| {
             AssembleError::Config {
@@ -144,31 +213,43 @@ pub fn assemble_with(
                 source,
             }
         })?;
-    let plan_err = |source| AssembleError::Plan {
-        origin: origin.clone(),
-        source: Box::new(source),
-    };
-    let plan = Plan::new(graph, cfg.settings.block_size.as_deref()).map_err(plan_err)?;
-    let placement = plan.place(cfg.image_size).map_err(plan_err)?;
-    let wants_tar = cfg.types.iter().any(|t| matches!(t, OutputKind::Tar(_)));
-    if wants_tar && cfg.from.as_os_str() == "-" {
-        return Err(AssembleError::TarFromStdin);
-    }
-    let epoch = epoch_now(cfg.source_date_epoch);
-    let now = Timestamp::new(epoch, 0);
+    let plan = Plan::new(graph, cfg.settings.block_size.as_deref()).map_err(plan_err(origin))?;
+    let placement = plan.place(cfg.image_size).map_err(plan_err(origin))?;
+    Ok((plan, placement))
+}
 
-    // The raw disk is the working file; it gets its name only if asked for.
-    let raw_path = output_path(&cfg.image_name, OutputKind::Disk(DiskType::Raw));
-    let raw = AtomicFile::create(&raw_path)
-        .map_err(io_err(format!("creating {}", raw_path.display())))?;
-    let file: File = raw
-        .file()
-        .try_clone()
-        .map_err(io_err("duplicating the image file"))?;
-    if let Some(d) = placement.disk_size {
-        file.set_len(d).map_err(io_err("sizing the disk image"))?;
-    }
+/// The raw disk, the working file: it gets its name only if asked for.
+struct RawDisk {
+    raw: AtomicFile,
+    path: PathBuf,
+    /// A descriptor of the unnamed file, for the writers and conversions.
+    file: File,
+}
 
+impl RawDisk {
+    fn create(cfg: &AssembleConfig, placement: &Placement) -> Result<RawDisk, AssembleError> {
+        let path = output_path(&cfg.image_name, OutputKind::Disk(DiskType::Raw));
+        let raw =
+            AtomicFile::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        let file: File = raw
+            .file()
+            .try_clone()
+            .map_err(io_err("duplicating the image file"))?;
+        if let Some(d) = placement.disk_size {
+            file.set_len(d).map_err(io_err("sizing the disk image"))?;
+        }
+        Ok(RawDisk { raw, path, file })
+    }
+}
+
+/// One writer per filesystem: ext4 written in place at its partition's
+/// offset, vfat collected in memory (an ESP is small).
+fn open_filesystems(
+    cfg: &AssembleConfig,
+    plan: &Plan,
+    placement: &Placement,
+    disk: &RawDisk,
+) -> Result<Vec<Writer>, AssembleError> {
     let root_idx = plan.root();
     let mut writers = Vec::new();
     for (i, f) in plan.filesystems.iter().enumerate() {
@@ -191,10 +272,11 @@ pub fn assemble_with(
                     journal_blocks: None,
                     source_date_epoch: cfg.source_date_epoch,
                 };
-                let dup = file
+                let dup = disk
+                    .file
                     .try_clone()
                     .map_err(io_err("duplicating the image file"))?;
-                let mut b = Builder::new_at(dup, raw_path.clone(), opts, region.offset).map_err(
+                let mut b = Builder::new_at(dup, disk.path.clone(), opts, region.offset).map_err(
                     |source| AssembleError::Ext4 {
                         node: f.node.clone(),
                         mount: f
@@ -211,78 +293,28 @@ pub fn assemble_with(
             FsType::Vfat => Writer::Vfat(Vec::new(), 0),
         });
     }
-    let fstab = plan.fstab().into_bytes();
-    let n_fs = plan.filesystems.len();
-    let mut a = Assembly {
-        plan,
-        writers,
-        regions: placement.regions.clone(),
-        fstab,
-        saw_fstab: false,
-        saw_mount_point: vec![false; n_fs],
-        now,
-        hooks,
-        manifests: Vec::new(),
-    };
+    Ok(writers)
+}
 
-    // One pass over the tree.
-    let mut src = Source::open(&cfg.from)?;
-    while let Some(e) = src.next_entry()? {
-        a.place_entry(&e, src.data())?;
-    }
+/// What finishing the filesystems leaves for the partition table and the
+/// summary line.
+struct Finished {
+    root_uuid: [u8; 16],
+    /// Bytes the filesystem without a fixed size ended up with.
+    grow_need: Option<u64>,
+    /// One part of the summary line per filesystem.
+    summary: Vec<String>,
+}
 
-    // Seam (b): what the tree lacked, then the hook's additions.
-    let mut added: Vec<Entry> = Vec::new();
-    let mut added_data: Vec<Vec<u8>> = Vec::new();
-    for i in 0..n_fs {
-        let rel = a.rel_of(i).to_vec();
-        if !rel.is_empty() && !a.saw_mount_point[i] && a.plan.filesystems[i].mount.is_some() {
-            let e = synthetic(&rel, EntryKind::Dir, 0o755, a.now);
-            a.route(&e, &mut Bytes(&[]))?;
-            added.push(e);
-            added_data.push(Vec::new());
-        }
-    }
-    if !a.saw_fstab {
-        let e = file_entry(
-            synthetic(b"etc/fstab", EntryKind::File, 0o644, a.now),
-            a.fstab.len() as u64,
-        );
-        let fstab = a.fstab.clone();
-        a.place(&e, &mut Bytes(&fstab))?;
-        added.push(e);
-        added_data.push(fstab);
-    }
-    let extras = a
-        .hooks
-        .extra_entries(&a.plan)
-        .map_err(AssembleError::Hook)?;
-    for x in extras {
-        let path = crate::tree::normalize_path(x.path.as_bytes()).map_err(|err| {
-            AssembleError::Hook(format!("extra entry {:?}: {err}", x.path).into())
-        })?;
-        let e = match &x.data {
-            None => synthetic(&path, EntryKind::Dir, x.mode, a.now),
-            Some(d) => file_entry(
-                synthetic(&path, EntryKind::File, x.mode, a.now),
-                d.len() as u64,
-            ),
-        };
-        let d = x.data.clone().unwrap_or_default();
-        a.place(&e, &mut Bytes(&d))?;
-        added.push(e);
-        added_data.push(d);
-    }
-
-    // Finish the filesystems.
-    let Assembly {
-        plan,
-        writers,
-        regions,
-        manifests,
-        hooks,
-        ..
-    } = a;
+/// ext4: metadata, journal and superblocks; vfat: the whole FAT32 volume.
+fn finish_filesystems(
+    plan: &Plan,
+    writers: Vec<Writer>,
+    regions: &[Region],
+    file: &File,
+    epoch: i64,
+) -> Result<Finished, AssembleError> {
+    let root_idx = plan.root();
     let mut root_uuid = [0u8; 16];
     let mut grow_need = None;
     let mut summary_line = Vec::new();
@@ -338,7 +370,7 @@ pub fn assemble_with(
                     volume_id_seed: fat_seed(epoch, &f.label),
                     timestamp: epoch,
                 };
-                fat::write_fat32(&file, regions[i].offset, size, &entries, &fo).map_err(
+                fat::write_fat32(file, regions[i].offset, size, &entries, &fo).map_err(
                     |source| AssembleError::Fat {
                         node: f.node.clone(),
                         mount: mount.clone(),
@@ -355,13 +387,28 @@ pub fn assemble_with(
             }
         }
     }
+    Ok(Finished {
+        root_uuid,
+        grow_need,
+        summary: summary_line,
+    })
+}
 
-    // Size the disk (growing case) and write the partition table.
+/// Size the disk (after the tree when it has no fixed size) and write the
+/// partition table; returns the disk size and the layout written.
+fn write_partition_table(
+    cfg: &AssembleConfig,
+    plan: &Plan,
+    placement: &Placement,
+    file: &File,
+    finished: &Finished,
+) -> Result<(u64, Option<layout::Layout>), AssembleError> {
     let (disk_size, layout) = match placement.disk_size {
         Some(d) => (d, placement.layout.clone()),
         None => {
-            let need = grow_need.unwrap_or(MIB).div_ceil(MIB) * MIB;
-            plan.size_disk(&placement, need).map_err(plan_err)?
+            let need = finished.grow_need.unwrap_or(MIB).div_ceil(MIB) * MIB;
+            plan.size_disk(placement, need)
+                .map_err(plan_err(&cfg.block_device.origin))?
         }
     };
     file.set_len(disk_size)
@@ -377,16 +424,18 @@ pub fn assemble_with(
             .map_err(io_err("duplicating the image file"))?;
         layout::write(&mut w, l, &guids)?;
     }
+    Ok((disk_size, layout))
+}
 
-    // Seam (c).
-    let info = disk_info(&plan, layout.as_ref(), &regions, disk_size, root_uuid);
-    hooks
-        .after_table(&file, &info)
-        .map_err(AssembleError::Hook)?;
-    file.sync_all().map_err(io_err("syncing the disk image"))?;
-
-    // Outputs: conversions read the raw disk through its open descriptor.
-    let mut committed = Committed(Vec::new());
+/// qcow2, vhd and tar outputs; conversions read the raw disk through its
+/// open descriptor (it has no name yet).
+fn convert_outputs(
+    cfg: &AssembleConfig,
+    plan: &Plan,
+    file: &File,
+    added: &Added,
+    committed: &mut Committed,
+) -> Result<(), AssembleError> {
     let raw_fd_path = {
         use std::os::fd::AsRawFd;
         PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
@@ -410,47 +459,57 @@ pub fn assemble_with(
             }
             OutputKind::Tar(ty) => {
                 committed.0.push(out.clone());
-                write_tar_output(cfg, &out, ty, &plan, &added, &added_data)?;
+                write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?;
                 continue;
             }
         }
         committed.0.push(out);
     }
+    Ok(())
+}
+
+/// The outputs in order: the raw disk first, named now if it was asked
+/// for, then the conversions.
+fn name_raw_disk(
+    cfg: &AssembleConfig,
+    disk: RawDisk,
+    committed: &mut Committed,
+) -> Result<Vec<PathBuf>, AssembleError> {
     let mut outs: Vec<PathBuf> = committed.0.clone();
     if cfg.types.contains(&OutputKind::Disk(DiskType::Raw)) {
+        let RawDisk { raw, path, .. } = disk;
         raw.commit()
-            .map_err(io_err(format!("naming {}", raw_path.display())))?;
-        committed.0.push(raw_path.clone());
-        outs.insert(0, raw_path);
+            .map_err(io_err(format!("naming {}", path.display())))?;
+        committed.0.push(path.clone());
+        outs.insert(0, path);
     }
+    Ok(outs)
+}
+
+/// `--checksum` side files for every output, and the manifests (`NAME.d/`).
+fn write_side_files(
+    cfg: &AssembleConfig,
+    outs: &[PathBuf],
+    manifests: &[ManifestFile],
+    committed: &mut Committed,
+) -> Result<(), AssembleError> {
     if cfg.checksum {
-        for o in &outs {
+        for o in outs {
             for side in write_checksum(o)? {
                 committed.0.push(side);
             }
         }
     }
     if !manifests.is_empty() {
-        write_manifests(&cfg.image_name, &manifests)?;
+        write_manifests(&cfg.image_name, manifests)?;
     }
-    committed.0.clear();
-    eprintln!(
-        "dibr assemble: disk {} ({}; block-device config {}): {}",
-        crate::cli::mkfs::human(disk_size),
-        match layout.as_ref().map(|l| l.kind) {
-            Some(TableKind::Gpt) => "GPT",
-            Some(TableKind::Mbr) => "MBR",
-            None => "no partition table",
-        },
-        origin,
-        summary_line.join(", ")
-    );
-    Ok(outs)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::Entry;
 
     /// A hook sees the entries it asks for, adds files to the ESP and the
     /// root, and gets the disk description after the table is written.

@@ -4,11 +4,13 @@
 //! manifests and hands hooks the files they asked for.
 
 use std::io;
+use std::path::Path;
 
 use super::hooks::{AssembleHooks, KEEP_LIMIT};
 use super::plan::{Plan, Region, Target};
 use super::{io_err, AssembleError};
 use crate::ext4::{self, Builder};
+use crate::source::Source;
 use crate::tree::{Entry, EntryKind, FileData, Segment, Timestamp};
 
 /// File data held in memory.
@@ -126,7 +128,101 @@ pub struct Assembly<'h> {
     pub(super) manifests: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Entries the disk got that the tree did not have (missing mount points,
+/// a generated fstab, hook files), for the tar outputs.
+pub(super) struct Added {
+    pub(super) entries: Vec<Entry>,
+    /// Content of each entry (empty for directories).
+    pub(super) data: Vec<Vec<u8>>,
+}
+
+impl<'h> Assembly<'h> {
+    pub(super) fn new(
+        plan: Plan,
+        writers: Vec<Writer>,
+        regions: Vec<Region>,
+        now: Timestamp,
+        hooks: &'h mut dyn AssembleHooks,
+    ) -> Self {
+        let fstab = plan.fstab().into_bytes();
+        let n_fs = plan.filesystems.len();
+        Assembly {
+            plan,
+            writers,
+            regions,
+            fstab,
+            saw_fstab: false,
+            saw_mount_point: vec![false; n_fs],
+            now,
+            hooks,
+            manifests: Vec::new(),
+        }
+    }
+}
+
 impl Assembly<'_> {
+    /// One pass over the tree.
+    pub(super) fn place_tree(&mut self, from: &Path) -> Result<(), AssembleError> {
+        let mut src = Source::open(from)?;
+        while let Some(e) = src.next_entry()? {
+            self.place_entry(&e, src.data())?;
+        }
+        Ok(())
+    }
+
+    /// Seam (b): what the tree lacked (mount point directories, the
+    /// fstab), then the hook's additions.
+    pub(super) fn add_missing(&mut self) -> Result<Added, AssembleError> {
+        let mut added: Vec<Entry> = Vec::new();
+        let mut added_data: Vec<Vec<u8>> = Vec::new();
+        for i in 0..self.plan.filesystems.len() {
+            let rel = self.rel_of(i).to_vec();
+            if !rel.is_empty()
+                && !self.saw_mount_point[i]
+                && self.plan.filesystems[i].mount.is_some()
+            {
+                let e = synthetic(&rel, EntryKind::Dir, 0o755, self.now);
+                self.route(&e, &mut Bytes(&[]))?;
+                added.push(e);
+                added_data.push(Vec::new());
+            }
+        }
+        if !self.saw_fstab {
+            let e = file_entry(
+                synthetic(b"etc/fstab", EntryKind::File, 0o644, self.now),
+                self.fstab.len() as u64,
+            );
+            let fstab = self.fstab.clone();
+            self.place(&e, &mut Bytes(&fstab))?;
+            added.push(e);
+            added_data.push(fstab);
+        }
+        let extras = self
+            .hooks
+            .extra_entries(&self.plan)
+            .map_err(AssembleError::Hook)?;
+        for x in extras {
+            let path = crate::tree::normalize_path(x.path.as_bytes()).map_err(|err| {
+                AssembleError::Hook(format!("extra entry {:?}: {err}", x.path).into())
+            })?;
+            let e = match &x.data {
+                None => synthetic(&path, EntryKind::Dir, x.mode, self.now),
+                Some(d) => file_entry(
+                    synthetic(&path, EntryKind::File, x.mode, self.now),
+                    d.len() as u64,
+                ),
+            };
+            let d = x.data.clone().unwrap_or_default();
+            self.place(&e, &mut Bytes(&d))?;
+            added.push(e);
+            added_data.push(d);
+        }
+        Ok(Added {
+            entries: added,
+            data: added_data,
+        })
+    }
+
     fn mount_str(&self, i: usize) -> String {
         self.plan.filesystems[i]
             .mount
