@@ -24,3 +24,4 @@ pub mod settings;
 pub mod source;
 pub mod tarstream;
 pub mod tree;
+pub mod uuid;

@@ -58,11 +58,7 @@ impl DiskInfo {
 
     /// The root UUID as blkid prints it.
     pub fn root_uuid_string(&self) -> String {
-        let u = &self.root_uuid;
-        format!(
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]
-        )
+        crate::uuid::Uuid(self.root_uuid).to_string()
     }
 }
 

@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::disk::config::{fs_label, Graph, Plugin};
 use crate::disk::layout::{self, Layout, LayoutError};
 use crate::tree::normalize_path;
+use crate::uuid::Uuid;
 
 const MIB: u64 = 1 << 20;
 
@@ -154,19 +155,6 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let groups: Vec<&str> = s.split('-').collect();
-    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
-        return None;
-    }
-    let hex: String = groups.concat();
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl Plan {
     /// Checks the graph against what dibr can write and collects the plan;
     /// `block_size` (`DIB_BLOCK_SIZE`) wins over the `local_loop` node's.
@@ -245,7 +233,7 @@ impl Plan {
             let uuid = match (fstype, e.values.get("uuid")) {
                 (FsType::Ext4, Some(u)) => {
                     let s = text(u);
-                    Some(parse_uuid(&s).ok_or(PlanError::BadUuid {
+                    Some(Uuid::parse(&s).map(Uuid::bytes).ok_or(PlanError::BadUuid {
                         node: node.clone(),
                         uuid: s,
                     })?)

@@ -10,6 +10,7 @@ use crate::output::atomic::AtomicFile;
 use crate::progress::Phase;
 use crate::settings::{self, SourceDateEpoch};
 use crate::source::Source;
+use crate::uuid::Uuid;
 
 #[derive(Args, Debug)]
 pub struct MkfsArgs {
@@ -40,29 +41,11 @@ pub struct MkfsArgs {
 }
 
 fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!(
+    Uuid::parse_hex(s).map(Uuid::bytes).ok_or_else(|| {
+        format!(
             "invalid --uuid {s:?}: expected 32 hex digits like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-        ));
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
-pub fn format_uuid(u: &[u8; 16]) -> String {
-    let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
+        )
+    })
 }
 
 pub fn human(bytes: u64) -> String {
@@ -206,7 +189,7 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
     eprintln!(
         "  journal {}, UUID {}, can grow to {} (resize2fs / online); {:.2}s",
         human(s.journal_blocks * BLOCK_SIZE),
-        format_uuid(&s.uuid),
+        Uuid(s.uuid),
         human(s.growth_ceiling_bytes),
         secs
     );
