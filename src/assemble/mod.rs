@@ -183,7 +183,7 @@ pub fn assemble_with(
     committed.0.clear();
     eprintln!(
         "dibr assemble: disk {} ({}; block-device config {}): {}",
-        crate::cli::mkfs::human(disk_size),
+        crate::units::human(disk_size),
         match layout.as_ref().map(|l| l.kind) {
             Some(TableKind::Gpt) => "GPT",
             Some(TableKind::Mbr) => "MBR",
@@ -352,8 +352,8 @@ fn finish_filesystems(
                     "{} ext4 '{}' {} ({} used)",
                     mount,
                     f.label,
-                    crate::cli::mkfs::human(bytes),
-                    crate::cli::mkfs::human((s.blocks_count - s.free_blocks) * BLOCK_SIZE)
+                    crate::units::human(bytes),
+                    crate::units::human((s.blocks_count - s.free_blocks) * BLOCK_SIZE)
                 ));
             }
             Writer::Vfat(list, bytes) => {
@@ -381,8 +381,8 @@ fn finish_filesystems(
                     "{} vfat '{}' {} ({} files)",
                     mount,
                     f.label,
-                    crate::cli::mkfs::human(size),
-                    crate::cli::mkfs::human(bytes)
+                    crate::units::human(size),
+                    crate::units::human(bytes)
                 ));
             }
         }

@@ -10,6 +10,7 @@ use crate::output::atomic::AtomicFile;
 use crate::progress::Phase;
 use crate::settings::{self, SourceDateEpoch};
 use crate::source::Source;
+use crate::units;
 use crate::uuid::Uuid;
 
 #[derive(Args, Debug)]
@@ -46,21 +47,6 @@ fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
             "invalid --uuid {s:?}: expected 32 hex digits like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
         )
     })
-}
-
-pub fn human(bytes: u64) -> String {
-    const U: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", U[i])
-    }
 }
 
 /// Build options from the arguments and SOURCE_DATE_EPOCH.
@@ -171,26 +157,26 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "dibr mkfs: wrote {} ({} blocks of 4 KiB, {} groups; sparse, {} in use) to {}",
-        human(s.blocks_count * BLOCK_SIZE),
+        units::human(s.blocks_count * BLOCK_SIZE),
         s.blocks_count,
         s.groups,
-        human((s.blocks_count - s.free_blocks) * BLOCK_SIZE),
+        units::human((s.blocks_count - s.free_blocks) * BLOCK_SIZE),
         a.output.display()
     );
     eprintln!(
         "  {} entries, {} of file data, {} inodes ({} used, {} per group), {} free",
         s.entries,
-        human(s.data_bytes),
+        units::human(s.data_bytes),
         s.inodes_count,
         s.used_inodes,
         s.inodes_per_group,
-        human(s.free_blocks * BLOCK_SIZE)
+        units::human(s.free_blocks * BLOCK_SIZE)
     );
     eprintln!(
         "  journal {}, UUID {}, can grow to {} (resize2fs / online); {:.2}s",
-        human(s.journal_blocks * BLOCK_SIZE),
+        units::human(s.journal_blocks * BLOCK_SIZE),
         Uuid(s.uuid),
-        human(s.growth_ceiling_bytes),
+        units::human(s.growth_ceiling_bytes),
         secs
     );
     Ok(())
