@@ -11,7 +11,8 @@
 //! `SOURCE_DATE_EPOCH`, so no `DIB_*` setting of the caller leaks in.
 //!
 //! How the values were recorded: with the code of commit 0f08753 (main
-//! before issue 12's refactor), `DIBR_GOLDEN_PRINT=1 cargo test --release
+//! before issue 12's refactor; this file copied into a checkout of it and
+//! registered in its Cargo.toml), `DIBR_GOLDEN_PRINT=1 cargo test --release
 //! --test golden_outputs -- --nocapture` prints each output's sha256; the
 //! printed values were pasted into [`GOLDEN`]. The outputs do not depend
 //! on host tools (no grub modules in the tree, so no grub-mkimage run).
@@ -33,63 +34,63 @@ const EPOCH: &str = "1700000000";
 const GOLDEN: &[(&str, &str)] = &[
     (
         "root.tar",
-        "04d899369cb99953feda456c18c4098b26e3dac34dd2b117b1fe5615ee2da7a1",
+        "886bcd0d6c83d3164ef122a0051437825ea970df93bcaa782f666d71a6a9e616",
     ),
     (
         "mkfs root.ext4",
-        "bb863d77045846fc1a6241b99e47264acbb222b271d48cdd1d9f9a064a5217fd",
+        "a485ee30bc30ea8e6831f3ed95bb7c12d82f299d8021018194183759f772754a",
     ),
     (
         "assemble efi.raw",
-        "1edfe3ac47c3f0381af3d47c82169eb9e138510d30c0ba104c0ead98cff4c7b0",
+        "16187644bdb9be70dfc1a369c6430d600da851a03d63ba3408beef9ec1b69fdd",
     ),
     (
         "assemble efi.qcow2",
-        "bb7bbeefda01e7a0753b94381e1360669affbee50ce1426a8b8d4452cf907a55",
+        "6cd7349cab7e9087bd38cfaff838527c3f698e01068f70afdf3a53b14682aaf0",
     ),
     (
         "assemble efi.vhd",
-        "20f7fda97312274802aa5cdd8fd4ae76274fa5e2f613fa83ecd3d9f13c06c75d",
+        "ab75b82013af24d4437b595ad9992acfde51b7cbbc917e3a22cb0ab224224d1c",
     ),
     (
         "assemble efi.tar",
-        "76d70d8645f077e185522d930db6f82be0e95d616fe5f588c591259cc1c3583d",
+        "8a592cdfa5fd981cbdd3043ac7aeb57e54f07421c5acae4515e4970113290c37",
     ),
     (
         "assemble efi.raw.sha256",
-        "84c12046d97e3dc4e94d4214fa9e4ca234545826c4ea69b4a2739d7f9147be74",
+        "2b03332fdc1c55a8b85fff1665fe4325367639fb64adde8a5f6fc443bcd734c0",
     ),
     (
         "assemble efi.qcow2.md5",
-        "f8c691051cf1058f102c3ac219dd4facba03f1617729182e974ddb27e367f7fa",
+        "e97144cc982e62bdbe69c4085269500bbb944ee8a6af8b719196f85531e757a9",
     ),
     (
         "assemble mbr.raw",
-        "d3de3b4fb89c3f515e753c6ef02da4da1867b221d380321f8d1018d683902e62",
+        "890b76b154e5fba75288de0edf370cca5462ce9060da39bd67686771234da65d",
     ),
     (
         "assemble mbr.qcow2",
-        "d246bc646549ddf97bfcdbc78ff75f465390c6a364854cda2eb55b59b35b4f31",
+        "6aaf9c455bb39042c510f8adca579d11e257ddafe9bb962447b23e3d424f2f92",
     ),
     (
         "assemble mbr.vhd",
-        "7b898bc7bc4bc0d446b0ef34457780a9043ea6b9d18bf0d38104639d3bbb7f4d",
+        "3769a89079c1761fb46fe24f04ac889be796912ee6bceaba4a649fffb133415c",
     ),
     (
         "assemble mbr.tar",
-        "55251e55add9828aff13dff333f8e8aefca3d0b6174bc94b471d62709551f010",
+        "e0d547c9ffdf2e465790df5970569a2c464e048e63486a81bc00d90ac4ed331d",
     ),
     (
         "assemble mbr.raw.sha256",
-        "10061b001591471763fb8a09dfecc87d837400d410a6c0769124ece0933c14a8",
+        "0fa12e55054849f53a27f74a81c776a1559f9878953092f296de339e3ea3f10f",
     ),
     (
         "assemble mbr.qcow2.md5",
-        "bc9d63008be704b1510e0102a24c5ca8b0465ab57d9bed2e68337b1c03f20c9d",
+        "a5f3846f07b43cb85ab72596a6f2555c6260a7c286b69b5aa44b83959ac57b3f",
     ),
     (
         "cpio newc",
-        "b4c183d644439c0b548f9b4bb2daeaf1f8c631cbcb53cd23c5499d481b357a16",
+        "f16d175202817115aec3f3005dfa44d32d45cea2baf04065d56b2c6a11af719c",
     ),
     (
         "capture capture.tar",
@@ -138,7 +139,8 @@ fn header(kind: tar::EntryType, mode: u32, uid: u64, size: u64) -> tar::Header {
 /// The fixed root tree as a tar: directories, regular files (one with
 /// holes' worth of zeros), a hard link, a symlink, a FIFO, a device node,
 /// an xattr, a long name, an fstab for the assembler to rewrite, a kernel
-/// and initrd in /boot, and a directory large enough to get an htree index.
+/// and initrd in /boot, files for the ESP, and a directory large enough to
+/// get an htree index.
 fn golden_tar() -> Vec<u8> {
     use tar::EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
     let mut b = tar::Builder::new(Vec::new());
@@ -211,6 +213,27 @@ fn golden_tar() -> Vec<u8> {
         0,
         &prng_bytes(6, 50_000),
     );
+    // The ESP's share (vfat at /boot/efi in the efi layout): a loader,
+    // long names, a subdirectory.
+    for p in [
+        "boot/efi/",
+        "boot/efi/EFI/",
+        "boot/efi/EFI/BOOT/",
+        "boot/efi/EFI/debian/",
+    ] {
+        dir(&mut b, p, 0o755);
+    }
+    file(
+        &mut b,
+        "boot/efi/EFI/BOOT/BOOTX64.EFI",
+        0o644,
+        0,
+        &prng_bytes(7, 300_000),
+    );
+    for i in 0..20u64 {
+        let name = format!("boot/efi/EFI/debian/A long file name number {i}.txt");
+        file(&mut b, &name, 0o644, 0, format!("{i}\n").as_bytes());
+    }
     for i in 0..300u64 {
         let name = format!("var/many/entry-{i:04}-{}", "x".repeat((i % 40) as usize));
         file(&mut b, &name, 0o644, i % 3, format!("{i}\n").as_bytes());
