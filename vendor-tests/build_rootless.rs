@@ -469,3 +469,364 @@ fn bootloader_element_refuses_a_tree_without_grub() {
     assert!(left.is_empty(), "{test}: outputs left: {left:?}");
     assert_no_leftovers(test, &b);
 }
+
+/// The namespace-free sandbox modes (issue 11), forced on this host with
+/// `DIBR_SANDBOX`, give the same tree as the user-namespace build: chroot
+/// mode as root, fakeroot mode as the CI user. The container tests
+/// (vendor-tests/containers.rs) reach the same modes by default inside
+/// Docker; this keeps them tested where no container runtime is.
+#[test]
+fn namespace_free_modes_match_the_userns_build() {
+    let test = "namespace_free_modes_match_the_userns_build";
+    let _serial = serial();
+    if !require(test, true, &["fakeroot", "fakechroot", "faked-sysv", "tar"]) {
+        return;
+    }
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    let args = |name: &'static str| ["-n", "-t", "tar", "-o", name, "dibr-test-hooks"];
+    let mode_line = |o: &std::process::Output| {
+        out_text(o)
+            .lines()
+            .find(|l| l.starts_with("dibr: sandbox: "))
+            .unwrap_or("")
+            .to_string()
+    };
+    let o = build_cmd(&s, &args("userns"), &[]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{test}: userns build failed\n{}",
+        out_text(&o)
+    );
+    assert!(
+        mode_line(&o).starts_with("dibr: sandbox: userns ("),
+        "{test}: {}",
+        mode_line(&o)
+    );
+    let reference = read_tar(&s.out.join("userns.tar"));
+
+    let o = build_cmd(&s, &args("fake"), &[("DIBR_SANDBOX", "fakeroot")])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: fakeroot build failed\n{text}");
+    assert!(
+        mode_line(&o).starts_with("dibr: sandbox: fakeroot ("),
+        "{test}: {text}"
+    );
+    assert!(
+        text.contains("killed 1 process(es) the hooks left running"),
+        "{test}: daemon not reported\n{text}"
+    );
+    same_tree(
+        test,
+        "fakeroot",
+        &reference,
+        &read_tar(&s.out.join("fake.tar")),
+    );
+
+    // chroot mode needs root: run the same binary as root, into a
+    // root-owned output directory.
+    let out = s.out.join("root");
+    fs::create_dir(&out).unwrap();
+    let o = Command::new(&s.bin)
+        .args([
+            "build",
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "chroot",
+            "dibr-test-hooks",
+        ])
+        .env("ELEMENTS_PATH", &s.elements)
+        .env("DIBR_SANDBOX", "chroot")
+        .env("DIB_IMAGE_CACHE", out.join("cache"))
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: chroot build failed\n{text}");
+    assert!(
+        mode_line(&o).starts_with("dibr: sandbox: chroot ("),
+        "{test}: {text}"
+    );
+    same_tree(
+        test,
+        "chroot",
+        &reference,
+        &read_tar(&out.join("chroot.tar")),
+    );
+    let left = Command::new("pgrep")
+        .args(["-a", "-f", "^sleep 1000"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "{test}: chroot mode left a daemon: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert_no_leftovers(test, &b);
+}
+
+/// Entry by entry: kind (incl. link targets and device numbers), mode,
+/// owner and xattrs.
+fn same_tree(
+    test: &str,
+    mode: &str,
+    want: &std::collections::BTreeMap<String, TarEntry>,
+    got: &std::collections::BTreeMap<String, TarEntry>,
+) {
+    let mut diffs = Vec::new();
+    for (path, w) in want {
+        match got.get(path) {
+            None => diffs.push(format!("{path}: missing")),
+            Some(g) => {
+                if (g.kind != w.kind)
+                    || g.mode != w.mode
+                    || (g.uid, g.gid) != (w.uid, w.gid)
+                    || g.xattrs != w.xattrs
+                {
+                    diffs.push(format!(
+                        "{path}: {:?} {:o} {}:{} {:?}, userns build {:?} {:o} {}:{} {:?}",
+                        g.kind,
+                        g.mode,
+                        g.uid,
+                        g.gid,
+                        g.xattrs,
+                        w.kind,
+                        w.mode,
+                        w.uid,
+                        w.gid,
+                        w.xattrs
+                    ))
+                }
+            }
+        }
+    }
+    for path in got.keys().filter(|p| !want.contains_key(*p)) {
+        diffs.push(format!("{path}: not in the userns build"));
+    }
+    assert!(
+        diffs.is_empty(),
+        "{test}: {mode} mode differs:\n{}",
+        diffs.join("\n")
+    );
+}
+
+/// A C program, linked statically so no library of the tree is needed,
+/// that tries the classic chroot escape (issue 14): chroot into a
+/// subdirectory, climb `..` past it, chroot to where it landed, then read
+/// `argv[1]` and create `argv[2]` (host paths).
+const ESCAPE_C: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    mkdir("/escape-x", 0700);
+    if (chroot("/escape-x") != 0) perror("chroot(/escape-x)");
+    for (int i = 0; i < 64; i++) chdir("..");
+    if (chroot(".") != 0) perror("chroot(.)");
+    char buf[64] = {0};
+    int fd = open(argv[1], O_RDONLY);
+    if (fd >= 0 && read(fd, buf, sizeof buf - 1) > 0) printf("PROBE: ESCAPED, read %s\n", buf);
+    else printf("PROBE: no read\n");
+    int w = open(argv[2], O_WRONLY | O_CREAT, 0644);
+    printf(w >= 0 ? "PROBE: ESCAPED, wrote\n" : "PROBE: no write\n");
+    rmdir("/escape-x");
+    return 0;
+}
+"#;
+
+/// Issue 14, acceptance 1 (the namespace sandbox): an in-target hook with
+/// a static binary cannot leave the tree (pivot_root, not chroot), sees
+/// only descriptors 0–2, and the hook environment never shows in `ps`.
+#[test]
+fn hooks_cannot_leave_the_tree_or_see_secrets() {
+    let test = "hooks_cannot_leave_the_tree_or_see_secrets";
+    let _serial = serial();
+    if !require(test, true, &["gcc", "ps"]) {
+        return;
+    }
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    // The probe and the element that runs it.
+    let src = s.out.parent().unwrap().join("escape.c");
+    fs::write(&src, ESCAPE_C).unwrap();
+    let probe = s.elements.join("escape-probe");
+    run_ok(
+        Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&probe)
+            .arg(&src),
+    );
+    let el = s.elements.join("dibr-test-escape");
+    fs::create_dir_all(el.join("extra-data.d")).unwrap();
+    fs::create_dir_all(el.join("install.d")).unwrap();
+    fs::write(el.join("element-deps"), "dibr-test-os\n").unwrap();
+    let hook = |p: &str, text: &str| {
+        let p = el.join(p);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    hook(
+        "extra-data.d/10-probe",
+        "#!/bin/bash\nset -eu\ncp \"$DIB_TEST_PROBE\" \"$TARGET_ROOT/escape-probe\"\n",
+    );
+    hook(
+        "install.d/10-probe",
+        "#!/bin/bash\nset -u\n/escape-probe \"$DIB_TEST_SECRET\" \"$DIB_TEST_WRITE\"\n\
+         rm -f /escape-probe\n\
+         echo \"FDS: $(ls /proc/self/fd | tr '\\n' ' ')\"\n\
+         sleep 2\n",
+    );
+    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
+    // What the hook must not reach: a mode-600 file of the building user
+    // and a place the user may write.
+    let home = std::path::PathBuf::from(
+        String::from_utf8(
+            run_ok(Command::new("sh").args(["-c", "getent passwd dibr-ci | cut -d: -f6"])).stdout,
+        )
+        .unwrap()
+        .trim(),
+    );
+    let secret = home.join(".dibr-escape-secret");
+    let written = home.join("dibr-escape-written");
+    fs::write(&secret, "TOPSECRET").unwrap();
+    run_ok(Command::new("chown").arg("dibr-ci").arg(&secret));
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let _ = fs::remove_file(&written);
+    let password = "sekrit-dibr-test-4711";
+    let (secret_s, written_s, probe_s) = (
+        secret.display().to_string(),
+        written.display().to_string(),
+        probe.display().to_string(),
+    );
+    let mut child = build_cmd(
+        &s,
+        &["-n", "-t", "tar", "-o", "escape", "dibr-test-escape"],
+        &[
+            ("DIB_TEST_PROBE", probe_s.as_str()),
+            ("DIB_TEST_SECRET", secret_s.as_str()),
+            ("DIB_TEST_WRITE", written_s.as_str()),
+            ("DIB_DEV_USER_PASSWORD", password),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Every process's command line, while the build runs.
+    let mut seen_in_ps = Vec::new();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(120) {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        for l in String::from_utf8_lossy(&ps.stdout).lines() {
+            if l.contains(password) && !l.starts_with("ps ") {
+                seen_in_ps.push(l.to_string());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let text = out_text(&o);
+    let _ = fs::remove_file(&secret);
+    assert!(o.status.success(), "{test}: build failed\n{text}");
+    assert!(
+        text.contains("PROBE: no read") && text.contains("PROBE: no write"),
+        "{test}: the chroot escape worked or did not run\n{text}"
+    );
+    assert!(
+        !text.contains("ESCAPED") && !text.contains("TOPSECRET"),
+        "{test}: escaped\n{text}"
+    );
+    assert!(
+        !written.exists(),
+        "{test}: the hook wrote {}",
+        written.display()
+    );
+    let fds = text
+        .lines()
+        .find_map(|l| l.split_once("FDS: "))
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_default();
+    let extra: Vec<&str> = fds
+        .split_whitespace()
+        .filter(|f| !["0", "1", "2", "3"].contains(f))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{test}: a hook inherited descriptors {extra:?} (ls itself has 3)\n{text}"
+    );
+    assert!(
+        seen_in_ps.is_empty(),
+        "{test}: DIB_DEV_USER_PASSWORD visible in ps: {seen_in_ps:?}"
+    );
+    assert_no_leftovers(test, &b);
+}
+
+/// Issue 14, item 3: builds killed with SIGKILL at random points leave
+/// work directories (subuid-owned files included) and status files; the
+/// next build reclaims them and says so, and no process of theirs lives on.
+#[test]
+fn killed_builds_are_reclaimed_by_the_next() {
+    let test = "killed_builds_are_reclaimed_by_the_next";
+    let _serial = serial();
+    let Some(s) = stage(test) else { return };
+    let b = before();
+    let status_files = || -> Vec<String> {
+        fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("dibr-sandbox-"))
+            .collect()
+    };
+    let status_before = status_files();
+    // Random points: 100 ms to 1.5 s into a ~1.5 s build.
+    let mut seed = std::process::id() as u64;
+    let mut left = 0;
+    for _ in 0..6 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis(100 + (seed >> 33) % 1400);
+        let mut c = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // setpriv execs dibr: the child is dibr itself.
+        let _ = c.kill();
+        let _ = c.wait();
+        left += work_dirs().iter().filter(|d| !b.work.contains(d)).count();
+    }
+    let o = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(
+        o.status.success(),
+        "{test}: the build after the kills failed\n{text}"
+    );
+    if left > 0 {
+        assert!(text.contains("of builds that died, freeing"), "{test}: {left} work dirs were left, and the next build did not say it reclaimed them\n{text}");
+    }
+    let new_status: Vec<String> = status_files()
+        .into_iter()
+        .filter(|f| !status_before.contains(f))
+        .collect();
+    assert!(
+        new_status.is_empty(),
+        "{test}: status files left: {new_status:?}"
+    );
+    let procs = user_processes("__sandbox|sleep 1000");
+    assert!(
+        procs.is_empty(),
+        "{test}: processes of killed builds: {procs:?}"
+    );
+    assert_no_leftovers(test, &b);
+}

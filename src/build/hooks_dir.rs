@@ -15,6 +15,17 @@ use super::BuildError;
 use crate::elements::hooks::Hooks;
 use crate::elements::resolve::Resolved;
 
+/// ldd without a preloaded library: in the sandbox's fakeroot mode every
+/// process preloads libfakeroot, and ldd (the loader with
+/// LD_TRACE_LOADED_OBJECTS) would list it as a dependency of every binary,
+/// so hooks that copy a binary's libraries would copy it too. fakechroot
+/// substitutes ldd inside the tree the same way (its chroot.env).
+pub const LDD_SHIM: &str = r#"#!/bin/sh
+# dibr: list a binary's libraries as the host would, without fakeroot's.
+unset LD_PRELOAD
+PATH=${PATH#*:} exec ldd "$@"
+"#;
+
 /// DIB's hook runner, see the script's header.
 pub const DIB_RUN_PARTS: &str = include_str!("dib-run-parts");
 
@@ -106,6 +117,7 @@ pub fn write(w: &WorkDir, hooks: &Hooks, resolved: &Resolved) -> Result<(), Buil
     let shim = w.root().join("shim");
     std::fs::create_dir_all(&shim).map_err(ioe("creating the shim directory".into()))?;
     write_exec(&shim.join("sudo"), SUDO_SHIM).map_err(ioe("writing the sudo shim".into()))?;
+    write_exec(&shim.join("ldd"), LDD_SHIM).map_err(ioe("writing the ldd shim".into()))?;
     // Outside hooks of dibr's own elements call `dibr __element-tables`.
     let exe = std::env::current_exe().map_err(ioe("finding the dibr executable".into()))?;
     let q = exe.display().to_string().replace('\'', "'\\''");

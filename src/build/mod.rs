@@ -105,6 +105,7 @@ pub fn interrupted() -> bool {
 pub fn interrupt_cleanup() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
     sandbox::kill_running();
+    sandbox::shutdown();
     let dirs: Vec<PathBuf> = ACTIVE
         .lock()
         .map(|mut v| std::mem::take(&mut *v))
@@ -314,12 +315,7 @@ fn capture_one(
             cwd: w.root().to_path_buf(),
             chroot: false,
         };
-        let argv: Vec<OsString> = vec![
-            sandbox::helper_exe().into(),
-            "__capture".into(),
-            w.target().into(),
-            out_abs.to_path_buf().into(),
-        ];
+        let argv = sandbox::capture_argv(&w.target(), out_abs)?;
         let st = sandbox::run(&sb, &argv)?;
         if !st.success() {
             return Err(BuildError::Capture(st.to_string()));
@@ -394,11 +390,42 @@ fn assemble_disk(
     Ok(outs)
 }
 
+/// Remove what builds of this user that died left behind (work
+/// directories, sandbox status files), saying how much it freed. Not
+/// fatal: a directory that cannot be removed is named and left. Returns
+/// how many were removed.
+pub fn reclaim_stale() -> usize {
+    let mut freed = 0;
+    let mut n = 0;
+    for d in workdir::stale() {
+        let size = workdir::disk_usage(&d);
+        match sandbox::remove_tree(&d) {
+            Ok(()) => {
+                freed += size;
+                n += 1;
+            }
+            Err(e) => eprintln!(
+                "dibr: cannot remove the stale work directory {}: {e}",
+                d.display()
+            ),
+        }
+    }
+    sandbox::remove_stale_status_files();
+    if n > 0 {
+        eprintln!(
+            "dibr: removed {n} work director{} of builds that died, freeing {:.1} MiB",
+            if n == 1 { "y" } else { "ies" },
+            freed as f64 / (1 << 20) as f64
+        );
+    }
+    n
+}
+
 /// The whole build. Prints DIB-style progress; returns the output paths.
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();
-    let mapping = sandbox::mapping()?;
-    if let Some(w) = mapping.warning() {
+    eprintln!("{}", sandbox::chosen()?.line());
+    if let Some(w) = sandbox::mapping()?.warning() {
         eprintln!("dibr: warning: {w}");
     }
     let path = elements::path::ElementsPath::from_env()?;
@@ -412,6 +439,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     );
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
+    reclaim_stale();
     let w = WorkDir::create(cfg.tmpfs_min_gib).map_err(io("creating the work directory"))?;
     eprintln!("dibr: work directory {}", w.root().display());
     if let Ok(mut a) = ACTIVE.lock() {
@@ -462,8 +490,10 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         // The signal handler removes the work directory and exits.
         return Err(BuildError::Usage("interrupted".into()));
     }
+    sandbox::shutdown();
     let keep = result.is_err() && cfg.keep_on_error;
     if keep {
+        let _ = w.keep();
         eprintln!(
             "dibr: keeping the work directory {} (--keep-on-error). Enter the tree with:\n  dibr shell {}\nRemove it with: dibr rm-workdir {}",
             w.root().display(),

@@ -8,7 +8,17 @@ use std::path::{Path, PathBuf};
 
 pub struct WorkDir {
     root: PathBuf,
+    /// `.lock` in the work directory, flock(2)ed for as long as this build
+    /// lives: a work directory whose lock can be taken belongs to a build
+    /// that died (SIGKILL, a crash, a lost container) and may be reclaimed.
+    _lock: std::fs::File,
 }
+
+/// The lock file's name inside a work directory.
+const LOCK: &str = ".lock";
+/// Marks a work directory kept on purpose (`--keep-on-error`): never
+/// reclaimed automatically.
+pub const KEPT: &str = ".kept";
 
 /// Linux's tmpfs magic number (statfs(2)).
 const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -51,11 +61,18 @@ impl WorkDir {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir(&root)?;
-        let w = WorkDir { root };
+        let lock = std::fs::File::create(root.join(LOCK))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+        let w = WorkDir { root, _lock: lock };
         for d in ["hooks", "mnt", "image"] {
             std::fs::create_dir(w.root.join(d))?;
         }
         Ok(w)
+    }
+
+    /// Mark the directory as kept by the user's request.
+    pub fn keep(&self) -> io::Result<()> {
+        std::fs::write(self.root.join(KEPT), b"")
     }
 
     pub fn root(&self) -> &Path {
@@ -70,6 +87,77 @@ impl WorkDir {
     pub fn image_dir(&self) -> PathBuf {
         self.root.join("image")
     }
+}
+
+/// Where work directories are made: the user's temporary directory
+/// settings, /dev/shm and the system's temporary directory.
+pub fn bases() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ["DIB_TMP_DIR", "TMP_DIR", "TMPDIR"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .collect();
+    v.push(PathBuf::from(SHM));
+    v.push(std::env::temp_dir());
+    v.push(PathBuf::from("/tmp"));
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Work directories of this user's builds that died: their lock is free
+/// (or, made before locks existed, the pid in their name is gone), and
+/// they were not kept on purpose.
+pub fn stale() -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getuid().as_raw();
+    let mut out = Vec::new();
+    for base in bases() {
+        let Ok(rd) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("dibr_build.") else {
+                continue;
+            };
+            let mine = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir() && m.uid() == me);
+            if !mine || p.join(KEPT).exists() {
+                continue;
+            }
+            let dead = match std::fs::File::open(p.join(LOCK)) {
+                Ok(f) => {
+                    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                        .is_ok()
+                }
+                Err(_) => rest
+                    .split('.')
+                    .next()
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()),
+            };
+            if dead {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Bytes below `p` (best effort: what cannot be read counts as 0).
+pub fn disk_usage(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    let own = m.blocks() * 512;
+    if !m.is_dir() {
+        return own;
+    }
+    own + std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum::<u64>())
+        .unwrap_or(0)
 }
 
 /// DIB's check after root.d: the tree is empty apart from lost+found and tmp.

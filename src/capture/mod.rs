@@ -37,6 +37,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::source::dir::{DirError, DirSource};
+use crate::source::{Source, SourceError};
 use crate::tree::{normalize_path, Entry, EntryKind, FileData, Timestamp};
 use tar_writer::{typeflag, Member, SparseInfo, TarWriter};
 
@@ -472,24 +473,74 @@ pub fn write_tar(
     opts: &CaptureOptions,
 ) -> Result<CaptureStats, CaptureError> {
     let excludes = parse_excludes(opts)?;
-    let mut walk = DirSource::new(src)?.with_skip(Box::new(move |p: &[u8]| {
+    let walk = DirSource::new(src)?.with_skip(Box::new(move |p: &[u8]| {
         excludes.iter().any(|x| x.matches(p))
     }));
+    write_entries(&mut Source::Dir(walk), src, out, opts, None)
+}
+
+/// Re-encode a tar stream made by another archiver (GNU tar, reading the
+/// tree through fakeroot in the sandbox's fakeroot mode) exactly as
+/// [`write_tar`] would have written the tree: same excludes, /dev, member
+/// encoding and clamped times. `real_owner` is the building user's
+/// (uid, gid): fakeroot reports files it never saw chowned with their real
+/// owner (or root), and in the faked world the real user owns nothing, so
+/// those ids become 0 as the files would be in a build as root.
+pub fn write_tar_from_stream(
+    input: &Path,
+    name: &Path,
+    out: impl Write,
+    opts: &CaptureOptions,
+    real_owner: Option<(u32, u32)>,
+) -> Result<CaptureStats, CaptureError> {
+    let mut src = Source::open(input).map_err(source_error)?;
+    write_entries(&mut src, name, out, opts, real_owner)
+}
+
+fn source_error(e: SourceError) -> CaptureError {
+    match e {
+        SourceError::Dir(d) => CaptureError::Walk(d),
+        SourceError::Tar(t) => CaptureError::Input(t.to_string()),
+    }
+}
+
+/// The capture loop over any entry source: excluded entries dropped
+/// (the directory walk never yields them), /dev synthesised in its sorted
+/// place, owners remapped.
+fn write_entries(
+    src: &mut Source,
+    root: &Path,
+    out: impl Write,
+    opts: &CaptureOptions,
+    real_owner: Option<(u32, u32)>,
+) -> Result<CaptureStats, CaptureError> {
+    let excludes = parse_excludes(opts)?;
     let mut c = Capture {
         tw: TarWriter::new(out),
         opts,
         stats: CaptureStats::default(),
         buf: vec![0u8; 256 << 10],
-        root: src.to_path_buf(),
+        root: root.to_path_buf(),
     };
     let mut dev_pending = opts.synthesize_dev;
-    while let Some(e) = walk.next_entry()? {
+    while let Some(mut e) = src.next_entry().map_err(source_error)? {
+        if excludes.iter().any(|x| x.matches(&e.path)) {
+            continue;
+        }
+        if let Some((uid, gid)) = real_owner {
+            if e.uid == uid {
+                e.uid = 0;
+            }
+            if e.gid == gid {
+                e.gid = 0;
+            }
+        }
         if dev_pending && !e.path.is_empty() {
             let top = e.path.split(|&b| b == b'/').next().unwrap_or(b"");
             if top == b"dev" {
                 dev_pending = false;
                 if e.kind == EntryKind::Dir {
-                    c.entry(&e, &mut walk)?;
+                    c.entry(&e, src.data())?;
                     c.synth_dev(Some(&e))?;
                 } else {
                     // A dev that is not a directory gives way to the real one.
@@ -502,7 +553,7 @@ pub fn write_tar(
                 c.synth_dev(None)?;
             }
         }
-        c.entry(&e, &mut walk)?;
+        c.entry(&e, src.data())?;
     }
     if dev_pending {
         c.synth_dev(None)?;

@@ -60,14 +60,25 @@ pub enum Command {
     /// Remove a kept work directory, including files owned by subordinate ids
     RmWorkdir {
         /// The kept work directory (…/dibr_build.*)
-        #[arg(value_name = "DIR")]
-        dir: std::path::PathBuf,
+        #[arg(value_name = "DIR", required_unless_present = "stale")]
+        dir: Option<std::path::PathBuf>,
+        /// Instead: remove the work directories of your builds that died
+        /// (killed, crashed), as every `dibr build` does when it starts
+        #[arg(long, conflicts_with = "dir")]
+        stale: bool,
     },
     /// Internal: capture a tree as a tar stream (run inside the build namespace)
     #[command(name = "__capture", hide = true)]
     Capture {
         tree: std::path::PathBuf,
         output: std::path::PathBuf,
+        /// Read the tree from this tar stream (`-`: stdin) made by another
+        /// archiver, instead of walking TREE (the sandbox's fakeroot mode)
+        #[arg(long, value_name = "TAR")]
+        from_tar: Option<std::path::PathBuf>,
+        /// With --from-tar: the building user's UID:GID, shown as 0:0
+        #[arg(long, value_name = "UID:GID")]
+        real_owner: Option<String>,
     },
     /// Expand element dependencies like DIB's element-info (--env for IMAGE_ELEMENT*)
     Elements(elements::ElementsArgs),
@@ -146,31 +157,20 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let st = crate::sandbox::run(&cfg, &argv)?;
             std::process::exit(st.code().unwrap_or(1));
         }
-        Command::RmWorkdir { dir } => crate::sandbox::remove_tree(&dir)?,
-        Command::Capture { tree, output } => {
-            let t = crate::capture::OutputType::from_path(&output).ok_or_else(|| {
-                format!(
-                    "{}: output must end in .tar, .tgz or .tar.zst",
-                    output.display()
-                )
-            })?;
-            // Lenient, as it always was: the build that runs this inside
-            // its namespace has validated the value already.
-            let epoch = crate::settings::SourceDateEpoch::secs_from_env()
-                .ok()
-                .flatten();
-            let opts = crate::capture::CaptureOptions {
-                source_date_epoch: epoch,
-                synthesize_dev: true,
-                exclude: vec!["proc/*".into(), "sys/*".into(), "tmp/in_target.d".into()],
-            };
-            let stats = crate::capture::write_output(&tree, &output, t, &opts)?;
-            eprintln!(
-                "dibr: captured {} entries into {}",
-                stats.entries,
-                output.display()
-            );
-        }
+        Command::RmWorkdir { dir, stale } => match dir {
+            Some(dir) if !stale => crate::sandbox::remove_tree(&dir)?,
+            _ => {
+                if crate::build::reclaim_stale() == 0 {
+                    eprintln!("dibr: no work directory of a dead build found");
+                }
+            }
+        },
+        Command::Capture {
+            tree,
+            output,
+            from_tar,
+            real_owner,
+        } => capture_cmd(&tree, &output, from_tar.as_deref(), real_owner.as_deref())?,
         Command::Elements(a) => elements::run(&a)?,
         Command::GetKernel(a) => inspect::get_kernel(&a)?,
         Command::Check(a) => {
@@ -227,5 +227,52 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}: consistent ({r:?})", image.display());
         }
     }
+    Ok(())
+}
+
+/// `dibr __capture`: the tree (or a tar stream of it) into an archive.
+fn capture_cmd(
+    tree: &std::path::Path,
+    output: &std::path::Path,
+    from_tar: Option<&std::path::Path>,
+    real_owner: Option<&str>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let t = crate::capture::OutputType::from_path(output).ok_or_else(|| {
+        format!(
+            "{}: output must end in .tar, .tgz or .tar.zst",
+            output.display()
+        )
+    })?;
+    // Lenient, as it always was: the build that runs this inside its
+    // namespace has validated the value already.
+    let epoch = crate::settings::SourceDateEpoch::secs_from_env()
+        .ok()
+        .flatten();
+    let opts = crate::capture::CaptureOptions {
+        source_date_epoch: epoch,
+        synthesize_dev: true,
+        exclude: vec!["proc/*".into(), "sys/*".into(), "tmp/in_target.d".into()],
+    };
+    let owner = match real_owner {
+        None => None,
+        Some(v) => {
+            let (u, g) = v
+                .split_once(':')
+                .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                .ok_or_else(|| format!("--real-owner {v:?}: expected UID:GID"))?;
+            Some((u, g))
+        }
+    };
+    let stats = match from_tar {
+        None => crate::capture::write_output(tree, output, t, &opts)?,
+        Some(input) => crate::capture::write_output_with(output, t, &mut |w| {
+            crate::capture::write_tar_from_stream(input, tree, w, &opts, owner)
+        })?,
+    };
+    eprintln!(
+        "dibr: captured {} entries into {}",
+        stats.entries,
+        output.display()
+    );
     Ok(())
 }

@@ -29,6 +29,7 @@ use std::process::Command;
 use rustix::mount::MountFlags;
 
 use super::idmap::IdMapping;
+use super::mode::ProcSource;
 use super::plan::{self, Bind, FsOp};
 use super::sys::{self, Namespaces, SysError};
 
@@ -49,6 +50,27 @@ pub struct HelperArgs {
     pub env: Vec<(OsString, OsString)>,
     pub status_file: Option<PathBuf>,
     pub argv: Vec<OsString>,
+    /// Bind the helper's /proc instead of mounting a fresh one (the
+    /// container masks /proc paths; see `super::mode`).
+    pub proc_bind: bool,
+    /// A namespace-free mode (`super::direct`), instead of namespaces.
+    pub direct: Option<Direct>,
+    /// The environment is in this inherited descriptor (NUL-separated
+    /// `K=V`), not in `--env` arguments.
+    pub env_fd: Option<i32>,
+}
+
+/// The namespace-free modes, as the helper runs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Direct {
+    /// chroot(2) as real root.
+    Chroot,
+    /// fakechroot's wrapper around coreutils' chroot, under fakeroot (the
+    /// environment carries the faked key).
+    Fakeroot {
+        fakechroot: PathBuf,
+        chroot: PathBuf,
+    },
 }
 
 impl HelperArgs {
@@ -71,6 +93,22 @@ impl HelperArgs {
         if let Some(s) = &self.status_file {
             a.push("--status-file".into());
             a.push(s.clone().into());
+        }
+        if self.proc_bind {
+            a.push("--proc-bind".into());
+        }
+        if let Some(fd) = self.env_fd {
+            a.push("--env-fd".into());
+            a.push(fd.to_string().into());
+        }
+        match &self.direct {
+            None => {}
+            Some(Direct::Chroot) => a.push("--direct-chroot".into()),
+            Some(Direct::Fakeroot { fakechroot, chroot }) => {
+                a.push("--direct-fakeroot".into());
+                a.push(fakechroot.clone().into());
+                a.push(chroot.clone().into());
+            }
         }
         for b in &self.binds {
             a.push("--bind".into());
@@ -109,6 +147,9 @@ impl HelperArgs {
             env: vec![],
             status_file: None,
             argv: vec![],
+            proc_bind: false,
+            direct: None,
+            env_fd: None,
         };
         let mut next = |what: &str| it.next().cloned().ok_or(format!("{what} needs a value"));
         while let Ok(flag) = next("") {
@@ -130,6 +171,22 @@ impl HelperArgs {
                 Some("--cwd") => h.cwd = next("--cwd")?.into(),
                 Some("--chroot") => h.chroot = true,
                 Some("--status-file") => h.status_file = Some(next("--status-file")?.into()),
+                Some("--proc-bind") => h.proc_bind = true,
+                Some("--env-fd") => {
+                    h.env_fd = Some(
+                        next("--env-fd")?
+                            .to_str()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or("bad --env-fd")?,
+                    )
+                }
+                Some("--direct-chroot") => h.direct = Some(Direct::Chroot),
+                Some("--direct-fakeroot") => {
+                    h.direct = Some(Direct::Fakeroot {
+                        fakechroot: next("--direct-fakeroot")?.into(),
+                        chroot: next("--direct-fakeroot")?.into(),
+                    })
+                }
                 Some("--bind") => {
                     let src = next("--bind")?;
                     let dst = next("--bind")?;
@@ -162,13 +219,24 @@ impl HelperArgs {
 
 /// Entry point of `dibr __sandbox …`; returns the exit code.
 pub fn main(args: &[OsString]) -> i32 {
-    let h = match HelperArgs::parse(args) {
+    let mut h = match HelperArgs::parse(args) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("dibr __sandbox: {e}");
             return 2;
         }
     };
+    if let Some(fd) = h.env_fd {
+        match std::fs::read(format!("/proc/self/fd/{fd}")) {
+            Ok(data) => h.env.extend(parse_env_block(&data)),
+            Err(e) => {
+                eprintln!("dibr __sandbox: reading the environment from fd {fd}: {e}");
+                return 2;
+            }
+        }
+    }
+    // Nothing the caller had open reaches the command but stdio.
+    sys::cloexec_from(3);
     if let Some(p) = &h.status_file {
         if let Ok(f) = std::fs::OpenOptions::new().append(true).open(p) {
             let _ = STATUS.set(f);
@@ -181,6 +249,13 @@ pub fn main(args: &[OsString]) -> i32 {
     match h.mode.as_str() {
         "probe" => probe(&h),
         "remove" => remove(&h),
+        "run" if h.direct.is_some() => match super::direct::run(&h) {
+            Ok(code) => code,
+            Err(e) => {
+                report(&h, &e);
+                SETUP_FAILED
+            }
+        },
         "run" => match run(&h) {
             Ok(code) => code,
             Err(e) => {
@@ -195,11 +270,36 @@ pub fn main(args: &[OsString]) -> i32 {
     }
 }
 
+/// `K=V` entries separated by NUL bytes (what [`env_block`] writes).
+fn parse_env_block(data: &[u8]) -> Vec<(OsString, OsString)> {
+    data.split(|&b| b == 0)
+        .filter_map(|kv| {
+            let eq = kv.iter().position(|&c| c == b'=')?;
+            Some((
+                OsStr::from_bytes(&kv[..eq]).into(),
+                OsStr::from_bytes(&kv[eq + 1..]).into(),
+            ))
+        })
+        .collect()
+}
+
+/// The environment as one NUL-separated block, for the helper's env fd.
+pub fn env_block(env: &[(OsString, OsString)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in env {
+        out.extend_from_slice(k.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
 /// The status file, opened once before any chroot (the fd survives fork
 /// and is closed on exec, so the command does not inherit it).
 static STATUS: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
 
-fn report(_h: &HelperArgs, msg: &str) {
+pub(super) fn report(_h: &HelperArgs, msg: &str) {
     if let Some(mut f) = STATUS.get() {
         if writeln!(f, "{msg}").is_ok() {
             return;
@@ -238,7 +338,7 @@ fn enter_userns(map: &IdMapping) -> Result<(), (String, i32)> {
             w("/proc/self/gid_map", format!("0 {gid} 1\n"))?;
             Ok(())
         }
-        IdMapping::Subids { .. } => {
+        IdMapping::Subids { .. } | IdMapping::Identity { .. } => {
             let (r, w) = sys::pipe().map_err(se)?;
             let me = std::process::id();
             let _ = std::io::stdout().flush();
@@ -268,7 +368,11 @@ fn enter_userns(map: &IdMapping) -> Result<(), (String, i32)> {
                     let st = sys::wait_pid(pid).map_err(se)?;
                     res.map_err(se)?;
                     if st.exit_status() != Some(0) {
-                        return Err(("newuidmap/newgidmap".into(), libc::EPERM));
+                        let step = match map {
+                            IdMapping::Identity { .. } => "writing the identity uid_map/gid_map",
+                            _ => "newuidmap/newgidmap",
+                        };
+                        return Err((step.into(), libc::EPERM));
                     }
                     // newgidmap leaves setgroups allowed: drop the host's
                     // supplementary groups (they would show as nogroup).
@@ -289,8 +393,19 @@ fn paren(p: &Path) -> String {
 }
 
 /// In the forked mapper: write the maps of process `pid` with the setuid
-/// helpers. Returns the exit code.
+/// helpers, or itself for an identity map. Returns the exit code.
 fn run_mappers(map: &IdMapping, pid: u32) -> i32 {
+    if let IdMapping::Identity { uids, gids } = map {
+        for (file, ranges) in [("uid_map", uids), ("gid_map", gids)] {
+            let path = format!("/proc/{pid}/{file}");
+            let text = super::idmap::identity_map_text(ranges);
+            if let Err(e) = std::fs::write(&path, &text) {
+                eprintln!("dibr sandbox: writing {path} ({}): {e}", text.trim());
+                return 1;
+            }
+        }
+        return 0;
+    }
     for (tool, args) in [
         ("newuidmap", map.newuidmap_args()),
         ("newgidmap", map.newgidmap_args()),
@@ -311,32 +426,70 @@ fn run_mappers(map: &IdMapping, pid: u32) -> i32 {
     0
 }
 
-/// `probe`: enter the namespaces and make a mount; print `ok` or
-/// `fail\t<step>\t<errno>` on stdout.
+/// `probe`: enter the namespaces, make a mount and, as pid 1 of the new pid
+/// namespace, mount a fresh /proc (or, where that is refused, bind the
+/// current one); print `ok`, `ok\tbound` or `fail\t<step>\t<errno>`.
 fn probe(h: &HelperArgs) -> i32 {
+    let se = |e: SysError| {
+        (
+            format!("{}{}", e.call, paren(&e.path)),
+            e.errno.raw_os_error(),
+        )
+    };
     let r = enter_userns(&h.map).and_then(|()| {
-        let se = |e: SysError| {
-            (
-                format!("{}{}", e.call, paren(&e.path)),
-                e.errno.raw_os_error(),
-            )
-        };
         sys::unshare(Namespaces {
             user: false,
             mount: true,
             pid: true,
         })
         .map_err(se)?;
-        sys::make_rprivate().map_err(se)
+        sys::make_rprivate().map_err(se)?;
+        probe_proc()
     });
     match r {
-        Ok(()) => {
+        Ok(ProcSource::Fresh) => {
             println!("ok");
+            0
+        }
+        Ok(ProcSource::Bound) => {
+            println!("ok\tbound");
             0
         }
         Err((step, errno)) => {
             println!("fail\t{step}\t{errno}");
             1
+        }
+    }
+}
+
+/// In a child that is pid 1 of the new pid namespace (procfs shows the
+/// namespace of the mounting process), mount proc on /proc — private to
+/// this mount namespace — or bind it.
+fn probe_proc() -> Result<ProcSource, (String, i32)> {
+    const FRESH: i32 = 0;
+    const BOUND: i32 = 10;
+    let _ = std::io::stdout().flush();
+    match sys::fork().map_err(|e| (e.call.to_string(), e.errno.raw_os_error()))? {
+        sys::Fork::Child => {
+            let proc_ = Path::new("/proc");
+            let fl = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            let code = if sys::mount_fs("proc", proc_, fl, "").is_ok() {
+                FRESH
+            } else if sys::bind(proc_, proc_, true).is_ok() {
+                BOUND
+            } else {
+                20
+            };
+            sys::exit_now(code)
+        }
+        sys::Fork::Parent(pid) => {
+            let st =
+                sys::wait_pid(pid).map_err(|e| (e.call.to_string(), e.errno.raw_os_error()))?;
+            match st.exit_status() {
+                Some(FRESH) => Ok(ProcSource::Fresh),
+                Some(BOUND) => Ok(ProcSource::Bound),
+                _ => Err(("mount(proc)".into(), libc::EPERM)),
+            }
         }
     }
 }
@@ -388,6 +541,10 @@ fn run(h: &HelperArgs) -> Result<i32, String> {
     })
     .map_err(|e| e.to_string())?;
     sys::make_rprivate().map_err(|e| e.to_string())?;
+    if h.chroot {
+        // pivot_root needs the tree to be a mount point.
+        sys::bind(&root, &root, true).map_err(|e| e.to_string())?;
+    }
 
     let mut created = Created::default();
     let ops = prepare_mountpoints(&root, ops, h.chroot, &mut created)?;
@@ -511,12 +668,19 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         return SETUP_FAILED;
     }
     drop(alive);
-    if let Err(e) = apply(root, ops) {
+    if let Err(e) = apply(root, ops, h.proc_bind) {
         report(h, &e);
         return SETUP_FAILED;
     }
     if h.chroot {
-        if let Err(e) = sys::chroot(root).and_then(|()| sys::chdir(Path::new("/"))) {
+        // A mount namespace of our own first: pivot_root moves the root of
+        // every process of the namespace, and H must keep the host's to
+        // clean up.
+        let own_ns = sys::unshare(Namespaces {
+            mount: true,
+            ..Default::default()
+        });
+        if let Err(e) = own_ns.and_then(|()| sys::pivot_into(root)) {
             report(h, &e.to_string());
             return SETUP_FAILED;
         }
@@ -526,9 +690,17 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         return SETUP_FAILED;
     }
     let mut cmd = Command::new(&h.argv[0]);
-    cmd.args(&h.argv[1..])
-        .env_clear()
-        .envs(h.env.iter().map(|(k, v)| (k, v)));
+    cmd.args(&h.argv[1..]);
+    // We are init: everything left when the command exits dies with us.
+    spawn_and_reap(h, &mut cmd)
+}
+
+/// Start `cmd` with the sandbox's environment and reap every child (the
+/// helper is pid 1 or a subreaper: orphans come to it) until the command
+/// itself exits; returns its exit code (127/126 when it cannot start, as
+/// a shell would).
+pub(super) fn spawn_and_reap(h: &HelperArgs, cmd: &mut Command) -> i32 {
+    cmd.env_clear().envs(h.env.iter().map(|(k, v)| (k, v)));
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -541,8 +713,6 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
         }
     };
     let want = child.id() as i32;
-    // Reap everything (we are init) until the command itself exits; then
-    // returning kills whatever it left behind.
     loop {
         match sys::wait_any() {
             Ok((pid, st)) if pid == want => return sys::status_code(st),
@@ -553,7 +723,7 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
 }
 
 /// Execute the plan below `root`.
-fn apply(root: &Path, ops: &[FsOp]) -> Result<(), String> {
+fn apply(root: &Path, ops: &[FsOp], proc_bind: bool) -> Result<(), String> {
     let s = |e: SysError| e.to_string();
     let nosuid_nodev = MountFlags::NOSUID | MountFlags::NODEV;
     for op in ops {
@@ -576,6 +746,13 @@ fn apply(root: &Path, ops: &[FsOp]) -> Result<(), String> {
                     sys::make_tree_ro(&dst)
                         .or_else(|_| sys::remount_bind_ro(&dst))
                         .map_err(s)?;
+                }
+            }
+            FsOp::Proc { .. } if proc_bind => {
+                // The container's /proc, where a fresh one is refused; on
+                // the host's own /proc (outside hooks) there is nothing to do.
+                if dst != Path::new("/proc") {
+                    sys::bind(Path::new("/proc"), &dst, true).map_err(s)?
                 }
             }
             FsOp::Proc { .. } => {
@@ -644,11 +821,22 @@ mod tests {
             env: vec![("A".into(), "b=c d".into())],
             status_file: Some("/s".into()),
             argv: vec!["sh".into(), "--".into(), "-c".into()],
+            env_fd: Some(7),
+            proc_bind: true,
+            direct: Some(Direct::Fakeroot {
+                fakechroot: "/usr/bin/fakechroot".into(),
+                chroot: "/usr/sbin/chroot".into(),
+            }),
         };
         let p = HelperArgs::parse(&h.to_args()).unwrap();
         assert_eq!(p.to_args(), h.to_args());
         assert_eq!(p.env, h.env);
         assert_eq!(p.argv, h.argv);
         assert_eq!(p.binds, h.binds);
+        assert_eq!(p.direct, h.direct);
+        assert!(p.proc_bind);
+        assert_eq!(p.env_fd, Some(7));
+        let block = env_block(&h.env);
+        assert_eq!(parse_env_block(&block), h.env);
     }
 }

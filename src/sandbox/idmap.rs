@@ -84,6 +84,16 @@ pub enum IdMapping {
         gid: u32,
         reason: FlattenReason,
     },
+    /// Root without CAP_SYS_ADMIN (Podman's default, Docker with
+    /// seccomp=unconfined): a user namespace that maps every id this
+    /// process has to itself, written by a helper left in the parent
+    /// namespace (root there holds CAP_SETUID/CAP_SETGID, which
+    /// user_namespaces(7) requires for a map of more than one id). Inside,
+    /// root has every capability, so mounts work; ids are unchanged.
+    Identity {
+        uids: Vec<IdRange>,
+        gids: Vec<IdRange>,
+    },
 }
 
 impl IdMapping {
@@ -109,6 +119,7 @@ impl IdMapping {
             IdMapping::Root => Some(inside),
             IdMapping::Subids { uid, subuid, .. } => host_id(inside, *uid, *subuid),
             IdMapping::SingleUid { uid, .. } => (inside == 0).then_some(*uid),
+            IdMapping::Identity { uids, .. } => in_ranges(uids, inside),
         }
     }
 
@@ -118,6 +129,7 @@ impl IdMapping {
             IdMapping::Root => Some(inside),
             IdMapping::Subids { gid, subgid, .. } => host_id(inside, *gid, *subgid),
             IdMapping::SingleUid { gid, .. } => (inside == 0).then_some(*gid),
+            IdMapping::Identity { gids, .. } => in_ranges(gids, inside),
         }
     }
 
@@ -151,11 +163,21 @@ impl IdMapping {
                 subuid.start, subuid.count, subgid.start, subgid.count
             ),
             IdMapping::SingleUid { uid, gid, .. } => format!("single:{uid}:{gid}"),
+            IdMapping::Identity { uids, gids } => {
+                format!("identity:{}/{}", ranges_arg(uids), ranges_arg(gids))
+            }
         }
     }
 
     /// Inverse of [`IdMapping::to_arg`] (the flatten reason is not carried).
     pub fn from_arg(s: &str) -> Option<IdMapping> {
+        if let Some(rest) = s.strip_prefix("identity:") {
+            let (u, g) = rest.split_once('/')?;
+            return Some(IdMapping::Identity {
+                uids: parse_ranges(u)?,
+                gids: parse_ranges(g)?,
+            });
+        }
         let parts: Vec<&str> = s.split(':').collect();
         let n = |i: usize| parts.get(i).and_then(|v| v.parse::<u32>().ok());
         match parts.first().copied()? {
@@ -180,6 +202,58 @@ impl IdMapping {
             _ => None,
         }
     }
+}
+
+fn in_ranges(ranges: &[IdRange], id: u32) -> Option<u32> {
+    ranges
+        .iter()
+        .any(|r| id >= r.start && (id - r.start) < r.count)
+        .then_some(id)
+}
+
+fn ranges_arg(ranges: &[IdRange]) -> String {
+    let v: Vec<String> = ranges
+        .iter()
+        .map(|r| format!("{}+{}", r.start, r.count))
+        .collect();
+    v.join(",")
+}
+
+fn parse_ranges(s: &str) -> Option<Vec<IdRange>> {
+    s.split(',')
+        .map(|r| {
+            let (a, b) = r.split_once('+')?;
+            Some(IdRange {
+                start: a.parse().ok()?,
+                count: b.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The ids this process has, as ranges of its own namespace's ids: the
+/// first and third columns of a `/proc/self/uid_map` text
+/// (user_namespaces(7)). At most 340 lines, as the kernel allows.
+pub fn own_ranges(map_text: &str) -> Vec<IdRange> {
+    map_text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let start = f.next()?.parse().ok()?;
+            let _outside = f.next()?;
+            let count = f.next()?.parse().ok()?;
+            Some(IdRange { start, count })
+        })
+        .take(340)
+        .collect()
+}
+
+/// `inside inside count` lines mapping `ranges` to themselves.
+pub fn identity_map_text(ranges: &[IdRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("{} {} {}\n", r.start, r.start, r.count))
+        .collect()
 }
 
 fn host_id(inside: u32, own: u32, r: IdRange) -> Option<u32> {
@@ -298,5 +372,16 @@ mod tests {
         assert_eq!(IdMapping::from_arg(&s.to_arg()), Some(s));
         assert_eq!(IdMapping::from_arg("root"), Some(IdMapping::Root));
         assert_eq!(IdMapping::from_arg("subids:1:2"), None);
+        let id = IdMapping::Identity {
+            uids: own_ranges("         0          0 4294967295\n"),
+            gids: own_ranges("0 1000 1\n1 100000 65536\n"),
+        };
+        assert_eq!(IdMapping::from_arg(&id.to_arg()), Some(id.clone()));
+        assert_eq!(id.host_uid(42), Some(42));
+        assert_eq!(id.host_gid(65536), Some(65536));
+        assert_eq!(id.host_gid(65537), None);
+        if let IdMapping::Identity { gids, .. } = &id {
+            assert_eq!(identity_map_text(gids), "0 0 1\n1 1 65536\n");
+        }
     }
 }

@@ -20,8 +20,11 @@
 //! let status = run(&cfg, &["/bin/sh".into(), "-c".into(), "id -u".into()]).unwrap();
 //! ```
 
+mod direct;
 pub mod enter;
+mod fakeroot;
 pub mod idmap;
+pub mod mode;
 pub mod plan;
 pub mod preflight;
 mod sys;
@@ -32,6 +35,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 pub use idmap::{FlattenReason, IdMapping, IdRange};
+pub use mode::{Chosen, Mode, ProcSource};
 pub use plan::{Bind, FsOp};
 pub use preflight::PreflightError;
 
@@ -88,36 +92,28 @@ pub fn helper_exe() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("dibr"))
 }
 
-static MAPPING: OnceLock<Result<IdMapping, PreflightError>> = OnceLock::new();
+static CHOSEN: OnceLock<Result<Chosen, PreflightError>> = OnceLock::new();
 
-/// What preflight chose (computed once per process, probing the kernel
-/// with the helper). Print [`IdMapping::warning`] if it has one.
-pub fn mapping() -> Result<IdMapping, SandboxError> {
-    MAPPING
+/// The sandbox mode preflight chose (computed once per process, probing
+/// the kernel with the helper). Print [`Chosen::line`] once per build.
+pub fn chosen() -> Result<&'static Chosen, SandboxError> {
+    CHOSEN
         .get_or_init(|| {
             let facts = preflight::HostFacts::current();
-            let m = preflight::decide(&facts, &preflight::Probe::Ok)?;
-            let probe = run_probe(&m);
-            if let (IdMapping::Subids { uid, gid, .. }, preflight::Probe::Failed { step, .. }) =
-                (&m, &probe)
-            {
-                if step.starts_with("newuidmap") {
-                    // The helpers refused: fall back to a single uid.
-                    let single = IdMapping::SingleUid {
-                        uid: *uid,
-                        gid: *gid,
-                        reason: FlattenReason::UidmapFailed,
-                    };
-                    return match run_probe(&single) {
-                        preflight::Probe::Ok => Ok(single),
-                        p => preflight::decide(&facts, &p),
-                    };
-                }
-            }
-            preflight::decide(&facts, &probe)
+            preflight::choose(&facts, &mut run_probe)
         })
-        .clone()
-        .map_err(SandboxError::from)
+        .as_ref()
+        .map_err(|e| SandboxError::from(e.clone()))
+}
+
+/// The id mapping of the namespace modes (`Root` for the namespace-free
+/// modes, where ids are the real ones). Print [`IdMapping::warning`] if it
+/// has one.
+pub fn mapping() -> Result<IdMapping, SandboxError> {
+    Ok(match &chosen()?.mode {
+        Mode::Namespaces { map, .. } => map.clone(),
+        Mode::Chroot | Mode::Fakeroot(_) => IdMapping::Root,
+    })
 }
 
 fn run_probe(m: &IdMapping) -> preflight::Probe {
@@ -132,6 +128,9 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
         env: vec![],
         status_file: None,
         argv: vec![],
+        proc_bind: false,
+        direct: None,
+        env_fd: None,
     };
     let out = Command::new(helper_exe())
         .arg("__sandbox")
@@ -151,6 +150,7 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
             let f: Vec<&str> = line.split('\t').collect();
             match f.as_slice() {
                 ["ok"] => preflight::Probe::Ok,
+                ["ok", "bound"] => preflight::Probe::OkProcBound,
                 ["fail", step, errno] => fail(step.to_string(), errno.parse().unwrap_or(0)),
                 _ => fail(
                     format!("the helper ({}, output {line:?})", o.status),
@@ -190,6 +190,30 @@ pub fn kill_running() {
 }
 
 struct StatusFile(PathBuf);
+
+/// Remove sandbox status files (`dibr-sandbox-PID-….status` in the
+/// temporary directory) whose dibr process is gone.
+pub fn remove_stale_status_files() {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getuid().as_raw();
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("dibr-sandbox-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let mine = e.metadata().is_ok_and(|m| m.uid() == me);
+        if mine && name.ends_with(".status") && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
 
 impl StatusFile {
     fn new() -> Result<Self, SandboxError> {
@@ -232,14 +256,22 @@ impl Drop for StatusFile {
 
 fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
     let helper = helper_exe();
-    let mut child = Command::new(&helper)
+    // The environment (DIB_DEV_USER_PASSWORD, tokens) goes through an
+    // inherited memfd, not argv, which every local user can read in ps.
+    let memfd = sys::inheritable_memfd(&enter::env_block(&args.env))
+        .map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let mut args = args.clone();
+    args.env.clear();
+    args.env_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&memfd));
+    let child = Command::new(&helper)
         .arg("__sandbox")
         .args(args.to_args())
-        .spawn()
-        .map_err(|source| SandboxError::Spawn {
-            helper: helper.clone(),
-            source,
-        })?;
+        .spawn();
+    drop(memfd);
+    let mut child = child.map_err(|source| SandboxError::Spawn {
+        helper: helper.clone(),
+        source,
+    })?;
     let pid = child.id();
     if let Ok(mut l) = RUNNING.lock() {
         l.push(pid);
@@ -255,7 +287,7 @@ fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
 /// (a command killed by signal N shows as exit code 128+N). Blocks until
 /// the command has exited, and every process it started is gone.
 pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, SandboxError> {
-    let map = mapping()?;
+    let chosen = chosen()?;
     // Validate the plan here, where errors are easy to report.
     if cfg.chroot {
         plan::chroot_plan(&cfg.binds)?;
@@ -265,6 +297,23 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
     if argv.is_empty() {
         return Err(SandboxError::Setup("no command given".into()));
     }
+    let mut env: Vec<(OsString, OsString)> =
+        cfg.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    // Elements that must act differently without namespaces (debootstrap's
+    // mmdebstrap mode) read the mode here.
+    env.push(("DIBR_SANDBOX_MODE".into(), chosen.name().into()));
+    let (map, proc_bind, direct) = match &chosen.mode {
+        Mode::Namespaces { map, proc } => (map.clone(), *proc == ProcSource::Bound, None),
+        Mode::Chroot => (IdMapping::Root, false, Some(enter::Direct::Chroot)),
+        Mode::Fakeroot(tools) => {
+            env.extend(fakeroot::hook_env(tools)?);
+            let d = enter::Direct::Fakeroot {
+                fakechroot: tools.fakechroot.clone(),
+                chroot: tools.chroot.clone(),
+            };
+            (IdMapping::Root, false, Some(d))
+        }
+    };
     let status = StatusFile::new()?;
     let args = enter::HelperArgs {
         mode: "run".into(),
@@ -274,9 +323,12 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         cwd: cfg.cwd.clone(),
         chroot: cfg.chroot,
         binds: cfg.binds.clone(),
-        env: cfg.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        env,
         status_file: Some(status.0.clone()),
         argv: argv.to_vec(),
+        proc_bind,
+        direct,
+        env_fd: None,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();
@@ -284,6 +336,43 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         return Err(SandboxError::Setup(msg));
     }
     Ok(st)
+}
+
+/// The command that streams the tree at `target` into the archive `out`
+/// (`dibr __capture`), run with [`run`] outside the chroot. In fakeroot
+/// mode the owners, devices and capabilities live in `faked`, which only
+/// programs using libc see: GNU tar reads the tree through it and dibr
+/// re-encodes that stream as its own capture.
+pub fn capture_argv(target: &Path, out: &Path) -> Result<Vec<OsString>, SandboxError> {
+    let dibr: OsString = helper_exe().into();
+    Ok(match &chosen()?.mode {
+        Mode::Fakeroot(_) => {
+            let owner = format!(
+                "{}:{}",
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw()
+            );
+            vec![
+                "/bin/bash".into(),
+                "-c".into(),
+                "set -o pipefail; tar --numeric-owner --xattrs --xattrs-include='*' --sort=name \
+                 --format=pax -C \"$1\" -cf - . | \"$0\" __capture --from-tar - \
+                 --real-owner \"$3\" \"$1\" \"$2\""
+                    .into(),
+                dibr,
+                target.into(),
+                out.into(),
+                owner.into(),
+            ]
+        }
+        _ => vec![dibr, "__capture".into(), target.into(), out.into()],
+    })
+}
+
+/// Stop what the sandbox keeps running between hooks (fakeroot's daemon).
+/// Called at the end of a build and from the interrupt handler.
+pub fn shutdown() {
+    fakeroot::stop();
 }
 
 /// Remove a work directory that may contain files owned by subordinate ids
@@ -296,8 +385,11 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         Err(_) => {}
     }
     let map = mapping()?;
-    if map == IdMapping::Root {
-        return std::fs::remove_dir_all(path).map_err(|e| SandboxError::Remove {
+    if !matches!(map, IdMapping::Subids { .. } | IdMapping::SingleUid { .. }) {
+        // Real ids (root, an identity map, the namespace-free modes): the
+        // files are ours; a hook may have left directories without write
+        // permission, which root ignores and an ordinary user must undo.
+        return direct::remove_all(path).map_err(|e| SandboxError::Remove {
             path: path.into(),
             detail: e.to_string(),
         });
@@ -314,6 +406,9 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         env: vec![],
         status_file: Some(status.0.clone()),
         argv: vec![],
+        proc_bind: false,
+        direct: None,
+        env_fd: None,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();

@@ -8,7 +8,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::idmap::{parse_subid, user_name, FlattenReason, IdMapping, IdRange};
+use super::idmap::{own_ranges, parse_subid, user_name, FlattenReason, IdMapping, IdRange};
+use super::mode::{refusal_reason, Chosen, FakerootTools, Mode, ProcSource, Runtime};
 
 /// What the host looks like, as far as the sandbox cares.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +39,35 @@ pub struct HostFacts {
     pub apparmor_enabled: Option<bool>,
     /// `DIBR_USERNS=single`.
     pub force_single: bool,
+    /// Effective capabilities (`CapEff:` of /proc/self/status).
+    pub cap_eff: u64,
+    /// This process's `/proc/self/uid_map` and `gid_map` texts.
+    pub uid_map: String,
+    pub gid_map: String,
+    pub runtime: Runtime,
+    /// fakeroot and fakechroot, when installed.
+    pub fakeroot: Option<FakerootTools>,
+    /// `DIBR_SANDBOX`: a mode asked for by name.
+    pub forced: Option<String>,
+}
+
+/// Capability numbers (linux/capability.h).
+const CAP_SYS_CHROOT: u32 = 18;
+const CAP_SYS_ADMIN: u32 = 21;
+
+impl HostFacts {
+    fn has_cap(&self, cap: u32) -> bool {
+        self.cap_eff & (1 << cap) != 0
+    }
+}
+
+/// `CapEff:` of a /proc/PID/status text.
+fn cap_eff(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0)
 }
 
 fn read_num(p: &Path) -> Option<u64> {
@@ -86,10 +116,22 @@ impl HostFacts {
                 .ok()
                 .and_then(|t| parse_subid(&t, user.as_deref(), uid))
         };
+        let status = std::fs::read_to_string(root.join("proc/self/status")).unwrap_or_default();
+        let in_container = root.join(".dockerenv").exists()
+            || root.join("run/.containerenv").exists()
+            || std::fs::read(root.join("proc/1/environ"))
+                .map(|e| e.split(|b| *b == 0).any(|v| v.starts_with(b"container=")))
+                .unwrap_or(false);
         HostFacts {
             euid,
             uid,
             gid,
+            cap_eff: cap_eff(&status),
+            uid_map: std::fs::read_to_string(root.join("proc/self/uid_map")).unwrap_or_default(),
+            gid_map: std::fs::read_to_string(root.join("proc/self/gid_map")).unwrap_or_default(),
+            runtime: Runtime::detect(root, &|_| None, in_container),
+            fakeroot: FakerootTools::find(root, path_dirs),
+            forced: None,
             apparmor_restrict_userns: read_num(
                 &root.join("proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
             ),
@@ -101,14 +143,8 @@ impl HostFacts {
             newgidmap: find_exe(root, path_dirs, "newgidmap"),
             subuid: sub("etc/subuid"),
             subgid: sub("etc/subgid"),
-            in_container: root.join(".dockerenv").exists()
-                || root.join("run/.containerenv").exists()
-                || std::fs::read(root.join("proc/1/environ"))
-                    .map(|e| e.split(|b| *b == 0).any(|v| v.starts_with(b"container=")))
-                    .unwrap_or(false),
-            seccomp_filter: std::fs::read_to_string(root.join("proc/self/status"))
-                .map(|t| seccomp_filter(&t))
-                .unwrap_or(false),
+            in_container,
+            seccomp_filter: seccomp_filter(&status),
             apparmor_enabled: std::fs::read_to_string(
                 root.join("sys/module/apparmor/parameters/enabled"),
             )
@@ -135,6 +171,8 @@ impl HostFacts {
             &dirs,
         );
         f.force_single = std::env::var("DIBR_USERNS").as_deref() == Ok("single");
+        f.forced = std::env::var("DIBR_SANDBOX").ok().filter(|v| !v.is_empty());
+        f.runtime = Runtime::detect(Path::new("/"), &|k| std::env::var(k).ok(), f.in_container);
         f
     }
 }
@@ -142,12 +180,12 @@ impl HostFacts {
 /// Result of really trying to enter namespaces (see `enter::probe`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
+    /// Namespaces and a fresh /proc work.
     Ok,
+    /// Namespaces work; a fresh /proc is refused but a bind of /proc works.
+    OkProcBound,
     /// The step that failed (e.g. `unshare(CLONE_NEWUSER)`), and its errno.
-    Failed {
-        step: String,
-        errno: i32,
-    },
+    Failed { step: String, errno: i32 },
 }
 
 /// Why the sandbox cannot run here. Every message names cause and fix.
@@ -168,11 +206,23 @@ pub enum PreflightError {
         /// The host's AppArmor restriction is on too (rootless only).
         apparmor_restricted: bool,
         as_root: bool,
+        runtime: Runtime,
     },
     NamespaceLimit {
         step: String,
     },
     HelperFailed {
+        detail: String,
+    },
+    /// No namespace sandbox, and the fallback mode is not available either.
+    NoFallback {
+        cause: Box<PreflightError>,
+        fallback: &'static str,
+        missing: String,
+    },
+    /// `DIBR_SANDBOX` named a mode that cannot run here.
+    Forced {
+        value: String,
         detail: String,
     },
 }
@@ -205,6 +255,7 @@ impl fmt::Display for PreflightError {
                 seccomp,
                 apparmor_restricted,
                 as_root,
+                runtime,
             } => {
                 let e = std::io::Error::from_raw_os_error(*errno);
                 write!(f, "{step} was refused ({e}). ")?;
@@ -214,18 +265,24 @@ impl fmt::Display for PreflightError {
                     } else {
                         "A seccomp filter is active"
                     };
+                    let cause = if *seccomp {
+                        "its seccomp filter refuses user, mount and pid namespaces to processes \
+                         without CAP_SYS_ADMIN (the default profiles of Docker, containerd and \
+                         Kubernetes' RuntimeDefault do)"
+                    } else {
+                        "seccomp is off here (Seccomp: 0), so the container's settings or a security \
+                         module refused it, not seccomp"
+                    };
                     write!(
                         f,
-                        "{what}{}: the default seccomp profile of Docker and Podman denies unshare of \
-                         user, mount and pid namespaces without CAP_SYS_ADMIN. Fix: run the container with \
-                         --security-opt seccomp=unconfined (and --cap-add SYS_ADMIN when running \
-                         dibr as root), or --privileged, or run dibr on the host or in a VM. \
+                        "{what}{}: {cause}. Fix: {}; or run dibr in a VM. \
                          dibr mkfs and dibr assemble need no namespaces and work here",
                         if *in_container && *seccomp {
                             " with a seccomp filter"
                         } else {
                             ""
-                        }
+                        },
+                        runtime.full_sandbox_fix()
                     )?;
                     if *apparmor_restricted {
                         write!(
@@ -258,6 +315,20 @@ impl fmt::Display for PreflightError {
                  (user.max_user_namespaces). Fix: sudo sysctl -w user.max_user_namespaces=15000"
             ),
             HelperFailed { detail } => write!(f, "the sandbox helper failed to start: {detail}"),
+            NoFallback {
+                cause,
+                fallback,
+                missing,
+            } => write!(
+                f,
+                "{cause}. dibr's {fallback} mode, which works without namespaces, cannot run \
+                 either: {missing}"
+            ),
+            Forced { value, detail } => write!(
+                f,
+                "DIBR_SANDBOX={value}: {detail} (values: userns, root, root-userns, chroot, \
+                 fakeroot; unset it to let dibr choose)"
+            ),
         }
     }
 }
@@ -298,6 +369,7 @@ pub fn decide(facts: &HostFacts, probe: &Probe) -> Result<IdMapping, PreflightEr
                 seccomp: facts.seccomp_filter,
                 apparmor_restricted: apparmor,
                 as_root: !rootless,
+                runtime: facts.runtime,
             });
         }
         return Err(PreflightError::HelperFailed {
@@ -351,6 +423,151 @@ pub fn decide(facts: &HostFacts, probe: &Probe) -> Result<IdMapping, PreflightEr
     })
 }
 
+/// Choose the sandbox mode (see [`super::mode`]): the namespace modes when
+/// `probe` (a helper that really enters them) succeeds, else chroot mode
+/// for root and fakeroot mode for an ordinary user. `DIBR_SANDBOX` picks a
+/// mode by name instead.
+pub fn choose(
+    facts: &HostFacts,
+    probe: &mut dyn FnMut(&IdMapping) -> Probe,
+) -> Result<Chosen, PreflightError> {
+    let chosen = |mode, why| Chosen {
+        mode,
+        runtime: facts.runtime,
+        why_not_namespaces: why,
+    };
+    if let Some(name) = &facts.forced {
+        return forced(facts, name, probe).map(|m| {
+            let why = (!matches!(m, Mode::Namespaces { .. }))
+                .then(|| format!("DIBR_SANDBOX={name} asks for it"));
+            chosen(m, why)
+        });
+    }
+    match namespaces(facts, probe) {
+        Ok(m) => Ok(chosen(m, None)),
+        Err((cause, why)) => match fallback(facts) {
+            Ok(m) => Ok(chosen(m, Some(why))),
+            Err((fallback, missing)) => Err(PreflightError::NoFallback {
+                cause: Box::new(cause),
+                fallback,
+                missing,
+            }),
+        },
+    }
+}
+
+/// The mode `DIBR_SANDBOX` names, if it can run here.
+fn forced(
+    facts: &HostFacts,
+    name: &str,
+    probe: &mut dyn FnMut(&IdMapping) -> Probe,
+) -> Result<Mode, PreflightError> {
+    let refuse = |detail: String| PreflightError::Forced {
+        value: name.to_string(),
+        detail,
+    };
+    match name {
+        "userns" | "root" | "root-userns" => namespaces(facts, probe).map_err(|(e, _)| e),
+        "chroot" if facts.euid == 0 && facts.has_cap(CAP_SYS_CHROOT) => Ok(Mode::Chroot),
+        "chroot" => Err(refuse("chroot mode needs root with CAP_SYS_CHROOT".into())),
+        "fakeroot" => facts.fakeroot.clone().map(Mode::Fakeroot).ok_or_else(|| {
+            refuse(
+                "fakeroot mode needs fakeroot and fakechroot: apt-get install fakeroot fakechroot"
+                    .into(),
+            )
+        }),
+        other => Err(refuse(format!("unknown sandbox mode {other:?}"))),
+    }
+}
+
+/// The namespace modes, or why none works: (the refusal, in words).
+fn namespaces(
+    facts: &HostFacts,
+    probe: &mut dyn FnMut(&IdMapping) -> Probe,
+) -> Result<Mode, (PreflightError, String)> {
+    let mut attempt = |map: IdMapping| -> Result<Mode, (PreflightError, String)> {
+        let p = probe(&map);
+        let proc = match &p {
+            Probe::Ok => ProcSource::Fresh,
+            Probe::OkProcBound => ProcSource::Bound,
+            Probe::Failed { step, errno } => {
+                let why = refusal_reason(step, *errno, facts.seccomp_filter);
+                return Err((
+                    decide(facts, &p)
+                        .err()
+                        .unwrap_or(PreflightError::HelperFailed {
+                            detail: why.clone(),
+                        }),
+                    why,
+                ));
+            }
+        };
+        Ok(Mode::Namespaces { map, proc })
+    };
+    if facts.euid == 0 {
+        if facts.has_cap(CAP_SYS_ADMIN) {
+            if let Ok(m) = attempt(IdMapping::Root) {
+                return Ok(m);
+            }
+        }
+        return attempt(IdMapping::Identity {
+            uids: own_ranges(&facts.uid_map),
+            gids: own_ranges(&facts.gid_map),
+        });
+    }
+    let map = decide(facts, &Probe::Ok).map_err(|e| {
+        let why = e.to_string();
+        (e, why)
+    })?;
+    match attempt(map.clone()) {
+        Err((_, why)) if why.starts_with("newuidmap") => {
+            // The helpers refused (setuid helpers fail inside containers):
+            // fakeroot keeps ownership; else fall back to a single uid.
+            let why = format!(
+                "newuidmap/newgidmap cannot write the subordinate id map here ({}; setuid helpers \
+                 fail inside containers: give them file capabilities instead, as root: setcap \
+                 cap_setuid=ep /usr/bin/newuidmap; setcap cap_setgid=ep /usr/bin/newgidmap)",
+                why
+            );
+            if facts.fakeroot.is_some() {
+                return Err((
+                    PreflightError::HelperFailed {
+                        detail: why.clone(),
+                    },
+                    why,
+                ));
+            }
+            let (uid, gid) = (facts.uid, facts.gid);
+            attempt(IdMapping::SingleUid {
+                uid,
+                gid,
+                reason: FlattenReason::UidmapFailed,
+            })
+        }
+        r => r,
+    }
+}
+
+/// The namespace-free mode for this user, or (its name, what it lacks).
+fn fallback(facts: &HostFacts) -> Result<Mode, (&'static str, String)> {
+    if facts.euid == 0 {
+        if facts.has_cap(CAP_SYS_CHROOT) {
+            Ok(Mode::Chroot)
+        } else {
+            Err((
+                "chroot",
+                "root here has no CAP_SYS_CHROOT (add it: --cap-add SYS_CHROOT)".into(),
+            ))
+        }
+    } else {
+        facts.fakeroot.clone().map(Mode::Fakeroot).ok_or((
+            "fakeroot",
+            "fakeroot and fakechroot are not installed (apt-get install fakeroot fakechroot)"
+                .into(),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +586,7 @@ mod tests {
                 "proc/sys/user",
                 "proc/self",
                 "proc/1",
+                "run",
                 "usr/bin",
                 "sys/module/apparmor/parameters",
             ] {
@@ -621,5 +839,129 @@ mod tests {
             .warning()
             .unwrap();
         assert!(w.contains("/etc/subgid"), "{w}");
+    }
+
+    fn fakeroot_tools(h: &FakeHost) {
+        use std::os::unix::fs::PermissionsExt;
+        for t in ["usr/bin/faked-sysv", "usr/bin/fakechroot", "usr/bin/chroot"] {
+            let p = h.dir.path().join(t);
+            fs::write(&p, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let lib = h.dir.path().join("usr/lib/x86_64-linux-gnu/libfakeroot");
+        fs::create_dir_all(&lib).unwrap();
+        fs::write(lib.join("libfakeroot-sysv.so"), "").unwrap();
+    }
+
+    fn pick(f: &HostFacts, probe: Probe) -> Result<Chosen, PreflightError> {
+        choose(f, &mut |_| probe.clone())
+    }
+
+    #[test]
+    fn container_modes_in_order() {
+        let h = FakeHost::new();
+        h.tools().write(".dockerenv", "");
+        // Root with CAP_SYS_ADMIN: plain namespaces.
+        h.write(
+            "proc/self/status",
+            "Seccomp:\t0\nCapEff:\t000001ffffffffff\n",
+        );
+        let c = pick(&h.facts(0), Probe::Ok).unwrap();
+        assert_eq!(c.name(), "root");
+        // Podman: root without CAP_SYS_ADMIN, userns allowed, /proc masked.
+        h.write(
+            "proc/self/status",
+            "Seccomp:\t2\nCapEff:\t00000000800405fb\n",
+        )
+        .write("proc/self/uid_map", "0 0 4294967295\n")
+        .write("proc/self/gid_map", "0 0 4294967295\n");
+        let mut seen = Vec::new();
+        let c = choose(&h.facts(0), &mut |m| {
+            seen.push(m.clone());
+            Probe::OkProcBound
+        })
+        .unwrap();
+        assert_eq!(c.name(), "root-userns");
+        assert!(
+            matches!(&seen[..], [IdMapping::Identity { .. }]),
+            "{seen:?}"
+        );
+        assert!(
+            c.line().contains("/proc is the container's"),
+            "{}",
+            c.line()
+        );
+        // Docker as root: seccomp refuses unshare → chroot mode, cause named.
+        let c = pick(&h.facts(0), eperm("unshare(CLONE_NEWUSER)")).unwrap();
+        assert_eq!(c.mode, Mode::Chroot);
+        let l = c.line();
+        assert!(
+            l.contains("refused (Operation not permitted) by this container's seccomp filter"),
+            "{l}"
+        );
+        assert!(
+            l.contains("--security-opt seccomp=unconfined --security-opt systempaths=unconfined"),
+            "{l}"
+        );
+        // Docker -u 1000: no fallback without fakeroot, with the fix named.
+        h.write("etc/subuid", "alice:100000:65536\n")
+            .write("etc/subgid", "alice:100000:65536\n");
+        let e = pick(&h.facts(1000), eperm("unshare(CLONE_NEWUSER)"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apt-get install fakeroot fakechroot"), "{e}");
+        assert!(e.contains("seccomp=unconfined"), "{e}");
+        fakeroot_tools(&h);
+        let c = pick(&h.facts(1000), eperm("unshare(CLONE_NEWUSER)")).unwrap();
+        assert_eq!(c.name(), "fakeroot");
+        // Setuid newuidmap failing in a container: fakeroot, and the
+        // file-capability fix is named.
+        let c = pick(&h.facts(1000), eperm("newuidmap/newgidmap")).unwrap();
+        assert_eq!(c.name(), "fakeroot");
+        assert!(
+            c.line().contains("setcap cap_setuid=ep /usr/bin/newuidmap"),
+            "{}",
+            c.line()
+        );
+    }
+
+    #[test]
+    fn never_blames_seccomp_without_a_filter() {
+        let h = FakeHost::new();
+        h.tools().write("run/.containerenv", "").write(
+            "proc/self/status",
+            "Seccomp:\t0\nCapEff:\t00000000800405fb\n",
+        );
+        let c = pick(&h.facts(0), eperm("unshare(CLONE_NEWUSER)")).unwrap();
+        assert_eq!(c.name(), "chroot");
+        assert!(!c.line().contains("seccomp filter"), "{}", c.line());
+        assert!(
+            c.line().contains("podman run --security-opt unmask=ALL"),
+            "{}",
+            c.line()
+        );
+    }
+
+    #[test]
+    fn forced_modes() {
+        let h = FakeHost::new();
+        h.write("proc/self/status", "CapEff:\t000001ffffffffff\n");
+        let mut f = h.facts(0);
+        f.forced = Some("chroot".into());
+        assert_eq!(pick(&f, Probe::Ok).unwrap().mode, Mode::Chroot);
+        f.forced = Some("fakeroot".into());
+        let e = pick(&f, Probe::Ok).unwrap_err().to_string();
+        assert!(
+            e.contains("DIBR_SANDBOX=fakeroot") && e.contains("apt-get install"),
+            "{e}"
+        );
+        f.forced = Some("bogus".into());
+        assert!(pick(&f, Probe::Ok).is_err());
+        let mut f = h.facts(1000);
+        f.forced = Some("chroot".into());
+        assert!(pick(&f, Probe::Ok)
+            .unwrap_err()
+            .to_string()
+            .contains("needs root"));
     }
 }

@@ -212,8 +212,18 @@ pub fn unmount_lazy(dst: &Path) -> SysResult<()> {
     rustix::mount::unmount(dst, UnmountFlags::DETACH).map_err(err("umount2(MNT_DETACH)", dst))
 }
 
-pub fn chroot(dir: &Path) -> SysResult<()> {
-    rustix::process::chroot(dir).map_err(err("chroot", dir))
+/// Make `dir` the root of this mount namespace with pivot_root(2) and
+/// detach the old root, so nothing of the host's filesystem is left to
+/// climb back to (a chroot(2) can be left by any process holding
+/// CAP_SYS_CHROOT, which a hook has in its user namespace). `dir` must be
+/// a mount point (the helper binds the tree onto itself). The
+/// `pivot_root(".", ".")` form stacks the old root on the new one, and
+/// the lazy unmount of "." then removes it (pivot_root(2), NOTES).
+pub fn pivot_into(dir: &Path) -> SysResult<()> {
+    chdir(dir)?;
+    rustix::process::pivot_root(".", ".").map_err(err("pivot_root", dir))?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(err("umount2(old root)", dir))?;
+    chdir(Path::new("/"))
 }
 
 pub fn chdir(dir: &Path) -> SysResult<()> {
@@ -293,4 +303,113 @@ pub fn exit_now(code: i32) -> ! {
     unsafe {
         libc::_exit(code)
     }
+}
+
+/// PR_SET_CHILD_SUBREAPER: orphaned descendants (a hook's double-forked
+/// daemon) are re-parented to this process instead of the container's init,
+/// so the namespace-free modes can find and kill them (prctl(2)).
+pub fn become_subreaper() -> SysResult<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(err("prctl(PR_SET_CHILD_SUBREAPER)", ""))
+}
+
+/// Wait for any child without blocking; `None` when none has exited (or
+/// there is none).
+pub fn try_wait_any() -> Option<(i32, rustix::process::WaitStatus)> {
+    match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+        Ok(Some((pid, st))) => Some((pid.as_raw_nonzero().get(), st)),
+        _ => None,
+    }
+}
+
+/// mknod(2) of a character device (chroot mode's /dev, as root).
+pub fn mknod_char(path: &Path, mode: u32, major: u32, minor: u32) -> SysResult<()> {
+    use rustix::fs::{FileType, Mode};
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        FileType::CharacterDevice,
+        Mode::from_raw_mode(mode),
+        rustix::fs::makedev(major, minor),
+    )
+    .map_err(err("mknod", path))
+}
+
+/// Make `cmd` chroot into `root` and chdir to `cwd` between fork and exec
+/// (chroot mode: no namespaces, the command itself enters the tree), and
+/// die with its parent.
+pub fn command_in_chroot(cmd: &mut std::process::Command, root: &Path, cwd: &Path) {
+    use std::os::unix::process::CommandExt;
+    let root = CString::new(root.as_os_str().as_bytes()).unwrap_or_default();
+    let cwd = CString::new(cwd.as_os_str().as_bytes()).unwrap_or_default();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe system calls (prctl, chroot, chdir) on
+    // C strings allocated before the fork; it touches no locks or heap.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                || libc::chroot(root.as_ptr()) != 0
+                || libc::chdir(c"/".as_ptr()) != 0
+                || libc::chdir(cwd.as_ptr()) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Make `cmd` die with its parent (PR_SET_PDEATHSIG between fork and exec):
+/// for helpers such as fakeroot's `faked` that must not outlive dibr.
+pub fn command_dies_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    #[allow(unsafe_code)]
+    // SAFETY: prctl is async-signal-safe and the closure captures nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Mark every descriptor from `first` up close-on-exec, so the command the
+/// helper starts inherits only what it is meant to (stdio): whatever the
+/// caller's process had open (a pipe of the terminal's or a CI runner's,
+/// a memfd) stays out of the hooks.
+pub fn cloexec_from(first: i32) {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|&n| n >= first)
+                .collect()
+        })
+        .unwrap_or_default();
+    for n in fds {
+        #[allow(unsafe_code)]
+        // SAFETY: `n` was listed in /proc/self/fd a moment ago and this
+        // helper is single-threaded, so nothing closed or reused it since;
+        // the borrow only lives for the fcntl(F_SETFD) that sets a flag.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+}
+
+/// An anonymous file holding `data` whose descriptor a child inherits
+/// (no close-on-exec): the hook environment travels to the helper this
+/// way, not on its command line, where `ps` shows it to every user.
+pub fn inheritable_memfd(data: &[u8]) -> SysResult<std::os::fd::OwnedFd> {
+    let fd = rustix::fs::memfd_create("dibr-env", rustix::fs::MemfdFlags::empty())
+        .map_err(err("memfd_create", ""))?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, data).map_err(|e| SysError {
+        call: "write",
+        path: "memfd:dibr-env".into(),
+        errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+    })?;
+    Ok(f.into())
 }
