@@ -8,7 +8,7 @@ use std::fs::File;
 
 use super::plan::{FsType, Plan};
 use super::{AssembleHooks, DiskInfo, ExtraEntry, HookError};
-use crate::boot::{self, grub_bios, BootCollector, BootOptions, BootPlan};
+use crate::boot::{self, grub_bios, BootCollector, BootOptions, BootPlan, BootSettings};
 use crate::disk::layout::TableKind;
 use crate::tree::{Entry, EntryKind};
 
@@ -19,11 +19,15 @@ const ESP_MOUNT: &str = "boot/efi";
 pub struct BootHooks {
     collector: BootCollector,
     plan: Option<BootPlan>,
+    settings: BootSettings,
 }
 
 impl BootHooks {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(settings: BootSettings) -> Self {
+        BootHooks {
+            settings,
+            ..Self::default()
+        }
     }
 }
 
@@ -43,7 +47,7 @@ impl AssembleHooks for BootHooks {
             f.fstype == FsType::Vfat
                 && f.mount.as_ref().map(|m| m.rel.as_slice()) == Some(ESP_MOUNT.as_bytes())
         });
-        let o = BootOptions::from_env(&root.label, plan.partitioned, efi);
+        let o = BootOptions::new(&root.label, plan.partitioned, efi, &self.settings);
         let bp = boot::plan(&self.collector, &o)?;
         let mut out = Vec::new();
         for f in &bp.root_files {

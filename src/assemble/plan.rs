@@ -20,9 +20,10 @@
 
 use serde_json::Value;
 
-use crate::disk::config::{fs_label, Graph, Plugin};
+use crate::disk::config::{fs_label, Entry, Graph, Plugin};
 use crate::disk::layout::{self, Layout, LayoutError};
 use crate::tree::normalize_path;
+use crate::uuid::Uuid;
 
 const MIB: u64 = 1 << 20;
 
@@ -154,223 +155,28 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let groups: Vec<&str> = s.split('-').collect();
-    if groups.iter().map(|g| g.len()).collect::<Vec<_>>() != [8, 4, 4, 4, 12] {
-        return None;
-    }
-    let hex: String = groups.concat();
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl Plan {
-    /// Checks the graph against what dibr can write and collects the plan.
-    pub fn new(graph: Graph) -> Result<Plan, PlanError> {
-        let entries = &graph.entries;
-        let loops: Vec<_> = entries
-            .iter()
-            .filter(|e| e.plugin == Plugin::LocalLoop)
-            .collect();
-        let image = match loops.len() {
-            0 => return Err(PlanError::NoImage),
-            1 => loops[0],
-            n => return Err(PlanError::ManyImages(n)),
-        };
+    /// Checks the graph against what dibr can write and collects the plan;
+    /// `block_size` (`DIB_BLOCK_SIZE`) wins over the `local_loop` node's.
+    pub fn new(graph: Graph, block_size: Option<&str>) -> Result<Plan, PlanError> {
+        let image = the_image(&graph)?;
         let image_name = image.name().unwrap_or("image0").to_string();
         let loop_size = match image.values.get("size") {
             Some(v) => Some(layout::parse_abs_size(&text(v))?),
             None => None,
         };
-        let sector = match std::env::var("DIB_BLOCK_SIZE")
-            .ok()
-            .filter(|v| !v.is_empty())
+        let sector = match block_size
+            .map(str::to_string)
             .or_else(|| image.values.get("block_size").map(text))
         {
             Some(b) => layout::parse_abs_size(&b)?,
             None => 512,
         };
-        // Partition names → index in the layout's partition list.
-        let mut part_names: Vec<String> = Vec::new();
-        let mut partitioned = false;
-        for e in entries.iter().filter(|e| e.plugin == Plugin::Partitioning) {
-            partitioned = true;
-            let base = e.base().unwrap_or("");
-            if base != image_name {
-                return Err(PlanError::BadBase {
-                    plugin: "partitioning",
-                    node: e.name().unwrap_or("").into(),
-                    base: base.into(),
-                    what: "not the disk image".into(),
-                    fix: "partition the local_loop node",
-                });
-            }
-            if let Some(list) = e.values.get("partitions").and_then(Value::as_array) {
-                for p in list {
-                    part_names.push(p.get("name").map(text).unwrap_or_default());
-                }
-            }
-        }
-        let kind_of = |name: &str| -> String {
-            match graph.nodes.iter().find(|n| n.name == name) {
-                Some(n) => format!("a {} node", n.plugin.key()),
-                None => "not a node".into(),
-            }
-        };
-
-        let mut filesystems: Vec<FsPlan> = Vec::new();
-        for e in entries.iter().filter(|e| e.plugin == Plugin::Mkfs) {
-            let node = e.name().unwrap_or("").to_string();
-            let base = e.base().unwrap_or("").to_string();
-            let type_name = e.values.get("type").map(text).unwrap_or_default();
-            let fstype = match type_name.as_str() {
-                "ext4" => FsType::Ext4,
-                "vfat" | "fat" => FsType::Vfat,
-                _ => {
-                    return Err(PlanError::FsType {
-                        node,
-                        fs: type_name,
-                    })
-                }
-            };
-            if let Some(o) = e.values.get("opts") {
-                return Err(PlanError::MkfsOpts {
-                    node,
-                    opts: text(o),
-                });
-            }
-            let uuid = match (fstype, e.values.get("uuid")) {
-                (FsType::Ext4, Some(u)) => {
-                    let s = text(u);
-                    Some(parse_uuid(&s).ok_or(PlanError::BadUuid {
-                        node: node.clone(),
-                        uuid: s,
-                    })?)
-                }
-                _ => None,
-            };
-            let target = if base == image_name && !partitioned {
-                Target::Whole
-            } else if let Some(i) = part_names.iter().position(|p| *p == base) {
-                if let Some(other) = filesystems
-                    .iter()
-                    .find(|f| f.target == Target::Partition(i))
-                {
-                    return Err(PlanError::TwoFilesystems {
-                        partition: base,
-                        first: other.node.clone(),
-                        second: node,
-                    });
-                }
-                Target::Partition(i)
-            } else {
-                return Err(PlanError::BadBase {
-                    plugin: "mkfs",
-                    node,
-                    what: if base == image_name {
-                        "the partitioned disk itself".into()
-                    } else {
-                        kind_of(&base)
-                    },
-                    base,
-                    fix: "base a filesystem on a partition (or on the disk when there is no partitioning)",
-                });
-            };
-            filesystems.push(FsPlan {
-                label: fs_label(e),
-                node,
-                fstype,
-                type_name,
-                uuid,
-                target,
-                mount: None,
-            });
-        }
-
-        for e in entries.iter().filter(|e| e.plugin == Plugin::Mount) {
-            let node = e.name().unwrap_or("").to_string();
-            let base = e.base().unwrap_or("").to_string();
-            let Some(fs) = filesystems.iter_mut().find(|f| f.node == base) else {
-                return Err(PlanError::BadBase {
-                    plugin: "mount",
-                    what: kind_of(&base),
-                    node,
-                    base,
-                    fix: "mount a mkfs node",
-                });
-            };
-            let point = e.values.get("mount_point").map(text).unwrap_or_default();
-            let bad = |why: &str| PlanError::BadMountPoint {
-                node: node.clone(),
-                point: point.clone(),
-                why: why.into(),
-            };
-            if point == "none" {
-                return Err(bad("'none' (swap), and dibr writes no swap areas"));
-            }
-            if !point.starts_with('/') {
-                return Err(bad("not an absolute path"));
-            }
-            let rel = normalize_path(point.as_bytes()).map_err(|e| bad(&e.to_string()))?;
-            if fs.mount.is_some() {
-                return Err(bad("a second mount of the same filesystem"));
-            }
-            fs.mount = Some(MountPlan {
-                node,
-                point,
-                rel,
-                fstab: None,
-            });
-        }
-
-        for e in entries.iter().filter(|e| e.plugin == Plugin::Fstab) {
-            let node = e.name().unwrap_or("").to_string();
-            let base = e.base().unwrap_or("").to_string();
-            let Some(m) = filesystems
-                .iter_mut()
-                .filter_map(|f| f.mount.as_mut())
-                .find(|m| m.node == base)
-            else {
-                return Err(PlanError::BadBase {
-                    plugin: "fstab",
-                    what: kind_of(&base),
-                    node,
-                    base,
-                    fix: "base an fstab node on a mount node",
-                });
-            };
-            // level4/fstab.py defaults.
-            m.fstab = Some(FstabPlan {
-                options: e
-                    .values
-                    .get("options")
-                    .map(text)
-                    .unwrap_or_else(|| "defaults".into()),
-                dump_freq: e
-                    .values
-                    .get("dump-freq")
-                    .map(text)
-                    .unwrap_or_else(|| "0".into()),
-                passno: e
-                    .values
-                    .get("fsck-passno")
-                    .map(text)
-                    .unwrap_or_else(|| "2".into()),
-            });
-        }
-
-        let mut mount_order: Vec<usize> = (0..filesystems.len())
-            .filter(|&i| filesystems[i].mount.is_some())
-            .collect();
-        // DIB sorts the mount point strings (Python str order = bytes).
-        mount_order.sort_by(|&a, &b| {
-            let pa = &filesystems[a].mount.as_ref().map(|m| m.point.clone());
-            let pb = &filesystems[b].mount.as_ref().map(|m| m.point.clone());
-            pa.cmp(pb)
-        });
+        let parts = partition_names(&graph, &image_name)?;
+        let mut filesystems = plan_filesystems(&graph, &image_name, parts.as_deref())?;
+        attach_mounts(&graph, &mut filesystems)?;
+        attach_fstabs(&graph, &mut filesystems)?;
+        let mount_order = mount_order(&filesystems);
         if !filesystems
             .iter()
             .any(|f| f.mount.as_ref().is_some_and(|m| m.rel.is_empty()))
@@ -381,7 +187,7 @@ impl Plan {
             graph,
             loop_size,
             sector,
-            partitioned,
+            partitioned: parts.is_some(),
             filesystems,
             mount_order,
         })
@@ -626,6 +432,235 @@ impl Plan {
     }
 }
 
+/// The one `local_loop` node: the disk image.
+fn the_image(graph: &Graph) -> Result<&Entry, PlanError> {
+    let loops: Vec<_> = graph
+        .entries
+        .iter()
+        .filter(|e| e.plugin == Plugin::LocalLoop)
+        .collect();
+    match loops.len() {
+        0 => Err(PlanError::NoImage),
+        1 => Ok(loops[0]),
+        n => Err(PlanError::ManyImages(n)),
+    }
+}
+
+/// Partition names in the layout's order (their index is the partition's
+/// in [`Target::Partition`]); None when the disk is not partitioned.
+fn partition_names(graph: &Graph, image_name: &str) -> Result<Option<Vec<String>>, PlanError> {
+    let mut part_names: Vec<String> = Vec::new();
+    let mut partitioned = false;
+    for e in graph
+        .entries
+        .iter()
+        .filter(|e| e.plugin == Plugin::Partitioning)
+    {
+        partitioned = true;
+        let base = e.base().unwrap_or("");
+        if base != image_name {
+            return Err(PlanError::BadBase {
+                plugin: "partitioning",
+                node: e.name().unwrap_or("").into(),
+                base: base.into(),
+                what: "not the disk image".into(),
+                fix: "partition the local_loop node",
+            });
+        }
+        if let Some(list) = e.values.get("partitions").and_then(Value::as_array) {
+            for p in list {
+                part_names.push(p.get("name").map(text).unwrap_or_default());
+            }
+        }
+    }
+    Ok(partitioned.then_some(part_names))
+}
+
+/// What a node name refers to, for messages.
+fn kind_of(graph: &Graph, name: &str) -> String {
+    match graph.nodes.iter().find(|n| n.name == name) {
+        Some(n) => format!("a {} node", n.plugin.key()),
+        None => "not a node".into(),
+    }
+}
+
+/// One [`FsPlan`] per `mkfs` node (level2/mkfs.py): a type dibr writes, no
+/// `opts`, on a partition (or the unpartitioned disk) no other filesystem
+/// uses.
+fn plan_filesystems(
+    graph: &Graph,
+    image_name: &str,
+    parts: Option<&[String]>,
+) -> Result<Vec<FsPlan>, PlanError> {
+    let partitioned = parts.is_some();
+    let part_names = parts.unwrap_or_default();
+    let mut filesystems: Vec<FsPlan> = Vec::new();
+    for e in graph.entries.iter().filter(|e| e.plugin == Plugin::Mkfs) {
+        let node = e.name().unwrap_or("").to_string();
+        let base = e.base().unwrap_or("").to_string();
+        let type_name = e.values.get("type").map(text).unwrap_or_default();
+        let fstype = match type_name.as_str() {
+            "ext4" => FsType::Ext4,
+            "vfat" | "fat" => FsType::Vfat,
+            _ => {
+                return Err(PlanError::FsType {
+                    node,
+                    fs: type_name,
+                })
+            }
+        };
+        if let Some(o) = e.values.get("opts") {
+            return Err(PlanError::MkfsOpts {
+                node,
+                opts: text(o),
+            });
+        }
+        let uuid = match (fstype, e.values.get("uuid")) {
+            (FsType::Ext4, Some(u)) => {
+                let s = text(u);
+                Some(Uuid::parse(&s).map(Uuid::bytes).ok_or(PlanError::BadUuid {
+                    node: node.clone(),
+                    uuid: s,
+                })?)
+            }
+            _ => None,
+        };
+        let target = if base == image_name && !partitioned {
+            Target::Whole
+        } else if let Some(i) = part_names.iter().position(|p| *p == base) {
+            if let Some(other) = filesystems
+                .iter()
+                .find(|f| f.target == Target::Partition(i))
+            {
+                return Err(PlanError::TwoFilesystems {
+                    partition: base,
+                    first: other.node.clone(),
+                    second: node,
+                });
+            }
+            Target::Partition(i)
+        } else {
+            return Err(PlanError::BadBase {
+                plugin: "mkfs",
+                node,
+                what: if base == image_name {
+                    "the partitioned disk itself".into()
+                } else {
+                    kind_of(graph, &base)
+                },
+                base,
+                fix: "base a filesystem on a partition (or on the disk when there is no partitioning)",
+            });
+        };
+        filesystems.push(FsPlan {
+            label: fs_label(e),
+            node,
+            fstype,
+            type_name,
+            uuid,
+            target,
+            mount: None,
+        });
+    }
+    Ok(filesystems)
+}
+
+/// `mount` nodes (level3/mount.py): one absolute mount point per
+/// filesystem; swap (`none`) is refused.
+fn attach_mounts(graph: &Graph, filesystems: &mut [FsPlan]) -> Result<(), PlanError> {
+    for e in graph.entries.iter().filter(|e| e.plugin == Plugin::Mount) {
+        let node = e.name().unwrap_or("").to_string();
+        let base = e.base().unwrap_or("").to_string();
+        let Some(fs) = filesystems.iter_mut().find(|f| f.node == base) else {
+            return Err(PlanError::BadBase {
+                plugin: "mount",
+                what: kind_of(graph, &base),
+                node,
+                base,
+                fix: "mount a mkfs node",
+            });
+        };
+        let point = e.values.get("mount_point").map(text).unwrap_or_default();
+        let bad = |why: &str| PlanError::BadMountPoint {
+            node: node.clone(),
+            point: point.clone(),
+            why: why.into(),
+        };
+        if point == "none" {
+            return Err(bad("'none' (swap), and dibr writes no swap areas"));
+        }
+        if !point.starts_with('/') {
+            return Err(bad("not an absolute path"));
+        }
+        let rel = normalize_path(point.as_bytes()).map_err(|e| bad(&e.to_string()))?;
+        if fs.mount.is_some() {
+            return Err(bad("a second mount of the same filesystem"));
+        }
+        fs.mount = Some(MountPlan {
+            node,
+            point,
+            rel,
+            fstab: None,
+        });
+    }
+    Ok(())
+}
+
+/// `fstab` nodes (level4/fstab.py), with its defaults.
+fn attach_fstabs(graph: &Graph, filesystems: &mut [FsPlan]) -> Result<(), PlanError> {
+    for e in graph.entries.iter().filter(|e| e.plugin == Plugin::Fstab) {
+        let node = e.name().unwrap_or("").to_string();
+        let base = e.base().unwrap_or("").to_string();
+        let Some(m) = filesystems
+            .iter_mut()
+            .filter_map(|f| f.mount.as_mut())
+            .find(|m| m.node == base)
+        else {
+            return Err(PlanError::BadBase {
+                plugin: "fstab",
+                what: kind_of(graph, &base),
+                node,
+                base,
+                fix: "base an fstab node on a mount node",
+            });
+        };
+        // level4/fstab.py defaults.
+        m.fstab = Some(FstabPlan {
+            options: e
+                .values
+                .get("options")
+                .map(text)
+                .unwrap_or_else(|| "defaults".into()),
+            dump_freq: e
+                .values
+                .get("dump-freq")
+                .map(text)
+                .unwrap_or_else(|| "0".into()),
+            passno: e
+                .values
+                .get("fsck-passno")
+                .map(text)
+                .unwrap_or_else(|| "2".into()),
+        });
+    }
+    Ok(())
+}
+
+/// The mounted filesystems in DIB's mount order: sorted mount point
+/// strings (Python str order = bytes).
+fn mount_order(filesystems: &[FsPlan]) -> Vec<usize> {
+    let mut mount_order: Vec<usize> = (0..filesystems.len())
+        .filter(|&i| filesystems[i].mount.is_some())
+        .collect();
+    // DIB sorts the mount point strings (Python str order = bytes).
+    mount_order.sort_by(|&a, &b| {
+        let pa = &filesystems[a].mount.as_ref().map(|m| m.point.clone());
+        let pb = &filesystems[b].mount.as_ref().map(|m| m.point.clone());
+        pa.cmp(pb)
+    });
+    mount_order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,7 +671,10 @@ mod tests {
     const MBR: &str = include_str!("../../elements/block-device-mbr/block-device-default.yaml");
 
     fn plan(text: &str) -> Result<Plan, PlanError> {
-        Plan::new(load_with_params(text, &RootParams::default()).unwrap())
+        Plan::new(
+            load_with_params(text, &RootParams::default()).unwrap(),
+            None,
+        )
     }
 
     #[test]

@@ -65,7 +65,7 @@ mod tests {
             initrd: Some("initrd.img-6.1".into()),
             version: "6.1".into(),
         };
-        let o = BootOptions::from_env("cloudimg-rootfs", true, true);
+        let o = BootOptions::new("cloudimg-rootfs", true, true, &Default::default());
         let m = menu(&k, &o);
         assert!(m.contains("linux /boot/vmlinuz-6.1 root=LABEL=cloudimg-rootfs ro console=tty0 console=ttyS0,115200"));
         assert!(m.contains("initrd /boot/initrd.img-6.1"));

@@ -44,26 +44,43 @@ pub struct BootOptions {
     pub timeout: u32,
 }
 
-impl BootOptions {
+/// The boot loader's share of DIB's environment, resolved once by the
+/// caller (`crate::settings::boot`) and handed down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootSettings {
+    /// `DIB_BOOTLOADER_DEFAULT_CMDLINE`: appended to the consoles.
+    pub cmdline_extra: String,
+    /// `DIB_GRUB_TIMEOUT`: GRUB menu timeout in seconds.
+    pub timeout: u32,
+}
+
+impl Default for BootSettings {
     /// DIB's defaults (`elements/bootloader/finalise.d/50-bootloader`):
-    /// serial and VGA consoles, `no_timer_check`, and
-    /// `DIB_BOOTLOADER_DEFAULT_CMDLINE` (default `nofb nomodeset
-    /// gfxpayload=text`); `DIB_GRUB_TIMEOUT` (default 5).
-    pub fn from_env(root_label: &str, bios: bool, efi: bool) -> BootOptions {
-        let extra = std::env::var("DIB_BOOTLOADER_DEFAULT_CMDLINE")
-            .unwrap_or_else(|_| "nofb nomodeset gfxpayload=text".into());
-        let timeout = std::env::var("DIB_GRUB_TIMEOUT")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(5);
+    /// `nofb nomodeset gfxpayload=text` and a 5-second timeout.
+    fn default() -> Self {
+        BootSettings {
+            cmdline_extra: "nofb nomodeset gfxpayload=text".into(),
+            timeout: 5,
+        }
+    }
+}
+
+impl BootOptions {
+    /// DIB's command line (`elements/bootloader/finalise.d/50-bootloader`):
+    /// serial and VGA consoles, `no_timer_check`, then
+    /// [`BootSettings::cmdline_extra`].
+    pub fn new(root_label: &str, bios: bool, efi: bool, settings: &BootSettings) -> BootOptions {
         BootOptions {
             root_label: root_label.to_string(),
             bios,
             efi,
-            cmdline: format!("console=tty0 console=ttyS0,115200 no_timer_check {extra}")
-                .trim()
-                .to_string(),
-            timeout,
+            cmdline: format!(
+                "console=tty0 console=ttyS0,115200 no_timer_check {}",
+                settings.cmdline_extra
+            )
+            .trim()
+            .to_string(),
+            timeout: settings.timeout,
         }
     }
 }

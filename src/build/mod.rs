@@ -340,16 +340,13 @@ fn assemble_disk(
     use crate::assemble::{self, AssembleConfig, BlockDeviceConfig};
     let tree = w.image_dir().join("tree.tar");
     capture_one(w, cfg, env, &tree)?;
-    let block_device = match std::env::var("DIB_BLOCK_DEVICE_CONFIG")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
+    let block_device = match crate::settings::block_device_config() {
         Some(v) => BlockDeviceConfig::from_value(&v)?,
         None => BlockDeviceConfig::from_elements(&resolved.elements, &cfg.arch)
             .unwrap_or_else(BlockDeviceConfig::fallback),
     };
     eprintln!("dibr: block-device config: {}", block_device.origin);
-    let mut root_params = crate::disk::config::RootParams::from_env();
+    let mut root_params = crate::settings::root_params();
     if let Some(l) = &cfg.root_label {
         root_params.label = Some(l.clone());
     }
@@ -371,6 +368,7 @@ fn assemble_disk(
         max_resize_bytes: 1 << 50,
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,
+        settings: crate::settings::assemble(),
     };
     // The captured tar is all the assembler reads: the target tree can go
     // while the disk is written (removing tens of thousands of files takes

@@ -8,7 +8,7 @@ use super::size::parse_size;
 use crate::assemble::{
     assemble, parse_types, plan::round_image_size, AssembleConfig, BlockDeviceConfig,
 };
-use crate::disk::config::RootParams;
+use crate::settings::{self, SourceDateEpoch};
 
 #[derive(Args, Debug)]
 pub struct AssembleArgs {
@@ -57,18 +57,6 @@ pub fn parse_image_size(v: &str) -> Result<u64, String> {
     Ok(round_image_size(bytes))
 }
 
-/// `SOURCE_DATE_EPOCH`, when set.
-pub fn source_date_epoch() -> Result<Option<i64>, String> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => {
-            Ok(Some(v.trim().parse::<i64>().map_err(|_| {
-                format!("SOURCE_DATE_EPOCH={v:?} is not a number")
-            })?))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// `--image-size`, else `DIB_IMAGE_SIZE`.
 pub fn image_size(arg: Option<&str>) -> Result<Option<u64>, String> {
     let env = std::env::var("DIB_IMAGE_SIZE")
@@ -82,9 +70,7 @@ pub fn image_size(arg: Option<&str>) -> Result<Option<u64>, String> {
 
 pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
     let types = parse_types(&a.types)?;
-    let env = std::env::var("DIB_BLOCK_DEVICE_CONFIG")
-        .ok()
-        .filter(|v| !v.is_empty());
+    let env = settings::block_device_config();
     let block_device = match a.block_device_config.as_deref().or(env.as_deref()) {
         Some(v) => BlockDeviceConfig::from_value(v).map_err(|e| e.to_string())?,
         None => BlockDeviceConfig::layout(&a.layout).ok_or_else(|| {
@@ -99,12 +85,13 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         image_name: a.output.clone(),
         types,
         block_device,
-        root_params: RootParams::from_env(),
+        root_params: settings::root_params(),
         image_size: image_size(a.image_size.as_deref())?,
         uncompressed: a.uncompressed,
         max_resize_bytes: parse_size(&a.max_resize).map_err(|e| format!("--max-resize: {e}"))?,
-        source_date_epoch: source_date_epoch()?,
+        source_date_epoch: SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?,
         checksum: a.checksum,
+        settings: settings::assemble(),
     })
 }
 

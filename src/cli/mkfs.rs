@@ -8,7 +8,10 @@ use super::size::parse_size;
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::output::atomic::AtomicFile;
 use crate::progress::Phase;
+use crate::settings::{self, SourceDateEpoch};
 use crate::source::Source;
+use crate::units;
+use crate::uuid::Uuid;
 
 #[derive(Args, Debug)]
 pub struct MkfsArgs {
@@ -39,44 +42,11 @@ pub struct MkfsArgs {
 }
 
 fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
-    let hex: String = s.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!(
+    Uuid::parse_hex(s).map(Uuid::bytes).ok_or_else(|| {
+        format!(
             "invalid --uuid {s:?}: expected 32 hex digits like 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-        ));
-    }
-    let mut out = [0u8; 16];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
-pub fn format_uuid(u: &[u8; 16]) -> String {
-    let h: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
-}
-
-pub fn human(bytes: u64) -> String {
-    const U: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", U[i])
-    }
+        )
+    })
 }
 
 /// Build options from the arguments and SOURCE_DATE_EPOCH.
@@ -128,13 +98,7 @@ pub fn options(a: &MkfsArgs) -> Result<Options, String> {
         }
         None => None,
     };
-    let source_date_epoch =
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(v) if !v.is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
-                format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")
-            })?),
-            _ => None,
-        };
+    let source_date_epoch = SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?;
     Ok(Options {
         label,
         uuid: a.uuid.as_deref().map(parse_uuid).transpose()?,
@@ -175,6 +139,7 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
         source: e,
     })?;
     let mut b = Builder::new(file, a.output.clone(), opts)?;
+    b.set_io(settings::ext4_io());
     let total = src.size_hint();
     let phase = Phase::start(&format!("mkfs: reading {}", a.from.display()), total);
     while let Some(e) = src.next_entry()? {
@@ -192,26 +157,26 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "dibr mkfs: wrote {} ({} blocks of 4 KiB, {} groups; sparse, {} in use) to {}",
-        human(s.blocks_count * BLOCK_SIZE),
+        units::human(s.blocks_count * BLOCK_SIZE),
         s.blocks_count,
         s.groups,
-        human((s.blocks_count - s.free_blocks) * BLOCK_SIZE),
+        units::human((s.blocks_count - s.free_blocks) * BLOCK_SIZE),
         a.output.display()
     );
     eprintln!(
         "  {} entries, {} of file data, {} inodes ({} used, {} per group), {} free",
         s.entries,
-        human(s.data_bytes),
+        units::human(s.data_bytes),
         s.inodes_count,
         s.used_inodes,
         s.inodes_per_group,
-        human(s.free_blocks * BLOCK_SIZE)
+        units::human(s.free_blocks * BLOCK_SIZE)
     );
     eprintln!(
         "  journal {}, UUID {}, can grow to {} (resize2fs / online); {:.2}s",
-        human(s.journal_blocks * BLOCK_SIZE),
-        format_uuid(&s.uuid),
-        human(s.growth_ceiling_bytes),
+        units::human(s.journal_blocks * BLOCK_SIZE),
+        Uuid(s.uuid),
+        units::human(s.growth_ceiling_bytes),
         secs
     );
     Ok(())

@@ -243,9 +243,11 @@ fn capture_cmd(
             output.display()
         )
     })?;
-    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+    // Lenient, as it always was: the build that runs this inside its
+    // namespace has validated the value already.
+    let epoch = crate::settings::SourceDateEpoch::secs_from_env()
         .ok()
-        .and_then(|v| v.trim().parse().ok());
+        .flatten();
     let opts = crate::capture::CaptureOptions {
         source_date_epoch: epoch,
         synthesize_dev: true,

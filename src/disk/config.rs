@@ -416,7 +416,8 @@ pub fn fs_label(e: &Entry) -> String {
 }
 
 /// disk-image-create's parameters for the root filesystem (`params.yaml`:
-/// `root-fs-type` from `FS_TYPE`, `root-label` from `ROOT_LABEL`).
+/// `root-fs-type` from `FS_TYPE`, `root-label` from `ROOT_LABEL`; read by
+/// `crate::settings::root_params`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootParams {
     pub fs_type: String,
@@ -429,18 +430,6 @@ impl Default for RootParams {
         RootParams {
             fs_type: "ext4".into(),
             label: None,
-        }
-    }
-}
-
-impl RootParams {
-    /// As disk-image-create reads them: `FS_TYPE` (default ext4) and
-    /// `ROOT_LABEL` (empty means the default).
-    pub fn from_env() -> Self {
-        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        RootParams {
-            fs_type: get("FS_TYPE").unwrap_or_else(|| "ext4".into()),
-            label: get("ROOT_LABEL"),
         }
     }
 }

@@ -127,6 +127,28 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
 }
 
+/// How the writer uses the kernel: no effect on the image's bytes, only
+/// on speed and durability. Resolved from the environment by the caller
+/// (`crate::settings::ext4_io`); the default is what a user gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoOptions {
+    /// fsync the image at the end of [`Builder::finish`]
+    /// (`DIBR_NO_FSYNC=1` turns it off, for benchmarks).
+    pub fsync: bool,
+    /// Copy large pieces of file data with copy_file_range
+    /// (`DIBR_NO_COPY_FILE_RANGE=1` turns it off: pread/pwrite only).
+    pub copy_file_range: bool,
+}
+
+impl Default for IoOptions {
+    fn default() -> Self {
+        IoOptions {
+            fsync: true,
+            copy_file_range: true,
+        }
+    }
+}
+
 /// Statistics for the summary line.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -149,6 +171,8 @@ pub struct Builder {
     /// one copy fewer). Per-call setup made it 2.5x slower than pread/pwrite
     /// for the many small files of a root tarball, hence the threshold.
     use_cfr: bool,
+    /// fsync at the end of [`Builder::finish`] ([`IoOptions::fsync`]).
+    pub(super) fsync: bool,
     /// Image bytes below this offset have been handed to writeback.
     kicked: u64,
     /// Byte offset of the filesystem in the file.
@@ -201,10 +225,18 @@ impl Builder {
             stats: Stats::default(),
             last_dir: None,
             buf: vec![0u8; CHUNK],
-            use_cfr: std::env::var_os("DIBR_NO_COPY_FILE_RANGE").is_none(),
+            use_cfr: IoOptions::default().copy_file_range,
+            fsync: IoOptions::default().fsync,
             kicked: 0,
             base: base_offset,
         })
+    }
+
+    /// Use `io` instead of [`IoOptions::default`]; call before the first
+    /// [`Builder::add`].
+    pub fn set_io(&mut self, io: IoOptions) {
+        self.use_cfr = io.copy_file_range;
+        self.fsync = io.fsync;
     }
 
     /// File data bytes copied so far (for progress reporting).

@@ -5,7 +5,7 @@
 //!
 //! Group count: `inodes_per_group` is fixed by the growth ceiling
 //! (`floor((2^32-1) / groups_at_ceiling)`, rounded down to whole inode-table
-//! blocks: 496 for 1 PiB; ../shared/reference/ext4.md §3), and the image
+//! blocks: 496 for 1 PiB, since `s_inodes_count` is 32 bits, super.rst), and the image
 //! has at least enough groups for the tree's inodes and enough for its blocks.
 
 use std::collections::HashMap;
@@ -211,8 +211,69 @@ impl Builder {
 
     /// Lay out and write all metadata; returns the summary. The caller
     /// renames the file into place afterwards.
+    ///
+    /// The stages run in this order because each allocates after the one
+    /// before (file data, then extent trees, directories, xattr blocks, the
+    /// journal, and the per-group tables last): the order is part of the
+    /// image's bytes.
     pub fn finish(mut self) -> Result<Summary> {
-        // lost+found: keep the tree's own, else make mke2fs's.
+        let lpf = self.make_lost_found();
+        let num = self.number_inodes(lpf)?;
+        let id = self.identity();
+        let mut finals = vec![Final::default(); self.nodes.len()];
+        // Every used block run, for the bitmaps.
+        let mut used: Vec<(u64, u64)> = Vec::new();
+        self.write_extent_trees(&num, id.fs_seed, &mut finals, &mut used)?;
+        self.write_dirs(&num, &id, &mut finals, &mut used)?;
+        let ibody = self.write_xattrs(&num, id.fs_seed, &mut finals, &mut used)?;
+        let jnl = self.write_journal(&id, &mut used)?;
+        let geo = self.place_groups(num.last_ino, &mut used)?;
+        let groups = self.write_bitmaps(&geo, num.last_ino, &used, id.fs_seed)?;
+        let itables = InodeTables {
+            num: &num,
+            finals: &finals,
+            ibody: &ibody,
+            jnl: &jnl,
+            fs_seed: id.fs_seed,
+        };
+        let dirs_in_group = self.write_inode_tables(&geo, &itables)?;
+        let free_blocks = self.write_descriptors(&geo, &groups, &dirs_in_group, id.fs_seed)?;
+        let inodes_count = geo.ipg as u64 * geo.groups;
+        self.write_superblocks(
+            geo.groups,
+            &SuperParams {
+                inodes_count: inodes_count as u32,
+                blocks_count: geo.blocks_count,
+                r_blocks_count: geo.blocks_count / 20,
+                free_blocks,
+                free_inodes: (inodes_count - num.last_ino as u64) as u32,
+                inodes_per_group: geo.ipg,
+                time: self.now.secs.clamp(0, u32::MAX as i64) as u32,
+                uuid: id.uuid,
+                label: self.opts.label,
+                hash_seed: id.hash_seed,
+                jnl_blocks: jnl.jnl_blocks(),
+                overhead_clusters: 0,
+            },
+        )?;
+        self.extend_and_sync(geo.blocks_count)?;
+        Ok(Summary {
+            blocks_count: geo.blocks_count,
+            free_blocks,
+            inodes_count: inodes_count as u32,
+            used_inodes: num.last_ino,
+            inodes_per_group: geo.ipg,
+            groups: geo.groups,
+            journal_blocks: jnl.blocks,
+            growth_ceiling_bytes: growth_ceiling(geo.ipg),
+            uuid: id.uuid,
+            entries: self.stats.entries,
+            data_bytes: self.stats.data_bytes,
+        })
+    }
+
+    /// lost+found: keep the tree's own, else make mke2fs's.
+    fn make_lost_found(&mut self) -> LostFound {
         let lpf_name: &[u8] = b"lost+found";
         let existing_lpf = match &self.nodes[ROOT as usize].kind {
             Kind::Dir(d) => d.live().find(|(n, _)| *n == lpf_name).map(|(_, id)| id),
@@ -231,21 +292,23 @@ impl Builder {
                 Some(id)
             }
         };
-        let lpf_is_new = lpf.is_some_and(|id| match &self.nodes[id as usize].kind {
+        let is_new = lpf.is_some_and(|id| match &self.nodes[id as usize].kind {
             Kind::Dir(d) => d.live().next().is_none(),
             _ => false,
         });
+        LostFound { id: lpf, is_new }
+    }
 
-        // Inode numbers: root 2, lost+found 11, then breadth-first per
-        // directory so siblings sit together.
-        let n_nodes = self.nodes.len();
-        let mut ino_of = vec![0u32; n_nodes];
+    /// Inode numbers: root 2, lost+found 11, then breadth-first per
+    /// directory so siblings sit together.
+    fn number_inodes(&self, lpf: LostFound) -> Result<Numbering> {
+        let mut ino_of = vec![0u32; self.nodes.len()];
         ino_of[ROOT as usize] = 2;
-        if let Some(l) = lpf {
+        if let Some(l) = lpf.id {
             ino_of[l as usize] = FIRST_INO;
         }
         let mut order: Vec<NodeId> = Vec::new();
-        let mut next_ino = if lpf.is_some() {
+        let mut next_ino = if lpf.id.is_some() {
             FIRST_INO + 1
         } else {
             FIRST_INO
@@ -274,22 +337,31 @@ impl Builder {
             }
             dirs_in_order.extend(subdirs);
         }
-        let last_ino = next_ino - 1;
-        let used_inodes = last_ino;
         // Every node with an inode: root, lost+found, then the rest.
         let all: Vec<NodeId> = std::iter::once(ROOT)
-            .chain(lpf)
+            .chain(lpf.id)
             .chain(order.iter().copied())
             .collect();
+        Ok(Numbering {
+            ino_of,
+            order,
+            dirs_in_order,
+            all,
+            last_ino: next_ino - 1,
+            lpf,
+        })
+    }
 
-        // Identity: UUID and hash seed.
+    /// Identity: UUID and hash seed, derived from SOURCE_DATE_EPOCH, the
+    /// label and the tree's size when it is set, else random.
+    fn identity(&self) -> Identity {
         let label = self.opts.label;
         let (uuid, hash_seed) = match self.opts.source_date_epoch {
             Some(epoch) => {
                 let parts: [&[u8]; 4] = [
                     &epoch.to_le_bytes(),
                     &label,
-                    &(n_nodes as u64).to_le_bytes(),
+                    &(self.nodes.len() as u64).to_le_bytes(),
                     &self.alloc.next().to_le_bytes(),
                 ];
                 (
@@ -300,7 +372,6 @@ impl Builder {
             None => (as_uuid_v4(random16()), as_uuid_v4(random16())),
         };
         let uuid = self.opts.uuid.unwrap_or(uuid);
-        let fs_seed = csum::fs_seed(&uuid);
         let hinfo = HashInfo {
             seed: [
                 u32::from_le_bytes(hash_seed[0..4].try_into().unwrap_or_default()),
@@ -310,14 +381,25 @@ impl Builder {
             ],
             signed: false,
         };
+        Identity {
+            uuid,
+            hash_seed,
+            fs_seed: csum::fs_seed(&uuid),
+            hinfo,
+        }
+    }
 
-        let mut finals = vec![Final::default(); n_nodes];
-        // Every used block run, for the bitmaps.
-        let mut used: Vec<(u64, u64)> = Vec::new();
-
-        // Files and symlinks: extent roots (and tree blocks when needed).
-        for &id in &order {
-            let ino = ino_of[id as usize];
+    /// Files and symlinks: extent roots (and tree blocks when needed);
+    /// device numbers and fast symlinks in `i_block`.
+    fn write_extent_trees(
+        &mut self,
+        num: &Numbering,
+        fs_seed: u32,
+        finals: &mut [Final],
+        used: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        for &id in &num.order {
+            let ino = num.ino_of[id as usize];
             let iseed = csum::inode_seed(fs_seed, ino, 0);
             let mut f = Final {
                 links: self.nodes[id as usize].nlink,
@@ -336,7 +418,7 @@ impl Builder {
                     used.push((e.pblk, e.len as u64));
                 }
                 let n_tree = extent::tree_blocks(extents.len());
-                let tree_pblks = self.alloc_runs(n_tree, "extent trees", &mut used)?;
+                let tree_pblks = self.alloc_runs(n_tree, "extent trees", used)?;
                 let tree = extent::build(&extents, &tree_pblks, iseed);
                 for (p, b) in &tree.blocks {
                     self.write_at(b, *p)?;
@@ -373,15 +455,24 @@ impl Builder {
             }
             finals[id as usize] = f;
         }
+        Ok(())
+    }
 
-        // Directories.
-        for &d in &dirs_in_order {
-            let ino = ino_of[d as usize];
-            let iseed = csum::inode_seed(fs_seed, ino, 0);
+    /// Directories: linear or htree-indexed blocks, and their extent trees.
+    fn write_dirs(
+        &mut self,
+        num: &Numbering,
+        id: &Identity,
+        finals: &mut [Final],
+        used: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        for &d in &num.dirs_in_order {
+            let ino = num.ino_of[d as usize];
+            let iseed = csum::inode_seed(id.fs_seed, ino, 0);
             let Kind::Dir(dir) = &self.nodes[d as usize].kind else {
                 continue;
             };
-            let parent_ino = ino_of[dir.parent as usize];
+            let parent_ino = num.ino_of[dir.parent as usize];
             let mut subdirs = 0u32;
             let entries: Vec<DirEntry> = dir
                 .live()
@@ -392,21 +483,21 @@ impl Builder {
                     }
                     DirEntry {
                         name,
-                        ino: ino_of[c as usize],
+                        ino: num.ino_of[c as usize],
                         file_type: file_type(k),
                     }
                 })
                 .collect();
-            let (blocks, indexed) = if Some(d) == lpf && lpf_is_new {
+            let (blocks, indexed) = if Some(d) == num.lpf.id && num.lpf.is_new {
                 (dir::lost_found(ino, 2, LPF_BLOCKS, iseed), false)
             } else {
-                let enc = dir::encode(ino, parent_ino, &entries, &hinfo, iseed)
+                let enc = dir::encode(ino, parent_ino, &entries, &id.hinfo, iseed)
                     .map_err(|e| Error::Option(format!("directory inode {ino}: {e}")))?;
                 (enc.blocks, enc.indexed)
             };
             drop(entries);
             let n = blocks.len() as u64;
-            let pblks = self.alloc_runs(n, "directories", &mut used)?;
+            let pblks = self.alloc_runs(n, "directories", used)?;
             for (b, p) in blocks.iter().zip(&pblks) {
                 self.write_at(b, *p)?;
             }
@@ -415,7 +506,7 @@ impl Builder {
                 extent::push(&mut ex, i as u64, *p, 1);
             }
             let n_tree = extent::tree_blocks(ex.len());
-            let tree_pblks = self.alloc_runs(n_tree, "extent trees", &mut used)?;
+            let tree_pblks = self.alloc_runs(n_tree, "extent trees", used)?;
             let tree = extent::build(&ex, &tree_pblks, iseed);
             for (p, b) in &tree.blocks {
                 self.write_at(b, *p)?;
@@ -431,18 +522,29 @@ impl Builder {
                 links: if links > 65000 { 1 } else { links },
             };
         }
+        Ok(())
+    }
 
-        // Extended attributes: the inode body first, shared blocks after.
+    /// Extended attributes: the inode body first, shared blocks after
+    /// (one block per distinct content, reference-counted). Returns the
+    /// in-inode parts for the inode records.
+    fn write_xattrs(
+        &mut self,
+        num: &Numbering,
+        fs_seed: u32,
+        finals: &mut [Final],
+        used: &mut Vec<(u64, u64)>,
+    ) -> Result<HashMap<NodeId, [u8; xattr::IBODY_SPACE]>> {
         let mut ibody: HashMap<NodeId, [u8; xattr::IBODY_SPACE]> = HashMap::new();
         let mut shared: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
         let mut block_users: Vec<(NodeId, Vec<u8>)> = Vec::new();
-        for &id in &all {
+        for &id in &num.all {
             let node = &self.nodes[id as usize];
             if node.xattrs.is_empty() {
                 continue;
             }
             let p = xattr::place(node.xattrs.clone())
-                .map_err(|e| Error::Option(format!("inode {}: {e}", ino_of[id as usize])))?;
+                .map_err(|e| Error::Option(format!("inode {}: {e}", num.ino_of[id as usize])))?;
             if !p.ibody.is_empty() {
                 ibody.insert(id, xattr::encode_ibody(&p.ibody));
             }
@@ -450,13 +552,13 @@ impl Builder {
                 block_users.push((id, xattr::encode_block(&p.block)));
             }
         }
-        block_users.sort_by_key(|(id, _)| ino_of[*id as usize]);
+        block_users.sort_by_key(|(id, _)| num.ino_of[*id as usize]);
         let mut block_order: Vec<Vec<u8>> = Vec::new();
         for (id, content) in &block_users {
             let entry = match shared.get_mut(content) {
                 Some(e) => e,
                 None => {
-                    let b = self.alloc_runs(1, "xattr blocks", &mut used)?[0];
+                    let b = self.alloc_runs(1, "xattr blocks", used)?[0];
                     block_order.push(content.clone());
                     shared.entry(content.clone()).or_insert((b, 0))
                 }
@@ -471,29 +573,44 @@ impl Builder {
             xattr::seal_block(&mut buf, refs, b, fs_seed);
             self.write_at(&buf, b)?;
         }
+        Ok(ibody)
+    }
 
-        // Journal.
+    /// The journal (inode 8): its blocks, extent tree and jbd2 superblock.
+    fn write_journal(&mut self, id: &Identity, used: &mut Vec<(u64, u64)>) -> Result<Journal> {
         let j_blocks = self
             .opts
             .journal_blocks
             .unwrap_or_else(|| journal::default_blocks(self.alloc.next()))
             .max(journal::MIN_BLOCKS);
-        let j_pblks = self.alloc_runs(j_blocks, "the journal", &mut used)?;
+        let j_pblks = self.alloc_runs(j_blocks, "the journal", used)?;
         let mut j_ex: Vec<Extent> = Vec::new();
         for (i, p) in j_pblks.iter().enumerate() {
             extent::push(&mut j_ex, i as u64, *p, 1);
         }
         drop(j_pblks);
-        let j_seed = csum::inode_seed(fs_seed, 8, 0);
+        let j_seed = csum::inode_seed(id.fs_seed, 8, 0);
         let j_ntree = extent::tree_blocks(j_ex.len());
-        let j_tree_pblks = self.alloc_runs(j_ntree, "the journal", &mut used)?;
+        let j_tree_pblks = self.alloc_runs(j_ntree, "the journal", used)?;
         let j_tree = extent::build(&j_ex, &j_tree_pblks, j_seed);
         for (p, b) in &j_tree.blocks {
             self.write_at(b, *p)?;
         }
-        self.write_at(&journal::superblock(j_blocks as u32, &uuid), j_ex[0].pblk)?;
+        self.write_at(
+            &journal::superblock(j_blocks as u32, &id.uuid),
+            j_ex[0].pblk,
+        )?;
+        Ok(Journal {
+            blocks: j_blocks,
+            tree_blocks: j_ntree,
+            i_block: j_tree.i_block,
+        })
+    }
 
-        // Group count and the per-group tables.
+    /// Group count and the per-group tables: a fixed size keeps its size
+    /// (dropping a tail group too small to be useful), otherwise the
+    /// smallest group count that holds the tree's inodes and blocks.
+    fn place_groups(&self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
         let ipg_max = max_inodes_per_group(self.opts.max_resize_bytes);
         let groups_for_inodes = (last_ino as u64).div_ceil(ipg_max as u64).max(1);
         let (ipg, groups, blocks_count, tables) = match self.opts.size_blocks {
@@ -556,23 +673,74 @@ impl Builder {
         if inodes_count > u32::MAX as u64 {
             return Err(Error::Option("more than 2^32-1 inodes".into()));
         }
+        Ok(Geometry {
+            ipg,
+            groups,
+            blocks_count,
+            tables,
+        })
+    }
 
-        // Block bitmap.
-        let mut map = BlockMap::new(groups);
-        for g in 0..groups {
+    /// Block and inode bitmaps of every group; returns what the group
+    /// descriptors record about them.
+    fn write_bitmaps(
+        &self,
+        geo: &Geometry,
+        last_ino: u32,
+        used: &[(u64, u64)],
+        fs_seed: u32,
+    ) -> Result<Vec<GroupBitmaps>> {
+        let mut map = BlockMap::new(geo.groups);
+        for g in 0..geo.groups {
             map.mark(g * BLOCKS_PER_GROUP, group_overhead(g));
         }
-        for &(s, l) in &used {
+        for &(s, l) in used {
             map.mark(s, l);
         }
         // Bits past the end of the filesystem are set.
-        let end_pad = groups * BLOCKS_PER_GROUP - blocks_count;
-        map.mark(blocks_count, end_pad);
-        let itb = itable_blocks(ipg);
+        let end_pad = geo.groups * BLOCKS_PER_GROUP - geo.blocks_count;
+        map.mark(geo.blocks_count, end_pad);
+        let ipg = geo.ipg;
+        let ib_bytes = (ipg / 8) as usize;
+        let mut out = Vec::with_capacity(geo.groups as usize);
+        for g in 0..geo.groups {
+            let t = &geo.tables[g as usize];
+            let first_ino = g * ipg as u64 + 1;
+            let used_here = (last_ino as u64 + 1)
+                .saturating_sub(first_ino)
+                .min(ipg as u64) as u32;
+            let mut ibm = vec![0u8; BLOCK_SIZE as usize];
+            for i in 0..used_here as usize {
+                ibm[i / 8] |= 1 << (i % 8);
+            }
+            for b in ibm.iter_mut().skip(ib_bytes) {
+                *b = 0xFF;
+            }
+            let bbm = map.group(g);
+            let in_group = (geo.blocks_count - g * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP);
+            let used_bits: u64 = bbm.iter().map(|b| b.count_ones() as u64).sum();
+            let free = in_group - (used_bits - (BLOCKS_PER_GROUP - in_group));
+            self.write_at(bbm, t.block_bitmap)?;
+            self.write_at(&ibm, t.inode_bitmap)?;
+            out.push(GroupBitmaps {
+                free_blocks: free,
+                used_inodes: used_here,
+                block_bitmap_csum: csum::raw(fs_seed, bbm),
+                inode_bitmap_csum: csum::raw(fs_seed, &ibm[..ib_bytes]),
+            });
+        }
+        Ok(out)
+    }
 
-        // Inode records: group them per inode-table block run.
+    /// Inode records (inode 1, the journal's inode 8, then every node's),
+    /// grouped per inode table and written; the groups past the last used
+    /// inode stay zero. Returns the directory count of each group.
+    fn write_inode_tables(&self, geo: &Geometry, t: &InodeTables<'_>) -> Result<Vec<u32>> {
+        let ipg = geo.ipg;
+        let fs_seed = t.fs_seed;
+        let itb = itable_blocks(ipg);
         let mut itables: Vec<Vec<u8>> = Vec::new();
-        let groups_with_inodes = (last_ino as u64).div_ceil(ipg as u64);
+        let groups_with_inodes = (t.num.last_ino as u64).div_ceil(ipg as u64);
         for _ in 0..groups_with_inodes {
             itables.push(vec![0u8; (itb * BLOCK_SIZE) as usize]);
         }
@@ -596,35 +764,28 @@ impl Builder {
             },
         );
         // Journal inode.
-        let mut jnl_blocks = [0u32; 17];
-        for (i, w) in j_tree.i_block.chunks_exact(4).enumerate() {
-            jnl_blocks[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        }
-        let j_size = j_blocks * BLOCK_SIZE;
-        jnl_blocks[15] = (j_size >> 32) as u32;
-        jnl_blocks[16] = j_size as u32;
         put_inode(
             &mut itables,
             8,
             &InodeRecord {
                 mode: inode::S_IFREG | 0o600,
-                size: j_size,
+                size: t.jnl.blocks * BLOCK_SIZE,
                 atime: now,
                 ctime: now,
                 mtime: now,
                 crtime: now,
                 links: 1,
-                blocks_512: (j_blocks + j_ntree) * 8,
+                blocks_512: (t.jnl.blocks + t.jnl.tree_blocks) * 8,
                 flags: inode::EXT4_EXTENTS_FL,
-                i_block: j_tree.i_block,
+                i_block: t.jnl.i_block,
                 ..Default::default()
             },
         );
-        let mut dirs_in_group = vec![0u32; groups as usize];
-        for &id in &all {
+        let mut dirs_in_group = vec![0u32; geo.groups as usize];
+        for &id in &t.num.all {
             let node = &self.nodes[id as usize];
-            let ino = ino_of[id as usize];
-            let f = &finals[id as usize];
+            let ino = t.num.ino_of[id as usize];
+            let f = &t.finals[id as usize];
             let fmt = match node.kind {
                 Kind::File { .. } => inode::S_IFREG,
                 Kind::Dir(_) => {
@@ -652,56 +813,51 @@ impl Builder {
                 flags: f.flags,
                 i_block: f.i_block,
                 file_acl: f.file_acl,
-                ibody_xattrs: ibody.get(&id).copied(),
+                ibody_xattrs: t.ibody.get(&id).copied(),
             };
             put_inode(&mut itables, ino, &rec);
         }
+        for (g, table) in itables.iter().enumerate() {
+            self.write_at(table, geo.tables[g].inode_table)?;
+        }
+        Ok(dirs_in_group)
+    }
 
-        // Write inode tables, bitmaps and descriptors.
-        let ib_bytes = (ipg / 8) as usize;
+    /// Group descriptors, one 64-byte entry per group in meta_bg blocks
+    /// (written to the first, second and last group of each meta group);
+    /// returns the filesystem's free block count.
+    fn write_descriptors(
+        &self,
+        geo: &Geometry,
+        bitmaps: &[GroupBitmaps],
+        dirs_in_group: &[u32],
+        fs_seed: u32,
+    ) -> Result<u64> {
+        let ipg = geo.ipg;
+        let groups = geo.groups;
         let mut descs = Vec::with_capacity(groups as usize);
         let mut free_blocks_total = 0u64;
         for g in 0..groups {
-            let t = &tables[g as usize];
-            let first_ino = g * ipg as u64 + 1;
-            let used_here = (last_ino as u64 + 1)
-                .saturating_sub(first_ino)
-                .min(ipg as u64) as u32;
-            let mut ibm = vec![0u8; BLOCK_SIZE as usize];
-            for i in 0..used_here as usize {
-                ibm[i / 8] |= 1 << (i % 8);
-            }
-            for b in ibm.iter_mut().skip(ib_bytes) {
-                *b = 0xFF;
-            }
-            let bbm = map.group(g);
-            let in_group = (blocks_count - g * BLOCKS_PER_GROUP).min(BLOCKS_PER_GROUP);
-            let used_bits: u64 = bbm.iter().map(|b| b.count_ones() as u64).sum();
-            let free = in_group - (used_bits - (BLOCKS_PER_GROUP - in_group));
-            free_blocks_total += free;
-            self.write_at(bbm, t.block_bitmap)?;
-            self.write_at(&ibm, t.inode_bitmap)?;
-            if (g as usize) < itables.len() {
-                self.write_at(&itables[g as usize], t.inode_table)?;
-            }
+            let t = &geo.tables[g as usize];
+            let b = &bitmaps[g as usize];
+            free_blocks_total += b.free_blocks;
             descs.push(GroupDesc {
                 block_bitmap: t.block_bitmap,
                 inode_bitmap: t.inode_bitmap,
                 inode_table: t.inode_table,
-                free_blocks: free as u32,
-                free_inodes: ipg - used_here,
+                free_blocks: b.free_blocks as u32,
+                free_inodes: ipg - b.used_inodes,
                 used_dirs: dirs_in_group[g as usize],
-                flags: if used_here == 0 {
+                flags: if b.used_inodes == 0 {
                     BG_INODE_UNINIT | BG_INODE_ZEROED
                 } else {
                     BG_INODE_ZEROED
                 },
-                block_bitmap_csum: csum::raw(fs_seed, bbm),
-                inode_bitmap_csum: csum::raw(fs_seed, &ibm[..ib_bytes]),
-                itable_unused: ipg - used_here,
+                block_bitmap_csum: b.block_bitmap_csum,
+                inode_bitmap_csum: b.inode_bitmap_csum,
+                itable_unused: ipg - b.used_inodes,
             });
         }
-        drop(itables);
         for m in 0..groups.div_ceil(META_BG_SIZE) {
             let mut blk = vec![0u8; BLOCK_SIZE as usize];
             for i in 0..META_BG_SIZE {
@@ -724,24 +880,14 @@ impl Builder {
                 }
             }
         }
-        let free_inodes = (inodes_count - used_inodes as u64) as u32;
-        let params = SuperParams {
-            inodes_count: inodes_count as u32,
-            blocks_count,
-            r_blocks_count: blocks_count / 20,
-            free_blocks: free_blocks_total,
-            free_inodes,
-            inodes_per_group: ipg,
-            time: now.secs.clamp(0, u32::MAX as i64) as u32,
-            uuid,
-            label,
-            hash_seed,
-            jnl_blocks,
-            overhead_clusters: 0,
-        };
+        Ok(free_blocks_total)
+    }
+
+    /// The superblock at byte 1024 and its backups (sparse_super groups).
+    fn write_superblocks(&self, groups: u64, params: &SuperParams) -> Result<()> {
         for g in 0..groups {
             if has_super(g) {
-                let sb = superblock::encode(&params, g as u16);
+                let sb = superblock::encode(params, g as u16);
                 if g == 0 {
                     self.file
                         .write_all_at(&sb, self.base + 1024)
@@ -751,29 +897,103 @@ impl Builder {
                 }
             }
         }
-        // Extend (never truncate: the filesystem may sit inside a disk).
+        Ok(())
+    }
+
+    /// Extend the file to the filesystem's end (never truncate: the
+    /// filesystem may sit inside a disk), and fsync unless told not to.
+    fn extend_and_sync(&self, blocks_count: u64) -> Result<()> {
         let end = self.base + blocks_count * BLOCK_SIZE;
         let len = self.file.metadata().map_err(|e| self.werr(e))?.len();
         if len < end {
             self.file.set_len(end).map_err(|e| self.werr(e))?;
         }
-        if std::env::var_os("DIBR_NO_FSYNC").is_none() {
+        if self.fsync {
             self.file.sync_all().map_err(|e| self.werr(e))?;
         }
-        Ok(Summary {
-            blocks_count,
-            free_blocks: free_blocks_total,
-            inodes_count: inodes_count as u32,
-            used_inodes,
-            inodes_per_group: ipg,
-            groups,
-            journal_blocks: j_blocks,
-            growth_ceiling_bytes: growth_ceiling(ipg),
-            uuid,
-            entries: self.stats.entries,
-            data_bytes: self.stats.data_bytes,
-        })
+        Ok(())
     }
+}
+
+/// lost+found's node, and whether dibr made it (then it gets mke2fs's
+/// preallocated empty blocks).
+#[derive(Clone, Copy)]
+struct LostFound {
+    id: Option<NodeId>,
+    is_new: bool,
+}
+
+/// The inode numbering and the orders the stages walk the nodes in.
+struct Numbering {
+    /// Inode number of each node (0: none).
+    ino_of: Vec<u32>,
+    /// Nodes numbered in the walk (everything but root and lost+found),
+    /// in inode order.
+    order: Vec<NodeId>,
+    /// Directories, root first, in the order of the walk.
+    dirs_in_order: Vec<NodeId>,
+    /// Every node with an inode: root, lost+found, then `order`.
+    all: Vec<NodeId>,
+    /// The highest inode number in use (= the used inode count).
+    last_ino: u32,
+    lpf: LostFound,
+}
+
+/// The filesystem's identity and the seeds derived from it.
+struct Identity {
+    uuid: [u8; 16],
+    hash_seed: [u8; 16],
+    /// Metadata checksum seed, crc32c(~0, uuid) (checksums.rst).
+    fs_seed: u32,
+    /// Directory-index hash parameters (from `hash_seed`).
+    hinfo: HashInfo,
+}
+
+/// The journal as written: inode 8's size, block count and extent root.
+struct Journal {
+    blocks: u64,
+    tree_blocks: u64,
+    i_block: [u8; 60],
+}
+
+impl Journal {
+    /// `s_jnl_blocks` (super.rst 0x10C): a copy of inode 8's `i_block`,
+    /// then `i_size_high` and `i_size`.
+    fn jnl_blocks(&self) -> [u32; 17] {
+        let mut jnl_blocks = [0u32; 17];
+        for (i, w) in self.i_block.chunks_exact(4).enumerate() {
+            jnl_blocks[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        }
+        let j_size = self.blocks * BLOCK_SIZE;
+        jnl_blocks[15] = (j_size >> 32) as u32;
+        jnl_blocks[16] = j_size as u32;
+        jnl_blocks
+    }
+}
+
+/// How many groups, how large, and where each group's tables are.
+struct Geometry {
+    ipg: u32,
+    groups: u64,
+    blocks_count: u64,
+    tables: Vec<Tables>,
+}
+
+/// One group's bitmaps as its descriptor records them.
+struct GroupBitmaps {
+    free_blocks: u64,
+    used_inodes: u32,
+    block_bitmap_csum: u32,
+    inode_bitmap_csum: u32,
+}
+
+/// What the inode records are made from.
+struct InodeTables<'a> {
+    num: &'a Numbering,
+    finals: &'a [Final],
+    ibody: &'a HashMap<NodeId, [u8; xattr::IBODY_SPACE]>,
+    jnl: &'a Journal,
+    fs_seed: u32,
 }
 
 /// Where one group's bitmaps and inode table are.

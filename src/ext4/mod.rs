@@ -21,6 +21,6 @@ pub mod superblock;
 pub mod verify;
 pub mod xattr;
 
-pub use builder::{Builder, Options};
+pub use builder::{Builder, IoOptions, Options};
 pub use error::{Error, Result};
 pub use finish::Summary;

@@ -299,11 +299,7 @@ impl<'a> Ext4<'a> {
 
     /// The UUID in its usual text form (as blkid and fstab's `UUID=` show it).
     pub fn uuid(&self) -> String {
-        let u = &self.uuid;
-        format!(
-            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]
-        )
+        crate::uuid::Uuid(self.uuid).to_string()
     }
 
     /// The filesystem's size in bytes.

@@ -97,25 +97,6 @@ impl Default for FatOptions {
 }
 
 impl FatOptions {
-    /// Label `ESP`; timestamp and volume-id seed from `SOURCE_DATE_EPOCH`
-    /// when set (reproducible builds), else from the current time.
-    pub fn from_env() -> Self {
-        let t = std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0)
-            });
-        FatOptions {
-            label: "ESP".into(),
-            volume_id_seed: t as u64,
-            timestamp: t,
-        }
-    }
-
     /// The volume id this seed gives.
     pub fn volume_id(&self) -> u32 {
         use sha2::{Digest, Sha256};

@@ -257,15 +257,39 @@ pub fn write_fat32(
     }
     let layout = Layout::compute(size)?;
     let label = parse_label(&opts.label)?;
-    let cb = layout.cluster_bytes();
-
-    // Plan: tree, names, sizes, clusters.
     let mut plan = Plan::new();
     for e in entries {
         plan.add(e)?;
     }
     let order = plan.preorder();
     plan.assign_short_names(&order)?;
+    let used = allocate_clusters(&mut plan, &order, &layout, label.is_some())?;
+    let vol = Volume::prepare(file, offset, size)?;
+    let boot = write_boot_records(&vol, &layout, label, used, opts)?;
+    write_fats(&vol, &layout, &plan, used)?;
+    let dirs = write_dirs(&vol, &layout, &plan, &order, label, opts.timestamp)?;
+    let (files, data_bytes) = write_file_data(&vol, &layout, &plan, &order)?;
+    Ok(FatStats {
+        cluster_bytes: layout.cluster_bytes(),
+        layout,
+        clusters_used: used,
+        clusters_free: boot.free,
+        files,
+        dirs,
+        data_bytes,
+        volume_id: boot.volume_id,
+    })
+}
+
+/// Clusters for every node, directories first (each a contiguous run from
+/// the root cluster on); returns the clusters used.
+fn allocate_clusters(
+    plan: &mut Plan<'_>,
+    order: &[usize],
+    layout: &Layout,
+    has_label: bool,
+) -> Result<u32, FatError> {
+    let cb = layout.cluster_bytes();
     let mut next = ROOT_CLUSTER;
     let available = layout.cluster_count;
     let mut used: u64 = 0;
@@ -282,7 +306,7 @@ pub fn write_fat32(
     for &i in &dirs_then_files {
         let bytes = match &plan.nodes[i].kind {
             Kind::Dir { .. } => {
-                let recs = plan.dir_records(i, label.is_some());
+                let recs = plan.dir_records(i, has_label);
                 if recs > 65_536 {
                     return Err(FatError::DirTooLarge {
                         path: plan.nodes[i].path.clone(),
@@ -308,28 +332,55 @@ pub fn write_fat32(
         node.first_cluster = if n == 0 { 0 } else { next };
         next += n as u32;
     }
-    let used = used as u32;
+    Ok(used as u32)
+}
 
-    // Prepare the region: extend the file if needed and zero the region
-    // (punching a hole keeps a sparse image sparse).
-    let end = offset
-        .checked_add(size)
-        .ok_or(FatError::TooLarge { size })?;
-    let len = file.metadata().map_err(io_err("image"))?.len();
-    if len < end {
-        file.set_len(end).map_err(io_err("image: extend"))?;
+/// The volume's region of the image file.
+struct Volume<'f> {
+    file: &'f File,
+    offset: u64,
+}
+
+impl<'f> Volume<'f> {
+    /// Extend the file if needed and zero the region (punching a hole
+    /// keeps a sparse image sparse).
+    fn prepare(file: &'f File, offset: u64, size: u64) -> Result<Self, FatError> {
+        let end = offset
+            .checked_add(size)
+            .ok_or(FatError::TooLarge { size })?;
+        let len = file.metadata().map_err(io_err("image"))?.len();
+        if len < end {
+            file.set_len(end).map_err(io_err("image: extend"))?;
+        }
+        zero_region(file, offset, size)?;
+        Ok(Volume { file, offset })
     }
-    zero_region(file, offset, size)?;
-    let at = |vol_off: u64| offset + vol_off;
-    let write = |buf: &[u8], vol_off: u64| {
-        file.write_all_at(buf, at(vol_off))
-            .map_err(io_err("image: write"))
-    };
 
-    // Boot record and its backup.
+    /// `buf` at byte `vol_off` of the volume.
+    fn write(&self, buf: &[u8], vol_off: u64) -> Result<(), FatError> {
+        self.file
+            .write_all_at(buf, self.offset + vol_off)
+            .map_err(io_err("image: write"))
+    }
+}
+
+/// What the boot records say that the statistics repeat.
+struct BootRecords {
+    free: u32,
+    volume_id: u32,
+}
+
+/// Boot sector, FSInfo and the third sector, and their backup copy.
+fn write_boot_records(
+    vol: &Volume<'_>,
+    layout: &Layout,
+    label: Option<[u8; 11]>,
+    used: u32,
+    opts: &FatOptions,
+) -> Result<BootRecords, FatError> {
     let params = BootParams {
-        layout: &layout,
-        hidden_sectors: u32::try_from(offset / SECTOR).unwrap_or(0),
+        layout,
+        hidden_sectors: u32::try_from(vol.offset / SECTOR).unwrap_or(0),
         volume_id: opts.volume_id(),
         label: label.unwrap_or(*b"NO NAME    "),
     };
@@ -343,10 +394,21 @@ pub fn write_fat32(
     boot.extend_from_slice(&boot_sector::boot_sector(&params));
     boot.extend_from_slice(&boot_sector::fsinfo_sector(free, next_free));
     boot.extend_from_slice(&boot_sector::third_sector());
-    write(&boot, 0)?;
-    write(&boot, u64::from(BACKUP_BOOT_SECTOR) * SECTOR)?;
+    vol.write(&boot, 0)?;
+    vol.write(&boot, u64::from(BACKUP_BOOT_SECTOR) * SECTOR)?;
+    Ok(BootRecords {
+        free,
+        volume_id: params.volume_id,
+    })
+}
 
-    // FATs: one contiguous chain per node.
+/// Both FATs: one contiguous chain per node.
+fn write_fats(
+    vol: &Volume<'_>,
+    layout: &Layout,
+    plan: &Plan<'_>,
+    used: u32,
+) -> Result<(), FatError> {
     let mut fat = vec![0u32; used as usize + 2];
     fat[0] = FAT0_MEDIA;
     fat[1] = FAT1_CLEAN;
@@ -358,14 +420,24 @@ pub fn write_fat32(
     }
     let fat_bytes: Vec<u8> = fat.iter().flat_map(|v| v.to_le_bytes()).collect();
     for copy in 0..super::layout::NUM_FATS {
-        write(&fat_bytes, layout.fat_offset(copy))?;
+        vol.write(&fat_bytes, layout.fat_offset(copy))?;
     }
+    Ok(())
+}
 
-    // Directories.
-    let t = opts.timestamp;
-    let mut files = 0u64;
+/// Every directory's records (the label in the root; `.` and `..`, long
+/// names, short entries); returns the number of directories below the
+/// root.
+fn write_dirs(
+    vol: &Volume<'_>,
+    layout: &Layout,
+    plan: &Plan<'_>,
+    order: &[usize],
+    label: Option<[u8; 11]>,
+    t: i64,
+) -> Result<u64, FatError> {
+    let cb = layout.cluster_bytes();
     let mut dirs = 0u64;
-    let mut data_bytes = 0u64;
     for &d in order
         .iter()
         .filter(|&&i| matches!(plan.nodes[i].kind, Kind::Dir { .. }))
@@ -378,7 +450,7 @@ pub fn write_fat32(
             }
         } else {
             dirs += 1;
-            let parent = parent_cluster(&plan, d);
+            let parent = parent_cluster(plan, d);
             buf.extend_from_slice(&dir::short_entry(
                 b".          ",
                 ATTR_DIRECTORY,
@@ -407,10 +479,22 @@ pub fn write_fat32(
             };
             buf.extend_from_slice(&dir::short_entry(&c.short, attr, c.first_cluster, size, t));
         }
-        write(&buf, layout.cluster_offset(node.first_cluster))?;
+        vol.write(&buf, layout.cluster_offset(node.first_cluster))?;
     }
+    Ok(dirs)
+}
 
-    // File data.
+/// File contents into their clusters, from memory or from a host file
+/// (which must still have the size it was planned with); returns the file
+/// count and their bytes.
+fn write_file_data(
+    vol: &Volume<'_>,
+    layout: &Layout,
+    plan: &Plan<'_>,
+    order: &[usize],
+) -> Result<(u64, u64), FatError> {
+    let mut files = 0u64;
+    let mut data_bytes = 0u64;
     let mut chunk = vec![0u8; CHUNK];
     for &i in order.iter() {
         let node = &plan.nodes[i];
@@ -424,7 +508,7 @@ pub fn write_fat32(
         }
         let base = layout.cluster_offset(node.first_cluster);
         match src {
-            FatSource::Bytes(b) => write(b, base)?,
+            FatSource::Bytes(b) => vol.write(b, base)?,
             FatSource::Path(p) => {
                 let what = format!("{}: {}", node.path, p.display());
                 let mut f = File::open(p).map_err(io_err(what.clone()))?;
@@ -439,7 +523,7 @@ pub fn write_fat32(
                             path: node.path.clone(),
                         });
                     }
-                    write(&chunk[..n], base + done)?;
+                    vol.write(&chunk[..n], base + done)?;
                     done += n as u64;
                 }
                 if done != size {
@@ -450,17 +534,7 @@ pub fn write_fat32(
             }
         }
     }
-
-    Ok(FatStats {
-        layout,
-        cluster_bytes: cb,
-        clusters_used: used,
-        clusters_free: free,
-        files,
-        dirs,
-        data_bytes,
-        volume_id: params.volume_id,
-    })
+    Ok((files, data_bytes))
 }
 
 /// The cluster a directory's `..` entry names: 0 when the parent is the root.

@@ -92,8 +92,20 @@ fn checksum(b: &[u8]) -> u32 {
 }
 
 /// Convert the raw image `raw` to a dynamic VHD at `out` (written under a
-/// temporary name and renamed into place).
+/// temporary name and renamed into place), stamped with the raw image's
+/// mtime: [`write_vhd_at`] without a `SOURCE_DATE_EPOCH`.
 pub fn write_vhd(raw: &Path, out: &Path) -> Result<(), OutputError> {
+    write_vhd_at(raw, out, None)
+}
+
+/// [`write_vhd`] with the footer's timestamp (and so its UUID) taken from
+/// `source_date_epoch` when it is set and not before 1970 (reproducible
+/// builds), else from the raw image's mtime.
+pub fn write_vhd_at(
+    raw: &Path,
+    out: &Path,
+    source_date_epoch: Option<i64>,
+) -> Result<(), OutputError> {
     let src = File::open(raw).map_err(OutputError::io(raw))?;
     let meta = src.metadata().map_err(OutputError::io(raw))?;
     let size = meta.len();
@@ -147,9 +159,8 @@ pub fn write_vhd(raw: &Path, out: &Path) -> Result<(), OutputError> {
 
     // Deterministic timestamp and UUID: SOURCE_DATE_EPOCH or the raw
     // image's mtime; the UUID hashes the size, time and BAT.
-    let unix = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
+    let unix = source_date_epoch
+        .and_then(|s| u64::try_from(s).ok())
         .unwrap_or_else(|| {
             meta.modified()
                 .ok()

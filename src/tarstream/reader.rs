@@ -15,7 +15,7 @@ use super::header::{
     cstr, padded, parse_signed, parse_unsigned, shown, slot_empty, sparse_slots, Block, Dialect,
     Header, BLOCK,
 };
-use super::pax::{parse_records, PaxAttrs, Record};
+use super::pax::{parse_records, PaxAttrs, Record, SparseAttrs};
 use super::source::{Buffered, TarSource};
 use super::sparse::{segments_from_pairs, DataMapParser, MAX_MAP_BYTES, MAX_SEGMENTS};
 use super::TarError;
@@ -279,97 +279,22 @@ impl<R: TarSource> TarReader<R> {
         ext: Pending,
     ) -> Result<Entry, TarError> {
         let first = ext.first.unwrap_or(hoff);
-        let early_name =
-            String::from_utf8_lossy(ext.long_name.as_deref().unwrap_or(&h.path())).into_owned();
-        let mut attrs = self.globals.clone();
-        for (k, v) in &ext.local {
-            attrs.apply(k, v, true).map_err(|detail| TarError::BadPax {
-                path: early_name.clone(),
-                offset: first,
-                detail,
-            })?;
-        }
+        let mut attrs = self.member_attrs(h, &ext, first)?;
         let sparse = std::mem::take(&mut attrs.sparse);
         let typeflag = h.typeflag();
         let is_sparse_pax = sparse.is_sparse() && matches!(typeflag, b'0' | 0 | b'7');
-
-        // Name precedence: the real name of a PAX sparse file, then PAX
-        // `path`, GNU long name, ustar prefix/name.
-        let raw_path = match (is_sparse_pax, &sparse.name, &attrs.path, &ext.long_name) {
-            (true, Some(n), _, _) => n.clone(),
-            (_, _, Some(p), _) => p.clone(),
-            (_, _, _, Some(l)) => l.clone(),
-            _ => h.path(),
-        };
+        let raw_path = raw_path(h, &ext, &attrs, &sparse, is_sparse_pax);
         let path = normalize_path(&raw_path).map_err(|source| TarError::Path {
             offset: first,
             source,
         })?;
         let disp = display_path(&path);
-        let num = |field: &'static str| {
-            parse_signed(h.field(field)).map_err(|_| TarError::BadNumber {
-                field,
-                value: shown(h.field(field)),
-                path: disp.clone(),
-                offset: first,
-            })
+        let f = Fields {
+            h,
+            path: &disp,
+            offset: first,
         };
-        let num32 = |field: &'static str| {
-            let v = num(field)?;
-            u32::try_from(v).map_err(|_| TarError::BadNumber {
-                field,
-                value: v.to_string(),
-                path: disp.clone(),
-                offset: first,
-            })
-        };
-        let link = || match (&attrs.linkpath, &ext.long_link) {
-            (Some(p), _) => p.clone(),
-            (_, Some(l)) => l.clone(),
-            _ => h.link_name(),
-        };
-        let dialect = h.dialect();
-        let kind = match typeflag {
-            // V7 convention (also honoured by GNU tar): a "regular file"
-            // whose name ends in '/' is a directory.
-            0 | b'0' if raw_path.ends_with(b"/") && (typeflag == 0 || dialect == Dialect::V7) => {
-                EntryKind::Dir
-            }
-            0 | b'0' | b'7' | b'S' => EntryKind::File,
-            b'1' => {
-                EntryKind::HardLink(normalize_path(&link()).map_err(|source| TarError::Path {
-                    offset: first,
-                    source,
-                })?)
-            }
-            b'2' => EntryKind::Symlink(link()),
-            b'3' | b'4' => {
-                let major = match attrs.devmajor {
-                    Some(v) => v,
-                    None => num32("devmajor")?,
-                };
-                let minor = match attrs.devminor {
-                    Some(v) => v,
-                    None => num32("devminor")?,
-                };
-                if typeflag == b'3' {
-                    EntryKind::CharDev { major, minor }
-                } else {
-                    EntryKind::BlockDev { major, minor }
-                }
-            }
-            // 'D': GNU incremental dumpdir, a directory whose data lists its
-            // contents; the listing is skipped.
-            b'5' | b'D' => EntryKind::Dir,
-            b'6' => EntryKind::Fifo,
-            other => {
-                return Err(TarError::UnsupportedType {
-                    typeflag: other as char,
-                    path: disp,
-                    offset: first,
-                })
-            }
-        };
+        let kind = entry_kind(&f, &raw_path, &attrs, &ext)?;
         if path.is_empty() && kind != EntryKind::Dir {
             return Err(TarError::BadHeader {
                 path: String::from_utf8_lossy(&raw_path).into_owned(),
@@ -377,47 +302,16 @@ impl<R: TarSource> TarReader<R> {
                 detail: "a non-directory entry names the archive root".into(),
             });
         }
-        let mode = (num("mode")? & 0o7777) as u32;
-        let uid = match attrs.uid {
-            Some(v) => v,
-            None => num32("uid")?,
-        };
-        let gid = match attrs.gid {
-            Some(v) => v,
-            None => num32("gid")?,
-        };
-        let mtime = match attrs.mtime {
-            Some(t) => t,
-            None => Timestamp::new(num("mtime")?, 0),
-        };
-        // Old GNU headers carry atime/ctime (written by --incremental);
-        // all-NUL means absent.
-        let gnu_time = |field: &'static str| -> Result<Option<Timestamp>, TarError> {
-            if dialect != Dialect::Gnu || h.field(field).iter().all(|&b| b == 0) {
-                return Ok(None);
-            }
-            Ok(Some(Timestamp::new(num(field)?, 0)))
-        };
-        let atime = match attrs.atime {
-            Some(t) => Some(t),
-            None => gnu_time("atime")?,
-        };
-        let ctime = match attrs.ctime {
-            Some(t) => Some(t),
-            None => gnu_time("ctime")?,
-        };
+        let meta = metadata(&f, &attrs)?;
         let mut stored = attrs.size.unwrap_or(header_size);
 
-        let bad_sparse = |detail: String| TarError::BadSparse {
-            path: disp.clone(),
-            offset: first,
-            detail,
-        };
-        // Sparse map as flat offset,len pairs plus the real size.
+        // Sparse map as flat offset,len pairs plus the real size: old GNU
+        // maps sit in extension headers before the data region, PAX 1.0
+        // maps at its start.
         let mut sparse_map: Option<(Vec<u64>, u64)> = None;
         if typeflag == b'S' {
-            let realsize = u64::try_from(num("realsize")?)
-                .map_err(|_| bad_sparse("negative realsize".into()))?;
+            let realsize = u64::try_from(f.num("realsize")?)
+                .map_err(|_| f.bad_sparse("negative realsize".into()))?;
             sparse_map = Some((self.old_gnu_map(h, &disp, first)?, realsize));
         }
         let region_start = self.buf.pos();
@@ -430,72 +324,11 @@ impl<R: TarSource> TarReader<R> {
                 offset: first,
             })?;
         if is_sparse_pax && kind == EntryKind::File {
-            let realsize = sparse.realsize.ok_or_else(|| {
-                bad_sparse("no GNU.sparse.size / GNU.sparse.realsize record".into())
-            })?;
-            let flat = if sparse.map_in_data() {
-                let (values, map_bytes) = self.data_map(stored, &disp, first)?;
-                stored -= map_bytes;
-                values
-            } else if let Some(m) = sparse.map {
-                m
-            } else {
-                if !sparse.pairs.len().is_multiple_of(2) {
-                    return Err(bad_sparse("GNU.sparse.offset without numbytes".into()));
-                }
-                sparse.pairs
-            };
-            sparse_map = Some((flat, realsize));
+            sparse_map = Some(self.pax_sparse_map(&f, sparse, &mut stored)?);
         }
-
         let data_start = self.buf.pos();
-        let (size, segments, data_len) = match (&kind, sparse_map) {
-            (EntryKind::File, Some((flat, realsize))) => {
-                let (segs, total) = segments_from_pairs(&flat, realsize).map_err(bad_sparse)?;
-                if total > stored {
-                    return Err(bad_sparse(format!(
-                        "map describes {total} data bytes but the entry stores only {stored}"
-                    )));
-                }
-                (realsize, segs, total)
-            }
-            (EntryKind::File, None) => {
-                let segs = if stored > 0 {
-                    vec![Segment {
-                        offset: 0,
-                        len: stored,
-                    }]
-                } else {
-                    vec![]
-                };
-                (stored, segs, stored)
-            }
-            _ => (0, vec![], 0),
-        };
-
-        let mut xattrs = std::mem::take(&mut attrs.xattrs);
-        for (text, name) in [
-            (&attrs.acl_access, &b"system.posix_acl_access"[..]),
-            (&attrs.acl_default, &b"system.posix_acl_default"[..]),
-        ] {
-            let Some(text) = text else { continue };
-            // An explicit xattr of the same name wins over the text form.
-            if xattrs.iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            match acl::text_to_xattr(text) {
-                Ok(Some(v)) => xattrs.push((name.to_vec(), v)),
-                Ok(None) => {}
-                Err(detail) => {
-                    return Err(TarError::BadAcl {
-                        path: disp,
-                        offset: first,
-                        text: String::from_utf8_lossy(text).into_owned(),
-                        detail,
-                    })
-                }
-            }
-        }
+        let (size, segments, data_len) = data_layout(&f, &kind, sparse_map, stored)?;
+        let xattrs = with_acls(std::mem::take(&mut attrs.xattrs), &attrs, &f)?;
 
         self.cur = Some(Current {
             path: disp,
@@ -510,17 +343,64 @@ impl<R: TarSource> TarReader<R> {
         Ok(Entry {
             path,
             kind,
-            mode,
-            uid,
-            gid,
-            mtime,
-            atime,
-            ctime,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime: meta.mtime,
+            atime: meta.atime,
+            ctime: meta.ctime,
             xattrs,
             size,
             segments,
             source_offset: first,
         })
+    }
+
+    /// The global PAX attributes with the member's own records applied.
+    fn member_attrs(
+        &self,
+        h: &Header<'_>,
+        ext: &Pending,
+        first: u64,
+    ) -> Result<PaxAttrs, TarError> {
+        let early_name =
+            String::from_utf8_lossy(ext.long_name.as_deref().unwrap_or(&h.path())).into_owned();
+        let mut attrs = self.globals.clone();
+        for (k, v) in &ext.local {
+            attrs.apply(k, v, true).map_err(|detail| TarError::BadPax {
+                path: early_name.clone(),
+                offset: first,
+                detail,
+            })?;
+        }
+        Ok(attrs)
+    }
+
+    /// A PAX sparse file's map (0.0 pairs, 0.1 `GNU.sparse.map`, or 1.0 at
+    /// the start of the data, whose bytes then no longer count as stored
+    /// data) and its real size.
+    fn pax_sparse_map(
+        &mut self,
+        f: &Fields<'_>,
+        sparse: SparseAttrs,
+        stored: &mut u64,
+    ) -> Result<(Vec<u64>, u64), TarError> {
+        let realsize = sparse.realsize.ok_or_else(|| {
+            f.bad_sparse("no GNU.sparse.size / GNU.sparse.realsize record".into())
+        })?;
+        let flat = if sparse.map_in_data() {
+            let (values, map_bytes) = self.data_map(*stored, f.path, f.offset)?;
+            *stored -= map_bytes;
+            values
+        } else if let Some(m) = sparse.map {
+            m
+        } else {
+            if !sparse.pairs.len().is_multiple_of(2) {
+                return Err(f.bad_sparse("GNU.sparse.offset without numbytes".into()));
+            }
+            sparse.pairs
+        };
+        Ok((flat, realsize))
     }
 
     /// Old GNU sparse map: 4 slots in the header, then 21 per extension
@@ -694,4 +574,222 @@ impl<R: TarSource> FileData for TarReader<R> {
             cur.consumed = cur.data_len;
         }
     }
+}
+
+/// One member's header fields, with errors that name the member.
+struct Fields<'a> {
+    h: &'a Header<'a>,
+    path: &'a str,
+    offset: u64,
+}
+
+impl Fields<'_> {
+    fn num(&self, field: &'static str) -> Result<i64, TarError> {
+        parse_signed(self.h.field(field)).map_err(|_| TarError::BadNumber {
+            field,
+            value: shown(self.h.field(field)),
+            path: self.path.to_string(),
+            offset: self.offset,
+        })
+    }
+
+    fn num32(&self, field: &'static str) -> Result<u32, TarError> {
+        let v = self.num(field)?;
+        u32::try_from(v).map_err(|_| TarError::BadNumber {
+            field,
+            value: v.to_string(),
+            path: self.path.to_string(),
+            offset: self.offset,
+        })
+    }
+
+    /// Old GNU headers carry atime/ctime (written by --incremental);
+    /// all-NUL means absent.
+    fn gnu_time(&self, field: &'static str) -> Result<Option<Timestamp>, TarError> {
+        if self.h.dialect() != Dialect::Gnu || self.h.field(field).iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        Ok(Some(Timestamp::new(self.num(field)?, 0)))
+    }
+
+    fn bad_sparse(&self, detail: String) -> TarError {
+        TarError::BadSparse {
+            path: self.path.to_string(),
+            offset: self.offset,
+            detail,
+        }
+    }
+}
+
+/// Name precedence: the real name of a PAX sparse file, then PAX `path`,
+/// GNU long name, ustar prefix/name.
+fn raw_path(
+    h: &Header<'_>,
+    ext: &Pending,
+    attrs: &PaxAttrs,
+    sparse: &SparseAttrs,
+    is_sparse_pax: bool,
+) -> Vec<u8> {
+    match (is_sparse_pax, &sparse.name, &attrs.path, &ext.long_name) {
+        (true, Some(n), _, _) => n.clone(),
+        (_, _, Some(p), _) => p.clone(),
+        (_, _, _, Some(l)) => l.clone(),
+        _ => h.path(),
+    }
+}
+
+/// What the typeflag (and, for V7 archives, a trailing '/') makes the
+/// member; link targets by PAX `linkpath`, GNU long link, ustar linkname.
+fn entry_kind(
+    f: &Fields<'_>,
+    raw_path: &[u8],
+    attrs: &PaxAttrs,
+    ext: &Pending,
+) -> Result<EntryKind, TarError> {
+    let h = f.h;
+    let typeflag = h.typeflag();
+    let link = || match (&attrs.linkpath, &ext.long_link) {
+        (Some(p), _) => p.clone(),
+        (_, Some(l)) => l.clone(),
+        _ => h.link_name(),
+    };
+    Ok(match typeflag {
+        // V7 convention (also honoured by GNU tar): a "regular file"
+        // whose name ends in '/' is a directory.
+        0 | b'0' if raw_path.ends_with(b"/") && (typeflag == 0 || h.dialect() == Dialect::V7) => {
+            EntryKind::Dir
+        }
+        0 | b'0' | b'7' | b'S' => EntryKind::File,
+        b'1' => EntryKind::HardLink(normalize_path(&link()).map_err(|source| TarError::Path {
+            offset: f.offset,
+            source,
+        })?),
+        b'2' => EntryKind::Symlink(link()),
+        b'3' | b'4' => {
+            let major = match attrs.devmajor {
+                Some(v) => v,
+                None => f.num32("devmajor")?,
+            };
+            let minor = match attrs.devminor {
+                Some(v) => v,
+                None => f.num32("devminor")?,
+            };
+            if typeflag == b'3' {
+                EntryKind::CharDev { major, minor }
+            } else {
+                EntryKind::BlockDev { major, minor }
+            }
+        }
+        // 'D': GNU incremental dumpdir, a directory whose data lists its
+        // contents; the listing is skipped.
+        b'5' | b'D' => EntryKind::Dir,
+        b'6' => EntryKind::Fifo,
+        other => {
+            return Err(TarError::UnsupportedType {
+                typeflag: other as char,
+                path: f.path.to_string(),
+                offset: f.offset,
+            })
+        }
+    })
+}
+
+/// Permissions, owners and times: PAX values win over the header's.
+struct Metadata {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: Timestamp,
+    atime: Option<Timestamp>,
+    ctime: Option<Timestamp>,
+}
+
+fn metadata(f: &Fields<'_>, attrs: &PaxAttrs) -> Result<Metadata, TarError> {
+    Ok(Metadata {
+        mode: (f.num("mode")? & 0o7777) as u32,
+        uid: match attrs.uid {
+            Some(v) => v,
+            None => f.num32("uid")?,
+        },
+        gid: match attrs.gid {
+            Some(v) => v,
+            None => f.num32("gid")?,
+        },
+        mtime: match attrs.mtime {
+            Some(t) => t,
+            None => Timestamp::new(f.num("mtime")?, 0),
+        },
+        atime: match attrs.atime {
+            Some(t) => Some(t),
+            None => f.gnu_time("atime")?,
+        },
+        ctime: match attrs.ctime {
+            Some(t) => Some(t),
+            None => f.gnu_time("ctime")?,
+        },
+    })
+}
+
+/// (apparent size, data segments, stored data bytes) of a member.
+fn data_layout(
+    f: &Fields<'_>,
+    kind: &EntryKind,
+    sparse_map: Option<(Vec<u64>, u64)>,
+    stored: u64,
+) -> Result<(u64, Vec<Segment>, u64), TarError> {
+    Ok(match (kind, sparse_map) {
+        (EntryKind::File, Some((flat, realsize))) => {
+            let (segs, total) =
+                segments_from_pairs(&flat, realsize).map_err(|d| f.bad_sparse(d))?;
+            if total > stored {
+                return Err(f.bad_sparse(format!(
+                    "map describes {total} data bytes but the entry stores only {stored}"
+                )));
+            }
+            (realsize, segs, total)
+        }
+        (EntryKind::File, None) => {
+            let segs = if stored > 0 {
+                vec![Segment {
+                    offset: 0,
+                    len: stored,
+                }]
+            } else {
+                vec![]
+            };
+            (stored, segs, stored)
+        }
+        _ => (0, vec![], 0),
+    })
+}
+
+/// POSIX ACLs in their text form (`SCHILY.acl.access`/`.default`) as the
+/// `system.posix_acl_*` xattrs; an explicit xattr of the same name wins.
+fn with_acls(
+    mut xattrs: Vec<Record>,
+    attrs: &PaxAttrs,
+    f: &Fields<'_>,
+) -> Result<Vec<Record>, TarError> {
+    for (text, name) in [
+        (&attrs.acl_access, &b"system.posix_acl_access"[..]),
+        (&attrs.acl_default, &b"system.posix_acl_default"[..]),
+    ] {
+        let Some(text) = text else { continue };
+        if xattrs.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        match acl::text_to_xattr(text) {
+            Ok(Some(v)) => xattrs.push((name.to_vec(), v)),
+            Ok(None) => {}
+            Err(detail) => {
+                return Err(TarError::BadAcl {
+                    path: f.path.to_string(),
+                    offset: f.offset,
+                    text: String::from_utf8_lossy(text).into_owned(),
+                    detail,
+                })
+            }
+        }
+    }
+    Ok(xattrs)
 }

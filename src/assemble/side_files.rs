@@ -1,0 +1,140 @@
+//! Files written beside the disk: tar outputs of the same tree, the
+//! `--checksum` side files and the manifests directory (`NAME.d/`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::hooks::KEEP_LIMIT;
+use super::plan::Plan;
+use super::router::{file_entry, read_all, Bytes};
+use super::{io_err, AssembleConfig, AssembleError};
+use crate::capture::{self, CaptureError, CaptureOptions, EntryTar, OutputType};
+use crate::output::atomic::AtomicFile;
+use crate::source::Source;
+use crate::tree::{Entry, EntryKind};
+
+/// Tar outputs: the tree read a second time, with the same replacements
+/// (fstab) and additions (mount points, hook entries) the disk got.
+pub(super) fn write_tar_output(
+    cfg: &AssembleConfig,
+    out: &Path,
+    ty: OutputType,
+    plan: &Plan,
+    added: &[Entry],
+    added_data: &[Vec<u8>],
+) -> Result<(), AssembleError> {
+    let opts = CaptureOptions {
+        source_date_epoch: cfg.source_date_epoch,
+        ..Default::default()
+    };
+    let fstab = plan.fstab().into_bytes();
+    capture::write_output_with(out, ty, &mut |w| {
+        let mut t = EntryTar::new(w, &opts, &cfg.from);
+        let mut src = Source::open(&cfg.from).map_err(|e| CaptureError::Input(e.to_string()))?;
+        let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
+        while let Some(e) = src
+            .next_entry()
+            .map_err(|e| CaptureError::Input(e.to_string()))?
+        {
+            if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
+                continue; // replaced by a hook's entry, written below
+            }
+            if e.path == b"etc/fstab" && !matches!(e.kind, EntryKind::Dir) {
+                let mode = if e.kind == EntryKind::File {
+                    e.mode
+                } else {
+                    0o644
+                };
+                let fe = file_entry(Entry { mode, ..e }, fstab.len() as u64);
+                t.add(&fe, &mut Bytes(&fstab))?;
+                continue;
+            }
+            t.add(&e, src.data())?;
+        }
+        for (e, d) in added.iter().zip(added_data) {
+            t.add(e, &mut Bytes(d))?;
+        }
+        t.finish()
+    })?;
+    Ok(())
+}
+
+/// `--checksum`: NAME.<ext>.sha256 and .md5 side files, as DIB's
+/// `finish_image` writes them (`sha256sum`/`md5sum` output format).
+pub fn write_checksum(path: &Path) -> Result<Vec<PathBuf>, AssembleError> {
+    use md5::Md5;
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let what = || format!("reading {}", path.display());
+    let mut f = File::open(path).map_err(io_err(what()))?;
+    let (mut sha, mut md) = (Sha256::new(), Md5::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(what()))?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        md.update(&buf[..n]);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut written = Vec::new();
+    for (ext, sum) in [
+        ("sha256", format!("{:x}", sha.finalize())),
+        ("md5", format!("{:x}", md.finalize())),
+    ] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".");
+        p.push(ext);
+        let p = PathBuf::from(p);
+        write_atomic(&p, format!("{sum}  {name}\n").as_bytes())?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+fn write_atomic(p: &Path, data: &[u8]) -> Result<(), AssembleError> {
+    use std::io::Write;
+    let what = || format!("writing {}", p.display());
+    let a = AtomicFile::create(p).map_err(io_err(what()))?;
+    a.file().write_all(data).map_err(io_err(what()))?;
+    a.commit().map_err(io_err(what()))
+}
+
+/// A manifest file: path below /etc/dib-manifests, content.
+pub type ManifestFile = (Vec<u8>, Vec<u8>);
+
+/// The regular files below `dir` (the tree's /etc/dib-manifests), for
+/// [`write_manifests`] when no disk is assembled; symlinks are not followed.
+pub fn manifest_files(dir: &Path) -> Result<Vec<ManifestFile>, AssembleError> {
+    let mut s = Source::open(dir)?;
+    let mut out = Vec::new();
+    while let Some(e) = s.next_entry()? {
+        if e.kind == EntryKind::File {
+            let data = read_all(s.data(), KEEP_LIMIT, &e.display_path())?.unwrap_or_default();
+            out.push((e.path.clone(), data));
+        }
+    }
+    Ok(out)
+}
+
+/// DIB's manifests element copies the image's /etc/dib-manifests to
+/// `${IMAGE_NAME}.d/dib-manifests` (`DIB_MANIFEST_SAVE_DIR`).
+pub fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), AssembleError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut d = name.as_os_str().to_owned();
+    d.push(".d");
+    let dir = PathBuf::from(d).join("dib-manifests");
+    for (rel, data) in files {
+        let p = dir.join(std::ffi::OsStr::from_bytes(rel));
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        write_atomic(&p, data)?;
+    }
+    Ok(())
+}
