@@ -91,7 +91,8 @@ const DIE_FN: &str = "() {  local rc=$?;\n set +o xtrace;\n echo \"$@\";\n exit 
 /// The function behind DIB's `PS4`: `file:line:function` of the traced
 /// command (bash ignores an inherited PS4 when it runs as root, as hooks
 /// usually do).
-const PS4_FN: &str = "() {  local -a c=($(caller 0));\n printf '%-60s ' \"${c[2]}:${c[0]}:${c[1]}\"\n}";
+const PS4_FN: &str =
+    "() {  local -a c=($(caller 0));\n printf '%-60s ' \"${c[2]}:${c[0]}:${c[1]}\"\n}";
 
 fn find_in_path(name: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
@@ -185,8 +186,17 @@ impl HookEnv {
             .and_then(|a| Path::new(a).file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let skip = if argv0.ends_with("image-create") { 1 } else { 2 };
-        let dib_args = argv.iter().skip(skip).cloned().collect::<Vec<_>>().join(" ");
+        let skip = if argv0.ends_with("image-create") {
+            1
+        } else {
+            2
+        };
+        let dib_args = argv
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
         let python = get("DIB_PYTHON_EXEC")
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| {
