@@ -13,7 +13,9 @@
 //!   true;
 //! - the values of the variables in [`SAME_VALUE`] (no paths, pids or
 //!   temporary names in them);
-//! - the names `DIB_ENV` declares.
+//! - the names `DIB_ENV` declares;
+//! - what a cleanup.d hook gets from `$_LIB`'s `select_boot_kernel_initrd`
+//!   and `die` (`lib.txt`, made with DIB's own library).
 
 mod common;
 
@@ -312,6 +314,15 @@ fn hook_environment_matches_dib() {
                 }
             }
         }
+    }
+    // $_LIB's img-functions and die, used as DIB's elements use them,
+    // give what DIB's gave.
+    let want = fs::read_to_string(fixture_dir().join("lib.txt")).unwrap();
+    let got = fs::read_to_string(out.join("envtest.env/lib")).unwrap_or_default();
+    if got != want {
+        problems.push(format!(
+            "the cleanup.d hook using $_LIB wrote:\n{got}\nDIB's library gave:\n{want}"
+        ));
     }
     // _LIB points at a directory with the files DIB's elements source.
     let lib = parse(&fs::read_to_string(out.join("envtest.env/outside")).unwrap())
