@@ -26,11 +26,6 @@ use crate::elements::Phase;
 
 const TARGET_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Caller variables that never reach a hook: the sandbox's fakeroot mode
-/// sets its own preload and key (a caller's would load into every
-/// in-namespace process).
-const SANDBOX_OWNS: &[&str] = &["LD_PRELOAD", "LD_LIBRARY_PATH", "FAKEROOTKEY", "FAKED_MODE"];
-
 /// What DIB's in-target `env -u` removes.
 const ENV_U: &[&str] = &["TMPDIR", "VIRTUAL_ENV"];
 
@@ -152,11 +147,13 @@ impl HookEnv {
         Self::with_caller(cfg, w, r, path, Self::caller())
     }
 
-    /// The caller's environment (names and values that are UTF-8).
+    /// The caller's environment (names and values that are UTF-8). All of
+    /// it, `LD_PRELOAD` included as DIB passes it to outside hooks (e.g.
+    /// `eatmydata disk-image-create`); the sandbox's fakeroot mode replaces
+    /// `LD_PRELOAD`, `LD_LIBRARY_PATH` and `FAKEROOTKEY` with its own.
     fn caller() -> Vec<(String, String)> {
         std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| !SANDBOX_OWNS.contains(&k.as_str()))
             .collect()
     }
 
