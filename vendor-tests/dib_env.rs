@@ -350,11 +350,12 @@ fn hook_environment_matches_dib() {
 /// pipefail` (as DIB's ramdisk element does in-target), and their helpers
 /// behave as DIB's: `die` keeps the failing status, and
 /// `select_boot_kernel_initrd` picks the newest kernel/initrd of a
-/// Debian tree.
+/// Debian tree, `copy_required_libs` and `finalise_image` make a ramdisk
+/// tree and its cpio.
 #[test]
 fn shipped_lib_sources_and_works() {
     let test = "shipped_lib_sources_and_works";
-    if !require(test, false, &["bash"]) {
+    if !require(test, false, &["bash", "cpio", "gzip", "ldd"]) {
         return;
     }
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("lib");
@@ -377,11 +378,22 @@ for f in die common-defaults img-defaults ramdisk-defaults common-functions img-
 done
 select_boot_kernel_initrd "$1"
 echo "KERNEL=$KERNEL RAMDISK=$RAMDISK"
+# ramdisk-functions: the libraries bash needs land in $TMP_MOUNT_PATH/lib
+# (named as the loader asks for them), and the tree becomes a newc cpio.
+TMP_MOUNT_PATH=$2/ramdisk
+mkdir -p "$TMP_MOUNT_PATH/lib" "$TMP_MOUNT_PATH/bin"
+cp -L "$(type -p bash)" "$TMP_MOUNT_PATH/bin/"
+copy_required_libs "$(type -p bash)"
+ls "$TMP_MOUNT_PATH/lib" | grep -q '^libc\.so' || { echo "no libc copied"; exit 1; }
+echo "fullpath=$(cd /tmp && fullpath x) $(fullpath /abs)"
+TMP_IMAGE_PATH=$2/initrd finalise_image >/dev/null
+gzip -dc "$2/initrd" | cpio -it 2>/dev/null | grep -qx bin/bash || { echo "bin/bash not in the cpio"; exit 1; }
 (exit 7) || die "died"
 "#;
     let o = Command::new("bash")
         .args(["-c", script, "x"])
         .arg(&root)
+        .arg(t.path())
         .env("_LIB", &lib)
         .output()
         .unwrap();
@@ -393,4 +405,9 @@ echo "KERNEL=$KERNEL RAMDISK=$RAMDISK"
         out_text(&o)
     );
     assert!(text.contains("died"), "{test}:\n{}", out_text(&o));
+    assert!(
+        text.contains("fullpath=/tmp/x /abs"),
+        "{test}:\n{}",
+        out_text(&o)
+    );
 }
