@@ -252,6 +252,34 @@ fn compare(
             problems.push(format!("{side:?}: IMAGE_ELEMENT: DIB {a:?}, dibr {b:?}"));
         }
     }
+    // IMAGE_ELEMENT_YAML: the same element names (the paths differ).
+    if let (Some(a), Some(b)) = (
+        dib.get("IMAGE_ELEMENT_YAML"),
+        dibr.get("IMAGE_ELEMENT_YAML"),
+    ) {
+        let names = |v: &str| -> BTreeSet<String> {
+            v.split("\\n")
+                .filter_map(|l| l.split_once(": ").map(|(n, _)| n.to_string()))
+                .collect()
+        };
+        if names(a) != names(b) {
+            problems.push(format!(
+                "{side:?}: IMAGE_ELEMENT_YAML names {:?} under DIB, {:?} under dibr",
+                names(a),
+                names(b)
+            ));
+        }
+    }
+    // ELEMENTS_PATH: the caller's entry, then the builder's own elements.
+    if let (Some(a), Some(b)) = (dib.get("ELEMENTS_PATH"), dibr.get("ELEMENTS_PATH")) {
+        let shape = |v: &str| {
+            let e: Vec<&str> = v.split(':').collect();
+            (e.len(), e.first().is_some_and(|f| f.ends_with("/elements")))
+        };
+        if shape(a) != shape(b) {
+            problems.push(format!("{side:?}: ELEMENTS_PATH: DIB {a:?}, dibr {b:?}"));
+        }
+    }
     if let (Some(a), Some(b)) = (dib.get("DIB_ENV"), dibr.get("DIB_ENV")) {
         let (a, b) = (declared(a), declared(b));
         if a != b {
