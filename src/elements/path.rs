@@ -85,6 +85,25 @@ impl ElementsPath {
         d.is_dir().then_some(d)
     }
 
+    /// dibr's shell libraries for hooks (`_LIB`: `die`, `img-functions`, …):
+    /// `$DIBR_LIB_DIR` if set, else `share/dibr/lib` beside the
+    /// executable's `bin/`, else the `lib/` directory of the source tree
+    /// dibr was built from, if it still exists.
+    pub fn shipped_lib_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("DIBR_LIB_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        let installed = std::env::current_exe().ok().and_then(|exe| {
+            let d = exe.parent()?.parent()?.join("share/dibr/lib");
+            d.is_dir().then_some(d)
+        });
+        if installed.is_some() {
+            return installed;
+        }
+        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("lib");
+        d.is_dir().then_some(d)
+    }
+
     /// The directories, highest priority first.
     pub fn dirs(&self) -> &[PathBuf] {
         &self.dirs
