@@ -71,37 +71,14 @@ impl ElementsPath {
     /// in a container image), else the `elements/` directory of the source
     /// tree dibr was built from, if it still exists.
     pub fn shipped_dir() -> Option<PathBuf> {
-        if let Some(d) = std::env::var_os("DIBR_ELEMENTS_DIR") {
-            return Some(PathBuf::from(d));
-        }
-        let installed = std::env::current_exe().ok().and_then(|exe| {
-            let d = exe.parent()?.parent()?.join("share/dibr/elements");
-            d.is_dir().then_some(d)
-        });
-        if installed.is_some() {
-            return installed;
-        }
-        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
-        d.is_dir().then_some(d)
+        shipped("DIBR_ELEMENTS_DIR", "elements")
     }
 
-    /// dibr's shell libraries for hooks (`_LIB`: `die`, `img-functions`, …):
-    /// `$DIBR_LIB_DIR` if set, else `share/dibr/lib` beside the
-    /// executable's `bin/`, else the `lib/` directory of the source tree
-    /// dibr was built from, if it still exists.
+    /// dibr's shell libraries for hooks (`_LIB`: `die`, `img-functions`, …),
+    /// found as [`Self::shipped_dir`] is: `$DIBR_LIB_DIR`, `share/dibr/lib`,
+    /// or the source tree's `lib/`.
     pub fn shipped_lib_dir() -> Option<PathBuf> {
-        if let Some(d) = std::env::var_os("DIBR_LIB_DIR") {
-            return Some(PathBuf::from(d));
-        }
-        let installed = std::env::current_exe().ok().and_then(|exe| {
-            let d = exe.parent()?.parent()?.join("share/dibr/lib");
-            d.is_dir().then_some(d)
-        });
-        if installed.is_some() {
-            return installed;
-        }
-        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("lib");
-        d.is_dir().then_some(d)
+        shipped("DIBR_LIB_DIR", "lib")
     }
 
     /// The directories, highest priority first.
@@ -146,4 +123,21 @@ impl ElementsPath {
         }
         Ok(all)
     }
+}
+
+/// A directory dibr ships: `$var` if set, else `share/dibr/<name>` beside
+/// the executable's `bin/`, else `<name>` in the source tree dibr was
+/// built from, if it still exists.
+fn shipped(var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(var) {
+        return Some(PathBuf::from(d));
+    }
+    let installed = std::env::current_exe().ok().and_then(|exe| {
+        let d = exe.parent()?.parent()?.join("share/dibr").join(name);
+        d.is_dir().then_some(d)
+    });
+    installed.or_else(|| {
+        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        d.is_dir().then_some(d)
+    })
 }
