@@ -787,7 +787,6 @@ fn killed_builds_are_reclaimed_by_the_next() {
     let status_before = status_files();
     // Random points: 100 ms to 1.5 s into a ~1.5 s build.
     let mut seed = std::process::id() as u64;
-    let mut left = 0;
     for _ in 0..6 {
         seed = seed
             .wrapping_mul(6364136223846793005)
@@ -802,8 +801,13 @@ fn killed_builds_are_reclaimed_by_the_next() {
         // setpriv execs dibr: the child is dibr itself.
         let _ = c.kill();
         let _ = c.wait();
-        left += work_dirs().iter().filter(|d| !b.work.contains(d)).count();
     }
+    // Each killed build reclaimed its predecessors' when it started; what
+    // the last ones left is for the next build.
+    let pending: Vec<_> = work_dirs()
+        .into_iter()
+        .filter(|d| !b.work.contains(d))
+        .collect();
     let o = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
         .output()
         .unwrap();
@@ -812,8 +816,14 @@ fn killed_builds_are_reclaimed_by_the_next() {
         o.status.success(),
         "{test}: the build after the kills failed\n{text}"
     );
-    if left > 0 {
-        assert!(text.contains("of builds that died, freeing"), "{test}: {left} work dirs were left, and the next build did not say it reclaimed them\n{text}");
+    if !pending.is_empty() {
+        assert!(
+            text.contains("of builds that died, freeing"),
+            "{test}: {pending:?} were left, and the next build did not say it reclaimed them\n{text}"
+        );
+    }
+    for d in &pending {
+        assert!(!d.exists(), "{test}: {} not reclaimed\n{text}", d.display());
     }
     let new_status: Vec<String> = status_files()
         .into_iter()
