@@ -223,29 +223,12 @@ fn prerequisites(test: &str) -> bool {
 // The images.
 // ---------------------------------------------------------------------------
 
-/// The bookworm minbase tarball, made once and kept in the test cache.
+/// The bookworm minbase tarball, made once and kept in the test cache
+/// (by the CI user, with mmdebstrap's unshare mode, as the other tests'
+/// base trees).
 fn base_tar(test: &str) -> Option<PathBuf> {
-    let dir = test_cache().join("containers");
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    let tar = dir.join("bookworm-minbase.tar");
-    if tar.is_file() {
-        return Some(tar);
-    }
-    let part = dir.join("bookworm-minbase.part");
-    let t0 = Instant::now();
-    let o = run(Command::new(tool("mmdebstrap"))
-        .args(["--quiet", "--variant=minbase", "--format=tar", "bookworm"])
-        .arg(&part));
-    if !o.status.success() {
-        let _ = fs::remove_file(&part);
-        assert!(!is_ci(), "{test}: mmdebstrap failed\n{}", out_text(&o));
-        skip(test, "mmdebstrap failed (no Debian mirror?)");
-        return None;
-    }
-    eprintln!("{test}: base tarball by mmdebstrap: {:?}", t0.elapsed());
-    fs::rename(&part, &tar).unwrap();
-    Some(tar)
+    let tar = common::build::user_cache("containers-base").join("bookworm-minbase.tar");
+    common::build::mmdebstrap_tar(test, &tar, &[], &["--variant=minbase".to_string()])
 }
 
 /// Identifies the tarball an imported base came from.
