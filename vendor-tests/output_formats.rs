@@ -67,6 +67,10 @@ fn info(img: &Path, fmt: &str) -> serde_json::Value {
 }
 
 fn check_qcow2(raw: &Path, img: &Path) {
+    check_qcow2_compat(raw, img, "1.1");
+}
+
+fn check_qcow2_compat(raw: &Path, img: &Path, compat: &str) {
     let (ok, out) = qemu_img(&[&"check", &"-f", &"qcow2", &img]);
     assert!(ok, "qemu-img check {img:?}: {out}");
     assert!(
@@ -83,7 +87,7 @@ fn check_qcow2(raw: &Path, img: &Path) {
         Some(fs::metadata(raw).unwrap().len())
     );
     assert_eq!(i["cluster-size"].as_u64(), Some(65536));
-    assert_eq!(i["format-specific"]["data"]["compat"], "1.1");
+    assert_eq!(i["format-specific"]["data"]["compat"], compat);
 }
 
 fn check_vhd(raw: &Path, img: &Path, scratch: &Path) {
@@ -153,6 +157,78 @@ fn qcow2_compressed_vs_qemu() {
     let img2 = d.path().join("dibr2.qcow2");
     write_qcow2(&raw, &img2, &Qcow2Options::default()).unwrap();
     assert_eq!(sha(&img), sha(&img2));
+}
+
+/// nodepool passes `--qemu-img-options compat=0.10` for every qcow2: qcow2
+/// version 2, judged by qemu-img (check, compare, info's compat), written
+/// by `dibr assemble` as DIB's option asks; other qemu-img keys are
+/// refused by name.
+#[test]
+fn qcow2_compat_0_10_as_nodepool_asks() {
+    let test = "qcow2_compat_0_10_as_nodepool_asks";
+    let Some((d, raw)) = setup(test) else {
+        return;
+    };
+    make_raw(&raw);
+    let v2 = d.path().join("v2.qcow2");
+    let opts = Qcow2Options {
+        compat: dibr::output::qcow2::Qcow2Compat::V2,
+        ..Default::default()
+    };
+    write_qcow2(&raw, &v2, &opts).unwrap();
+    check_qcow2_compat(&raw, &v2, "0.10");
+    // Through the command line, as nodepool's disk-image-create passes it.
+    let tar = d.path().join("tree.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .arg("src"),
+    );
+    let name = d.path().join("nodepool");
+    let o = run(Command::new(dibr_bin())
+        .args([
+            "assemble",
+            "--layout",
+            "mbr",
+            "-t",
+            "raw,qcow2",
+            "--qemu-img-options",
+            "compat=0.10",
+            "--from",
+        ])
+        .arg(&tar)
+        .arg("-o")
+        .arg(&name));
+    assert!(o.status.success(), "{test}: {}", out_text(&o));
+    check_qcow2_compat(
+        &d.path().join("nodepool.raw"),
+        &d.path().join("nodepool.qcow2"),
+        "0.10",
+    );
+    let o = run(Command::new(dibr_bin())
+        .args([
+            "assemble",
+            "-t",
+            "qcow2",
+            "--qemu-img-options",
+            "compat=0.10,cluster_size=2M",
+            "--from",
+        ])
+        .arg(&tar)
+        .arg("-o")
+        .arg(d.path().join("refused")));
+    let text = out_text(&o);
+    assert!(
+        !o.status.success() && text.contains("cluster_size is not supported"),
+        "{test}: {text}"
+    );
+    assert!(
+        !d.path().join("refused.qcow2").exists(),
+        "{test}: output despite the refusal"
+    );
 }
 
 #[test]

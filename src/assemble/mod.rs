@@ -72,6 +72,8 @@ pub struct AssembleConfig {
     /// `--image-size` / `DIB_IMAGE_SIZE` in bytes (already rounded as DIB).
     pub image_size: Option<u64>,
     pub uncompressed: bool,
+    /// qcow2 version (qemu-img's `compat`).
+    pub qcow2_compat: qcow2::Qcow2Compat,
     /// Growth ceiling of the root filesystem.
     pub max_resize_bytes: u64,
     pub source_date_epoch: Option<i64>,
@@ -450,6 +452,7 @@ fn convert_outputs(
                     &out,
                     &Qcow2Options {
                         compress: !cfg.uncompressed,
+                        compat: cfg.qcow2_compat,
                         ..Default::default()
                     },
                 )?;
@@ -568,6 +571,7 @@ mod tests {
             root_params: RootParams::default(),
             image_size: None,
             uncompressed: false,
+            qcow2_compat: Default::default(),
             max_resize_bytes: 1 << 50,
             source_date_epoch: Some(1_700_000_000),
             checksum: false,

@@ -57,6 +57,8 @@ pub struct AssembleOpts {
     /// Every requested output, disk and tar.
     pub types: Vec<crate::assemble::OutputKind>,
     pub uncompressed: bool,
+    /// `--qemu-img-options compat=…`.
+    pub qcow2_compat: crate::output::qcow2::Qcow2Compat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +367,7 @@ fn assemble_disk(
         root_params,
         image_size: cfg.image_size,
         uncompressed: a.uncompressed,
+        qcow2_compat: a.qcow2_compat,
         max_resize_bytes: 1 << 50,
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,

@@ -1,5 +1,6 @@
 //! `dibr assemble`: a root tarball or directory into a whole-disk image.
 
+use crate::output::qcow2::Qcow2Compat;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -33,6 +34,9 @@ pub struct AssembleArgs {
     /// Do not compress qcow2 (DIB's -u)
     #[arg(short = 'u')]
     pub uncompressed: bool,
+    /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2) or compat=1.1 (version 3, the default)
+    #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
+    pub qemu_img_options: Option<String>,
     /// Largest size the root filesystem must be able to grow to
     #[arg(long, default_value = "1P")]
     pub max_resize: String,
@@ -68,6 +72,35 @@ pub fn image_size(arg: Option<&str>) -> Result<Option<u64>, String> {
     }
 }
 
+/// `--qemu-img-options` (DIB's, passed to `qemu-img convert -o`): a comma
+/// list of `key=value`. dibr writes qcow2 itself and honours `compat`;
+/// any other key is refused by name.
+pub fn qemu_img_options(v: Option<&str>) -> Result<Qcow2Compat, String> {
+    let mut compat = Qcow2Compat::default();
+    for kv in v
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "compat" => {
+                compat = Qcow2Compat::from_qemu_img(val).ok_or_else(|| {
+                    format!("--qemu-img-options: compat={val}: expected 0.10 (qcow2 version 2) or 1.1 (version 3)")
+                })?
+            }
+            other => {
+                return Err(format!(
+                    "--qemu-img-options: {other} is not supported: dibr writes qcow2 itself (64 KiB clusters, \
+                     deflate) and honours only compat=0.10|1.1"
+                ))
+            }
+        }
+    }
+    Ok(compat)
+}
+
 pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
     let types = parse_types(&a.types)?;
     let env = settings::block_device_config();
@@ -88,6 +121,7 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         root_params: settings::root_params(),
         image_size: image_size(a.image_size.as_deref())?,
         uncompressed: a.uncompressed,
+        qcow2_compat: qemu_img_options(a.qemu_img_options.as_deref())?,
         max_resize_bytes: parse_size(&a.max_resize).map_err(|e| format!("--max-resize: {e}"))?,
         source_date_epoch: SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?,
         checksum: a.checksum,

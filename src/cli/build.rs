@@ -68,8 +68,8 @@ pub struct BuildArgs {
     /// Refused: dibr writes ext4 itself and takes no mkfs options
     #[arg(long, value_name = "OPTS")]
     pub mkfs_options: Option<String>,
-    /// Refused: dibr writes qcow2 itself (compat 1.1, 64 KiB clusters)
-    #[arg(long, value_name = "OPTS")]
+    /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2, as nodepool passes) or compat=1.1 (version 3, the default); others are refused
+    #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
     pub qemu_img_options: Option<String>,
     /// Write the build log to this file as well (refused for now: redirect stderr)
     #[arg(long, value_name = "FILE")]
@@ -96,11 +96,6 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             a.mkfs_options.is_some(),
             "--mkfs-options",
             "dibr writes ext4 itself and takes no mkfs options",
-        ),
-        (
-            a.qemu_img_options.is_some(),
-            "--qemu-img-options",
-            "dibr writes qcow2 itself (compat 1.1, 64 KiB clusters)",
         ),
     ] {
         if set {
@@ -144,9 +139,11 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             })
             .collect()
     };
+    let qcow2_compat = crate::cli::assemble::qemu_img_options(a.qemu_img_options.as_deref())?;
     let assemble = disk.then(|| AssembleOpts {
         types: all.clone(),
         uncompressed: a.uncompressed,
+        qcow2_compat,
     });
     let image_size = crate::cli::assemble::image_size(a.image_size.as_deref())?;
     if image_size.is_some() && !disk {

@@ -1,10 +1,12 @@
-//! qcow2 (version 3) writer: converts a raw, possibly sparse, disk image.
+//! qcow2 writer (version 3, or version 2 for `compat=0.10`): converts a
+//! raw, possibly sparse, disk image.
 //!
 //! Layout of the file we write (all offsets cluster aligned except packed
 //! compressed data):
 //!
 //! ```text
-//! cluster 0          header (104 bytes + compression type, header_length 112)
+//! cluster 0          header (version 3: 104 bytes + compression type,
+//!                    header_length 112; version 2: the first 72 bytes)
 //! 1..                L1 table, refcount table, refcount blocks (16-bit
 //!                    entries, refcount_order 4), L2 tables (one cluster
 //!                    each, for every 512 MiB a data extent touches)
@@ -60,6 +62,31 @@ pub struct Qcow2Options {
     pub compress: bool,
     /// Deflate level 0..=9 (qemu-img uses zlib's default, 6).
     pub level: u32,
+    /// The format version qemu-img's `compat` option names.
+    pub compat: Qcow2Compat,
+}
+
+/// qemu-img's `-o compat=`: `1.1` is version 3 (qemu ≥ 1.1), `0.10` version
+/// 2, which older readers need (nodepool passes `compat=0.10` for every
+/// qcow2). Everything dibr writes fits version 2: no feature bits, 16-bit
+/// refcounts, zero clusters left unallocated, deflate compression
+/// (docs/interop/qcow2.txt in qemu's sources).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Qcow2Compat {
+    #[default]
+    V3,
+    V2,
+}
+
+impl Qcow2Compat {
+    /// The `compat` value as qemu-img accepts it (`0.10`/`v2`, `1.1`/`v3`).
+    pub fn from_qemu_img(v: &str) -> Option<Qcow2Compat> {
+        match v {
+            "0.10" | "v2" => Some(Qcow2Compat::V2),
+            "1.1" | "v3" => Some(Qcow2Compat::V3),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Qcow2Options {
@@ -69,6 +96,7 @@ impl Default for Qcow2Options {
             // zlib's default, as qemu-img: with the same zlib the clusters
             // deflate to the same bytes, so the file is never larger.
             level: 6,
+            compat: Qcow2Compat::V3,
         }
     }
 }
@@ -392,7 +420,11 @@ fn convert(
 
     let mut h = [0u8; HEADER_LENGTH as usize + 8];
     h[0..4].copy_from_slice(b"QFI\xfb");
-    h[4..8].copy_from_slice(&3u32.to_be_bytes());
+    let version: u32 = match opts.compat {
+        Qcow2Compat::V3 => 3,
+        Qcow2Compat::V2 => 2,
+    };
+    h[4..8].copy_from_slice(&version.to_be_bytes());
     // backing_file_offset 8..16, backing_file_size 16..20: none
     h[20..24].copy_from_slice(&CLUSTER_BITS.to_be_bytes());
     h[24..32].copy_from_slice(&vsize.to_be_bytes());
@@ -402,8 +434,12 @@ fn convert(
     h[48..56].copy_from_slice(&(rt_first * CLUSTER_SIZE).to_be_bytes());
     h[56..60].copy_from_slice(&(rt as u32).to_be_bytes());
     // nb_snapshots 60..64, snapshots_offset 64..72, features 72..96: zero
-    h[96..100].copy_from_slice(&REFCOUNT_ORDER.to_be_bytes());
-    h[100..104].copy_from_slice(&HEADER_LENGTH.to_be_bytes());
+    if opts.compat == Qcow2Compat::V3 {
+        h[96..100].copy_from_slice(&REFCOUNT_ORDER.to_be_bytes());
+        h[100..104].copy_from_slice(&HEADER_LENGTH.to_be_bytes());
+    }
+    // Version 2 ends at byte 72: the zeros there are the end-of-extensions
+    // marker, and refcount_order 4 is implied.
     // 104: compression_type 0 (deflate) + padding; then the end-of-extensions
     // marker (type 0, length 0).
     dst.write_all_at(&h, 0).map_err(werr(out))?;
