@@ -25,18 +25,30 @@ fn main() {
         std::process::exit(dibr::cli::sandbox_cmd::run(a));
     }
     // Interrupted builds leave no temporary files behind, and kill sandboxes.
+    // Outputs being named are named first: the message says which.
     let _ = ctrlc::set_handler(|| {
+        dibr::build::note_interrupt();
+        let written = dibr::output::set::interrupt();
         dibr::build::interrupt_cleanup();
         dibr::output::atomic::cleanup_pending();
-        eprintln!("dibr: interrupted; nothing was written");
+        if written.is_empty() {
+            eprintln!("dibr: interrupted; nothing was written");
+        } else {
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "dibr: interrupted after the outputs were complete: {}",
+                names.join(", ")
+            );
+        }
         std::process::exit(130);
     });
-    if let Err(e) = dibr::cli::run(cli) {
-        if dibr::build::interrupted() {
-            // The handler is cleaning up and will exit(130); do not race it.
-            std::thread::sleep(std::time::Duration::from_secs(60));
-            std::process::exit(130);
-        }
+    let result = dibr::cli::run(cli);
+    if dibr::build::interrupted() {
+        // The handler is cleaning up and will exit(130); do not race it.
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        std::process::exit(130);
+    }
+    if let Err(e) = result {
         // Every error's Display carries its causes, so print it once.
         eprintln!("dibr: error: {e}");
         std::process::exit(1);

@@ -635,3 +635,94 @@ fn refusals_name_the_cause_and_leave_nothing() {
         );
     }
 }
+
+/// Issue 14, item 6: `dibr assemble -t raw,qcow2,tar --checksum` stopped
+/// by SIGINT or SIGTERM at random points. Every run ends in one of two
+/// states, and says which: nothing (exit 130, "nothing was written", not
+/// even a hidden temporary file) or the whole set (exit 0, or 130 saying
+/// "interrupted after the outputs were complete" and naming them).
+#[test]
+fn interrupted_assembly_leaves_all_or_nothing_and_says_which() {
+    let test = "interrupted_assembly_leaves_all_or_nothing_and_says_which";
+    let dir = scratch(test);
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("usr/lib")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    // About 60 MiB of poorly compressible data: the conversions take a
+    // while, so the signals land in every stage.
+    for i in 0..30 {
+        fs::write(
+            tree.join(format!("usr/lib/blob{i}")),
+            prng_bytes(i, 2 << 20),
+        )
+        .unwrap();
+    }
+    fs::write(tree.join("etc/hostname"), "dibr\n").unwrap();
+    let tar = tar_of(dir.path(), &tree);
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let args = ["-t", "raw,qcow2,tar", "--checksum", "--layout", "gpt"];
+    let mut full: Vec<String> = ["a.raw", "a.qcow2", "a.tar"]
+        .iter()
+        .flat_map(|o| [o.to_string(), format!("{o}.sha256"), format!("{o}.md5")])
+        .collect();
+    full.sort();
+    let names = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let t0 = std::time::Instant::now();
+    let o = assemble_cmd(&out, &tar, "a", &args).output().unwrap();
+    let whole = t0.elapsed();
+    assert!(o.status.success(), "{test}: {}", out_text(&o));
+    assert_eq!(names(&out), full, "{test}: the outputs of a whole run");
+    let (mut nothing, mut all) = (0, 0);
+    let mut seed = 0x5eed_u64;
+    for round in 0..12 {
+        for n in names(&out) {
+            fs::remove_file(out.join(n)).unwrap();
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = std::time::Duration::from_millis((seed >> 33) % (whole.as_millis() as u64 + 100));
+        let sig = if round % 2 == 0 { "INT" } else { "TERM" };
+        let child = assemble_cmd(&out, &tar, "a", &args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status();
+        let o = child.wait_with_output().unwrap();
+        let text = out_text(&o);
+        let got = names(&out);
+        let ctx = format!("{test}: round {round}, SIG{sig} after {delay:?}\n{text}");
+        match o.status.code() {
+            Some(0) => {
+                assert_eq!(got, full, "{ctx}");
+                all += 1;
+            }
+            Some(130) if text.contains("interrupted; nothing was written") => {
+                assert!(got.is_empty(), "{ctx}\nleft: {got:?}");
+                nothing += 1;
+            }
+            Some(130) if text.contains("interrupted after the outputs were complete") => {
+                assert_eq!(got, full, "{ctx}");
+                for n in &full {
+                    assert!(text.contains(n.as_str()), "{ctx}\nthe message does not name {n}");
+                }
+                all += 1;
+            }
+            _ => panic!("{ctx}\nunexpected end: {:?}", o.status),
+        }
+    }
+    eprintln!("{test}: 12 signals over {whole:?} runs: {nothing} left nothing, {all} the whole set");
+}

@@ -767,9 +767,11 @@ fn hooks_cannot_leave_the_tree_or_see_secrets() {
     assert_no_leftovers(test, &b);
 }
 
-/// Issue 14, item 3: builds killed with SIGKILL at random points leave
-/// work directories (subuid-owned files included) and status files; the
-/// next build reclaims them and says so, and no process of theirs lives on.
+/// Issue 14, items 3 and 6: builds killed with SIGKILL at random points
+/// leave work directories (subuid-owned files included), status files and
+/// hidden temporary outputs; the next build reclaims them and says so, no
+/// process of theirs lives on, and no partial output set (tar and qcow2
+/// with their checksums) is visible at any moment.
 #[test]
 fn killed_builds_are_reclaimed_by_the_next() {
     let test = "killed_builds_are_reclaimed_by_the_next";
@@ -784,15 +786,78 @@ fn killed_builds_are_reclaimed_by_the_next() {
             .filter(|n| n.starts_with("dibr-sandbox-"))
             .collect()
     };
+    let args = [
+        "-n",
+        "-t",
+        "tar,qcow2",
+        "--checksum",
+        "-o",
+        "k",
+        "dibr-test-hooks",
+    ];
+    let full: Vec<String> = ["k.tar", "k.qcow2"]
+        .iter()
+        .flat_map(|o| [o.to_string(), format!("{o}.sha256"), format!("{o}.md5")])
+        .collect();
+    let visible = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
     let status_before = status_files();
-    // Random points: 100 ms to 1.5 s into a ~1.5 s build.
+    // The time a whole build takes here: the kills spread over it.
+    let t0 = Instant::now();
+    let o = build_cmd(&s, &args, &[]).output().unwrap();
+    let whole = t0.elapsed();
+    assert!(o.status.success(), "{test}: first build\n{}", out_text(&o));
+    let mut expected = full.clone();
+    expected.sort();
+    assert_eq!(
+        visible(&s.out),
+        expected,
+        "{test}: the outputs of a whole build"
+    );
     let mut seed = std::process::id() as u64;
-    for _ in 0..6 {
+    let (mut sets_seen, mut transient) = (0, 0);
+    for round in 0..20 {
+        for n in visible(&s.out) {
+            fs::remove_file(s.out.join(n)).unwrap();
+        }
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(100 + (seed >> 33) % 1400);
-        let mut c = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
+        let span = whole.as_millis() as u64 + 200;
+        let delay = Duration::from_millis(50 + (seed >> 33) % span);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Several names cannot appear in one step (POSIX has no
+        // multi-file rename): during the microseconds of a commit's
+        // renames a reader may see some of them. What must hold is that a
+        // commit, once begun, always completes: any partial sample is a
+        // subset of the set and the round ends with the whole set.
+        let watcher = {
+            let (stop, dir, expected) = (stop.clone(), s.out.clone(), expected.clone());
+            std::thread::spawn(move || -> (bool, Vec<Vec<String>>) {
+                let (mut complete, mut partial) = (false, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let v = visible(&dir);
+                    if v == expected {
+                        complete = true;
+                    } else if !v.is_empty() {
+                        partial.push(v);
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                (complete, partial)
+            })
+        };
+        let mut c = build_cmd(&s, &args, &[])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -801,16 +866,41 @@ fn killed_builds_are_reclaimed_by_the_next() {
         // setpriv execs dibr: the child is dibr itself.
         let _ = c.kill();
         let _ = c.wait();
+        // A commit under way finishes in its own process.
+        let t = Instant::now();
+        while !user_processes("__commit-outputs").is_empty()
+            && t.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (complete, partial) = watcher.join().unwrap();
+        let v = visible(&s.out);
+        assert!(
+            v.is_empty() || v == expected,
+            "{test}: round {round} (killed after {delay:?}): partial output set after the kill: {v:?}"
+        );
+        for p in &partial {
+            assert!(
+                v == expected && p.iter().all(|n| expected.contains(n)),
+                "{test}: round {round} (killed after {delay:?}): {p:?} was visible, and the round ended with {v:?}"
+            );
+        }
+        sets_seen += (complete || v == expected) as usize;
+        transient += partial.len();
     }
+    eprintln!(
+        "{test}: 20 kills over {whole:?} builds; {sets_seen} output sets completed, \
+         {transient} samples caught a commit mid-rename"
+    );
     // Each killed build reclaimed its predecessors' when it started; what
     // the last ones left is for the next build.
     let pending: Vec<_> = work_dirs()
         .into_iter()
         .filter(|d| !b.work.contains(d))
         .collect();
-    let o = build_cmd(&s, &["-n", "-t", "tar", "-o", "k", "dibr-test-hooks"], &[])
-        .output()
-        .unwrap();
+    let o = build_cmd(&s, &args, &[]).output().unwrap();
     let text = out_text(&o);
     assert!(
         o.status.success(),
@@ -825,6 +915,21 @@ fn killed_builds_are_reclaimed_by_the_next() {
     for d in &pending {
         assert!(!d.exists(), "{test}: {} not reclaimed\n{text}", d.display());
     }
+    assert_eq!(
+        visible(&s.out),
+        expected,
+        "{test}: the outputs of the last build"
+    );
+    let hidden: Vec<String> = fs::read_dir(&s.out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(
+        hidden.is_empty(),
+        "{test}: temporary outputs of killed builds left: {hidden:?}\n{text}"
+    );
     let new_status: Vec<String> = status_files()
         .into_iter()
         .filter(|f| !status_before.contains(f))
@@ -833,7 +938,7 @@ fn killed_builds_are_reclaimed_by_the_next() {
         new_status.is_empty(),
         "{test}: status files left: {new_status:?}"
     );
-    let procs = user_processes("__sandbox|sleep 1000");
+    let procs = user_processes("__sandbox|__commit-outputs|sleep 1000");
     assert!(
         procs.is_empty(),
         "{test}: processes of killed builds: {procs:?}"

@@ -106,17 +106,6 @@ fn epoch_now(sde: Option<i64>) -> i64 {
     })
 }
 
-/// Outputs committed so far; removed again if a later step fails, so a
-/// failed assembly leaves nothing behind.
-struct Committed(Vec<PathBuf>);
-impl Drop for Committed {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 fn fat_seed(epoch: i64, label: &str) -> u64 {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -143,6 +132,8 @@ pub fn assemble_with(
         return Err(AssembleError::TarFromStdin);
     }
     let epoch = epoch_now(cfg.source_date_epoch);
+    // Every output appears together when the last is complete, or none.
+    let set = crate::output::set::begin();
     let disk = RawDisk::create(cfg, &placement)?;
     let writers = open_filesystems(cfg, &plan, &placement, &disk)?;
     let mut a = Assembly::new(
@@ -178,11 +169,11 @@ pub fn assemble_with(
     disk.file
         .sync_all()
         .map_err(io_err("syncing the disk image"))?;
-    let mut committed = Committed(Vec::new());
-    convert_outputs(cfg, &plan, &disk.file, &added, &mut committed)?;
-    let outs = name_raw_disk(cfg, disk, &mut committed)?;
-    write_side_files(cfg, &outs, &manifests, &mut committed)?;
-    committed.0.clear();
+    let converted = convert_outputs(cfg, &plan, &disk.file, &added)?;
+    let outs = name_raw_disk(cfg, disk, converted)?;
+    write_side_files(cfg, &outs, &manifests)?;
+    set.commit()
+        .map_err(io_err(format!("naming the outputs {}", list(&outs))))?;
     eprintln!(
         "dibr assemble: disk {} ({}; block-device config {}): {}",
         crate::units::human(disk_size),
@@ -436,8 +427,8 @@ fn convert_outputs(
     plan: &Plan,
     file: &File,
     added: &Added,
-    committed: &mut Committed,
-) -> Result<(), AssembleError> {
+) -> Result<Vec<PathBuf>, AssembleError> {
+    let mut outs = Vec::new();
     let raw_fd_path = {
         use std::os::fd::AsRawFd;
         PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
@@ -461,32 +452,36 @@ fn convert_outputs(
                 vhd::write_vhd_at(&raw_fd_path, &out, cfg.source_date_epoch)?
             }
             OutputKind::Tar(ty) => {
-                committed.0.push(out.clone());
-                write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?;
-                continue;
+                write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?
             }
         }
-        committed.0.push(out);
+        outs.push(out);
     }
-    Ok(())
+    Ok(outs)
 }
 
-/// The outputs in order: the raw disk first, named now if it was asked
-/// for, then the conversions.
+/// The outputs in order: the raw disk first, if it was asked for (it
+/// joins the output set now), then the conversions.
 fn name_raw_disk(
     cfg: &AssembleConfig,
     disk: RawDisk,
-    committed: &mut Committed,
+    mut outs: Vec<PathBuf>,
 ) -> Result<Vec<PathBuf>, AssembleError> {
-    let mut outs: Vec<PathBuf> = committed.0.clone();
     if cfg.types.contains(&OutputKind::Disk(DiskType::Raw)) {
         let RawDisk { raw, path, .. } = disk;
         raw.commit()
             .map_err(io_err(format!("naming {}", path.display())))?;
-        committed.0.push(path.clone());
         outs.insert(0, path);
     }
     Ok(outs)
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `--checksum` side files for every output, and the manifests (`NAME.d/`).
@@ -494,13 +489,10 @@ fn write_side_files(
     cfg: &AssembleConfig,
     outs: &[PathBuf],
     manifests: &[ManifestFile],
-    committed: &mut Committed,
 ) -> Result<(), AssembleError> {
     if cfg.checksum {
         for o in outs {
-            for side in write_checksum(o)? {
-                committed.0.push(side);
-            }
+            write_checksum(o)?;
         }
     }
     if !manifests.is_empty() {

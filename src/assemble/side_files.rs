@@ -66,7 +66,7 @@ pub fn write_checksum(path: &Path) -> Result<Vec<PathBuf>, AssembleError> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let what = || format!("reading {}", path.display());
-    let mut f = File::open(path).map_err(io_err(what()))?;
+    let mut f = File::open(crate::output::set::readable(path)).map_err(io_err(what()))?;
     let (mut sha, mut md) = (Sha256::new(), Md5::new());
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -127,14 +127,21 @@ pub fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), 
     use std::os::unix::ffi::OsStrExt;
     let mut d = name.as_os_str().to_owned();
     d.push(".d");
-    let dir = PathBuf::from(d).join("dib-manifests");
+    let dest = PathBuf::from(d).join("dib-manifests");
+    let dir = crate::output::set::stage_dir(&dest)
+        .map_err(io_err(format!("creating {}", dest.display())))?;
     for (rel, data) in files {
         let p = dir.join(std::ffi::OsStr::from_bytes(rel));
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        write_atomic(&p, data)?;
+        if dir == dest {
+            write_atomic(&p, data)?;
+        } else {
+            // The staged directory is named as a whole.
+            std::fs::write(&p, data).map_err(io_err(format!("writing {}", p.display())))?;
+        }
     }
     Ok(())
 }

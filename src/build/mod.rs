@@ -102,6 +102,12 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Called first by the SIGINT/SIGTERM handler: from now on the main
+/// thread leaves the exit to it.
+pub fn note_interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Called from the SIGINT/SIGTERM handler: kill running hooks (their pid
 /// namespaces take every process with them) and remove work directories.
 pub fn interrupt_cleanup() {
@@ -267,7 +273,9 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
                 .map_err(io("current directory"))?
                 .join(&out)
         };
-        capture_one(w, cfg, env, &out_abs)?;
+        // Written by the capture helper under a hidden name; it joins
+        // the output set.
+        capture_one(w, cfg, env, &crate::output::set::stage_path(&out_abs))?;
         if cfg.checksum {
             crate::assemble::write_checksum(&out_abs)?;
         }
@@ -393,6 +401,28 @@ fn assemble_disk(
     Ok(outs)
 }
 
+/// Finish or remove what killed builds (or assemblies) left in the output directory
+/// (journals of output sets, hidden temporary outputs), saying so.
+pub fn recover_outputs(image_name: &Path) {
+    let dir = match image_name.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (finished, removed) = crate::output::set::recover(dir);
+    if finished > 0 {
+        eprintln!(
+            "dibr: finished naming the outputs of {finished} build(s) killed while naming them, in {}",
+            dir.display()
+        );
+    }
+    if removed > 0 {
+        eprintln!(
+            "dibr: removed {removed} temporary output(s) of builds that died, in {}",
+            dir.display()
+        );
+    }
+}
+
 /// Remove what builds of this user that died left behind (work
 /// directories, sandbox status files), saying how much it freed. Not
 /// fatal: a directory that cannot be removed is named and left. Returns
@@ -443,11 +473,14 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
     reclaim_stale();
+    recover_outputs(&cfg.image_name);
     let w = WorkDir::create(cfg.tmpfs_min_gib).map_err(io("creating the work directory"))?;
     eprintln!("dibr: work directory {}", w.root().display());
     if let Ok(mut a) = ACTIVE.lock() {
         a.push(w.root().to_path_buf());
     }
+    // Every output appears together when the last is complete, or none.
+    let set = crate::output::set::begin();
     let result = (|| {
         hooks_dir::write(&w, &hooks, &resolved)?;
         let env = env::HookEnv::new(cfg, &w, &resolved, &path);
@@ -489,6 +522,13 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
             Some(a) => assemble_disk(&w, cfg, a, &env, &resolved),
         }
     })();
+    let result = result.and_then(|outs| {
+        set.commit().map_err(io(format!(
+            "naming the outputs of {}",
+            cfg.image_name.display()
+        )))?;
+        Ok(outs)
+    });
     if interrupted() {
         // The signal handler removes the work directory and exits.
         return Err(BuildError::Usage("interrupted".into()));

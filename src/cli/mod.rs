@@ -80,6 +80,13 @@ pub enum Command {
         #[arg(long, value_name = "UID:GID")]
         real_owner: Option<String>,
     },
+    /// Internal: name a finished output set (renames listed in a journal),
+    /// in its own process group so that killing the caller cannot stop it
+    #[command(name = "__commit-outputs", hide = true)]
+    CommitOutputs {
+        /// The journal (`.dibr-commit-PID` beside the outputs)
+        journal: std::path::PathBuf,
+    },
     /// Expand element dependencies like DIB's element-info (--env for IMAGE_ELEMENT*)
     Elements(elements::ElementsArgs),
     /// Check an ext4 image made by dibr with dibr's own consistency checker (read-only)
@@ -219,6 +226,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 out.display()
             );
         }
+        Command::CommitOutputs { journal } => crate::output::set::apply(&journal)?,
         Command::Verify { image } => {
             let f = std::fs::File::open(&image)
                 .map_err(|e| format!("opening {}: {e}", image.display()))?;

@@ -115,6 +115,8 @@ pub fn run(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     let kpath = with_ext(&name, "kernel");
+    // Both appear together, or neither.
+    let set = crate::output::set::begin();
     let k = AtomicFile::create(&kpath)?;
     let mut kf = k.file();
     kf.write_all(&kernel)?;
@@ -139,6 +141,7 @@ pub fn run(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
     i.file().sync_all()?;
     i.commit()?;
     k.commit()?;
+    set.commit()?;
     eprintln!(
         "dibr ramdisk: {} (kernel {version}), {} ({} entries, {} MiB of files, {})",
         kpath.display(),

@@ -15,12 +15,22 @@ use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 /// Temporary names to remove if the process is interrupted.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Remove every pending temporary file (called from the signal handler).
+/// Remove every pending temporary file or staged directory (called from
+/// the signal handler).
 pub fn cleanup_pending() {
     if let Ok(mut v) = PENDING.lock() {
         for p in v.drain(..) {
-            let _ = std::fs::remove_file(p);
+            if std::fs::remove_file(&p).is_err() {
+                let _ = std::fs::remove_dir_all(&p);
+            }
         }
+    }
+}
+
+/// Remove `p` too if the process is interrupted.
+pub(super) fn add_pending(p: &Path) {
+    if let Ok(mut v) = PENDING.lock() {
+        v.push(p.to_path_buf());
     }
 }
 
@@ -33,11 +43,7 @@ pub struct AtomicFile {
 }
 
 fn temp_name(dest: &Path, tag: &str) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    dest.with_file_name(format!(".{name}.dibr-{tag}-{}", std::process::id()))
+    super::set::hidden_name(dest, tag)
 }
 
 impl AtomicFile {
@@ -91,17 +97,60 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// Give the finished file its name, replacing any existing file.
-    pub fn commit(mut self) -> io::Result<()> {
+    /// Where the content can be read before the file has its name.
+    pub fn readable_path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        match &self.temp {
+            Some(t) => t.clone(),
+            None => PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd())),
+        }
+    }
+
+    /// Give the finished file its name, replacing any existing file — or,
+    /// while an output set is open on this thread, leave that to the set
+    /// ([`super::set`]), which names all its outputs together.
+    pub fn commit(self) -> io::Result<()> {
+        match super::set::defer(self) {
+            Ok(()) => Ok(()),
+            Err(f) => f.name_now(),
+        }
+    }
+
+    /// The finished file under a hidden name beside its destination (for
+    /// the output set's journal); removed on interruption until renamed.
+    pub(super) fn into_hidden(mut self) -> io::Result<PathBuf> {
+        let hidden = match &self.temp {
+            Some(t) => t.clone(),
+            None => {
+                let t = temp_name(&self.dest, "link");
+                let _ = std::fs::remove_file(&t);
+                rustix::fs::linkat(
+                    CWD,
+                    self.readable_path().as_path(),
+                    CWD,
+                    &t,
+                    AtFlags::SYMLINK_FOLLOW,
+                )?;
+                add_pending(&t);
+                t
+            }
+        };
+        self.committed = true;
+        Ok(hidden)
+    }
+
+    fn name_now(mut self) -> io::Result<()> {
         let temp = match &self.temp {
             Some(t) => t.clone(),
             None => {
                 let t = temp_name(&self.dest, "link");
-                let fd_path = format!("/proc/self/fd/{}", {
-                    use std::os::fd::AsRawFd;
-                    self.file.as_raw_fd()
-                });
-                rustix::fs::linkat(CWD, fd_path.as_str(), CWD, &t, AtFlags::SYMLINK_FOLLOW)?;
+                rustix::fs::linkat(
+                    CWD,
+                    self.readable_path().as_path(),
+                    CWD,
+                    &t,
+                    AtFlags::SYMLINK_FOLLOW,
+                )?;
                 t
             }
         };

@@ -3,4 +3,5 @@
 pub mod atomic;
 pub mod cpio;
 pub mod qcow2;
+pub mod set;
 pub mod vhd;
