@@ -690,7 +690,8 @@ fn interrupted_assembly_leaves_all_or_nothing_and_says_which() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = std::time::Duration::from_millis((seed >> 33) % (whole.as_millis() as u64 + 100));
+        let delay =
+            std::time::Duration::from_millis((seed >> 33) % (whole.as_millis() as u64 + 100));
         let sig = if round % 2 == 0 { "INT" } else { "TERM" };
         let child = assemble_cmd(&out, &tar, "a", &args)
             .stdout(std::process::Stdio::piped())
@@ -717,12 +718,17 @@ fn interrupted_assembly_leaves_all_or_nothing_and_says_which() {
             Some(130) if text.contains("interrupted after the outputs were complete") => {
                 assert_eq!(got, full, "{ctx}");
                 for n in &full {
-                    assert!(text.contains(n.as_str()), "{ctx}\nthe message does not name {n}");
+                    assert!(
+                        text.contains(n.as_str()),
+                        "{ctx}\nthe message does not name {n}"
+                    );
                 }
                 all += 1;
             }
             _ => panic!("{ctx}\nunexpected end: {:?}", o.status),
         }
     }
-    eprintln!("{test}: 12 signals over {whole:?} runs: {nothing} left nothing, {all} the whole set");
+    eprintln!(
+        "{test}: 12 signals over {whole:?} runs: {nothing} left nothing, {all} the whole set"
+    );
 }

@@ -680,6 +680,8 @@ fn hooks_cannot_leave_the_tree_or_see_secrets() {
         "#!/bin/bash\nset -u\n/escape-probe \"$DIB_TEST_SECRET\" \"$DIB_TEST_WRITE\"\n\
          rm -f /escape-probe\n\
          echo \"FDS: $(ls /proc/self/fd | tr '\\n' ' ')\"\n\
+         echo \"CAPBND: $(awk '/^CapBnd:/ {print $2}' /proc/self/status)\"\n\
+         mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>/dev/null && echo MOUNTED\n\
          sleep 2\n",
     );
     run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&s.elements));
@@ -763,6 +765,22 @@ fn hooks_cannot_leave_the_tree_or_see_secrets() {
     assert!(
         seen_in_ps.is_empty(),
         "{test}: DIB_DEV_USER_PASSWORD visible in ps: {seen_in_ps:?}"
+    );
+    // Capabilities bounded to what package managers need: chown stays;
+    // CAP_DAC_READ_SEARCH (2, open_by_handle_at) and CAP_SYS_ADMIN (21,
+    // mount) are gone, and a mount fails.
+    let bnd = text
+        .lines()
+        .find_map(|l| l.split_once("CAPBND: "))
+        .and_then(|(_, c)| u64::from_str_radix(c.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("{test}: the hook did not print CapBnd\n{text}"));
+    assert!(
+        bnd & 1 != 0 && bnd & (1 << 2) == 0 && bnd & (1 << 21) == 0,
+        "{test}: hook capability bounding set {bnd:#x}\n{text}"
+    );
+    assert!(
+        !text.contains("MOUNTED"),
+        "{test}: a hook mounted a tmpfs\n{text}"
     );
     assert_no_leftovers(test, &b);
 }

@@ -680,7 +680,10 @@ fn pid1(h: &HelperArgs, root: &Path, ops: &[FsOp], alive: std::os::fd::OwnedFd) 
             mount: true,
             ..Default::default()
         });
-        if let Err(e) = own_ns.and_then(|()| sys::pivot_into(root)) {
+        if let Err(e) = own_ns
+            .and_then(|()| sys::pivot_into(root))
+            .and_then(|()| sys::bound_capabilities(sys::hook_capabilities(true)))
+        {
             report(h, &e.to_string());
             return SETUP_FAILED;
         }

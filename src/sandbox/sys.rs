@@ -231,6 +231,57 @@ pub fn chdir(dir: &Path) -> SysResult<()> {
 }
 
 /// PR_SET_PDEATHSIG(SIGKILL): die when the parent (thread) dies.
+/// The capabilities in-target hooks keep: Docker's default set (its
+/// `oci/caps/defaults.go`), which is what package managers and maintainer
+/// scripts are known to run with — owners, modes, setuid/setgid, file
+/// capabilities (`setcap` in postinst), device nodes where the kernel
+/// allows them. Everything that reaches past the tree is dropped: mounts
+/// and namespaces (CAP_SYS_ADMIN), `open_by_handle_at` (CAP_DAC_READ_SEARCH,
+/// the "shocker" escape), ptrace, modules, raw I/O, the clock, the network
+/// configuration. `with_chroot` keeps CAP_SYS_CHROOT, which only the
+/// pivot_root sandbox can afford (chroot mode's one wall is a chroot).
+pub fn hook_capabilities(with_chroot: bool) -> rustix::thread::CapabilitySet {
+    use rustix::thread::CapabilitySet as C;
+    let base = C::CHOWN
+        | C::DAC_OVERRIDE
+        | C::FSETID
+        | C::FOWNER
+        | C::MKNOD
+        | C::NET_RAW
+        | C::SETGID
+        | C::SETUID
+        | C::SETFCAP
+        | C::SETPCAP
+        | C::NET_BIND_SERVICE
+        | C::KILL
+        | C::AUDIT_WRITE;
+    if with_chroot {
+        base | C::SYS_CHROOT
+    } else {
+        base
+    }
+}
+
+/// Drop every capability not in `keep` from the bounding set (prctl
+/// PR_CAPBSET_DROP, capabilities(7)): after the next execve even uid 0
+/// cannot hold them. Async-signal-safe (no allocation), so it may run
+/// between fork and exec.
+pub fn bound_capabilities(keep: rustix::thread::CapabilitySet) -> SysResult<()> {
+    for n in 0..64u32 {
+        let cap = rustix::thread::CapabilitySet::from_bits_retain(1u64 << n);
+        if keep.contains(cap) {
+            continue;
+        }
+        match rustix::thread::remove_capability_from_bounding_set(cap) {
+            Ok(()) => {}
+            // Past the kernel's CAP_LAST_CAP.
+            Err(Errno::INVAL) => break,
+            Err(e) => return Err(err("prctl(PR_CAPBSET_DROP)", "")(e)),
+        }
+    }
+    Ok(())
+}
+
 pub fn die_with_parent() -> SysResult<()> {
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(err("prctl(PR_SET_PDEATHSIG)", ""))
@@ -345,7 +396,8 @@ pub fn command_in_chroot(cmd: &mut std::process::Command, root: &Path, cwd: &Pat
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only
     // makes async-signal-safe system calls (prctl, chroot, chdir) on
-    // C strings allocated before the fork; it touches no locks or heap.
+    // C strings allocated before the fork; it touches no locks or heap
+    // (bound_capabilities is prctl calls on integers).
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
@@ -355,7 +407,10 @@ pub fn command_in_chroot(cmd: &mut std::process::Command, root: &Path, cwd: &Pat
             {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            // Without CAP_SYS_CHROOT the chroot cannot be left by the
+            // classic second chroot.
+            bound_capabilities(hook_capabilities(false))
+                .map_err(|e| std::io::Error::from_raw_os_error(e.errno.raw_os_error()))
         });
     }
 }
