@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod build;
+pub mod leak;
 pub mod vm;
 
 use sha2::{Digest, Sha256};
