@@ -280,7 +280,7 @@ fn capture_cmd(
     eprintln!(
         "dibr: captured {} entries into {}",
         stats.entries,
-        output.display()
+        crate::output::set::final_name(output).display()
     );
     Ok(())
 }

@@ -159,6 +159,21 @@ pub fn readable(dest: &Path) -> PathBuf {
     })
 }
 
+/// The output a staged path stands for (`.dibr-stage-PID-NAME` → NAME),
+/// for messages; other paths unchanged.
+pub fn final_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dest = name.as_deref().and_then(|n| {
+        let rest = n.strip_prefix(".dibr-stage-")?;
+        let (pid, dest) = rest.split_once('-')?;
+        pid.parse::<u32>().ok().map(|_| dest.to_string())
+    });
+    match dest {
+        Some(d) => path.with_file_name(d),
+        None => path.to_path_buf(),
+    }
+}
+
 /// `.dibr-TAG-PID-NAME` beside `path` (NAME is `path`'s file name, last,
 /// so that the extension that tells an output's type is kept).
 pub(super) fn hidden_name(path: &Path, tag: &str) -> PathBuf {
