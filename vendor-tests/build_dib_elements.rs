@@ -23,56 +23,6 @@ use std::process::Command;
 use common::build::*;
 use common::*;
 
-/// The venv with diskimage-builder, and DIB's elements directory.
-fn dib_venv(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let venv = test_cache().join("dib-venv");
-    let py = venv.join("bin/python3");
-    let have = Command::new(&py)
-        .args(["-c", "import diskimage_builder"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        let _ = fs::remove_dir_all(&venv);
-        fs::create_dir_all(test_cache()).unwrap();
-        let o = Command::new("/usr/bin/python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .output()
-            .unwrap();
-        if !o.status.success() {
-            assert!(
-                !is_ci(),
-                "{test}: python3 -m venv failed in CI (python3-venv missing?)\n{}",
-                out_text(&o)
-            );
-            skip(test, "python3 -m venv does not work (install python3-venv)");
-            return None;
-        }
-        let o = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "diskimage-builder"])
-            .output()
-            .unwrap();
-        if !o.status.success() {
-            assert!(
-                !is_ci(),
-                "{test}: pip install diskimage-builder failed\n{}",
-                out_text(&o)
-            );
-            skip(test, "pip install diskimage-builder failed (offline?)");
-            return None;
-        }
-    }
-    let out = Command::new(&py)
-        .args(["-c", "import diskimage_builder, os; print(os.path.join(os.path.dirname(diskimage_builder.__file__), 'elements'))"])
-        .output()
-        .unwrap();
-    let elements = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&venv));
-    Some((py, elements))
-}
-
 /// A cached Debian root tarball with python3 (DIB's package-installs and
 /// pkg-map are Python).
 fn debian_rootfs(test: &str) -> Option<PathBuf> {

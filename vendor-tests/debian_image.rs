@@ -560,3 +560,104 @@ fn ubuntu_vm_has_nothing_of_the_builder() {
     assert!(o.status.success(), "{test}: dibr build failed\n{text}");
     assert_nothing_of_the_builder(test, &s.out.join("ubuntu.tar"), &s.out.join("leak-tree"));
 }
+
+/// Issue 13, acceptance 3: with DIB's whole element library first on
+/// `ELEMENTS_PATH` (as docs/moving-from-dib.md once advised), dibr keeps
+/// its own `vm`, `bootloader`, `block-device-efi`, `debian-minimal` and
+/// `debootstrap` (saying so, one line each) and runs every other element
+/// as DIB's, unchanged: `dhcp-all-interfaces`, `modprobe`, `sysctl`,
+/// `selinux-permissive` and `baremetal` (DIB 3.43 still ships
+/// `stable-interface-names`, but it installs `biosdevname`, which Debian
+/// bookworm no longer has: it fails under DIB as well). The image boots;
+/// baremetal's NAME.vmlinuz/NAME.initrd equal `dibr get-kernel`'s.
+#[test]
+fn dib_library_first_debian_vm_boots_with_dib_elements() {
+    let test = "dib_library_first_debian_vm_boots_with_dib_elements";
+    if !image_tests() {
+        println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)");
+        return;
+    }
+    if !require(test, true, &["mmdebstrap", "qemu-system-x86_64", "qemu-img"]) {
+        return;
+    }
+    let Some((py, dib_elements)) = common::build::dib_venv(test) else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(s) = stage(test) else { return };
+    let elements = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
+    let (elements_s, cache_s, dib_s, py_s) = (
+        elements.display().to_string(),
+        image_cache().display().to_string(),
+        dib_elements.display().to_string(),
+        py.display().to_string(),
+    );
+    let dib_run = ["dhcp-all-interfaces", "modprobe", "sysctl", "selinux-permissive", "baremetal"];
+    let mut args = vec!["-o", "dibdeb", "-t", "qcow2", "debian-minimal", "vm"];
+    args.extend(dib_run);
+    let t0 = Instant::now();
+    let o = build_cmd(
+        &s,
+        &args,
+        &[
+            ("ELEMENTS_PATH", dib_s.as_str()),
+            ("DIBR_ELEMENTS_DIR", elements_s.as_str()),
+            ("DIB_IMAGE_CACHE", cache_s.as_str()),
+            ("DIB_RELEASE", "bookworm"),
+            ("DIB_PYTHON_EXEC", py_s.as_str()),
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: dibr build failed\n{text}");
+    eprintln!("{test}: build {:?}", t0.elapsed());
+    for kept in ["vm", "bootloader", "block-device-efi", "debian-minimal", "debootstrap"] {
+        assert!(
+            text.contains(&format!("using dibr's element {kept} instead of DIB's")),
+            "{test}: no line says dibr's {kept} replaced DIB's\n{text}"
+        );
+    }
+    // Every hook of the DIB elements ran from DIB's directory, to the end.
+    for e in dib_run {
+        for phase in fs::read_dir(dib_elements.join(e)).unwrap().flatten() {
+            let name = phase.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".d") || name == "environment.d" || name == "test-elements" {
+                continue;
+            }
+            for hook in fs::read_dir(phase.path()).unwrap().flatten() {
+                let h = hook.file_name().to_string_lossy().into_owned();
+                if !hook.path().is_file() {
+                    continue;
+                }
+                assert!(
+                    text.contains(&format!("dib-run-parts {h} completed")),
+                    "{test}: DIB's {e}/{name}/{h} did not run to completion\n{}",
+                    head(&text, 400)
+                );
+            }
+        }
+    }
+    // baremetal's kernel and initrd are the ones the image boots.
+    let disk = s.out.join("dibdeb.qcow2");
+    let prefix = s.out.join("gk");
+    run_ok(vm::as_user(&s.bin, &[]).arg("get-kernel").arg("-o").arg(&prefix).arg(&disk));
+    for ext in ["vmlinuz", "initrd"] {
+        let (a, b) = (s.out.join(format!("dibdeb.{ext}")), s.out.join(format!("gk.{ext}")));
+        assert!(
+            fs::read(&a).unwrap() == fs::read(&b).unwrap(),
+            "{test}: baremetal's {} differs from dibr get-kernel's {}",
+            a.display(),
+            b.display()
+        );
+    }
+    // It boots to a login prompt on the serial console.
+    let log = s.out.join("console.log");
+    let mut c = vm::qemu(&log, 1024, None);
+    c.arg("-drive")
+        .arg(format!("file={},format=qcow2,if=virtio,snapshot=on", disk.display()));
+    let mut v = vm::start(c);
+    let t0 = Instant::now();
+    wait_for(&mut v, &log, " login:", "the DIB-elements image", t0);
+    eprintln!("{test}: login prompt after {:?}", t0.elapsed());
+}

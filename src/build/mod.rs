@@ -462,7 +462,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         eprintln!("dibr: warning: {w}");
     }
     let path = elements::path::ElementsPath::from_env()?;
-    let available = path.discover()?;
+    let (available, substituted) = path.discover_noting()?;
     let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
     let resolved = elements::resolve::resolve(&requested, &available)?;
     eprintln!(
@@ -470,6 +470,12 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         cfg.image_name.display(),
         resolved.names().join(" ")
     );
+    for sub in substituted
+        .iter()
+        .filter(|s| resolved.elements.iter().any(|(n, _)| *n == s.element))
+    {
+        eprintln!("dibr: {sub}");
+    }
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
     reclaim_stale();

@@ -26,6 +26,52 @@ pub enum PathError {
     Element(#[from] ElementError),
 }
 
+/// Elements of DIB's own library that dibr replaces with its own even when
+/// DIB's directory comes first on `ELEMENTS_PATH`, and why: DIB's versions
+/// need what a rootless build cannot have (loop devices, sysfs mounts,
+/// debootstrap as root). Every other DIB element runs as DIB's (its bind
+/// mounts and `sudo` work in the build's namespaces).
+pub const KEPT_FROM_DIBR: &[(&str, &str)] = &[
+    ("vm", "DIB's partitions a loop device"),
+    ("bootloader", "DIB's runs grub-install on a loop device"),
+    ("block-device-efi", "dibr's assembler reads the same YAML"),
+    ("block-device-gpt", "dibr's assembler reads the same YAML"),
+    ("block-device-mbr", "dibr's assembler reads the same YAML"),
+    ("debootstrap", "DIB's runs debootstrap as root"),
+    ("debian-minimal", "DIB's mounts /proc and /sys into the tree from root.d"),
+    ("ubuntu-minimal", "DIB's mounts /proc and /sys into the tree from root.d"),
+];
+
+/// One element whose DIB copy was passed over for dibr's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Substitution {
+    pub element: String,
+    /// DIB's copy, not used.
+    pub dib: PathBuf,
+    pub why: &'static str,
+}
+
+impl std::fmt::Display for Substitution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "using dibr's element {} instead of DIB's {} ({})",
+            self.element,
+            self.dib.display(),
+            self.why
+        )
+    }
+}
+
+/// Whether `dir` is diskimage-builder's own element library
+/// (`diskimage_builder/elements`, beside `diskimage_builder/lib/disk-image-create`).
+pub fn is_dib_library(dir: &Path) -> bool {
+    dir.canonicalize()
+        .ok()
+        .and_then(|d| d.parent().map(|p| p.join("lib/disk-image-create")))
+        .is_some_and(|f| f.is_file())
+}
+
 /// The ordered list of element directories; earlier entries win.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementsPath {
@@ -98,11 +144,22 @@ impl ElementsPath {
     /// followed) is an element; the element's path is canonicalised and its
     /// name is the last component of that canonical path.
     pub fn discover(&self) -> Result<BTreeMap<String, Element>, PathError> {
-        let mut all = BTreeMap::new();
+        Ok(self.discover_noting()?.0)
+    }
+
+    /// [`Self::discover`], also returning the elements of DIB's library
+    /// passed over for dibr's ([`KEPT_FROM_DIBR`]), so the build can say so.
+    pub fn discover_noting(
+        &self,
+    ) -> Result<(BTreeMap<String, Element>, Vec<Substitution>), PathError> {
+        let mut all: BTreeMap<String, Element> = BTreeMap::new();
+        let mut substituted = Vec::new();
+        let shipped = Self::shipped_dir().and_then(|d| d.canonicalize().ok());
         for dir in self.dirs.iter().rev() {
             if !dir.is_dir() {
                 return Err(PathError::InvalidElementDir(dir.clone()));
             }
+            let dib = is_dib_library(dir);
             let list = |source| PathError::List {
                 dir: dir.clone(),
                 source,
@@ -117,11 +174,24 @@ impl ElementsPath {
                 let Some(name) = real.file_name().and_then(|n| n.to_str()) else {
                     continue; // not UTF-8: cannot be named in element-deps
                 };
+                let kept = KEPT_FROM_DIBR.iter().find(|(n, _)| *n == name);
+                let have_dibrs = all
+                    .get(name)
+                    .zip(shipped.as_deref())
+                    .is_some_and(|(e, s)| e.path.starts_with(s));
+                if let (true, Some((_, why)), true) = (dib, kept, have_dibrs) {
+                    substituted.push(Substitution {
+                        element: name.to_owned(),
+                        dib: real,
+                        why,
+                    });
+                    continue;
+                }
                 let e = Element::load(name, &real)?;
                 all.insert(name.to_owned(), e);
             }
         }
-        Ok(all)
+        Ok((all, substituted))
     }
 }
 
