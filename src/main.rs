@@ -24,6 +24,8 @@ fn main() {
     if let dibr::cli::Command::Sandbox(a) = &cli.command {
         std::process::exit(dibr::cli::sandbox_cmd::run(a));
     }
+    // Output sets are named by a child of ours that outlives a kill.
+    dibr::output::set::use_committer(dibr::sandbox::helper_exe());
     // Interrupted builds leave no temporary files behind, and kill sandboxes.
     // Outputs being named are named first: the message says which.
     let _ = ctrlc::set_handler(|| {

@@ -15,6 +15,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -574,10 +575,16 @@ fn ubuntu_vm_has_nothing_of_the_builder() {
 fn dib_library_first_debian_vm_boots_with_dib_elements() {
     let test = "dib_library_first_debian_vm_boots_with_dib_elements";
     if !image_tests() {
-        println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)");
+        println!(
+            "skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)"
+        );
         return;
     }
-    if !require(test, true, &["mmdebstrap", "qemu-system-x86_64", "qemu-img"]) {
+    if !require(
+        test,
+        true,
+        &["mmdebstrap", "qemu-system-x86_64", "qemu-img"],
+    ) {
         return;
     }
     let Some((py, dib_elements)) = common::build::dib_venv(test) else {
@@ -592,7 +599,13 @@ fn dib_library_first_debian_vm_boots_with_dib_elements() {
         dib_elements.display().to_string(),
         py.display().to_string(),
     );
-    let dib_run = ["dhcp-all-interfaces", "modprobe", "sysctl", "selinux-permissive", "baremetal"];
+    let dib_run = [
+        "dhcp-all-interfaces",
+        "modprobe",
+        "sysctl",
+        "selinux-permissive",
+        "baremetal",
+    ];
     let mut args = vec!["-o", "dibdeb", "-t", "qcow2", "debian-minimal", "vm"];
     args.extend(dib_run);
     let t0 = Instant::now();
@@ -612,7 +625,13 @@ fn dib_library_first_debian_vm_boots_with_dib_elements() {
     let text = out_text(&o);
     assert!(o.status.success(), "{test}: dibr build failed\n{text}");
     eprintln!("{test}: build {:?}", t0.elapsed());
-    for kept in ["vm", "bootloader", "block-device-efi", "debian-minimal", "debootstrap"] {
+    for kept in [
+        "vm",
+        "bootloader",
+        "block-device-efi",
+        "debian-minimal",
+        "debootstrap",
+    ] {
         assert!(
             text.contains(&format!("using dibr's element {kept} instead of DIB's")),
             "{test}: no line says dibr's {kept} replaced DIB's\n{text}"
@@ -627,7 +646,13 @@ fn dib_library_first_debian_vm_boots_with_dib_elements() {
             }
             for hook in fs::read_dir(phase.path()).unwrap().flatten() {
                 let h = hook.file_name().to_string_lossy().into_owned();
-                if !hook.path().is_file() {
+                // What dib-run-parts runs: executable, named [A-Za-z0-9_-]+.
+                let runnable = hook
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !runnable {
                     continue;
                 }
                 assert!(
@@ -641,9 +666,18 @@ fn dib_library_first_debian_vm_boots_with_dib_elements() {
     // baremetal's kernel and initrd are the ones the image boots.
     let disk = s.out.join("dibdeb.qcow2");
     let prefix = s.out.join("gk");
-    run_ok(vm::as_user(&s.bin, &[]).arg("get-kernel").arg("-o").arg(&prefix).arg(&disk));
+    run_ok(
+        vm::as_user(&s.bin, &[])
+            .arg("get-kernel")
+            .arg("-o")
+            .arg(&prefix)
+            .arg(&disk),
+    );
     for ext in ["vmlinuz", "initrd"] {
-        let (a, b) = (s.out.join(format!("dibdeb.{ext}")), s.out.join(format!("gk.{ext}")));
+        let (a, b) = (
+            s.out.join(format!("dibdeb.{ext}")),
+            s.out.join(format!("gk.{ext}")),
+        );
         assert!(
             fs::read(&a).unwrap() == fs::read(&b).unwrap(),
             "{test}: baremetal's {} differs from dibr get-kernel's {}",
@@ -654,8 +688,10 @@ fn dib_library_first_debian_vm_boots_with_dib_elements() {
     // It boots to a login prompt on the serial console.
     let log = s.out.join("console.log");
     let mut c = vm::qemu(&log, 1024, None);
-    c.arg("-drive")
-        .arg(format!("file={},format=qcow2,if=virtio,snapshot=on", disk.display()));
+    c.arg("-drive").arg(format!(
+        "file={},format=qcow2,if=virtio,snapshot=on",
+        disk.display()
+    ));
     let mut v = vm::start(c);
     let t0 = Instant::now();
     wait_for(&mut v, &log, " login:", "the DIB-elements image", t0);

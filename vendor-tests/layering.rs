@@ -26,10 +26,6 @@ const ENV_ALLOWED: &[&str] = &[
 /// Known leftovers, each with why it is still there.
 const ENV_LEFTOVERS: &[(&str, &str)] = &[
     (
-        "src/capture/output.rs",
-        "DIBR_NO_FSYNC; capture was being edited elsewhere during issue 12's first part",
-    ),
-    (
         "src/boot/mkimage.rs",
         "the host's PATH to find grub-mkimage and the temporary directory: system lookups, not settings",
     ),

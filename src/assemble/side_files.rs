@@ -25,10 +25,11 @@ pub(super) fn write_tar_output(
 ) -> Result<(), AssembleError> {
     let opts = CaptureOptions {
         source_date_epoch: cfg.source_date_epoch,
+        no_fsync: !cfg.settings.ext4_io.fsync,
         ..Default::default()
     };
     let fstab = plan.fstab().into_bytes();
-    capture::write_output_with(out, ty, &mut |w| {
+    capture::write_output_with(out, ty, opts.no_fsync, &mut |w| {
         let mut t = EntryTar::new(w, &opts, &cfg.from);
         let mut src = Source::open(&cfg.from).map_err(|e| CaptureError::Input(e.to_string()))?;
         let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();

@@ -63,6 +63,8 @@ pub struct CaptureOptions {
     /// (`proc`, `tmp/in_target.d`); `DIR/*` leaves out only the contents
     /// and keeps the directory itself (`proc/*`, `sys/*`).
     pub exclude: Vec<PathBuf>,
+    /// Skip the output's final fsync (`DIBR_NO_FSYNC`, read by the CLI).
+    pub no_fsync: bool,
 }
 
 /// What a capture wrote.

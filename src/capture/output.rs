@@ -90,7 +90,7 @@ pub fn write_output(
     ty: OutputType,
     opts: &CaptureOptions,
 ) -> Result<CaptureStats, CaptureError> {
-    write_output_with(path, ty, &mut |w| write_tar(src, w, opts))
+    write_output_with(path, ty, opts.no_fsync, &mut |w| write_tar(src, w, opts))
 }
 
 /// Like [`write_output`], with the archive written by `fill` (e.g. through
@@ -98,6 +98,7 @@ pub fn write_output(
 pub fn write_output_with(
     path: &Path,
     ty: OutputType,
+    no_fsync: bool,
     fill: Fill,
 ) -> Result<CaptureStats, CaptureError> {
     let io_err = |source: io::Error| CaptureError::Output {
@@ -111,7 +112,7 @@ pub fn write_output_with(
         Err(Failure::Capture(e)) => return Err(e),
         Err(Failure::Io(e)) => return Err(io_err(e)),
     };
-    if std::env::var_os("DIBR_NO_FSYNC").is_none() {
+    if !no_fsync {
         file.sync_all().map_err(io_err)?;
     }
     drop(file);

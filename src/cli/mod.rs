@@ -260,6 +260,7 @@ fn capture_cmd(
         source_date_epoch: epoch,
         synthesize_dev: true,
         exclude: vec!["proc/*".into(), "sys/*".into(), "tmp/in_target.d".into()],
+        no_fsync: !crate::settings::ext4_io().fsync,
     };
     let owner = match real_owner {
         None => None,
@@ -273,7 +274,7 @@ fn capture_cmd(
     };
     let stats = match from_tar {
         None => crate::capture::write_output(tree, output, t, &opts)?,
-        Some(input) => crate::capture::write_output_with(output, t, &mut |w| {
+        Some(input) => crate::capture::write_output_with(output, t, opts.no_fsync, &mut |w| {
             crate::capture::write_tar_from_stream(input, tree, w, &opts, owner)
         })?,
     };

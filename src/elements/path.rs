@@ -38,8 +38,14 @@ pub const KEPT_FROM_DIBR: &[(&str, &str)] = &[
     ("block-device-gpt", "dibr's assembler reads the same YAML"),
     ("block-device-mbr", "dibr's assembler reads the same YAML"),
     ("debootstrap", "DIB's runs debootstrap as root"),
-    ("debian-minimal", "DIB's mounts /proc and /sys into the tree from root.d"),
-    ("ubuntu-minimal", "DIB's mounts /proc and /sys into the tree from root.d"),
+    (
+        "debian-minimal",
+        "DIB's mounts /proc and /sys into the tree from root.d",
+    ),
+    (
+        "ubuntu-minimal",
+        "DIB's mounts /proc and /sys into the tree from root.d",
+    ),
 ];
 
 /// One element whose DIB copy was passed over for dibr's.

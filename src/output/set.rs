@@ -378,17 +378,24 @@ fn write_journal(entries: &[Entry]) -> io::Result<PathBuf> {
     Ok(journal)
 }
 
-/// Carry out the journal in `dibr __commit-outputs` (its own process
-/// group, so the renames survive the caller), or in this process when
-/// it is not `dibr` (the library's own tests).
+/// The program that carries out journals (`PROGRAM __commit-outputs
+/// JOURNAL`), set once by the command line; unset (the library's own
+/// tests), journals are carried out in this process.
+static COMMITTER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Have journals carried out by `exe __commit-outputs` (dibr itself).
+pub fn use_committer(exe: PathBuf) {
+    let _ = COMMITTER.set(exe);
+}
+
+/// Carry out the journal in the committer (its own process group, so the
+/// renames survive the caller), or in this process when there is none.
 fn run_committer(journal: &Path) -> io::Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = crate::sandbox::helper_exe();
-    let is_dibr = exe.file_name().is_some_and(|n| n == "dibr");
-    if !is_dibr {
+    let Some(exe) = COMMITTER.get() else {
         return apply(journal);
-    }
-    let st = std::process::Command::new(&exe)
+    };
+    let st = std::process::Command::new(exe)
         .arg("__commit-outputs")
         .arg(journal)
         .stdin(std::process::Stdio::null())

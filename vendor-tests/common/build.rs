@@ -299,4 +299,3 @@ pub fn dib_venv(test: &str) -> Option<(PathBuf, PathBuf)> {
     run_ok(Command::new("chmod").args(["-R", "a+rX"]).arg(&venv));
     Some((py, elements))
 }
-
