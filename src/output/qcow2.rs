@@ -266,6 +266,125 @@ pub fn write_qcow2(raw: &Path, out: &Path, opts: &Qcow2Options) -> Result<Qcow2S
     Ok(stats)
 }
 
+/// Where the metadata goes: header cluster 0, then L1, the refcount table,
+/// the refcount blocks and the L2 tables, so the file ends with data (no
+/// padding).
+struct Layout {
+    l1_size: u64,
+    l1_first: u64,
+    rt_first: u64,
+    rt: u64,
+    rb_first: u64,
+    rb: u64,
+    l2_first: u64,
+    /// The L1 index of each L2 table, ascending.
+    l2_idx: Vec<u64>,
+    /// First cluster after the metadata.
+    meta_end: u64,
+}
+
+impl Layout {
+    /// An L2 table for every L1 index a data extent touches, and refcount
+    /// blocks for an upper bound of the host clusters (each data cluster
+    /// takes at most one host cluster, plus one for a compressed run's tail).
+    fn plan(vsize: u64, extents: &[(u64, u64)], out: &Path) -> Result<Layout, OutputError> {
+        let guest_clusters = vsize.div_ceil(CLUSTER_SIZE);
+        let l1_size = guest_clusters.div_ceil(L2_ENTRIES);
+        if l1_size > u32::MAX as u64 / 8 {
+            return Err(OutputError::Invalid {
+                path: out.to_path_buf(),
+                msg: format!("virtual size {vsize} too large for qcow2"),
+            });
+        }
+        let touched = chunks_touched(extents, CLUSTER_SIZE).count() as u64;
+        let mut l2_idx: Vec<u64> = chunks_touched(extents, CLUSTER_SIZE * L2_ENTRIES).collect();
+        l2_idx.retain(|&i| i < l1_size);
+        let l1_clusters = (l1_size * 8).div_ceil(CLUSTER_SIZE).max(1);
+        let l1_first = 1;
+        let rt_first = l1_first + l1_clusters;
+        let (mut rt, mut rb) = (1u64, 1u64);
+        loop {
+            let total = rt_first + rt + rb + l2_idx.len() as u64 + touched + 1;
+            let need_rb = total.div_ceil(REFCOUNTS_PER_BLOCK);
+            let need_rt = (need_rb * 8).div_ceil(CLUSTER_SIZE);
+            if (need_rb, need_rt) == (rb, rt) {
+                break;
+            }
+            (rb, rt) = (need_rb, need_rt);
+        }
+        let rb_first = rt_first + rt;
+        let l2_first = rb_first + rb;
+        let meta_end = l2_first + l2_idx.len() as u64;
+        Ok(Layout {
+            l1_size,
+            l1_first,
+            rt_first,
+            rt,
+            rb_first,
+            rb,
+            l2_first,
+            l2_idx,
+            meta_end,
+        })
+    }
+}
+
+/// Host clusters handed out as qemu does: whole clusters from `next_free`;
+/// compressed data packed from the byte cursor `cpos`, continuing into the
+/// following cluster only when that one is still free.
+struct Allocator {
+    refs: Refcounts,
+    next_free: u64,
+    cpos: Option<u64>,
+    file_end: u64,
+}
+
+impl Allocator {
+    fn new(layout: &Layout) -> io::Result<Allocator> {
+        let mut refs = Refcounts::default();
+        for c in 0..layout.meta_end {
+            refs.inc(c)?;
+        }
+        Ok(Allocator {
+            refs,
+            next_free: layout.meta_end,
+            cpos: None,
+            file_end: layout.meta_end * CLUSTER_SIZE,
+        })
+    }
+
+    /// A whole cluster: (L2 entry, host offset).
+    fn raw(&mut self) -> io::Result<(u64, u64)> {
+        let off = self.next_free * CLUSTER_SIZE;
+        self.refs.inc(self.next_free)?;
+        self.next_free += 1;
+        Ok((off | QCOW_OFLAG_COPIED, off))
+    }
+
+    /// `len` bytes of compressed data: (L2 entry, host offset).
+    fn compressed(&mut self, len: u64) -> io::Result<(u64, u64)> {
+        let off = match self.cpos {
+            Some(p)
+                if (p + len - 1) / CLUSTER_SIZE == p / CLUSTER_SIZE
+                    || self.next_free == p / CLUSTER_SIZE + 1 =>
+            {
+                p
+            }
+            _ => self.next_free * CLUSTER_SIZE,
+        };
+        let end = off + len;
+        self.next_free = self.next_free.max(end.div_ceil(CLUSTER_SIZE));
+        self.cpos = (!end.is_multiple_of(CLUSTER_SIZE)).then_some(end);
+        let first = off & !511;
+        let last = (end - 1) | 511;
+        for hc in first / CLUSTER_SIZE..=last / CLUSTER_SIZE {
+            self.refs.inc(hc)?;
+        }
+        let extra = ((end - 1) >> 9) - (off >> 9);
+        Ok((QCOW_OFLAG_COMPRESSED | (extra << CSIZE_SHIFT) | off, off))
+    }
+}
+
 fn convert(
     src: &File,
     raw: &Path,
@@ -276,57 +395,50 @@ fn convert(
     opts: &Qcow2Options,
 ) -> Result<Qcow2Stats, OutputError> {
     let werr = OutputError::io;
+    let layout = Layout::plan(vsize, extents, out)?;
     let mut stats = Qcow2Stats {
         virtual_size: vsize,
         ..Default::default()
     };
-    let guest_clusters = vsize.div_ceil(CLUSTER_SIZE);
-    let l1_size = guest_clusters.div_ceil(L2_ENTRIES);
-    if l1_size > u32::MAX as u64 / 8 {
+    let mut alloc = Allocator::new(&layout).map_err(werr(out))?;
+    let l2s = write_data(
+        src, raw, dst, out, vsize, extents, opts, &layout, &mut alloc, &mut stats,
+    )?;
+    if alloc.refs.0.len() as u64 > layout.rb * REFCOUNTS_PER_BLOCK {
         return Err(OutputError::Invalid {
             path: out.to_path_buf(),
-            msg: format!("virtual size {vsize} too large for qcow2"),
+            msg: "internal error: refcount blocks underestimated".into(),
         });
     }
-    // Metadata goes first so the file ends with data (no padding): an L2
-    // table for every L1 index a data extent touches, and refcount blocks
-    // for an upper bound of the host clusters (each data cluster takes at
-    // most one host cluster, plus one for a compressed run's tail).
-    let touched = chunks_touched(extents, CLUSTER_SIZE).count() as u64;
-    let l2_idx: Vec<u64> = {
-        let mut v: Vec<u64> = chunks_touched(extents, CLUSTER_SIZE * L2_ENTRIES).collect();
-        v.retain(|&i| i < l1_size);
-        v
-    };
-    let l1_clusters = (l1_size * 8).div_ceil(CLUSTER_SIZE).max(1);
-    let l1_first = 1;
-    let rt_first = l1_first + l1_clusters;
-    let (mut rt, mut rb) = (1u64, 1u64);
-    loop {
-        let total = rt_first + rt + rb + l2_idx.len() as u64 + touched + 1;
-        let need_rb = total.div_ceil(REFCOUNTS_PER_BLOCK);
-        let need_rt = (need_rb * 8).div_ceil(CLUSTER_SIZE);
-        if (need_rb, need_rt) == (rb, rt) {
-            break;
-        }
-        (rb, rt) = (need_rb, need_rt);
-    }
-    let rb_first = rt_first + rt;
-    let l2_first = rb_first + rb;
-    let meta_end = l2_first + l2_idx.len() as u64;
+    let meta = metadata(&layout, &l2s, &alloc.refs);
+    dst.write_all_at(&meta, CLUSTER_SIZE).map_err(werr(out))?;
+    dst.write_all_at(&header(&layout, vsize, opts.compat), 0)
+        .map_err(werr(out))?;
+    // End on a sector boundary so a compressed cluster's last sector is
+    // whole (qemu reads compressed data in sectors).
+    let file_size = alloc.file_end.next_multiple_of(512);
+    dst.set_len(file_size).map_err(werr(out))?;
+    stats.file_size = file_size;
+    Ok(stats)
+}
 
-    let mut refs = Refcounts::default();
-    for c in 0..meta_end {
-        refs.inc(c).map_err(werr(out))?;
-    }
-    let mut l2s: Vec<Vec<u64>> = vec![vec![0u64; L2_ENTRIES as usize]; l2_idx.len()];
-    // Allocation as qemu's: whole clusters from `next_free`; compressed data
-    // packed from the byte cursor `cpos`, continuing into the following
-    // cluster only when that one is still free.
-    let mut next_free = meta_end;
-    let mut cpos: Option<u64> = None;
-    let mut file_end = meta_end * CLUSTER_SIZE;
-
+/// Read, compress (in parallel, in batches) and place every touched
+/// cluster; returns the L2 tables, one per `layout.l2_idx`.
+#[allow(clippy::too_many_arguments)]
+fn write_data(
+    src: &File,
+    raw: &Path,
+    dst: &File,
+    out: &Path,
+    vsize: u64,
+    extents: &[(u64, u64)],
+    opts: &Qcow2Options,
+    layout: &Layout,
+    alloc: &mut Allocator,
+    stats: &mut Qcow2Stats,
+) -> Result<Vec<Vec<u64>>, OutputError> {
+    let werr = OutputError::io;
+    let mut l2s: Vec<Vec<u64>> = vec![vec![0u64; L2_ENTRIES as usize]; layout.l2_idx.len()];
     let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
     while todo.peek().is_some() {
         let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
@@ -336,91 +448,71 @@ fn convert(
             .collect();
         for (&idx, c) in batch.iter().zip(done) {
             stats.clusters_read += 1;
-            let (entry, off, data) = match c.map_err(OutputError::io(raw))? {
+            let ((entry, off), data) = match c.map_err(OutputError::io(raw))? {
                 Cluster::Zero => {
                     stats.clusters_zero += 1;
                     continue;
                 }
                 Cluster::Raw(data) => {
                     stats.clusters_raw += 1;
-                    let off = next_free * CLUSTER_SIZE;
-                    refs.inc(next_free).map_err(werr(out))?;
-                    next_free += 1;
-                    (off | QCOW_OFLAG_COPIED, off, data)
+                    (alloc.raw().map_err(werr(out))?, data)
                 }
                 Cluster::Compressed(data) => {
                     stats.clusters_compressed += 1;
-                    let len = data.len() as u64;
-                    let off = match cpos {
-                        Some(p)
-                            if (p + len - 1) / CLUSTER_SIZE == p / CLUSTER_SIZE
-                                || next_free == p / CLUSTER_SIZE + 1 =>
-                        {
-                            p
-                        }
-                        _ => next_free * CLUSTER_SIZE,
-                    };
-                    let end = off + len;
-                    next_free = next_free.max(end.div_ceil(CLUSTER_SIZE));
-                    cpos = (!end.is_multiple_of(CLUSTER_SIZE)).then_some(end);
-                    let first = off & !511;
-                    let last = (end - 1) | 511;
-                    for hc in first / CLUSTER_SIZE..=last / CLUSTER_SIZE {
-                        refs.inc(hc).map_err(werr(out))?;
-                    }
-                    let extra = ((end - 1) >> 9) - (off >> 9);
                     (
-                        QCOW_OFLAG_COMPRESSED | (extra << CSIZE_SHIFT) | off,
-                        off,
+                        alloc.compressed(data.len() as u64).map_err(werr(out))?,
                         data,
                     )
                 }
             };
             dst.write_all_at(&data, off).map_err(werr(out))?;
-            file_end = file_end.max(off + data.len() as u64);
-            let n = l2_idx
+            alloc.file_end = alloc.file_end.max(off + data.len() as u64);
+            let n = layout
+                .l2_idx
                 .binary_search(&(idx / L2_ENTRIES))
                 .expect("L2 table reserved for every touched L1 index");
             l2s[n][(idx % L2_ENTRIES) as usize] = entry;
         }
     }
-    if refs.0.len() as u64 > rb * REFCOUNTS_PER_BLOCK {
-        return Err(OutputError::Invalid {
-            path: out.to_path_buf(),
-            msg: "internal error: refcount blocks underestimated".into(),
-        });
-    }
+    Ok(l2s)
+}
 
+/// Clusters 1..meta_end: the L1 table, the refcount table, the refcount
+/// blocks and the L2 tables (big-endian, qcow2.txt).
+fn metadata(layout: &Layout, l2s: &[Vec<u64>], refs: &Refcounts) -> Vec<u8> {
     let cs = CLUSTER_SIZE as usize;
-    let mut meta = vec![0u8; ((meta_end - 1) * CLUSTER_SIZE) as usize];
+    let mut meta = vec![0u8; ((layout.meta_end - 1) * CLUSTER_SIZE) as usize];
     let base = |c: u64| ((c - 1) * CLUSTER_SIZE) as usize;
-    let mut l1 = vec![0u64; l1_size as usize];
-    for (n, (l1_idx, table)) in l2_idx.iter().zip(&l2s).enumerate() {
-        let at = base(l2_first) + n * cs;
+    let mut l1 = vec![0u64; layout.l1_size as usize];
+    for (n, (l1_idx, table)) in layout.l2_idx.iter().zip(l2s).enumerate() {
+        let at = base(layout.l2_first) + n * cs;
         for (k, e) in table.iter().enumerate() {
             meta[at + k * 8..at + k * 8 + 8].copy_from_slice(&e.to_be_bytes());
         }
-        l1[*l1_idx as usize] = ((l2_first + n as u64) * CLUSTER_SIZE) | QCOW_OFLAG_COPIED;
+        l1[*l1_idx as usize] = ((layout.l2_first + n as u64) * CLUSTER_SIZE) | QCOW_OFLAG_COPIED;
     }
-    let at = base(l1_first);
+    let at = base(layout.l1_first);
     for (k, e) in l1.iter().enumerate() {
         meta[at + k * 8..at + k * 8 + 8].copy_from_slice(&e.to_be_bytes());
     }
-    let at = base(rt_first);
-    for k in 0..rb {
-        let off = (rb_first + k) * CLUSTER_SIZE;
+    let at = base(layout.rt_first);
+    for k in 0..layout.rb {
+        let off = (layout.rb_first + k) * CLUSTER_SIZE;
         let p = at + k as usize * 8;
         meta[p..p + 8].copy_from_slice(&off.to_be_bytes());
     }
-    let at = base(rb_first);
+    let at = base(layout.rb_first);
     for (k, r) in refs.0.iter().enumerate() {
         meta[at + k * 2..at + k * 2 + 2].copy_from_slice(&r.to_be_bytes());
     }
-    dst.write_all_at(&meta, CLUSTER_SIZE).map_err(werr(out))?;
+    meta
+}
 
+/// The header (qemu's docs/interop/qcow2.txt, "Header").
+fn header(layout: &Layout, vsize: u64, compat: Qcow2Compat) -> [u8; HEADER_LENGTH as usize + 8] {
     let mut h = [0u8; HEADER_LENGTH as usize + 8];
     h[0..4].copy_from_slice(b"QFI\xfb");
-    let version: u32 = match opts.compat {
+    let version: u32 = match compat {
         Qcow2Compat::V3 => 3,
         Qcow2Compat::V2 => 2,
     };
@@ -429,12 +521,12 @@ fn convert(
     h[20..24].copy_from_slice(&CLUSTER_BITS.to_be_bytes());
     h[24..32].copy_from_slice(&vsize.to_be_bytes());
     // crypt_method 32..36: none
-    h[36..40].copy_from_slice(&(l1_size as u32).to_be_bytes());
-    h[40..48].copy_from_slice(&(l1_first * CLUSTER_SIZE).to_be_bytes());
-    h[48..56].copy_from_slice(&(rt_first * CLUSTER_SIZE).to_be_bytes());
-    h[56..60].copy_from_slice(&(rt as u32).to_be_bytes());
+    h[36..40].copy_from_slice(&(layout.l1_size as u32).to_be_bytes());
+    h[40..48].copy_from_slice(&(layout.l1_first * CLUSTER_SIZE).to_be_bytes());
+    h[48..56].copy_from_slice(&(layout.rt_first * CLUSTER_SIZE).to_be_bytes());
+    h[56..60].copy_from_slice(&(layout.rt as u32).to_be_bytes());
     // nb_snapshots 60..64, snapshots_offset 64..72, features 72..96: zero
-    if opts.compat == Qcow2Compat::V3 {
+    if compat == Qcow2Compat::V3 {
         h[96..100].copy_from_slice(&REFCOUNT_ORDER.to_be_bytes());
         h[100..104].copy_from_slice(&HEADER_LENGTH.to_be_bytes());
     }
@@ -442,11 +534,79 @@ fn convert(
     // marker, and refcount_order 4 is implied.
     // 104: compression_type 0 (deflate) + padding; then the end-of-extensions
     // marker (type 0, length 0).
-    dst.write_all_at(&h, 0).map_err(werr(out))?;
-    // End on a sector boundary so a compressed cluster's last sector is
-    // whole (qemu reads compressed data in sectors).
-    let file_size = file_end.next_multiple_of(512);
-    dst.set_len(file_size).map_err(werr(out))?;
-    stats.file_size = file_size;
-    Ok(stats)
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn be32(h: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(h[at..at + 4].try_into().unwrap())
+    }
+    fn be64(h: &[u8], at: usize) -> u64 {
+        u64::from_be_bytes(h[at..at + 8].try_into().unwrap())
+    }
+
+    /// The header fields at the offsets of qemu's docs/interop/qcow2.txt,
+    /// for a 3 GiB disk with data in its first and last MiB.
+    #[test]
+    fn header_fields_at_their_offsets() {
+        let vsize = 3u64 << 30;
+        // (start, end) byte ranges.
+        let extents = [(0, 1 << 20), (vsize - (1 << 20), vsize)];
+        let l = Layout::plan(vsize, &extents, Path::new("t.qcow2")).unwrap();
+        // 3 GiB / (64 KiB × 8192 entries per L2) = 6 L1 entries; two L2
+        // tables (first and last 512 MiB).
+        assert_eq!(l.l1_size, 6);
+        assert_eq!(l.l2_idx, vec![0, 5]);
+        for (compat, version) in [(Qcow2Compat::V3, 3), (Qcow2Compat::V2, 2)] {
+            let h = header(&l, vsize, compat);
+            assert_eq!(&h[0..4], b"QFI\xfb");
+            assert_eq!(be32(&h, 4), version);
+            assert_eq!(be64(&h, 8), 0, "no backing file");
+            assert_eq!(be32(&h, 20), 16, "cluster_bits");
+            assert_eq!(be64(&h, 24), vsize);
+            assert_eq!(be32(&h, 32), 0, "no encryption");
+            assert_eq!(be32(&h, 36), 6, "l1_size");
+            assert_eq!(be64(&h, 40), CLUSTER_SIZE, "L1 right after the header");
+            assert_eq!(be64(&h, 48), l.rt_first * CLUSTER_SIZE);
+            assert_eq!(be32(&h, 56), l.rt as u32);
+            assert_eq!(be32(&h, 60), 0, "no snapshots");
+            assert_eq!(be64(&h, 72), 0, "no incompatible features");
+            let (order, len) = (be32(&h, 96), be32(&h, 100));
+            match compat {
+                Qcow2Compat::V3 => assert_eq!((order, len), (4, HEADER_LENGTH)),
+                // Version 2's header ends at 72; nothing after it.
+                Qcow2Compat::V2 => assert_eq!((order, len), (0, 0)),
+            }
+        }
+    }
+
+    /// Compressed data is packed across cluster boundaries only into a
+    /// cluster that is still free, and its L2 entry counts the extra
+    /// sectors, as qemu's allocator does.
+    #[test]
+    fn compressed_allocation_packs_like_qemu() {
+        let l = Layout::plan(1 << 30, &[(0, 1 << 20)], Path::new("t.qcow2")).unwrap();
+        let mut a = Allocator::new(&l).unwrap();
+        let start = l.meta_end * CLUSTER_SIZE;
+        let (e1, o1) = a.compressed(1000).unwrap();
+        assert_eq!(o1, start);
+        assert_eq!(e1 & QCOW_OFLAG_COMPRESSED, QCOW_OFLAG_COMPRESSED);
+        assert_eq!((e1 >> CSIZE_SHIFT) & 0xff, 1, "1000 bytes span two sectors");
+        let (_, o2) = a.compressed(CLUSTER_SIZE - 500).unwrap();
+        assert_eq!(
+            o2,
+            start + 1000,
+            "continues in the same cluster and the next, still free"
+        );
+        let (_, o3) = a.raw().unwrap();
+        assert_eq!(o3 % CLUSTER_SIZE, 0);
+        // Small enough for the rest of the partly used cluster: packed there,
+        // never into the raw cluster that followed.
+        let (_, o4) = a.compressed(100).unwrap();
+        assert_eq!(o4, o2 + CLUSTER_SIZE - 500);
+        assert_ne!(o4 / CLUSTER_SIZE, o3 / CLUSTER_SIZE);
+    }
 }
