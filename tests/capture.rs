@@ -414,6 +414,7 @@ fn capture_is_reproducible() {
         source_date_epoch: Some(sde),
         synthesize_dev: true,
         exclude: vec!["var/empty".into()],
+        no_fsync: false,
     };
     for (ty, ext) in [
         (OutputType::Tar, "tar"),
@@ -477,6 +478,7 @@ fn capture_synthesizes_dev_and_excludes() {
         source_date_epoch: None,
         synthesize_dev: true,
         exclude: vec!["proc/*".into(), "/sys".into(), "tmp/in_target.d".into()],
+        no_fsync: false,
     };
     let tar = dir.path().join("dev.tar");
     let stats = write_tar(&t, fs::File::create(&tar).unwrap(), &opts).unwrap();
