@@ -67,44 +67,50 @@ impl<W: Write> Writer<W> {
         self.put(&[0u8; 3][..n])
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One header: the 13 fields as eight hex digits each, the name and
+    /// its NUL, padded to 4 bytes.
     fn header(
         &mut self,
         name: &[u8],
-        ino: u64,
-        mode: u32,
+        h: &Header,
         uid: u32,
         gid: u32,
-        nlink: u32,
         mtime: i64,
-        size: u64,
-        rdev: (u32, u32),
     ) -> Result<(), CpioError> {
         let f = [
-            ino as u32,
-            mode,
+            h.ino as u32,
+            h.mode,
             uid,
             gid,
-            nlink,
+            h.nlink,
             mtime.clamp(0, u32::MAX as i64) as u32,
-            size as u32,
+            h.size as u32,
             0,
             0,
-            rdev.0,
-            rdev.1,
+            h.rdev.0,
+            h.rdev.1,
             name.len() as u32 + 1,
             0,
         ];
-        let mut h = String::with_capacity(110);
-        h.push_str("070701");
+        let mut text = String::with_capacity(110);
+        text.push_str("070701");
         for v in f {
-            h.push_str(&format!("{v:08X}"));
+            text.push_str(&format!("{v:08X}"));
         }
-        self.put(h.as_bytes())?;
+        self.put(text.as_bytes())?;
         self.put(name)?;
         self.put(&[0])?;
         self.pad()
     }
+}
+
+/// The header fields that depend on the entry's kind.
+struct Header {
+    ino: u64,
+    mode: u32,
+    nlink: u32,
+    size: u64,
+    rdev: (u32, u32),
 }
 
 const S_IFREG: u32 = 0o100000;
@@ -136,136 +142,107 @@ pub fn write_newc<W: Write>(
                 source: io::Error::other("newc holds files below 4 GiB only"),
             });
         }
-        let perm = e.mode & 0o7777;
-        let mtime = e.mtime.secs;
-        let ino = next_ino;
+        let Some(h) = header_of(&e, next_ino, &inos)? else {
+            continue;
+        };
         next_ino += 1;
+        w.header(&e.path, &h, e.uid, e.gid, e.mtime.secs)?;
         match &e.kind {
-            EntryKind::Dir => w.header(
-                &e.path,
-                ino,
-                S_IFDIR | perm,
-                e.uid,
-                e.gid,
-                2,
-                mtime,
-                0,
-                (0, 0),
-            )?,
             EntryKind::Symlink(t) => {
-                w.header(
-                    &e.path,
-                    ino,
-                    S_IFLNK | 0o777,
-                    e.uid,
-                    e.gid,
-                    1,
-                    mtime,
-                    t.len() as u64,
-                    (0, 0),
-                )?;
                 w.put(t)?;
                 w.pad()?;
             }
-            EntryKind::CharDev { major, minor } => w.header(
-                &e.path,
-                ino,
-                S_IFCHR | perm,
-                e.uid,
-                e.gid,
-                1,
-                mtime,
-                0,
-                (*major, *minor),
-            )?,
-            EntryKind::BlockDev { major, minor } => w.header(
-                &e.path,
-                ino,
-                S_IFBLK | perm,
-                e.uid,
-                e.gid,
-                1,
-                mtime,
-                0,
-                (*major, *minor),
-            )?,
-            EntryKind::Fifo => w.header(
-                &e.path,
-                ino,
-                S_IFIFO | perm,
-                e.uid,
-                e.gid,
-                1,
-                mtime,
-                0,
-                (0, 0),
-            )?,
-            EntryKind::Socket => continue,
-            EntryKind::HardLink(t) => {
-                let Some(&tino) = inos.get(t) else {
-                    return Err(CpioError::DanglingLink {
-                        path: e.display_path(),
-                        target: String::from_utf8_lossy(t).into_owned(),
-                    });
-                };
-                w.header(
-                    &e.path,
-                    tino,
-                    S_IFREG | perm,
-                    e.uid,
-                    e.gid,
-                    2,
-                    mtime,
-                    0,
-                    (0, 0),
-                )?;
-            }
             EntryKind::File => {
-                inos.insert(e.path.clone(), ino);
-                w.header(
-                    &e.path,
-                    ino,
-                    S_IFREG | perm,
-                    e.uid,
-                    e.gid,
-                    2,
-                    mtime,
-                    e.size,
-                    (0, 0),
-                )?;
-                // Segments concatenated by the source; holes become zeros.
-                let mut at = 0u64;
-                let data = s.data();
-                for seg in e.segments.clone() {
-                    zeros(&mut w, seg.offset - at)?;
-                    let mut left = seg.len;
-                    while left > 0 {
-                        let n = (left as usize).min(buf.len());
-                        let got = data.read(&mut buf[..n]).map_err(|source| CpioError::Data {
-                            path: e.display_path(),
-                            source,
-                        })?;
-                        if got == 0 {
-                            return Err(CpioError::Data {
-                                path: e.display_path(),
-                                source: io::Error::from(io::ErrorKind::UnexpectedEof),
-                            });
-                        }
-                        w.put(&buf[..got])?;
-                        left -= got as u64;
-                    }
-                    at = seg.offset + seg.len;
-                }
-                zeros(&mut w, e.size - at)?;
-                w.pad()?;
+                inos.insert(e.path.clone(), h.ino);
+                copy_data(&mut w, &e, s.data(), &mut buf)?;
                 stats.data_bytes += e.size;
             }
+            _ => {}
         }
         stats.entries += 1;
     }
-    w.header(b"TRAILER!!!", 0, 0, 0, 0, 1, 0, 0, (0, 0))?;
+    let trailer = Header {
+        ino: 0,
+        mode: 0,
+        nlink: 1,
+        size: 0,
+        rdev: (0, 0),
+    };
+    w.header(b"TRAILER!!!", &trailer, 0, 0, 0)?;
     w.out.flush().map_err(CpioError::Write)?;
     Ok(stats)
+}
+
+/// The header of `e` with the next free inode number `ino`; `None` for
+/// what newc does not hold (sockets). Regular files get nlink 2 so that a
+/// later hard link can point at them (see the module's doc).
+fn header_of(
+    e: &crate::tree::Entry,
+    ino: u64,
+    inos: &HashMap<Vec<u8>, u64>,
+) -> Result<Option<Header>, CpioError> {
+    let perm = e.mode & 0o7777;
+    let plain = |mode: u32, nlink: u32, size: u64, rdev: (u32, u32)| Header {
+        ino,
+        mode,
+        nlink,
+        size,
+        rdev,
+    };
+    Ok(Some(match &e.kind {
+        EntryKind::Dir => plain(S_IFDIR | perm, 2, 0, (0, 0)),
+        EntryKind::Symlink(t) => plain(S_IFLNK | 0o777, 1, t.len() as u64, (0, 0)),
+        EntryKind::CharDev { major, minor } => plain(S_IFCHR | perm, 1, 0, (*major, *minor)),
+        EntryKind::BlockDev { major, minor } => plain(S_IFBLK | perm, 1, 0, (*major, *minor)),
+        EntryKind::Fifo => plain(S_IFIFO | perm, 1, 0, (0, 0)),
+        EntryKind::Socket => return Ok(None),
+        EntryKind::HardLink(t) => {
+            let Some(&target) = inos.get(t) else {
+                return Err(CpioError::DanglingLink {
+                    path: e.display_path(),
+                    target: String::from_utf8_lossy(t).into_owned(),
+                });
+            };
+            Header {
+                ino: target,
+                ..plain(S_IFREG | perm, 2, 0, (0, 0))
+            }
+        }
+        EntryKind::File => plain(S_IFREG | perm, 2, e.size, (0, 0)),
+    }))
+}
+
+/// A regular file's data: its segments as the source concatenates them,
+/// holes as zeros, padded to 4 bytes.
+fn copy_data<W: Write>(
+    w: &mut Writer<W>,
+    e: &crate::tree::Entry,
+    data: &mut dyn crate::tree::FileData,
+    buf: &mut [u8],
+) -> Result<(), CpioError> {
+    let mut at = 0u64;
+    for seg in e.segments.clone() {
+        zeros(w, seg.offset - at)?;
+        let mut left = seg.len;
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            let got = data.read(&mut buf[..n]).map_err(|source| CpioError::Data {
+                path: e.display_path(),
+                source,
+            })?;
+            if got == 0 {
+                return Err(CpioError::Data {
+                    path: e.display_path(),
+                    source: io::Error::from(io::ErrorKind::UnexpectedEof),
+                });
+            }
+            w.put(&buf[..got])?;
+            left -= got as u64;
+        }
+        at = seg.offset + seg.len;
+    }
+    zeros(w, e.size - at)?;
+    w.pad()
 }
 
 fn zeros<W: Write>(w: &mut Writer<W>, mut n: u64) -> Result<(), CpioError> {
