@@ -8,7 +8,16 @@
 //! `${next_entry}` branch of grub-mkconfig's header is skipped, so its
 //! `else` branch's `set default="0"` wins, as at a normal boot).
 
+use super::limits::GRUB_DEPTH;
 use crate::boot::collect::version_cmp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrubError {
+    /// Blocks nested deeper than any generated config does: read
+    /// recursively they would overflow the stack.
+    #[error("line {line}: `{{` blocks nested more than {GRUB_DEPTH} deep")]
+    TooDeep { line: usize },
+}
 
 /// The boot entry GRUB would start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +111,8 @@ pub fn strip_device(p: &str) -> String {
 
 struct Parser<'a> {
     lines: std::str::Lines<'a>,
+    /// The number of the line last read (1-based), for errors.
+    line: usize,
     default: Option<String>,
 }
 
@@ -115,16 +126,26 @@ fn title_and_id(w: &[String]) -> (String, Option<String>) {
 }
 
 impl Parser<'_> {
-    /// Reads items until the closing brace of the current block (or EOF).
-    fn block(&mut self, in_entry: bool, entry: &mut BootEntry) -> Vec<Item> {
+    /// Reads items until the closing brace of the current block (or EOF);
+    /// `depth` counts the blocks open around it.
+    fn block(
+        &mut self,
+        in_entry: bool,
+        entry: &mut BootEntry,
+        depth: usize,
+    ) -> Result<Vec<Item>, GrubError> {
         let mut items = Vec::new();
         let mut skip_if = 0usize; // inside `if [ "${next_entry}" ]`
         while let Some(line) = self.lines.next() {
+            self.line += 1;
             let w = words(line);
             let Some(first) = w.first() else { continue };
             let opens = w.last().is_some_and(|l| l == "{");
+            if opens && depth >= GRUB_DEPTH {
+                return Err(GrubError::TooDeep { line: self.line });
+            }
             match first.as_str() {
-                "}" => return items,
+                "}" => return Ok(items),
                 "menuentry" if opens => {
                     let (title, id) = title_and_id(&w);
                     let mut e = BootEntry {
@@ -133,14 +154,14 @@ impl Parser<'_> {
                         cmdline: String::new(),
                         initrds: Vec::new(),
                     };
-                    self.block(true, &mut e);
+                    self.block(true, &mut e, depth + 1)?;
                     let entry = (!e.kernel.is_empty()).then_some(e);
                     items.push(Item::Entry { title, id, entry });
                 }
                 "submenu" if opens => {
                     let (title, id) = title_and_id(&w);
                     let mut dummy = entry.clone();
-                    let sub = self.block(false, &mut dummy);
+                    let sub = self.block(false, &mut dummy, depth + 1)?;
                     items.push(Item::Submenu {
                         title,
                         id,
@@ -150,7 +171,7 @@ impl Parser<'_> {
                 _ if opens => {
                     // function … { … } and other blocks: nothing to boot.
                     let mut dummy = entry.clone();
-                    self.block(in_entry, &mut dummy);
+                    self.block(in_entry, &mut dummy, depth + 1)?;
                 }
                 "linux" | "linux16" | "linuxefi" | "kernel" if in_entry => {
                     if let Some(k) = w.get(1) {
@@ -173,7 +194,7 @@ impl Parser<'_> {
                 _ => {}
             }
         }
-        items
+        Ok(items)
     }
 }
 
@@ -210,9 +231,10 @@ fn select<'a>(items: &'a [Item], default: &str) -> Option<&'a BootEntry> {
 /// The default entry of a grub.cfg (with `grubenv`'s `saved_entry` for
 /// `set default="${saved_entry}"`-style configs when given), falling back
 /// to the first entry when the default cannot be resolved.
-pub fn default_entry(cfg: &str, grubenv: Option<&str>) -> Option<BootEntry> {
+pub fn default_entry(cfg: &str, grubenv: Option<&str>) -> Result<Option<BootEntry>, GrubError> {
     let mut p = Parser {
         lines: cfg.lines(),
+        line: 0,
         default: None,
     };
     let mut dummy = BootEntry {
@@ -221,14 +243,14 @@ pub fn default_entry(cfg: &str, grubenv: Option<&str>) -> Option<BootEntry> {
         cmdline: String::new(),
         initrds: Vec::new(),
     };
-    let items = p.block(false, &mut dummy);
+    let items = p.block(false, &mut dummy, 0)?;
     let default = match p.default.as_deref() {
         Some("saved") => grubenv.and_then(|e| env_value(e, "saved_entry")),
         d => d.map(str::to_string),
     };
-    default
+    Ok(default
         .and_then(|d| select(&items, &d).cloned())
-        .or_else(|| first_entry(&items).cloned())
+        .or_else(|| first_entry(&items).cloned()))
 }
 
 /// A `key=value` from grubenv.
@@ -317,7 +339,7 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
 
     #[test]
     fn default_into_a_submenu() {
-        let e = default_entry(DEBIAN, None).unwrap();
+        let e = default_entry(DEBIAN, None).unwrap().unwrap();
         assert_eq!(e.kernel, "/boot/vmlinuz-6.1.0-1");
         assert_eq!(e.cmdline, "root=UUID=x ro quiet");
         assert_eq!(
@@ -329,12 +351,12 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
     #[test]
     fn first_entry_without_default() {
         let cfg = DEBIAN.replace("set default=\"1>1\"", "");
-        let e = default_entry(&cfg, None).unwrap();
+        let e = default_entry(&cfg, None).unwrap().unwrap();
         assert_eq!(e.kernel, "/boot/vmlinuz-6.1.0-2");
         assert_eq!(e.cmdline, "root=UUID=x ro console=ttyS0");
         let by_id = DEBIAN.replace("1>1", "gnulinux-advanced-x");
         assert_eq!(
-            default_entry(&by_id, None).unwrap().kernel,
+            default_entry(&by_id, None).unwrap().unwrap().kernel,
             "/boot/vmlinuz-6.1.0-2"
         );
     }
@@ -354,5 +376,17 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
         let e = bls_default(&es, Some("kernelopts=ro console=ttyS0\n")).unwrap();
         assert_eq!(e.kernel, "/vmlinuz-5.14.0-162");
         assert_eq!(e.cmdline, "root=x ro console=ttyS0");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = |n: usize| "if true {\n".repeat(n) + &"}\n".repeat(n);
+        let cfg = format!("{}{DEBIAN}", deep(GRUB_DEPTH));
+        assert!(default_entry(&cfg, None).unwrap().is_some());
+        let cfg = format!("{}{DEBIAN}", deep(20_000));
+        match default_entry(&cfg, None) {
+            Err(GrubError::TooDeep { line }) => assert_eq!(line, GRUB_DEPTH + 1),
+            other => panic!("{other:?}"),
+        }
     }
 }

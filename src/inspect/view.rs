@@ -3,15 +3,21 @@
 //! particular), with path resolution that follows symlinks across them as
 //! the kernel would (absolute targets restart at the image's root, at most
 //! 40 links, as Linux's MAXSYMLINKS).
+//!
+//! Every directory is read once and kept sorted by name, so looking up a
+//! path is a binary search per component however large the directory;
+//! file contents are read anew each time. Both are charged to the
+//! command's budgets (`limits`).
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::rc::Rc;
 
 use super::disk::{FsKind, Image, Layout, Volume};
+use super::limits::{Budget, Limits, DIR_ENTRY_OVERHEAD, MAX_COMPONENTS, MAX_LINKS};
 use super::InspectError;
 use crate::ext4::read::{DirEntry, Ext4, Inode, ReadError, ROOT_INO};
-
-const MAX_LINKS: usize = 40;
 /// The label DIB (and dibr) give the root filesystem.
 pub const ROOT_LABEL: &str = "cloudimg-rootfs";
 
@@ -34,6 +40,12 @@ pub struct View<'a> {
     mounts: Vec<Mount<'a>>,
     /// How the root was chosen, and anything noteworthy.
     pub notes: Vec<String>,
+    pub limits: Limits,
+    contents: Budget,
+    dir_bytes: Budget,
+    /// Directories read so far, by (filesystem, inode): entries sorted by
+    /// name ("." and ".." left out).
+    dirs: RefCell<HashMap<(usize, u32), Rc<[DirEntry]>>>,
 }
 
 fn components(p: &str) -> VecDeque<String> {
@@ -70,8 +82,17 @@ impl<'a> View<'a> {
         &self.mounts[0].volume
     }
 
-    /// Finds the root filesystem and mounts what its fstab names.
+    /// [`View::open_with`] the default limits.
     pub fn open(image: &'a Image, layout: &Layout) -> Result<View<'a>, InspectError> {
+        View::open_with(image, layout, Limits::default())
+    }
+
+    /// Finds the root filesystem and mounts what its fstab names.
+    pub fn open_with(
+        image: &'a Image,
+        layout: &Layout,
+        limits: Limits,
+    ) -> Result<View<'a>, InspectError> {
         let mut ext4: Vec<(Volume, Ext4<'a>)> = Vec::new();
         for v in &layout.volumes {
             if let FsKind::Ext4 { .. } = v.fs {
@@ -81,6 +102,18 @@ impl<'a> View<'a> {
             }
         }
         if ext4.is_empty() {
+            let bad: Vec<String> = layout
+                .volumes
+                .iter()
+                .filter(|v| matches!(v.fs, FsKind::BadExt4 { .. }))
+                .map(Volume::describe)
+                .collect();
+            if !bad.is_empty() {
+                return Err(InspectError::BadExt4 {
+                    image: image.path.clone(),
+                    found: bad.join(", "),
+                });
+            }
             let found: Vec<String> = layout.volumes.iter().map(Volume::describe).collect();
             return Err(InspectError::NoExt4 {
                 image: image.path.clone(),
@@ -142,9 +175,20 @@ impl<'a> View<'a> {
                 volume: rv,
             }],
             notes,
+            limits,
+            contents: Budget::new("file contents read", limits.read_budget),
+            dir_bytes: Budget::new("directory listings kept", limits.dir_budget),
+            dirs: RefCell::new(HashMap::new()),
         };
-        // Mount the other ext4 filesystems where fstab says.
-        let fstab = view.read_file("/etc/fstab", 1 << 20)?.unwrap_or_default();
+        // Mount the other ext4 filesystems where fstab says; an fstab that
+        // cannot be read mounts nothing more (and says so).
+        let fstab = view
+            .read_file("/etc/fstab", 1 << 20)
+            .unwrap_or_else(|e| {
+                view.notes.push(format!("/etc/fstab not read: {e}"));
+                None
+            })
+            .unwrap_or_default();
         let mut entries = parse_fstab(&String::from_utf8_lossy(&fstab));
         // Parents first (/boot before /boot/something).
         entries.sort_by_key(|(_, mp)| mp.len());
@@ -165,7 +209,13 @@ impl<'a> View<'a> {
         }
         // No fstab entry for /boot, but the root's /boot has no kernel and
         // another filesystem does at its top: that one is /boot.
-        if !view.mounts.iter().any(|m| m.point == "/boot") && !view.has_kernel_files("/boot")? {
+        let boot_mounted = view.mounts.iter().any(|m| m.point == "/boot");
+        if !boot_mounted
+            && !view.has_kernel_files("/boot").unwrap_or_else(|e| {
+                view.notes.push(format!("/boot not listed: {e}"));
+                false
+            })
+        {
             if let Some(i) = ext4.iter().position(|(_, fs)| {
                 fs.inode(ROOT_INO)
                     .and_then(|d| fs.read_dir(&d))
@@ -213,7 +263,15 @@ impl<'a> View<'a> {
             s
         };
         let mut last: Option<Inode> = None;
+        let mut walked = 0usize;
         while let Some(c) = pending.pop_front() {
+            walked += 1;
+            if walked > MAX_COMPONENTS {
+                return Err(InspectError::PathTooLong {
+                    image: self.image.path.clone(),
+                    path: path.to_string(),
+                });
+            }
             if c == ".." {
                 stack.pop();
                 last = None;
@@ -232,15 +290,15 @@ impl<'a> View<'a> {
                 if let Some(m) = self.mounts.iter().position(|m| m.point == child_path) {
                     (m, ROOT_INO)
                 } else {
-                    let fs = &self.mounts[dfs].fs;
-                    let dir = fs.inode(dino).map_err(|e| self.err(dfs, e))?;
+                    let dir = self.mounts[dfs]
+                        .fs
+                        .inode(dino)
+                        .map_err(|e| self.err(dfs, e))?;
                     if !dir.is_dir() {
                         return Ok(None);
                     }
-                    match fs
-                        .lookup(&dir, c.as_bytes())
-                        .map_err(|e| self.err(dfs, e))?
-                    {
+                    let entries = self.dir(dfs, &dir, &canon(&stack))?;
+                    match find(&entries, c.as_bytes()) {
                         Some(i) => (dfs, i),
                         None => return Ok(None),
                     }
@@ -284,11 +342,59 @@ impl<'a> View<'a> {
         }))
     }
 
+    /// A directory's entries, sorted by name, without "." and "..": read
+    /// once, charged to the directory budget (its bytes on disk, then an
+    /// estimate of what its entries take in memory).
+    fn dir(&self, fs: usize, d: &Inode, path: &str) -> Result<Rc<[DirEntry]>, InspectError> {
+        if let Some(e) = self.dirs.borrow().get(&(fs, d.ino)) {
+            return Ok(Rc::clone(e));
+        }
+        let over = |over| InspectError::Budget {
+            image: self.image.path.clone(),
+            path: path.to_string(),
+            over,
+        };
+        self.dir_bytes.charge(d.size).map_err(over)?;
+        let mut v = self.mounts[fs]
+            .fs
+            .read_dir(d)
+            .map_err(|e| self.err(fs, e))?;
+        v.retain(|e| e.name != b"." && e.name != b"..");
+        // Stable: of two entries with one name (a corrupt directory), the
+        // first on disk stays first, as a linear lookup would find it.
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        let held: u64 = v
+            .iter()
+            .map(|e| e.name.len() as u64 + DIR_ENTRY_OVERHEAD)
+            .sum();
+        self.dir_bytes.charge(held).map_err(over)?;
+        let v: Rc<[DirEntry]> = v.into();
+        self.dirs.borrow_mut().insert((fs, d.ino), Rc::clone(&v));
+        Ok(v)
+    }
+
     /// The contents of a regular file (symlinks followed), None if absent
-    /// or not a regular file.
+    /// or not a regular file. Refused by name when larger than `limit`
+    /// or than what is left of the command's budget.
     pub fn read_file(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, InspectError> {
         match self.resolve(path, true)? {
             Some(n) if n.inode.is_file() => {
+                if n.inode.size > limit {
+                    return Err(InspectError::TooLarge {
+                        image: self.image.path.clone(),
+                        path: path.to_string(),
+                        what: "a file dibr reads",
+                        size: n.inode.size,
+                        limit,
+                    });
+                }
+                self.contents
+                    .charge(n.inode.size)
+                    .map_err(|over| InspectError::Budget {
+                        image: self.image.path.clone(),
+                        path: path.to_string(),
+                        over,
+                    })?;
                 let fs = &self.mounts[n.fs].fs;
                 fs.read_all(&n.inode, limit)
                     .map(Some)
@@ -296,6 +402,15 @@ impl<'a> View<'a> {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The bytes of file data a resolved regular file has allocated
+    /// (holes and unwritten extents not counted).
+    pub fn allocated(&self, n: &Node) -> Result<u64, InspectError> {
+        self.mounts[n.fs]
+            .fs
+            .allocated_bytes(&n.inode)
+            .map_err(|e| self.err(n.fs, e))
     }
 
     /// Streams a resolved regular file into `w`.
@@ -306,15 +421,11 @@ impl<'a> View<'a> {
             .map_err(|e| self.err(n.fs, e))
     }
 
-    /// A directory's entries without "." and "..", None if absent.
-    pub fn list_dir(&self, path: &str) -> Result<Option<Vec<DirEntry>>, InspectError> {
+    /// A directory's entries without "." and "..", sorted by name; None
+    /// if absent.
+    pub fn list_dir(&self, path: &str) -> Result<Option<Rc<[DirEntry]>>, InspectError> {
         match self.resolve(path, true)? {
-            Some(n) if n.inode.is_dir() => {
-                let fs = &self.mounts[n.fs].fs;
-                let mut v = fs.read_dir(&n.inode).map_err(|e| self.err(n.fs, e))?;
-                v.retain(|e| e.name != b"." && e.name != b"..");
-                Ok(Some(v))
-            }
+            Some(n) if n.inode.is_dir() => Ok(Some(self.dir(n.fs, &n.inode, &n.path)?)),
             _ => Ok(None),
         }
     }
@@ -337,6 +448,13 @@ impl<'a> View<'a> {
     pub fn exists(&self, path: &str) -> Result<bool, InspectError> {
         Ok(self.resolve(path, false)?.is_some())
     }
+}
+
+/// The inode of `name` in entries sorted by name (the first of
+/// duplicates).
+fn find(entries: &[DirEntry], name: &[u8]) -> Option<u32> {
+    let i = entries.partition_point(|e| e.name.as_slice() < name);
+    entries.get(i).filter(|e| e.name == name).map(|e| e.ino)
 }
 
 /// fstab's (spec, mount point) pairs for ext2/3/4 (and `auto`) lines.

@@ -1,0 +1,143 @@
+//! The limits `dibr check` and `dibr get-kernel` keep while reading an
+//! image from anywhere: a hostile image must end in a clear error naming
+//! the file and the limit, never in a crash, a full disk or hours of work.
+//!
+//! Memory is bounded by two budgets per command: the bytes of file
+//! contents read into memory (charged on every read, so a thousand hard
+//! links to one file cost a thousand times its size: that bounds the time
+//! spent parsing too) and the directory listings kept (each directory is
+//! read once and cached, so path lookups in a huge /boot stay linear).
+//! What `get-kernel` writes is bounded per output file by `max_output` and
+//! by the blocks the files really have (a sparse file is refused).
+
+use std::cell::Cell;
+
+/// How deep `{ … }` blocks may nest in a grub.cfg (grub-mkconfig's nest
+/// three or four; GRUB itself has no useful limit).
+pub const GRUB_DEPTH: usize = 64;
+/// Symlinks followed while resolving one path (Linux's MAXSYMLINKS).
+pub const MAX_LINKS: usize = 40;
+/// Path components walked while resolving one path, symlink targets
+/// included (each target is at most 4096 bytes).
+pub const MAX_COMPONENTS: usize = 4096;
+/// Initrds one boot entry may name (GRUB loads them one after the other;
+/// real entries name one or two).
+pub const MAX_INITRDS: usize = 32;
+/// Bytes of holes a kernel or initrd may have beyond its allocated blocks
+/// before `get-kernel` calls it sparse (a few zero blocks a tool left as
+/// holes are fine; a 1 TiB initrd on a small disk is not).
+pub const HOLE_SLACK: u64 = 16 << 20;
+/// A config file (grub.cfg, cloud.cfg, a netplan file …) larger than this
+/// is refused by name.
+pub const CONFIG_FILE: u64 = 4 << 20;
+/// Estimated bytes of memory a cached directory entry takes besides its
+/// name (the entry, its vector slot, allocator overhead).
+pub const DIR_ENTRY_OVERHEAD: u64 = 48;
+
+/// The limits of one command.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Bytes of file contents read into memory, in total.
+    pub read_budget: u64,
+    /// Bytes of directory listings cached, in total.
+    pub dir_budget: u64,
+    /// Bytes `get-kernel` writes to one output file (the kernel, or the
+    /// initrds' concatenation).
+    pub max_output: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            read_budget: 64 << 20,
+            dir_budget: 64 << 20,
+            max_output: 2 << 30,
+        }
+    }
+}
+
+/// A running total against a limit.
+#[derive(Debug)]
+pub struct Budget {
+    /// What it counts, for messages ("file contents read").
+    pub what: &'static str,
+    pub limit: u64,
+    used: Cell<u64>,
+}
+
+/// A charge the budget cannot take.
+#[derive(Debug, Clone, Copy)]
+pub struct Exhausted {
+    pub what: &'static str,
+    pub limit: u64,
+    pub used: u64,
+    pub wanted: u64,
+}
+
+impl Budget {
+    pub fn new(what: &'static str, limit: u64) -> Budget {
+        Budget {
+            what,
+            limit,
+            used: Cell::new(0),
+        }
+    }
+
+    /// Takes `bytes`, or refuses without taking anything.
+    pub fn charge(&self, bytes: u64) -> Result<(), Exhausted> {
+        let used = self.used.get();
+        match used.checked_add(bytes) {
+            Some(total) if total <= self.limit => {
+                self.used.set(total);
+                Ok(())
+            }
+            _ => Err(Exhausted {
+                what: self.what,
+                limit: self.limit,
+                used,
+                wanted: bytes,
+            }),
+        }
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.get()
+    }
+}
+
+/// A byte count for messages: exact, with MiB/GiB when large.
+pub fn bytes(n: u64) -> String {
+    if n >= 1 << 30 && n % (1 << 30) == 0 {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 10 << 20 {
+        format!("{n} bytes ({:.1} MiB)", n as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_refuses_without_taking() {
+        let b = Budget::new("file contents read", 100);
+        b.charge(60).unwrap();
+        let e = b.charge(41).unwrap_err();
+        assert_eq!((e.used, e.wanted, e.limit), (60, 41, 100));
+        assert_eq!(b.used(), 60);
+        b.charge(40).unwrap();
+        assert!(b.charge(u64::MAX).is_err());
+        assert_eq!(b.used(), 100);
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes(2 << 30), "2 GiB");
+        assert_eq!(bytes(64 << 20), "64 MiB");
+        assert_eq!(bytes(4097), "4097 bytes");
+    }
+}
