@@ -12,6 +12,9 @@ use super::limits::CONFIG_FILE as SMALL;
 use super::view::View;
 use super::InspectError;
 
+/// Problems of one kind an item names before it only counts the rest.
+const NAMED: usize = 3;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     Pass,
@@ -646,13 +649,14 @@ fn datasources(f: &Facts) -> Item {
     // A config cloud-init cannot parse: what it will do is unknown (the
     // datasource_list may be in the part that failed).
     if !f.cloud_cfg_notes.is_empty() {
+        let mut shown: Vec<String> = f.cloud_cfg_notes.iter().take(NAMED).cloned().collect();
+        if f.cloud_cfg_notes.len() > NAMED {
+            shown.push(format!("{} more", f.cloud_cfg_notes.len() - NAMED));
+        }
         return item(
             Status::Fail,
             "cloud-init-datasource",
-            format!(
-                "the cloud config cannot be read: {}",
-                f.cloud_cfg_notes.join("; ")
-            ),
+            format!("the cloud config cannot be read: {}", shown.join("; ")),
         );
     }
     match strings(f.cloud_cfg.get("datasource_list")) {

@@ -105,16 +105,23 @@ impl Budget {
     }
 }
 
-/// A byte count for messages: exact, with MiB/GiB when large.
+/// A byte count for messages: a round number of MiB, GiB or TiB as such,
+/// anything else exact (with its size in MiB when large).
 pub fn bytes(n: u64) -> String {
-    if n >= 1 << 30 && n % (1 << 30) == 0 {
-        format!("{} GiB", n >> 30)
-    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
-        format!("{} MiB", n >> 20)
-    } else if n >= 10 << 20 {
-        format!("{n} bytes ({:.1} MiB)", n as f64 / (1u64 << 20) as f64)
-    } else {
-        format!("{n} bytes")
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB")] {
+        if n >= 1 << shift && n % (1 << shift) == 0 && n >> shift < 1024 {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    match [(40, "TiB"), (30, "GiB"), (20, "MiB")]
+        .into_iter()
+        .find(|&(shift, _)| n >= 10 << shift)
+    {
+        Some((shift, unit)) => format!(
+            "{n} bytes ({:.1} {unit})",
+            n as f64 / (1u64 << shift) as f64
+        ),
+        None => format!("{n} bytes"),
     }
 }
 
@@ -139,5 +146,7 @@ mod tests {
         assert_eq!(bytes(2 << 30), "2 GiB");
         assert_eq!(bytes(64 << 20), "64 MiB");
         assert_eq!(bytes(4097), "4097 bytes");
+        assert_eq!(bytes(1 << 40), "1 TiB");
+        assert!(bytes(1 << 63).starts_with("9223372036854775808 bytes"));
     }
 }
