@@ -8,7 +8,7 @@
 //! `${next_entry}` branch of grub-mkconfig's header is skipped, so its
 //! `else` branch's `set default="0"` wins, as at a normal boot).
 
-use super::limits::GRUB_DEPTH;
+use super::limits::{bytes, GRUB_DEPTH, MAX_LINE};
 use crate::boot::collect::version_cmp;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,27 @@ pub enum GrubError {
     /// recursively they would overflow the stack.
     #[error("line {line}: `{{` blocks nested more than {GRUB_DEPTH} deep")]
     TooDeep { line: usize },
+    /// Split into words, a line of a few MiB would take a hundred times
+    /// its size in memory; generated lines stay far below the limit.
+    #[error("line {line}: {} long, more than the {} limit for one line", bytes(*len as u64), bytes(MAX_LINE as u64))]
+    LineTooLong { line: usize, len: usize },
+    #[error("{entry}: line {line}: {} long, more than the {} limit for one line", bytes(*len as u64), bytes(MAX_LINE as u64))]
+    BlsLineTooLong {
+        entry: String,
+        line: usize,
+        len: usize,
+    },
+}
+
+/// The line's words, refused when the line passes [`MAX_LINE`].
+fn line_words(line: &str, number: usize) -> Result<Vec<String>, GrubError> {
+    if line.len() > MAX_LINE {
+        return Err(GrubError::LineTooLong {
+            line: number,
+            len: line.len(),
+        });
+    }
+    Ok(words(line))
 }
 
 /// The boot entry GRUB would start.
@@ -138,7 +159,7 @@ impl Parser<'_> {
         let mut skip_if = 0usize; // inside `if [ "${next_entry}" ]`
         while let Some(line) = self.lines.next() {
             self.line += 1;
-            let w = words(line);
+            let w = line_words(line, self.line)?;
             let Some(first) = w.first() else { continue };
             let opens = w.last().is_some_and(|l| l == "{");
             if opens && depth >= GRUB_DEPTH {
@@ -263,23 +284,37 @@ pub fn env_value(env: &str, key: &str) -> Option<String> {
 /// Whether the config defers to BootLoaderSpec entries.
 pub fn uses_bls(cfg: &str) -> bool {
     cfg.lines()
-        .any(|l| words(l).first().is_some_and(|w| w == "blscfg"))
+        .any(|l| l.split_whitespace().next() == Some("blscfg"))
 }
 
 /// The newest BLS entry (blscfg sorts by version, newest first), given
 /// (file name, contents); `$var`s in `options` come from grubenv.
-pub fn bls_default(entries: &[(String, String)], grubenv: Option<&str>) -> Option<BootEntry> {
-    let (name, text) = entries
+/// Its lines are refused past [`MAX_LINE`], as grub.cfg's.
+pub fn bls_default(
+    entries: &[(String, String)],
+    grubenv: Option<&str>,
+) -> Result<Option<BootEntry>, GrubError> {
+    let Some((name, text)) = entries
         .iter()
         .filter(|(n, _)| n.ends_with(".conf"))
-        .max_by(|a, b| version_cmp(&a.0, &b.0))?;
+        .max_by(|a, b| version_cmp(&a.0, &b.0))
+    else {
+        return Ok(None);
+    };
     let mut e = BootEntry {
         title: name.trim_end_matches(".conf").to_string(),
         kernel: String::new(),
         cmdline: String::new(),
         initrds: Vec::new(),
     };
-    for l in text.lines() {
+    for (i, l) in text.lines().enumerate() {
+        if l.len() > MAX_LINE {
+            return Err(GrubError::BlsLineTooLong {
+                entry: name.clone(),
+                line: i + 1,
+                len: l.len(),
+            });
+        }
         let l = l.trim();
         let (k, v) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
         let v = v.trim();
@@ -302,7 +337,7 @@ pub fn bls_default(entries: &[(String, String)], grubenv: Option<&str>) -> Optio
             _ => {}
         }
     }
-    (!e.kernel.is_empty()).then_some(e)
+    Ok((!e.kernel.is_empty()).then_some(e))
 }
 
 #[cfg(test)]
@@ -373,7 +408,9 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
                 "title B\nlinux /vmlinuz-5.14.0-162\noptions root=x $kernelopts".to_string(),
             ),
         ];
-        let e = bls_default(&es, Some("kernelopts=ro console=ttyS0\n")).unwrap();
+        let e = bls_default(&es, Some("kernelopts=ro console=ttyS0\n"))
+            .unwrap()
+            .unwrap();
         assert_eq!(e.kernel, "/vmlinuz-5.14.0-162");
         assert_eq!(e.cmdline, "root=x ro console=ttyS0");
     }
@@ -388,5 +425,22 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
             Err(GrubError::TooDeep { line }) => assert_eq!(line, GRUB_DEPTH + 1),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn long_lines_are_refused() {
+        let long = format!("menuentry 'x' {{\n linux /v{}\n}}\n", " a".repeat(MAX_LINE));
+        assert!(matches!(
+            default_entry(&long, None),
+            Err(GrubError::LineTooLong { line: 2, .. })
+        ));
+        let es = vec![(
+            "a.conf".to_string(),
+            format!("linux /v\ninitrd{}", " /i".repeat(MAX_LINE)),
+        )];
+        assert!(matches!(
+            bls_default(&es, None),
+            Err(GrubError::BlsLineTooLong { line: 2, .. })
+        ));
     }
 }

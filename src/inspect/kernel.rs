@@ -61,7 +61,14 @@ pub fn grub_entry(view: &View) -> Result<Option<(String, BootEntry)>, InspectErr
                     entries.push((name, String::from_utf8_lossy(&t).into_owned()));
                 }
             }
-            if let Some(e) = grub::bls_default(&entries, env.as_deref()) {
+            let entry = grub::bls_default(&entries, env.as_deref()).map_err(|source| {
+                InspectError::Grub {
+                    image: view.image_path().to_path_buf(),
+                    path: "/boot/loader/entries".into(),
+                    source,
+                }
+            })?;
+            if let Some(e) = entry {
                 return Ok(Some((format!("{cfg_path} (blscfg)"), e)));
             }
         }

@@ -20,6 +20,9 @@ pub const MAX_LINKS: usize = 40;
 /// Path components walked while resolving one path, symlink targets
 /// included (each target is at most 4096 bytes).
 pub const MAX_COMPONENTS: usize = 4096;
+/// Bytes in one line of grub.cfg or of a BLS entry (a kernel command
+/// line is at most 2 KiB on x86).
+pub const MAX_LINE: usize = 64 << 10;
 /// Initrds one boot entry may name (GRUB loads them one after the other;
 /// real entries name one or two).
 pub const MAX_INITRDS: usize = 32;
@@ -31,8 +34,11 @@ pub const HOLE_SLACK: u64 = 16 << 20;
 /// is refused by name.
 pub const CONFIG_FILE: u64 = 4 << 20;
 /// Estimated bytes of memory a cached directory entry takes besides its
-/// name (the entry, its vector slot, allocator overhead).
-pub const DIR_ENTRY_OVERHEAD: u64 = 48;
+/// name (the entry in its vector, the name's allocation overhead).
+pub const DIR_ENTRY_OVERHEAD: u64 = 64;
+/// The smallest directory record on disk (8-byte header, name padded to
+/// 4): a directory of `n` bytes holds at most `n / 12` entries.
+pub const MIN_DIRENT: u64 = 12;
 
 /// The limits of one command.
 #[derive(Clone, Copy, Debug)]
@@ -100,16 +106,22 @@ impl Budget {
         }
     }
 
+    /// Gives back part of an earlier charge (a worst case taken before
+    /// reading, once the real cost is known).
+    pub fn refund(&self, bytes: u64) {
+        self.used.set(self.used.get().saturating_sub(bytes));
+    }
+
     pub fn used(&self) -> u64 {
         self.used.get()
     }
 }
 
-/// A byte count for messages: a round number of MiB, GiB or TiB as such,
+/// A byte count for messages: a round number of KiB, MiB, GiB or TiB as such,
 /// anything else exact (with its size in MiB when large).
 pub fn bytes(n: u64) -> String {
-    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 && n >> shift < 1024 {
+    for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) && n >> shift < 1024 {
             return format!("{} {unit}", n >> shift);
         }
     }
@@ -146,6 +158,7 @@ mod tests {
         assert_eq!(bytes(2 << 30), "2 GiB");
         assert_eq!(bytes(64 << 20), "64 MiB");
         assert_eq!(bytes(4097), "4097 bytes");
+        assert_eq!(bytes(64 << 10), "64 KiB");
         assert_eq!(bytes(1 << 40), "1 TiB");
         assert!(bytes(1 << 63).starts_with("9223372036854775808 bytes"));
     }

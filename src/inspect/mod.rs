@@ -37,7 +37,7 @@ pub enum InspectError {
     SymlinkLoop { image: PathBuf, path: String },
     #[error("{}: resolving {path}: more than {} path components, symlink targets included", image.display(), limits::MAX_COMPONENTS)]
     PathTooLong { image: PathBuf, path: String },
-    #[error("{}: {path}: {} more would pass the limit of {} for {} ({} used so far; hard links count once per read): the image holds more than a system image would", image.display(), limits::bytes(over.wanted), limits::bytes(over.limit), over.what, limits::bytes(over.used))]
+    #[error("{}: {path}: {} more would pass the limit of {} for {} ({} used so far; every read counts, of hard links too): the image holds more than a system image would", image.display(), limits::bytes(over.wanted), limits::bytes(over.limit), over.what, limits::bytes(over.used))]
     Budget {
         image: PathBuf,
         path: String,

@@ -15,9 +15,12 @@ use std::io::Write;
 use std::rc::Rc;
 
 use super::disk::{FsKind, Image, Layout, Volume};
-use super::limits::{Budget, Limits, DIR_ENTRY_OVERHEAD, MAX_COMPONENTS, MAX_LINKS};
+use super::limits::{Budget, Limits, DIR_ENTRY_OVERHEAD, MAX_COMPONENTS, MAX_LINKS, MIN_DIRENT};
 use super::InspectError;
 use crate::ext4::read::{DirEntry, Ext4, Inode, ReadError, ROOT_INO};
+/// The largest directory read (outside the budgets) while choosing the
+/// root and /boot filesystems: a root or /etc this large is no system's.
+const PROBE_DIR: u64 = 1 << 20;
 /// The label DIB (and dibr) give the root filesystem.
 pub const ROOT_LABEL: &str = "cloudimg-rootfs";
 
@@ -45,8 +48,11 @@ pub struct View<'a> {
     dir_bytes: Budget,
     /// Directories read so far, by (filesystem, inode): entries sorted by
     /// name ("." and ".." left out).
-    dirs: RefCell<HashMap<(usize, u32), Rc<[DirEntry]>>>,
+    dirs: RefCell<HashMap<(usize, u32), Listing>>,
 }
+
+/// A directory's entries, sorted by name.
+type Listing = Rc<[DirEntry]>;
 
 fn components(p: &str) -> VecDeque<String> {
     p.split('/')
@@ -131,6 +137,9 @@ impl<'a> View<'a> {
             let mut ino = ROOT_INO;
             for c in path {
                 let Ok(d) = fs.inode(ino) else { return false };
+                if d.size > PROBE_DIR {
+                    return false;
+                }
                 match fs.lookup(&d, c) {
                     Ok(Some(i)) => ino = i,
                     _ => return false,
@@ -218,7 +227,12 @@ impl<'a> View<'a> {
         {
             if let Some(i) = ext4.iter().position(|(_, fs)| {
                 fs.inode(ROOT_INO)
-                    .and_then(|d| fs.read_dir(&d))
+                    .and_then(|d| {
+                        if d.size > PROBE_DIR {
+                            return Ok(Vec::new());
+                        }
+                        fs.read_dir(&d)
+                    })
                     .map(|es| es.iter().any(|e| e.name.starts_with(b"vmlinuz")))
                     .unwrap_or(false)
             }) {
@@ -343,22 +357,33 @@ impl<'a> View<'a> {
     }
 
     /// A directory's entries, sorted by name, without "." and "..": read
-    /// once, charged to the directory budget (its bytes on disk, then an
-    /// estimate of what its entries take in memory).
-    fn dir(&self, fs: usize, d: &Inode, path: &str) -> Result<Rc<[DirEntry]>, InspectError> {
+    /// once and kept, charged to the directory budget. The worst case is
+    /// charged before reading (its bytes on disk, decoded into as many
+    /// entries as fit), so decoding cannot pass the budget either; what
+    /// the entries really take is kept charged.
+    fn dir(&self, fs: usize, d: &Inode, path: &str) -> Result<Listing, InspectError> {
         if let Some(e) = self.dirs.borrow().get(&(fs, d.ino)) {
             return Ok(Rc::clone(e));
         }
-        let over = |over| InspectError::Budget {
-            image: self.image.path.clone(),
-            path: path.to_string(),
-            over,
+        let worst = d
+            .size
+            .saturating_mul(2)
+            .saturating_add((d.size / MIN_DIRENT).saturating_mul(DIR_ENTRY_OVERHEAD));
+        self.dir_bytes
+            .charge(worst)
+            .map_err(|over| InspectError::Budget {
+                image: self.image.path.clone(),
+                path: path.to_string(),
+                over,
+            })?;
+        let read = self.mounts[fs].fs.read_dir(d);
+        let mut v = match read {
+            Ok(v) => v,
+            Err(e) => {
+                self.dir_bytes.refund(worst);
+                return Err(self.err(fs, e));
+            }
         };
-        self.dir_bytes.charge(d.size).map_err(over)?;
-        let mut v = self.mounts[fs]
-            .fs
-            .read_dir(d)
-            .map_err(|e| self.err(fs, e))?;
         v.retain(|e| e.name != b"." && e.name != b"..");
         // Stable: of two entries with one name (a corrupt directory), the
         // first on disk stays first, as a linear lookup would find it.
@@ -367,8 +392,8 @@ impl<'a> View<'a> {
             .iter()
             .map(|e| e.name.len() as u64 + DIR_ENTRY_OVERHEAD)
             .sum();
-        self.dir_bytes.charge(held).map_err(over)?;
-        let v: Rc<[DirEntry]> = v.into();
+        self.dir_bytes.refund(worst.saturating_sub(held));
+        let v: Listing = v.into();
         self.dirs.borrow_mut().insert((fs, d.ino), Rc::clone(&v));
         Ok(v)
     }
@@ -423,7 +448,7 @@ impl<'a> View<'a> {
 
     /// A directory's entries without "." and "..", sorted by name; None
     /// if absent.
-    pub fn list_dir(&self, path: &str) -> Result<Option<Rc<[DirEntry]>>, InspectError> {
+    pub fn list_dir(&self, path: &str) -> Result<Option<Listing>, InspectError> {
         match self.resolve(path, true)? {
             Some(n) if n.inode.is_dir() => Ok(Some(self.dir(n.fs, &n.inode, &n.path)?)),
             _ => Ok(None),
