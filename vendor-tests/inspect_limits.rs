@@ -606,25 +606,44 @@ fn one_bad_item_fails_alone() {
     assert_eq!(r.code, Some(0), "{test}\n{}", r.text);
     assert!(fs::read(with_ext(&prefix, "vmlinuz")).unwrap() == kernel_bytes());
 
-    // A cloud.cfg that cannot be parsed: cloud-init-datasource FAILs.
-    let tree = dir.join("badcfg");
-    base_tree(&tree, false);
-    fs::write(
-        tree.join("etc/cloud/cloud.cfg"),
-        "cloud_init_modules:\n - growpart\n - resizefs\n datasource_list: [ : {\n",
-    )
-    .unwrap();
-    fs::remove_file(tree.join("etc/cloud/cloud.cfg.d/90_dpkg.cfg")).unwrap();
-    let img = dir.join("badcfg.img");
-    image_of(&tree, &img);
-    let r = check(test, &img);
-    let it = items(&r.text);
-    let ds = &it["cloud-init-datasource"];
-    assert!(
-        ds.0 == "FAIL" && ds.1.contains("/etc/cloud/cloud.cfg"),
-        "{test}: {ds:?}\n{}",
-        r.text
-    );
+    // A cloud.cfg that cannot be parsed, and one that expands 9^16
+    // aliases ("billion laughs"): cloud-init-datasource FAILs, naming it.
+    let mut bomb = vec!["a: &a [x, x, x, x, x, x, x, x, x]".to_string()];
+    for (prev, n) in "abcdefghijklmno".chars().zip("bcdefghijklmnop".chars()) {
+        bomb.push(format!(
+            "{n}: &{n} [{}]",
+            vec![format!("*{prev}"); 9].join(", ")
+        ));
+    }
+    bomb.push("datasource_list: [ OpenStack ]".into());
+    for (name, cfg, words) in [
+        (
+            "badcfg",
+            "cloud_init_modules:\n - growpart\n - resizefs\n datasource_list: [ : {\n".to_string(),
+            &["/etc/cloud/cloud.cfg: "][..],
+        ),
+        (
+            "bomb",
+            bomb.join("\n") + "\n",
+            &["/etc/cloud/cloud.cfg: ", "budget"][..],
+        ),
+    ] {
+        let tree = dir.join(name);
+        base_tree(&tree, false);
+        fs::write(tree.join("etc/cloud/cloud.cfg"), cfg).unwrap();
+        fs::remove_file(tree.join("etc/cloud/cloud.cfg.d/90_dpkg.cfg")).unwrap();
+        let img = dir.join(format!("{name}.img"));
+        image_of(&tree, &img);
+        let r = check(test, &img);
+        let it = items(&r.text);
+        let ds = &it["cloud-init-datasource"];
+        assert!(
+            ds.0 == "FAIL" && words.iter().all(|w| ds.1.contains(w)),
+            "{test}: {name}: {ds:?}\n{}",
+            r.text
+        );
+        eprintln!("{test}: {name}: FAIL cloud-init-datasource: {}", ds.1);
+    }
 
     // A corrupt superblock (s_log_block_size 20) is named as one.
     let img = dir.join("loop.img");

@@ -191,7 +191,12 @@ fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
             Ok(Value::Object(m)) => merged.extend(m),
             Ok(Value::Null) => {}
             Ok(_) => notes.push(format!("{f} is not a mapping")),
-            Err(e) => notes.push(format!("{f}: {e}")),
+            // The parser's first line says what and where; the rest is a
+            // drawing of the spot, which would break the item's line.
+            Err(e) => notes.push(format!(
+                "{f}: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )),
         }
     }
     (merged, notes)
