@@ -166,6 +166,7 @@ fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
 fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
     let mut notes = Vec::new();
     let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
+    // list_dir gives the names sorted: cloud-init's order.
     match view.list_dir("/etc/cloud/cloud.cfg.d") {
         Ok(d) => files.extend(
             d.as_deref()

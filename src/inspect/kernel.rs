@@ -206,7 +206,13 @@ pub fn choose(view: &View) -> Result<Choice, InspectError> {
             None
         });
         if let Some(kp) = kp {
-            let initrds = regular(view, i)?.into_iter().collect();
+            let initrds = regular(view, i)
+                .unwrap_or_else(|e| {
+                    notes.push(format!("initrd passed over: {e}"));
+                    None
+                })
+                .into_iter()
+                .collect();
             return Ok(Choice {
                 kernel: kp,
                 initrds,

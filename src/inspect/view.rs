@@ -18,6 +18,7 @@ use super::disk::{FsKind, Image, Layout, Volume};
 use super::limits::{Budget, Limits, DIR_ENTRY_OVERHEAD, MAX_COMPONENTS, MAX_LINKS, MIN_DIRENT};
 use super::InspectError;
 use crate::ext4::read::{DirEntry, Ext4, Inode, ReadError, ROOT_INO};
+
 /// The largest directory read (outside the budgets) while choosing the
 /// root and /boot filesystems: a root or /etc this large is no system's.
 const PROBE_DIR: u64 = 1 << 20;
@@ -534,6 +535,23 @@ fn spec_matches(spec: &str, v: &Volume, fs: &Ext4) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_by_name_first_of_duplicates() {
+        let e = |name: &str, ino| DirEntry {
+            name: name.as_bytes().to_vec(),
+            ino,
+            ftype: 1,
+        };
+        let mut v = vec![e("vmlinuz", 12), e("boot", 11), e("a", 10), e("boot", 13)];
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(find(&v, b"boot"), Some(11));
+        assert_eq!(find(&v, b"a"), Some(10));
+        assert_eq!(find(&v, b"vmlinuz"), Some(12));
+        assert_eq!(find(&v, b"b"), None);
+        assert_eq!(find(&v, b"zz"), None);
+        assert_eq!(find(&[], b"a"), None);
+    }
 
     #[test]
     fn fstab_lines() {
