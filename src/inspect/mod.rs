@@ -21,16 +21,17 @@ use std::path::PathBuf;
 pub enum InspectError {
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
-    #[error("{}: {volume}: {source}", image.display())]
-    Fs {
-        image: PathBuf,
-        volume: String,
-        source: crate::ext4::read::ReadError,
-    },
     #[error("{}: the ext4 filesystem cannot be read: {found}", image.display())]
     BadExt4 { image: PathBuf, found: String },
     #[error("{}: no ext4 filesystem found ({found}); dibr reads ext2/3/4 only (xfs, btrfs and LVM are not supported)", image.display())]
     NoExt4 { image: PathBuf, found: String },
+    #[error("{}: {volume}: {path}: {source}", image.display())]
+    File {
+        image: PathBuf,
+        volume: String,
+        path: String,
+        source: crate::ext4::read::ReadError,
+    },
     #[error("{}: no ext4 filesystem looks like a root (labelled cloudimg-rootfs, or with /etc): {found}", image.display())]
     NoRoot { image: PathBuf, found: String },
     #[error("{}: resolving {path}: more than {} symbolic links (a loop?)", image.display(), limits::MAX_LINKS)]

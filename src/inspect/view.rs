@@ -63,10 +63,12 @@ fn components(p: &str) -> VecDeque<String> {
 }
 
 impl<'a> View<'a> {
-    fn err(&self, fs: usize, source: ReadError) -> InspectError {
-        InspectError::Fs {
+    /// A read error, with the file (or the path being resolved) it hit.
+    fn file_err(&self, fs: usize, path: &str, source: ReadError) -> InspectError {
+        InspectError::File {
             image: self.image.path.clone(),
             volume: self.mounts[fs].volume.describe(),
+            path: path.to_string(),
             source,
         }
     }
@@ -308,7 +310,7 @@ impl<'a> View<'a> {
                     let dir = self.mounts[dfs]
                         .fs
                         .inode(dino)
-                        .map_err(|e| self.err(dfs, e))?;
+                        .map_err(|e| self.file_err(dfs, path, e))?;
                     if !dir.is_dir() {
                         return Ok(None);
                     }
@@ -319,7 +321,7 @@ impl<'a> View<'a> {
                     }
                 };
             let fs = &self.mounts[cfs].fs;
-            let ino = fs.inode(cino).map_err(|e| self.err(cfs, e))?;
+            let ino = fs.inode(cino).map_err(|e| self.file_err(cfs, path, e))?;
             if ino.is_symlink() && (!pending.is_empty() || follow_last) {
                 links += 1;
                 if links > MAX_LINKS {
@@ -328,7 +330,7 @@ impl<'a> View<'a> {
                         path: path.to_string(),
                     });
                 }
-                let target = fs.readlink(&ino).map_err(|e| self.err(cfs, e))?;
+                let target = fs.readlink(&ino).map_err(|e| self.file_err(cfs, path, e))?;
                 let target = String::from_utf8_lossy(&target).into_owned();
                 if target.starts_with('/') {
                     stack.clear();
@@ -348,7 +350,10 @@ impl<'a> View<'a> {
             .unwrap_or((0, ROOT_INO));
         let inode = match last {
             Some(i) => i,
-            None => self.mounts[fs].fs.inode(ino).map_err(|e| self.err(fs, e))?,
+            None => self.mounts[fs]
+                .fs
+                .inode(ino)
+                .map_err(|e| self.file_err(fs, path, e))?,
         };
         Ok(Some(Node {
             fs,
@@ -382,7 +387,7 @@ impl<'a> View<'a> {
             Ok(v) => v,
             Err(e) => {
                 self.dir_bytes.refund(worst);
-                return Err(self.err(fs, e));
+                return Err(self.file_err(fs, path, e));
             }
         };
         v.retain(|e| e.name != b"." && e.name != b"..");
@@ -424,7 +429,7 @@ impl<'a> View<'a> {
                 let fs = &self.mounts[n.fs].fs;
                 fs.read_all(&n.inode, limit)
                     .map(Some)
-                    .map_err(|e| self.err(n.fs, e))
+                    .map_err(|e| self.file_err(n.fs, path, e))
             }
             _ => Ok(None),
         }
@@ -436,7 +441,7 @@ impl<'a> View<'a> {
         self.mounts[n.fs]
             .fs
             .allocated_bytes(&n.inode)
-            .map_err(|e| self.err(n.fs, e))
+            .map_err(|e| self.file_err(n.fs, &n.path, e))
     }
 
     /// Streams a resolved regular file into `w`.
@@ -444,7 +449,7 @@ impl<'a> View<'a> {
         self.mounts[n.fs]
             .fs
             .copy_to(&n.inode, w)
-            .map_err(|e| self.err(n.fs, e))
+            .map_err(|e| self.file_err(n.fs, &n.path, e))
     }
 
     /// A directory's entries without "." and "..", sorted by name; None
@@ -463,7 +468,7 @@ impl<'a> View<'a> {
                 let t = self.mounts[n.fs]
                     .fs
                     .readlink(&n.inode)
-                    .map_err(|e| self.err(n.fs, e))?;
+                    .map_err(|e| self.file_err(n.fs, path, e))?;
                 Ok(Some(String::from_utf8_lossy(&t).into_owned()))
             }
             _ => Ok(None),
