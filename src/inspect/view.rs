@@ -110,13 +110,15 @@ impl<'a> View<'a> {
                 }
             }
         }
+        // Filesystems with the ext4 magic that cannot be read: named when
+        // no root is found (one of them may have been it).
+        let bad: Vec<String> = layout
+            .volumes
+            .iter()
+            .filter(|v| matches!(v.fs, FsKind::BadExt4 { .. }))
+            .map(Volume::describe)
+            .collect();
         if ext4.is_empty() {
-            let bad: Vec<String> = layout
-                .volumes
-                .iter()
-                .filter(|v| matches!(v.fs, FsKind::BadExt4 { .. }))
-                .map(Volume::describe)
-                .collect();
             if !bad.is_empty() {
                 return Err(InspectError::BadExt4 {
                     image: image.path.clone(),
@@ -165,7 +167,7 @@ impl<'a> View<'a> {
                     .map(|i| (i, "has /etc".to_string()))
             });
         let Some((root_i, why)) = pick else {
-            let found: Vec<String> = ext4.iter().map(|(v, _)| v.describe()).collect();
+            let found: Vec<String> = ext4.iter().map(|(v, _)| v.describe()).chain(bad).collect();
             return Err(InspectError::NoRoot {
                 image: image.path.clone(),
                 found: found.join(", "),
