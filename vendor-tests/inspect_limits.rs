@@ -645,23 +645,46 @@ fn one_bad_item_fails_alone() {
         eprintln!("{test}: {name}: FAIL cloud-init-datasource: {}", ds.1);
     }
 
-    // A corrupt superblock (s_log_block_size 20) is named as one.
-    let img = dir.join("loop.img");
-    let mut bytes = fs::read(&img).unwrap();
-    bytes[1024 + 0x18..1024 + 0x1C].copy_from_slice(&20u32.to_le_bytes());
-    let bad = dir.join("corrupt.img");
-    fs::write(&bad, bytes).unwrap();
-    for args in [&["check"][..], &["get-kernel", "-o", "x"][..]] {
-        let mut a: Vec<&OsStr> = vec![OsStr::new(args[0]), bad.as_os_str()];
-        a.extend(args[1..].iter().map(OsStr::new));
-        let r = measured(test, &a);
-        assert_eq!(r.code, Some(1), "{test}\n{}", r.text);
-        assert!(
-            r.text
-                .contains("corrupt superblock (block size above 64 KiB)")
-                && !r.text.contains("unknown filesystem"),
-            "{test}: {args:?}\n{}",
-            r.text
-        );
+    // A corrupt superblock (s_log_block_size 20) is named as one, on the
+    // whole disk and in an MBR partition (`dibr assemble --layout mbr`).
+    let whole = dir.join("loop.img");
+    let tree = dir.join("part");
+    base_tree(&tree, false);
+    run_ok(
+        Command::new(dibr_bin())
+            .args([
+                "assemble", "-t", "raw", "--layout", "mbr", "-o", "part", "--from",
+            ])
+            .arg(&tree)
+            .current_dir(dir)
+            .env_remove("DIB_BLOCK_DEVICE_CONFIG")
+            .env_remove("DIB_IMAGE_SIZE"),
+    );
+    let part = dir.join("part.raw");
+    let mbr = fs::read(&part).unwrap()[..512].to_vec();
+    let lba = u32::from_le_bytes(mbr[446 + 8..446 + 12].try_into().unwrap()) as usize;
+    for (img, start, volume) in [
+        (&whole, 0, "whole disk (ext4, unreadable: "),
+        (&part, lba * 512, "partition 1 (ext4, unreadable: "),
+    ] {
+        let mut bytes = fs::read(img).unwrap();
+        let at = start + 1024 + 0x18;
+        bytes[at..at + 4].copy_from_slice(&20u32.to_le_bytes());
+        let bad = dir.join("corrupt.img");
+        fs::write(&bad, bytes).unwrap();
+        for args in [&["check"][..], &["get-kernel", "-o", "x"][..]] {
+            let mut a: Vec<&OsStr> = vec![OsStr::new(args[0]), bad.as_os_str()];
+            a.extend(args[1..].iter().map(OsStr::new));
+            let r = measured(test, &a);
+            assert_eq!(r.code, Some(1), "{test}\n{}", r.text);
+            assert!(
+                r.text.contains(volume)
+                    && r.text
+                        .contains("corrupt superblock (block size above 64 KiB)")
+                    && !r.text.contains("unknown filesystem"),
+                "{test}: {args:?}\n{}",
+                r.text
+            );
+        }
     }
 }
