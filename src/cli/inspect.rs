@@ -32,7 +32,7 @@ pub struct GetKernelArgs {
 /// The memory budgets of a reading command.
 #[derive(Args, Debug)]
 pub struct ReadArgs {
-    /// The most file contents read into memory in all (config files, BLS entries; hard links count once per read)
+    /// The most file contents read into memory in all (config files, BLS entries; every read counts, of a hard link too)
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub read_budget: u64,
     /// The most directory listings kept in memory in all
