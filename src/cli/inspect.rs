@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use clap::Args;
 
+use super::size::parse_size;
 use crate::inspect::check::{self, Status};
 use crate::inspect::disk::{layout, Image};
 use crate::inspect::kernel;
+use crate::inspect::limits::Limits;
 use crate::inspect::view::View;
 use crate::inspect::InspectError;
 use crate::output::atomic::AtomicFile;
@@ -20,6 +22,32 @@ pub struct GetKernelArgs {
     /// Output prefix: writes PREFIX.vmlinuz and PREFIX.initrd (default: the image path without its extension)
     #[arg(short = 'o', value_name = "PREFIX")]
     pub prefix: Option<PathBuf>,
+    /// The most get-kernel writes to one file (the kernel, or the initrds together); a larger or sparse file is refused
+    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_size)]
+    pub max_output: u64,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// The memory budgets of a reading command.
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// The most file contents read into memory in all (config files, BLS entries; every read counts, of a hard link too)
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub read_budget: u64,
+    /// The most directory listings kept in memory in all
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub dir_budget: u64,
+}
+
+impl ReadArgs {
+    fn limits(&self, max_output: u64) -> Limits {
+        Limits {
+            read_budget: self.read_budget,
+            dir_budget: self.dir_budget,
+            max_output,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -29,6 +57,8 @@ pub struct CheckArgs {
     /// Print the results as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub read: ReadArgs,
 }
 
 /// DIB's baremetal naming: `NAME.vmlinuz` next to `NAME.qcow2`.
@@ -49,11 +79,13 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
     let t0 = Instant::now();
     let img = Image::open(&a.image)?;
     let lay = layout(&img)?;
-    let view = View::open(&img, &lay)?;
+    let view = View::open_with(&img, &lay, a.read.limits(a.max_output))?;
     for n in lay.notes.iter().chain(view.notes.iter()) {
         eprintln!("dibr: {n}");
     }
     let c = kernel::choose(&view)?;
+    // Every size is judged before a byte is written.
+    let plan = kernel::plan(&view, &c)?;
     let prefix = a.prefix.clone().unwrap_or_else(|| default_prefix(&a.image));
     let kpath = with_suffix(&prefix, ".vmlinuz");
     let ipath = with_suffix(&prefix, ".initrd");
@@ -63,21 +95,13 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
     };
     // Both appear together or not at all.
     let kf = AtomicFile::create(&kpath).map_err(out_err(&kpath))?;
-    let kn = view
-        .resolve(&c.kernel, true)?
-        .ok_or_else(|| InspectError::NoKernel {
-            image: a.image.clone(),
-            detail: format!("{} vanished", c.kernel),
-        })?;
-    let klen = view.copy_node(&kn, &mut kf.file())?;
+    let klen = view.copy_node(&plan.kernel, &mut kf.file())?;
     let mut initrd = None;
-    if !c.initrds.is_empty() {
+    if !plan.initrds.is_empty() {
         let f = AtomicFile::create(&ipath).map_err(out_err(&ipath))?;
         let mut len = 0;
-        for p in &c.initrds {
-            if let Some(n) = view.resolve(p, true)? {
-                len += view.copy_node(&n, &mut f.file())?;
-            }
+        for n in &plan.initrds {
+            len += view.copy_node(n, &mut f.file())?;
         }
         initrd = Some((f, len));
     }
@@ -104,8 +128,8 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
 pub fn check(a: &CheckArgs) -> Result<bool, InspectError> {
     let img = Image::open(&a.image)?;
     let lay = layout(&img)?;
-    let view = View::open(&img, &lay)?;
-    let items = check::run(&view, &lay)?;
+    let view = View::open_with(&img, &lay, a.read.limits(Limits::default().max_output))?;
+    let items = check::run(&view, &lay);
     let failed = items.iter().any(|i| i.status == Status::Fail);
     if a.json {
         let v = serde_json::json!({

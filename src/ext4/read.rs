@@ -668,6 +668,24 @@ impl<'a> Ext4<'a> {
         Ok(pos)
     }
 
+    /// The bytes of the file's data that have blocks, within its size:
+    /// holes and unwritten extents are not counted (`get-kernel` refuses a
+    /// file that is mostly holes before writing it out).
+    pub fn allocated_bytes(&self, i: &Inode) -> R<u64> {
+        if i.flags & INLINE_DATA_FL != 0 {
+            return Ok(self.inline_data(i).len() as u64);
+        }
+        let mut n = 0u64;
+        for r in self.runs(i)? {
+            let start = r.lblk.saturating_mul(self.bs);
+            if r.zero || start >= i.size {
+                continue;
+            }
+            n = n.saturating_add(r.len.saturating_mul(self.bs).min(i.size - start));
+        }
+        Ok(n.min(i.size))
+    }
+
     /// The whole file, refused above `limit` bytes.
     pub fn read_all(&self, i: &Inode, limit: u64) -> R<Vec<u8>> {
         if i.size > limit {

@@ -8,10 +8,12 @@ use serde_json::Value;
 
 use super::disk::{Layout, Table};
 use super::kernel;
+use super::limits::CONFIG_FILE as SMALL;
 use super::view::View;
 use super::InspectError;
 
-const SMALL: u64 = 4 << 20;
+/// Problems of one kind an item names before it only counts the rest.
+const NAMED: usize = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -46,15 +48,50 @@ fn item(status: Status, name: &'static str, detail: impl Into<String>) -> Item {
     }
 }
 
-/// What the checks look at, read once.
+/// What the checks look at, read once. A fact that could not be read
+/// keeps its error as text: each check that needs it fails with it, the
+/// others go on.
 struct Facts {
     /// Unit names enabled through /etc/systemd/system/*.wants (and
     /// aliases there), plus sysvinit S-links as `name (sysv)`.
-    enabled: Vec<String>,
-    cloud_init: bool,
-    cloud_init_disabled: bool,
+    enabled: Result<Vec<String>, String>,
+    cloud_init: Result<bool, String>,
+    cloud_init_disabled: Result<bool, String>,
     cloud_cfg: serde_json::Map<String, Value>,
+    /// Files of the cloud config that could not be read or parsed.
     cloud_cfg_notes: Vec<String>,
+}
+
+fn fact<'a, T>(what: &'static str, r: &'a Result<T, String>) -> Result<&'a T, InspectError> {
+    r.as_ref().map_err(|e| InspectError::Fact {
+        what,
+        detail: e.clone(),
+    })
+}
+
+impl Facts {
+    fn read(view: &View) -> Facts {
+        let (cloud_cfg, cloud_cfg_notes) = cloud_config(view);
+        let text = |e: InspectError| e.to_string();
+        Facts {
+            enabled: enabled_units(view).map_err(text),
+            cloud_init: any_exists(view, &["/usr/bin/cloud-init", "/usr/local/bin/cloud-init"])
+                .map(|p| p.is_some())
+                .map_err(text),
+            cloud_init_disabled: view.exists("/etc/cloud/cloud-init.disabled").map_err(text),
+            cloud_cfg,
+            cloud_cfg_notes,
+        }
+    }
+    fn enabled(&self) -> Result<&[String], InspectError> {
+        fact("enabled units", &self.enabled).map(Vec::as_slice)
+    }
+    fn cloud_init(&self) -> Result<bool, InspectError> {
+        fact("whether cloud-init is installed", &self.cloud_init).copied()
+    }
+    fn cloud_init_disabled(&self) -> Result<bool, InspectError> {
+        fact("whether cloud-init is disabled", &self.cloud_init_disabled).copied()
+    }
 }
 
 fn text(b: Vec<u8>) -> String {
@@ -80,7 +117,7 @@ fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
         let Some(entries) = view.list_dir(dir)? else {
             continue;
         };
-        for e in entries {
+        for e in entries.iter() {
             let name = String::from_utf8_lossy(&e.name).into_owned();
             if name.ends_with(".wants") || name.ends_with(".requires") {
                 // /usr/lib units are the vendor's static wiring: only the
@@ -93,7 +130,11 @@ fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
                 {
                     continue;
                 }
-                for u in view.list_dir(&format!("{dir}/{name}"))?.unwrap_or_default() {
+                for u in view
+                    .list_dir(&format!("{dir}/{name}"))?
+                    .as_deref()
+                    .unwrap_or_default()
+                {
                     out.push(String::from_utf8_lossy(&u.name).into_owned());
                 }
             } else if dir == "/etc/systemd/system" && name.ends_with(".service") {
@@ -105,7 +146,7 @@ fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
         }
     }
     for rc in ["/etc/rc2.d", "/etc/rc3.d", "/etc/rc5.d"] {
-        for e in view.list_dir(rc)?.unwrap_or_default() {
+        for e in view.list_dir(rc)?.as_deref().unwrap_or_default() {
             let name = String::from_utf8_lossy(&e.name).into_owned();
             if let Some(s) = name.strip_prefix('S') {
                 let s = s.trim_start_matches(|c: char| c.is_ascii_digit());
@@ -120,34 +161,46 @@ fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
 
 /// cloud.cfg merged with cloud.cfg.d/*.cfg in name order, later files'
 /// top-level keys replacing earlier ones (cloud-init's default merge for
-/// lists and scalars).
-fn cloud_config(
-    view: &View,
-) -> Result<(serde_json::Map<String, Value>, Vec<String>), InspectError> {
-    let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
-    let mut d: Vec<String> = view
-        .list_dir("/etc/cloud/cloud.cfg.d")?
-        .unwrap_or_default()
-        .iter()
-        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-        .filter(|n| n.ends_with(".cfg"))
-        .collect();
-    d.sort();
-    files.extend(d.into_iter().map(|n| format!("/etc/cloud/cloud.cfg.d/{n}")));
-    let mut merged = serde_json::Map::new();
+/// lists and scalars). A file that cannot be read or parsed is named in
+/// the notes (and the config judged without it).
+fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
     let mut notes = Vec::new();
+    let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
+    // list_dir gives the names sorted: cloud-init's order.
+    match view.list_dir("/etc/cloud/cloud.cfg.d") {
+        Ok(d) => files.extend(
+            d.as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+                .filter(|n| n.ends_with(".cfg"))
+                .map(|n| format!("/etc/cloud/cloud.cfg.d/{n}")),
+        ),
+        Err(e) => notes.push(e.to_string()),
+    }
+    let mut merged = serde_json::Map::new();
     for f in files {
-        let Some(t) = view.read_file(&f, SMALL)? else {
-            continue;
+        let t = match view.read_file(&f, SMALL) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                notes.push(e.to_string());
+                continue;
+            }
         };
         match serde_saphyr::from_str::<Value>(&text(t)) {
             Ok(Value::Object(m)) => merged.extend(m),
             Ok(Value::Null) => {}
             Ok(_) => notes.push(format!("{f} is not a mapping")),
-            Err(e) => notes.push(format!("{f}: {e}")),
+            // The parser's first line says what and where; the rest is a
+            // drawing of the spot, which would break the item's line.
+            Err(e) => notes.push(format!(
+                "{f}: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )),
         }
     }
-    Ok((merged, notes))
+    (merged, notes)
 }
 
 fn strings(v: Option<&Value>) -> Option<Vec<String>> {
@@ -176,35 +229,42 @@ fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
+/// An item that could not be judged (a file it needs is unreadable, a
+/// limit was hit): that item fails with the reason, the others go on.
+fn judged(name: &'static str, r: Result<Item, InspectError>) -> Item {
+    r.unwrap_or_else(|e| item(Status::Fail, name, format!("cannot be judged: {e}")))
+}
+
 /// Runs every check.
-pub fn run(view: &View, layout: &Layout) -> Result<Vec<Item>, InspectError> {
-    let (cloud_cfg, cloud_cfg_notes) = cloud_config(view)?;
-    let f = Facts {
-        enabled: enabled_units(view)?,
-        cloud_init: any_exists(view, &["/usr/bin/cloud-init", "/usr/local/bin/cloud-init"])?
-            .is_some(),
-        cloud_init_disabled: view.exists("/etc/cloud/cloud-init.disabled")?,
-        cloud_cfg,
-        cloud_cfg_notes,
-    };
+pub fn run(view: &View, layout: &Layout) -> Vec<Item> {
+    let f = Facts::read(view);
     let mut items = vec![
         root_filesystem(view, layout),
         root_last(view, layout),
-        grow_root(view, layout, &f)?,
-        no_mac(view)?,
-        sshd(view, &f)?,
-        ssh_host_keys(view, &f)?,
-        firewall(view, &f)?,
-        cloud_init(view, &f)?,
+        judged("grow-root", grow_root(view, layout, &f)),
+        judged("no-mac-address", no_mac(view)),
+        judged("sshd", sshd(view, &f)),
+        judged("ssh-host-keys", ssh_host_keys(view, &f)),
+        judged("no-firewall", firewall(view, &f)),
+        judged("cloud-init", cloud_init(view, &f)),
     ];
-    if f.cloud_init {
+    // Judged unless cloud-init is known to be absent.
+    if f.cloud_init.as_ref().map_or(true, |&c| c) {
         items.push(datasources(&f));
     }
-    let (k, console) = kernel_and_console(view)?;
-    items.push(k);
-    items.push(console);
-    items.push(machine_id(view)?);
-    Ok(items)
+    match kernel_and_console(view) {
+        Ok((k, console)) => items.extend([k, console]),
+        Err(e) => items.extend([
+            judged("kernel", Err(e)),
+            item(
+                Status::Fail,
+                "serial-console",
+                "cannot be judged: no kernel command line (see the kernel item)",
+            ),
+        ]),
+    }
+    items.push(judged("machine-id", machine_id(view)));
+    items
 }
 
 fn root_filesystem(view: &View, layout: &Layout) -> Item {
@@ -275,7 +335,8 @@ fn grow_root(view: &View, layout: &Layout, f: &Facts) -> Result<Item, InspectErr
             Value::String(s) => s.clone(),
             o => o.to_string(),
         });
-    let ci_on = f.cloud_init && !f.cloud_init_disabled;
+    let (installed, disabled) = (f.cloud_init()?, f.cloud_init_disabled()?);
+    let ci_on = installed && !disabled;
     let mut how = Vec::new();
     if let Some(p) = &initramfs {
         how.push(format!("growroot in the initramfs ({p})"));
@@ -295,9 +356,9 @@ fn grow_root(view: &View, layout: &Layout, f: &Facts) -> Result<Item, InspectErr
         return Ok(item(Status::Pass, "grow-root", how.join("; ")));
     }
     let mut why = Vec::new();
-    if !f.cloud_init {
+    if !installed {
         why.push("cloud-init is not installed".to_string());
-    } else if f.cloud_init_disabled {
+    } else if disabled {
         why.push("cloud-init is disabled (/etc/cloud/cloud-init.disabled)".into());
     } else {
         if !has_mod("growpart") || !has_mod("resizefs") {
@@ -369,7 +430,7 @@ fn no_mac(view: &View) -> Result<Item, InspectError> {
         ("/etc/netplan", &["macaddress:"][..]),
         ("/etc/systemd/network", &["MACAddress="][..]),
     ] {
-        for e in view.list_dir(dir)?.unwrap_or_default() {
+        for e in view.list_dir(dir)?.as_deref().unwrap_or_default() {
             let name = String::from_utf8_lossy(&e.name).into_owned();
             let p = format!("{dir}/{name}");
             let Some(t) = view.read_file(&p, SMALL)? else {
@@ -408,7 +469,7 @@ fn sshd(view: &View, f: &Facts) -> Result<Item, InspectError> {
         ));
     };
     let units: Vec<&String> = f
-        .enabled
+        .enabled()?
         .iter()
         .filter(|u| {
             let base = u.trim_end_matches(" (sysv)");
@@ -437,6 +498,7 @@ fn sshd(view: &View, f: &Facts) -> Result<Item, InspectError> {
 fn ssh_host_keys(view: &View, f: &Facts) -> Result<Item, InspectError> {
     let baked: Vec<String> = view
         .list_dir("/etc/ssh")?
+        .as_deref()
         .unwrap_or_default()
         .iter()
         .map(|e| String::from_utf8_lossy(&e.name).into_owned())
@@ -454,7 +516,7 @@ fn ssh_host_keys(view: &View, f: &Facts) -> Result<Item, InspectError> {
         ));
     }
     let mut gen = Vec::new();
-    if f.cloud_init && !f.cloud_init_disabled {
+    if f.cloud_init()? && !f.cloud_init_disabled()? {
         gen.push("cloud-init's ssh module".to_string());
     }
     if let Some(p) = any_exists(
@@ -470,7 +532,7 @@ fn ssh_host_keys(view: &View, f: &Facts) -> Result<Item, InspectError> {
         gen.push(p);
     }
     if let Some(u) = f
-        .enabled
+        .enabled()?
         .iter()
         .find(|u| u.contains("keygen") || u.contains("host-keys"))
     {
@@ -504,7 +566,7 @@ fn firewall(view: &View, f: &Facts) -> Result<Item, InspectError> {
         "ufw",
     ];
     let mut on: Vec<String> = f
-        .enabled
+        .enabled()?
         .iter()
         .filter(|u| UNITS.contains(&u.trim_end_matches(" (sysv)")))
         .cloned()
@@ -536,14 +598,14 @@ fn firewall(view: &View, f: &Facts) -> Result<Item, InspectError> {
 }
 
 fn cloud_init(view: &View, f: &Facts) -> Result<Item, InspectError> {
-    if !f.cloud_init {
+    if !f.cloud_init()? {
         return Ok(item(
             Status::Fail,
             "cloud-init",
             "not installed (no /usr/bin/cloud-init): OpenStack's ssh key, user data and hostname need it; install cloud-init",
         ));
     }
-    if f.cloud_init_disabled {
+    if f.cloud_init_disabled()? {
         return Ok(item(
             Status::Fail,
             "cloud-init",
@@ -551,7 +613,7 @@ fn cloud_init(view: &View, f: &Facts) -> Result<Item, InspectError> {
         ));
     }
     let units: Vec<&str> = f
-        .enabled
+        .enabled()?
         .iter()
         .filter(|u| {
             u.starts_with("cloud-init")
@@ -590,16 +652,24 @@ fn cloud_init(view: &View, f: &Facts) -> Result<Item, InspectError> {
 }
 
 fn datasources(f: &Facts) -> Item {
-    let notes = if f.cloud_cfg_notes.is_empty() {
-        String::new()
-    } else {
-        format!(" (unreadable: {})", f.cloud_cfg_notes.join("; "))
-    };
+    // A config cloud-init cannot parse: what it will do is unknown (the
+    // datasource_list may be in the part that failed).
+    if !f.cloud_cfg_notes.is_empty() {
+        let mut shown: Vec<String> = f.cloud_cfg_notes.iter().take(NAMED).cloned().collect();
+        if f.cloud_cfg_notes.len() > NAMED {
+            shown.push(format!("{} more", f.cloud_cfg_notes.len() - NAMED));
+        }
+        return item(
+            Status::Fail,
+            "cloud-init-datasource",
+            format!("the cloud config cannot be read: {}", shown.join("; ")),
+        );
+    }
     match strings(f.cloud_cfg.get("datasource_list")) {
         None => item(
             Status::Pass,
             "cloud-init-datasource",
-            format!("no datasource_list: cloud-init's default list, OpenStack and ConfigDrive included{notes}"),
+            "no datasource_list: cloud-init's default list, OpenStack and ConfigDrive included",
         ),
         Some(l) => {
             let ok: Vec<&String> = l
@@ -611,7 +681,7 @@ fn datasources(f: &Facts) -> Item {
                     Status::Fail,
                     "cloud-init-datasource",
                     format!(
-                        "datasource_list [{}] has neither OpenStack, ConfigDrive nor NoCloud: the instance gets no metadata{notes}",
+                        "datasource_list [{}] has neither OpenStack, ConfigDrive nor NoCloud: the instance gets no metadata",
                         l.join(", ")
                     ),
                 )
@@ -619,7 +689,7 @@ fn datasources(f: &Facts) -> Item {
                 item(
                     Status::Pass,
                     "cloud-init-datasource",
-                    format!("datasource_list [{}]{notes}", l.join(", ")),
+                    format!("datasource_list [{}]", l.join(", ")),
                 )
             }
         }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::qcow2::{self, Qcow2, Qcow2Error};
 use crate::disk::read::{read_gpt, read_gpt_primary, read_mbr, ReadError as TableError};
-use crate::ext4::read::Ext4;
+use crate::ext4::read::{Ext4, ReadError as ExtError};
 use crate::ext4::verify::ImageSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +127,12 @@ pub enum FsKind {
         uuid: String,
     },
     Vfat,
+    /// An ext2/3/4 magic whose superblock does not hold together (or
+    /// asks for features this reader lacks): named as such, not as an
+    /// unknown filesystem.
+    BadExt4 {
+        detail: String,
+    },
     /// Nothing this reader recognizes.
     Other,
 }
@@ -151,6 +157,7 @@ impl Volume {
             FsKind::Ext4 { label, .. } if !label.is_empty() => format!("ext4 '{label}'"),
             FsKind::Ext4 { .. } => "ext4".into(),
             FsKind::Vfat => "vfat".into(),
+            FsKind::BadExt4 { detail } => format!("ext4, unreadable: {detail}"),
             FsKind::Other => "unknown filesystem".into(),
         };
         match self.number {
@@ -221,11 +228,24 @@ fn whole_disk(src: &dyn ImageSource, size: u64, notes: Vec<String>) -> Layout {
 }
 
 fn probe(src: &dyn ImageSource, start: u64) -> FsKind {
-    if let Ok(fs) = Ext4::open(src, start) {
-        return FsKind::Ext4 {
-            label: fs.label().to_string(),
-            uuid: fs.uuid(),
-        };
+    match Ext4::open(src, start) {
+        Ok(fs) => {
+            return FsKind::Ext4 {
+                label: fs.label().to_string(),
+                uuid: fs.uuid(),
+            }
+        }
+        Err(ExtError::NotExt4) => {}
+        Err(ExtError::Superblock(d)) => {
+            return FsKind::BadExt4 {
+                detail: format!("corrupt superblock ({d})"),
+            }
+        }
+        Err(e) => {
+            return FsKind::BadExt4 {
+                detail: e.to_string(),
+            }
+        }
     }
     let mut bs = [0u8; 512];
     if src.read_at(start, &mut bs).is_ok()

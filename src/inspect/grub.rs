@@ -8,7 +8,37 @@
 //! `${next_entry}` branch of grub-mkconfig's header is skipped, so its
 //! `else` branch's `set default="0"` wins, as at a normal boot).
 
+use super::limits::{bytes, GRUB_DEPTH, MAX_LINE};
 use crate::boot::collect::version_cmp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrubError {
+    /// Blocks nested deeper than any generated config does: read
+    /// recursively they would overflow the stack.
+    #[error("line {line}: `{{` blocks nested more than {GRUB_DEPTH} deep")]
+    TooDeep { line: usize },
+    /// Split into words, a line of a few MiB would take a hundred times
+    /// its size in memory; generated lines stay far below the limit.
+    #[error("line {line}: {} long, more than the {} limit for one line", bytes(*len as u64), bytes(MAX_LINE as u64))]
+    LineTooLong { line: usize, len: usize },
+    #[error("{entry}: line {line}: {} long, more than the {} limit for one line", bytes(*len as u64), bytes(MAX_LINE as u64))]
+    BlsLineTooLong {
+        entry: String,
+        line: usize,
+        len: usize,
+    },
+}
+
+/// The line's words, refused when the line passes [`MAX_LINE`].
+fn line_words(line: &str, number: usize) -> Result<Vec<String>, GrubError> {
+    if line.len() > MAX_LINE {
+        return Err(GrubError::LineTooLong {
+            line: number,
+            len: line.len(),
+        });
+    }
+    Ok(words(line))
+}
 
 /// The boot entry GRUB would start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +132,8 @@ pub fn strip_device(p: &str) -> String {
 
 struct Parser<'a> {
     lines: std::str::Lines<'a>,
+    /// The number of the line last read (1-based), for errors.
+    line: usize,
     default: Option<String>,
 }
 
@@ -115,16 +147,26 @@ fn title_and_id(w: &[String]) -> (String, Option<String>) {
 }
 
 impl Parser<'_> {
-    /// Reads items until the closing brace of the current block (or EOF).
-    fn block(&mut self, in_entry: bool, entry: &mut BootEntry) -> Vec<Item> {
+    /// Reads items until the closing brace of the current block (or EOF);
+    /// `depth` counts the blocks open around it.
+    fn block(
+        &mut self,
+        in_entry: bool,
+        entry: &mut BootEntry,
+        depth: usize,
+    ) -> Result<Vec<Item>, GrubError> {
         let mut items = Vec::new();
         let mut skip_if = 0usize; // inside `if [ "${next_entry}" ]`
         while let Some(line) = self.lines.next() {
-            let w = words(line);
+            self.line += 1;
+            let w = line_words(line, self.line)?;
             let Some(first) = w.first() else { continue };
             let opens = w.last().is_some_and(|l| l == "{");
+            if opens && depth >= GRUB_DEPTH {
+                return Err(GrubError::TooDeep { line: self.line });
+            }
             match first.as_str() {
-                "}" => return items,
+                "}" => return Ok(items),
                 "menuentry" if opens => {
                     let (title, id) = title_and_id(&w);
                     let mut e = BootEntry {
@@ -133,14 +175,14 @@ impl Parser<'_> {
                         cmdline: String::new(),
                         initrds: Vec::new(),
                     };
-                    self.block(true, &mut e);
+                    self.block(true, &mut e, depth + 1)?;
                     let entry = (!e.kernel.is_empty()).then_some(e);
                     items.push(Item::Entry { title, id, entry });
                 }
                 "submenu" if opens => {
                     let (title, id) = title_and_id(&w);
                     let mut dummy = entry.clone();
-                    let sub = self.block(false, &mut dummy);
+                    let sub = self.block(false, &mut dummy, depth + 1)?;
                     items.push(Item::Submenu {
                         title,
                         id,
@@ -150,7 +192,7 @@ impl Parser<'_> {
                 _ if opens => {
                     // function … { … } and other blocks: nothing to boot.
                     let mut dummy = entry.clone();
-                    self.block(in_entry, &mut dummy);
+                    self.block(in_entry, &mut dummy, depth + 1)?;
                 }
                 "linux" | "linux16" | "linuxefi" | "kernel" if in_entry => {
                     if let Some(k) = w.get(1) {
@@ -173,7 +215,7 @@ impl Parser<'_> {
                 _ => {}
             }
         }
-        items
+        Ok(items)
     }
 }
 
@@ -210,9 +252,10 @@ fn select<'a>(items: &'a [Item], default: &str) -> Option<&'a BootEntry> {
 /// The default entry of a grub.cfg (with `grubenv`'s `saved_entry` for
 /// `set default="${saved_entry}"`-style configs when given), falling back
 /// to the first entry when the default cannot be resolved.
-pub fn default_entry(cfg: &str, grubenv: Option<&str>) -> Option<BootEntry> {
+pub fn default_entry(cfg: &str, grubenv: Option<&str>) -> Result<Option<BootEntry>, GrubError> {
     let mut p = Parser {
         lines: cfg.lines(),
+        line: 0,
         default: None,
     };
     let mut dummy = BootEntry {
@@ -221,14 +264,14 @@ pub fn default_entry(cfg: &str, grubenv: Option<&str>) -> Option<BootEntry> {
         cmdline: String::new(),
         initrds: Vec::new(),
     };
-    let items = p.block(false, &mut dummy);
+    let items = p.block(false, &mut dummy, 0)?;
     let default = match p.default.as_deref() {
         Some("saved") => grubenv.and_then(|e| env_value(e, "saved_entry")),
         d => d.map(str::to_string),
     };
-    default
+    Ok(default
         .and_then(|d| select(&items, &d).cloned())
-        .or_else(|| first_entry(&items).cloned())
+        .or_else(|| first_entry(&items).cloned()))
 }
 
 /// A `key=value` from grubenv.
@@ -241,23 +284,37 @@ pub fn env_value(env: &str, key: &str) -> Option<String> {
 /// Whether the config defers to BootLoaderSpec entries.
 pub fn uses_bls(cfg: &str) -> bool {
     cfg.lines()
-        .any(|l| words(l).first().is_some_and(|w| w == "blscfg"))
+        .any(|l| l.split_whitespace().next() == Some("blscfg"))
 }
 
 /// The newest BLS entry (blscfg sorts by version, newest first), given
 /// (file name, contents); `$var`s in `options` come from grubenv.
-pub fn bls_default(entries: &[(String, String)], grubenv: Option<&str>) -> Option<BootEntry> {
-    let (name, text) = entries
+/// Its lines are refused past [`MAX_LINE`], as grub.cfg's.
+pub fn bls_default(
+    entries: &[(String, String)],
+    grubenv: Option<&str>,
+) -> Result<Option<BootEntry>, GrubError> {
+    let Some((name, text)) = entries
         .iter()
         .filter(|(n, _)| n.ends_with(".conf"))
-        .max_by(|a, b| version_cmp(&a.0, &b.0))?;
+        .max_by(|a, b| version_cmp(&a.0, &b.0))
+    else {
+        return Ok(None);
+    };
     let mut e = BootEntry {
         title: name.trim_end_matches(".conf").to_string(),
         kernel: String::new(),
         cmdline: String::new(),
         initrds: Vec::new(),
     };
-    for l in text.lines() {
+    for (i, l) in text.lines().enumerate() {
+        if l.len() > MAX_LINE {
+            return Err(GrubError::BlsLineTooLong {
+                entry: name.clone(),
+                line: i + 1,
+                len: l.len(),
+            });
+        }
         let l = l.trim();
         let (k, v) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
         let v = v.trim();
@@ -280,7 +337,7 @@ pub fn bls_default(entries: &[(String, String)], grubenv: Option<&str>) -> Optio
             _ => {}
         }
     }
-    (!e.kernel.is_empty()).then_some(e)
+    Ok((!e.kernel.is_empty()).then_some(e))
 }
 
 #[cfg(test)]
@@ -317,7 +374,7 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
 
     #[test]
     fn default_into_a_submenu() {
-        let e = default_entry(DEBIAN, None).unwrap();
+        let e = default_entry(DEBIAN, None).unwrap().unwrap();
         assert_eq!(e.kernel, "/boot/vmlinuz-6.1.0-1");
         assert_eq!(e.cmdline, "root=UUID=x ro quiet");
         assert_eq!(
@@ -329,12 +386,12 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
     #[test]
     fn first_entry_without_default() {
         let cfg = DEBIAN.replace("set default=\"1>1\"", "");
-        let e = default_entry(&cfg, None).unwrap();
+        let e = default_entry(&cfg, None).unwrap().unwrap();
         assert_eq!(e.kernel, "/boot/vmlinuz-6.1.0-2");
         assert_eq!(e.cmdline, "root=UUID=x ro console=ttyS0");
         let by_id = DEBIAN.replace("1>1", "gnulinux-advanced-x");
         assert_eq!(
-            default_entry(&by_id, None).unwrap().kernel,
+            default_entry(&by_id, None).unwrap().unwrap().kernel,
             "/boot/vmlinuz-6.1.0-2"
         );
     }
@@ -351,8 +408,39 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
                 "title B\nlinux /vmlinuz-5.14.0-162\noptions root=x $kernelopts".to_string(),
             ),
         ];
-        let e = bls_default(&es, Some("kernelopts=ro console=ttyS0\n")).unwrap();
+        let e = bls_default(&es, Some("kernelopts=ro console=ttyS0\n"))
+            .unwrap()
+            .unwrap();
         assert_eq!(e.kernel, "/vmlinuz-5.14.0-162");
         assert_eq!(e.cmdline, "root=x ro console=ttyS0");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = |n: usize| "if true {\n".repeat(n) + &"}\n".repeat(n);
+        let cfg = format!("{}{DEBIAN}", deep(GRUB_DEPTH));
+        assert!(default_entry(&cfg, None).unwrap().is_some());
+        let cfg = format!("{}{DEBIAN}", deep(20_000));
+        match default_entry(&cfg, None) {
+            Err(GrubError::TooDeep { line }) => assert_eq!(line, GRUB_DEPTH + 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn long_lines_are_refused() {
+        let long = format!("menuentry 'x' {{\n linux /v{}\n}}\n", " a".repeat(MAX_LINE));
+        assert!(matches!(
+            default_entry(&long, None),
+            Err(GrubError::LineTooLong { line: 2, .. })
+        ));
+        let es = vec![(
+            "a.conf".to_string(),
+            format!("linux /v\ninitrd{}", " /i".repeat(MAX_LINE)),
+        )];
+        assert!(matches!(
+            bls_default(&es, None),
+            Err(GrubError::BlsLineTooLong { line: 2, .. })
+        ));
     }
 }

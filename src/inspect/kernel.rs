@@ -4,12 +4,15 @@
 //! symlinks Debian and Ubuntu keep.
 
 use super::grub::{self, BootEntry};
-use super::view::View;
+use super::limits::{CONFIG_FILE as SMALL, HOLE_SLACK, MAX_INITRDS};
+use super::view::{Node, View};
 use super::InspectError;
 use crate::boot::collect::version_cmp;
 
 const GRUB_CFGS: &[&str] = &["/boot/grub/grub.cfg", "/boot/grub2/grub.cfg"];
-const SMALL: u64 = 4 << 20;
+/// Candidates in /boot that could not be resolved, named in the notes
+/// before the rest are only counted.
+const NAMED_SKIPS: usize = 3;
 
 /// The chosen kernel and initrd(s), as resolved paths in the image.
 #[derive(Clone, Debug)]
@@ -34,18 +37,38 @@ pub fn grub_entry(view: &View) -> Result<Option<(String, BootEntry)>, InspectErr
         let env = view
             .read_file(&format!("{dir}/grubenv"), SMALL)?
             .map(|e| String::from_utf8_lossy(&e).into_owned());
-        if let Some(e) = grub::default_entry(&cfg, env.as_deref()) {
+        let entry =
+            grub::default_entry(&cfg, env.as_deref()).map_err(|source| InspectError::Grub {
+                image: view.image_path().to_path_buf(),
+                path: cfg_path.to_string(),
+                source,
+            })?;
+        if let Some(e) = entry {
             return Ok(Some((cfg_path.to_string(), e)));
         }
         if grub::uses_bls(&cfg) {
             let mut entries = Vec::new();
-            for d in view.list_dir("/boot/loader/entries")?.unwrap_or_default() {
+            for d in view
+                .list_dir("/boot/loader/entries")?
+                .as_deref()
+                .unwrap_or_default()
+            {
                 let name = String::from_utf8_lossy(&d.name).into_owned();
+                if !name.ends_with(".conf") {
+                    continue;
+                }
                 if let Some(t) = view.read_file(&format!("/boot/loader/entries/{name}"), SMALL)? {
                     entries.push((name, String::from_utf8_lossy(&t).into_owned()));
                 }
             }
-            if let Some(e) = grub::bls_default(&entries, env.as_deref()) {
+            let entry = grub::bls_default(&entries, env.as_deref()).map_err(|source| {
+                InspectError::Grub {
+                    image: view.image_path().to_path_buf(),
+                    path: "/boot/loader/entries".into(),
+                    source,
+                }
+            })?;
+            if let Some(e) = entry {
                 return Ok(Some((format!("{cfg_path} (blscfg)"), e)));
             }
         }
@@ -87,6 +110,13 @@ fn regular(view: &View, p: &str) -> Result<Option<String>, InspectError> {
 pub fn choose(view: &View) -> Result<Choice, InspectError> {
     let mut notes = Vec::new();
     if let Some((cfg, e)) = grub_entry(view)? {
+        if e.initrds.len() > MAX_INITRDS {
+            return Err(InspectError::TooManyInitrds {
+                image: view.image_path().to_path_buf(),
+                cfg,
+                count: e.initrds.len(),
+            });
+        }
         match grub_path(view, &cfg, &e.kernel)? {
             Some(k) => {
                 let mut initrds = Vec::new();
@@ -116,28 +146,32 @@ pub fn choose(view: &View) -> Result<Choice, InspectError> {
             )),
         }
     }
-    let note = |how: String| {
-        if notes.is_empty() {
-            how
-        } else {
-            format!("{how} ({})", notes.join("; "))
-        }
-    };
-    // The newest /boot/vmlinuz-* (or vmlinux-*), by version.
+    // The newest /boot/vmlinuz-* (or vmlinux-*), by version; one that
+    // cannot be resolved (a symlink loop) is passed over, not fatal.
     let mut versions: Vec<(String, String)> = Vec::new();
-    for d in view.list_dir("/boot")?.unwrap_or_default() {
+    let mut skipped = Vec::new();
+    for d in view.list_dir("/boot")?.as_deref().unwrap_or_default() {
         let name = String::from_utf8_lossy(&d.name).into_owned();
         let v = name
             .strip_prefix("vmlinuz-")
             .or_else(|| name.strip_prefix("vmlinux-"));
         if let Some(v) = v {
-            if regular(view, &format!("/boot/{name}"))?.is_some() {
-                versions.push((v.to_string(), name.clone()));
+            match regular(view, &format!("/boot/{name}")) {
+                Ok(Some(p)) => versions.push((v.to_string(), p)),
+                Ok(None) => {}
+                Err(e) => skipped.push(e.to_string()),
             }
         }
     }
-    if let Some((v, name)) = versions.into_iter().max_by(|a, b| version_cmp(&a.0, &b.0)) {
-        let kernel = regular(view, &format!("/boot/{name}"))?.unwrap_or_default();
+    if !skipped.is_empty() {
+        let more = skipped.len().saturating_sub(NAMED_SKIPS);
+        skipped.truncate(NAMED_SKIPS);
+        if more > 0 {
+            skipped.push(format!("{more} more"));
+        }
+        notes.push(format!("passed over: {}", skipped.join("; ")));
+    }
+    if let Some((v, kernel)) = versions.into_iter().max_by(|a, b| version_cmp(&a.0, &b.0)) {
         let mut initrds = Vec::new();
         for cand in [
             format!("initrd.img-{v}"),
@@ -145,15 +179,20 @@ pub fn choose(view: &View) -> Result<Choice, InspectError> {
             format!("initrd-{v}.img"),
             format!("initrd-{v}"),
         ] {
-            if let Some(p) = regular(view, &format!("/boot/{cand}"))? {
-                initrds.push(p);
-                break;
+            match regular(view, &format!("/boot/{cand}")) {
+                Ok(Some(p)) => {
+                    initrds.push(p);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => notes.push(format!("initrd passed over: {e}")),
             }
         }
+        let how = format!("the newest kernel in /boot ({v})");
         return Ok(Choice {
             kernel,
             initrds,
-            how: note(format!("the newest kernel in /boot ({v})")),
+            how: with_notes(how, &notes),
             cmdline: None,
         });
     }
@@ -162,18 +201,108 @@ pub fn choose(view: &View) -> Result<Choice, InspectError> {
         ("/vmlinuz", "/initrd.img"),
         ("/boot/vmlinuz", "/boot/initrd.img"),
     ] {
-        if let Some(kp) = regular(view, k)? {
-            let initrds = regular(view, i)?.into_iter().collect();
+        let kp = regular(view, k).unwrap_or_else(|e| {
+            notes.push(format!("passed over: {e}"));
+            None
+        });
+        if let Some(kp) = kp {
+            let initrds = regular(view, i)
+                .unwrap_or_else(|e| {
+                    notes.push(format!("initrd passed over: {e}"));
+                    None
+                })
+                .into_iter()
+                .collect();
             return Ok(Choice {
                 kernel: kp,
                 initrds,
-                how: note(format!("the {k} link")),
+                how: with_notes(format!("the {k} link"), &notes),
                 cmdline: None,
             });
         }
     }
     Err(InspectError::NoKernel {
         image: view.image_path().to_path_buf(),
-        detail: note("no grub.cfg entry, no /boot/vmlinuz-*, no /vmlinuz or /boot/vmlinuz".into()),
+        detail: with_notes(
+            "no grub.cfg entry, no /boot/vmlinuz-*, no /vmlinuz or /boot/vmlinuz".into(),
+            &notes,
+        ),
     })
+}
+
+/// `how`, with what was noticed on the way in parentheses.
+fn with_notes(how: String, notes: &[String]) -> String {
+    if notes.is_empty() {
+        how
+    } else {
+        format!("{how} ({})", notes.join("; "))
+    }
+}
+
+/// What `get-kernel` will write: the kernel's and each initrd's file,
+/// checked before a byte is written.
+pub struct Plan {
+    pub kernel: Node,
+    pub initrds: Vec<Node>,
+}
+
+/// Resolves the choice's files and refuses outputs a hostile image would
+/// make unbounded: a file larger than `max_output`, initrds whose
+/// concatenation is, or a file mostly made of holes (a sparse 1 TiB
+/// initrd, an i_size of 2^63) — its size must not pass its allocated
+/// blocks by more than [`HOLE_SLACK`].
+pub fn plan(view: &View, c: &Choice) -> Result<Plan, InspectError> {
+    let max = view.limits.max_output;
+    let file = |p: &str| -> Result<Node, InspectError> {
+        let n = view
+            .resolve(p, true)?
+            .filter(|n| n.inode.is_file())
+            .ok_or_else(|| InspectError::NoKernel {
+                image: view.image_path().to_path_buf(),
+                detail: format!("{p} is not a regular file"),
+            })?;
+        let size = n.inode.size;
+        if size > max {
+            return Err(too_large(view, p, size, max));
+        }
+        let allocated = view.allocated(&n)?;
+        if size > allocated.saturating_add(HOLE_SLACK) {
+            return Err(InspectError::Sparse {
+                image: view.image_path().to_path_buf(),
+                path: p.to_string(),
+                size,
+                allocated,
+            });
+        }
+        Ok(n)
+    };
+    let kernel = file(&c.kernel)?;
+    if c.initrds.len() > MAX_INITRDS {
+        return Err(InspectError::TooManyInitrds {
+            image: view.image_path().to_path_buf(),
+            cfg: c.how.clone(),
+            count: c.initrds.len(),
+        });
+    }
+    let mut initrds = Vec::new();
+    let mut total = 0u64;
+    for p in &c.initrds {
+        let n = file(p)?;
+        total = total.saturating_add(n.inode.size);
+        if total > max {
+            return Err(too_large(view, &c.initrds.join(" + "), total, max));
+        }
+        initrds.push(n);
+    }
+    Ok(Plan { kernel, initrds })
+}
+
+fn too_large(view: &View, path: &str, size: u64, limit: u64) -> InspectError {
+    InspectError::TooLarge {
+        image: view.image_path().to_path_buf(),
+        path: path.to_string(),
+        what: "what get-kernel writes to one file (--max-output)",
+        size,
+        limit,
+    }
 }

@@ -3,15 +3,25 @@
 //! particular), with path resolution that follows symlinks across them as
 //! the kernel would (absolute targets restart at the image's root, at most
 //! 40 links, as Linux's MAXSYMLINKS).
+//!
+//! Every directory is read once and kept sorted by name, so looking up a
+//! path is a binary search per component however large the directory;
+//! file contents are read anew each time. Both are charged to the
+//! command's budgets (`limits`).
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::rc::Rc;
 
 use super::disk::{FsKind, Image, Layout, Volume};
+use super::limits::{Budget, Limits, DIR_ENTRY_OVERHEAD, MAX_COMPONENTS, MAX_LINKS, MIN_DIRENT};
 use super::InspectError;
 use crate::ext4::read::{DirEntry, Ext4, Inode, ReadError, ROOT_INO};
 
-const MAX_LINKS: usize = 40;
+/// The largest directory read (outside the budgets) while choosing the
+/// root and /boot filesystems: a root or /etc this large is no system's.
+const PROBE_DIR: u64 = 1 << 20;
 /// The label DIB (and dibr) give the root filesystem.
 pub const ROOT_LABEL: &str = "cloudimg-rootfs";
 
@@ -34,7 +44,16 @@ pub struct View<'a> {
     mounts: Vec<Mount<'a>>,
     /// How the root was chosen, and anything noteworthy.
     pub notes: Vec<String>,
+    pub limits: Limits,
+    contents: Budget,
+    dir_bytes: Budget,
+    /// Directories read so far, by (filesystem, inode): entries sorted by
+    /// name ("." and ".." left out).
+    dirs: RefCell<HashMap<(usize, u32), Listing>>,
 }
+
+/// A directory's entries, sorted by name.
+type Listing = Rc<[DirEntry]>;
 
 fn components(p: &str) -> VecDeque<String> {
     p.split('/')
@@ -44,10 +63,12 @@ fn components(p: &str) -> VecDeque<String> {
 }
 
 impl<'a> View<'a> {
-    fn err(&self, fs: usize, source: ReadError) -> InspectError {
-        InspectError::Fs {
+    /// A read error, with the file (or the path being resolved) it hit.
+    fn file_err(&self, fs: usize, path: &str, source: ReadError) -> InspectError {
+        InspectError::File {
             image: self.image.path.clone(),
             volume: self.mounts[fs].volume.describe(),
+            path: path.to_string(),
             source,
         }
     }
@@ -70,8 +91,17 @@ impl<'a> View<'a> {
         &self.mounts[0].volume
     }
 
-    /// Finds the root filesystem and mounts what its fstab names.
+    /// [`View::open_with`] the default limits.
     pub fn open(image: &'a Image, layout: &Layout) -> Result<View<'a>, InspectError> {
+        View::open_with(image, layout, Limits::default())
+    }
+
+    /// Finds the root filesystem and mounts what its fstab names.
+    pub fn open_with(
+        image: &'a Image,
+        layout: &Layout,
+        limits: Limits,
+    ) -> Result<View<'a>, InspectError> {
         let mut ext4: Vec<(Volume, Ext4<'a>)> = Vec::new();
         for v in &layout.volumes {
             if let FsKind::Ext4 { .. } = v.fs {
@@ -80,7 +110,21 @@ impl<'a> View<'a> {
                 }
             }
         }
+        // Filesystems with the ext4 magic that cannot be read: named when
+        // no root is found (one of them may have been it).
+        let bad: Vec<String> = layout
+            .volumes
+            .iter()
+            .filter(|v| matches!(v.fs, FsKind::BadExt4 { .. }))
+            .map(Volume::describe)
+            .collect();
         if ext4.is_empty() {
+            if !bad.is_empty() {
+                return Err(InspectError::BadExt4 {
+                    image: image.path.clone(),
+                    found: bad.join(", "),
+                });
+            }
             let found: Vec<String> = layout.volumes.iter().map(Volume::describe).collect();
             return Err(InspectError::NoExt4 {
                 image: image.path.clone(),
@@ -98,6 +142,9 @@ impl<'a> View<'a> {
             let mut ino = ROOT_INO;
             for c in path {
                 let Ok(d) = fs.inode(ino) else { return false };
+                if d.size > PROBE_DIR {
+                    return false;
+                }
                 match fs.lookup(&d, c) {
                     Ok(Some(i)) => ino = i,
                     _ => return false,
@@ -120,7 +167,7 @@ impl<'a> View<'a> {
                     .map(|i| (i, "has /etc".to_string()))
             });
         let Some((root_i, why)) = pick else {
-            let found: Vec<String> = ext4.iter().map(|(v, _)| v.describe()).collect();
+            let found: Vec<String> = ext4.iter().map(|(v, _)| v.describe()).chain(bad).collect();
             return Err(InspectError::NoRoot {
                 image: image.path.clone(),
                 found: found.join(", "),
@@ -142,9 +189,20 @@ impl<'a> View<'a> {
                 volume: rv,
             }],
             notes,
+            limits,
+            contents: Budget::new("file contents read", limits.read_budget),
+            dir_bytes: Budget::new("directory listings kept", limits.dir_budget),
+            dirs: RefCell::new(HashMap::new()),
         };
-        // Mount the other ext4 filesystems where fstab says.
-        let fstab = view.read_file("/etc/fstab", 1 << 20)?.unwrap_or_default();
+        // Mount the other ext4 filesystems where fstab says; an fstab that
+        // cannot be read mounts nothing more (and says so).
+        let fstab = view
+            .read_file("/etc/fstab", 1 << 20)
+            .unwrap_or_else(|e| {
+                view.notes.push(format!("/etc/fstab not read: {e}"));
+                None
+            })
+            .unwrap_or_default();
         let mut entries = parse_fstab(&String::from_utf8_lossy(&fstab));
         // Parents first (/boot before /boot/something).
         entries.sort_by_key(|(_, mp)| mp.len());
@@ -165,10 +223,21 @@ impl<'a> View<'a> {
         }
         // No fstab entry for /boot, but the root's /boot has no kernel and
         // another filesystem does at its top: that one is /boot.
-        if !view.mounts.iter().any(|m| m.point == "/boot") && !view.has_kernel_files("/boot")? {
+        let boot_mounted = view.mounts.iter().any(|m| m.point == "/boot");
+        if !boot_mounted
+            && !view.has_kernel_files("/boot").unwrap_or_else(|e| {
+                view.notes.push(format!("/boot not listed: {e}"));
+                false
+            })
+        {
             if let Some(i) = ext4.iter().position(|(_, fs)| {
                 fs.inode(ROOT_INO)
-                    .and_then(|d| fs.read_dir(&d))
+                    .and_then(|d| {
+                        if d.size > PROBE_DIR {
+                            return Ok(Vec::new());
+                        }
+                        fs.read_dir(&d)
+                    })
                     .map(|es| es.iter().any(|e| e.name.starts_with(b"vmlinuz")))
                     .unwrap_or(false)
             }) {
@@ -213,7 +282,15 @@ impl<'a> View<'a> {
             s
         };
         let mut last: Option<Inode> = None;
+        let mut walked = 0usize;
         while let Some(c) = pending.pop_front() {
+            walked += 1;
+            if walked > MAX_COMPONENTS {
+                return Err(InspectError::PathTooLong {
+                    image: self.image.path.clone(),
+                    path: path.to_string(),
+                });
+            }
             if c == ".." {
                 stack.pop();
                 last = None;
@@ -232,21 +309,21 @@ impl<'a> View<'a> {
                 if let Some(m) = self.mounts.iter().position(|m| m.point == child_path) {
                     (m, ROOT_INO)
                 } else {
-                    let fs = &self.mounts[dfs].fs;
-                    let dir = fs.inode(dino).map_err(|e| self.err(dfs, e))?;
+                    let dir = self.mounts[dfs]
+                        .fs
+                        .inode(dino)
+                        .map_err(|e| self.file_err(dfs, path, e))?;
                     if !dir.is_dir() {
                         return Ok(None);
                     }
-                    match fs
-                        .lookup(&dir, c.as_bytes())
-                        .map_err(|e| self.err(dfs, e))?
-                    {
+                    let entries = self.dir(dfs, &dir, &canon(&stack))?;
+                    match find(&entries, c.as_bytes()) {
                         Some(i) => (dfs, i),
                         None => return Ok(None),
                     }
                 };
             let fs = &self.mounts[cfs].fs;
-            let ino = fs.inode(cino).map_err(|e| self.err(cfs, e))?;
+            let ino = fs.inode(cino).map_err(|e| self.file_err(cfs, path, e))?;
             if ino.is_symlink() && (!pending.is_empty() || follow_last) {
                 links += 1;
                 if links > MAX_LINKS {
@@ -255,7 +332,7 @@ impl<'a> View<'a> {
                         path: path.to_string(),
                     });
                 }
-                let target = fs.readlink(&ino).map_err(|e| self.err(cfs, e))?;
+                let target = fs.readlink(&ino).map_err(|e| self.file_err(cfs, path, e))?;
                 let target = String::from_utf8_lossy(&target).into_owned();
                 if target.starts_with('/') {
                     stack.clear();
@@ -275,7 +352,10 @@ impl<'a> View<'a> {
             .unwrap_or((0, ROOT_INO));
         let inode = match last {
             Some(i) => i,
-            None => self.mounts[fs].fs.inode(ino).map_err(|e| self.err(fs, e))?,
+            None => self.mounts[fs]
+                .fs
+                .inode(ino)
+                .map_err(|e| self.file_err(fs, path, e))?,
         };
         Ok(Some(Node {
             fs,
@@ -284,18 +364,86 @@ impl<'a> View<'a> {
         }))
     }
 
+    /// A directory's entries, sorted by name, without "." and "..": read
+    /// once and kept, charged to the directory budget. The worst case is
+    /// charged before reading (its bytes on disk, decoded into as many
+    /// entries as fit), so decoding cannot pass the budget either; what
+    /// the entries really take is kept charged.
+    fn dir(&self, fs: usize, d: &Inode, path: &str) -> Result<Listing, InspectError> {
+        if let Some(e) = self.dirs.borrow().get(&(fs, d.ino)) {
+            return Ok(Rc::clone(e));
+        }
+        let worst = d
+            .size
+            .saturating_mul(2)
+            .saturating_add((d.size / MIN_DIRENT).saturating_mul(DIR_ENTRY_OVERHEAD));
+        self.dir_bytes
+            .charge(worst)
+            .map_err(|over| InspectError::Budget {
+                image: self.image.path.clone(),
+                path: path.to_string(),
+                over,
+            })?;
+        let read = self.mounts[fs].fs.read_dir(d);
+        let mut v = match read {
+            Ok(v) => v,
+            Err(e) => {
+                self.dir_bytes.refund(worst);
+                return Err(self.file_err(fs, path, e));
+            }
+        };
+        v.retain(|e| e.name != b"." && e.name != b"..");
+        // Stable: of two entries with one name (a corrupt directory), the
+        // first on disk stays first, as a linear lookup would find it.
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        let held: u64 = v
+            .iter()
+            .map(|e| e.name.len() as u64 + DIR_ENTRY_OVERHEAD)
+            .sum();
+        self.dir_bytes.refund(worst.saturating_sub(held));
+        let v: Listing = v.into();
+        self.dirs.borrow_mut().insert((fs, d.ino), Rc::clone(&v));
+        Ok(v)
+    }
+
     /// The contents of a regular file (symlinks followed), None if absent
-    /// or not a regular file.
+    /// or not a regular file. Refused by name when larger than `limit`
+    /// or than what is left of the command's budget.
     pub fn read_file(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, InspectError> {
         match self.resolve(path, true)? {
             Some(n) if n.inode.is_file() => {
+                if n.inode.size > limit {
+                    return Err(InspectError::TooLarge {
+                        image: self.image.path.clone(),
+                        path: path.to_string(),
+                        what: "a file dibr reads",
+                        size: n.inode.size,
+                        limit,
+                    });
+                }
+                self.contents
+                    .charge(n.inode.size)
+                    .map_err(|over| InspectError::Budget {
+                        image: self.image.path.clone(),
+                        path: path.to_string(),
+                        over,
+                    })?;
                 let fs = &self.mounts[n.fs].fs;
                 fs.read_all(&n.inode, limit)
                     .map(Some)
-                    .map_err(|e| self.err(n.fs, e))
+                    .map_err(|e| self.file_err(n.fs, path, e))
             }
             _ => Ok(None),
         }
+    }
+
+    /// The bytes of file data a resolved regular file has allocated
+    /// (holes and unwritten extents not counted).
+    pub fn allocated(&self, n: &Node) -> Result<u64, InspectError> {
+        self.mounts[n.fs]
+            .fs
+            .allocated_bytes(&n.inode)
+            .map_err(|e| self.file_err(n.fs, &n.path, e))
     }
 
     /// Streams a resolved regular file into `w`.
@@ -303,18 +451,14 @@ impl<'a> View<'a> {
         self.mounts[n.fs]
             .fs
             .copy_to(&n.inode, w)
-            .map_err(|e| self.err(n.fs, e))
+            .map_err(|e| self.file_err(n.fs, &n.path, e))
     }
 
-    /// A directory's entries without "." and "..", None if absent.
-    pub fn list_dir(&self, path: &str) -> Result<Option<Vec<DirEntry>>, InspectError> {
+    /// A directory's entries without "." and "..", sorted by name; None
+    /// if absent.
+    pub fn list_dir(&self, path: &str) -> Result<Option<Listing>, InspectError> {
         match self.resolve(path, true)? {
-            Some(n) if n.inode.is_dir() => {
-                let fs = &self.mounts[n.fs].fs;
-                let mut v = fs.read_dir(&n.inode).map_err(|e| self.err(n.fs, e))?;
-                v.retain(|e| e.name != b"." && e.name != b"..");
-                Ok(Some(v))
-            }
+            Some(n) if n.inode.is_dir() => Ok(Some(self.dir(n.fs, &n.inode, &n.path)?)),
             _ => Ok(None),
         }
     }
@@ -326,7 +470,7 @@ impl<'a> View<'a> {
                 let t = self.mounts[n.fs]
                     .fs
                     .readlink(&n.inode)
-                    .map_err(|e| self.err(n.fs, e))?;
+                    .map_err(|e| self.file_err(n.fs, path, e))?;
                 Ok(Some(String::from_utf8_lossy(&t).into_owned()))
             }
             _ => Ok(None),
@@ -337,6 +481,13 @@ impl<'a> View<'a> {
     pub fn exists(&self, path: &str) -> Result<bool, InspectError> {
         Ok(self.resolve(path, false)?.is_some())
     }
+}
+
+/// The inode of `name` in entries sorted by name (the first of
+/// duplicates).
+fn find(entries: &[DirEntry], name: &[u8]) -> Option<u32> {
+    let i = entries.partition_point(|e| e.name.as_slice() < name);
+    entries.get(i).filter(|e| e.name == name).map(|e| e.ino)
 }
 
 /// fstab's (spec, mount point) pairs for ext2/3/4 (and `auto`) lines.
@@ -391,6 +542,23 @@ fn spec_matches(spec: &str, v: &Volume, fs: &Ext4) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_by_name_first_of_duplicates() {
+        let e = |name: &str, ino| DirEntry {
+            name: name.as_bytes().to_vec(),
+            ino,
+            ftype: 1,
+        };
+        let mut v = vec![e("vmlinuz", 12), e("boot", 11), e("a", 10), e("boot", 13)];
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(find(&v, b"boot"), Some(11));
+        assert_eq!(find(&v, b"a"), Some(10));
+        assert_eq!(find(&v, b"vmlinuz"), Some(12));
+        assert_eq!(find(&v, b"b"), None);
+        assert_eq!(find(&v, b"zz"), None);
+        assert_eq!(find(&[], b"a"), None);
+    }
 
     #[test]
     fn fstab_lines() {
