@@ -93,7 +93,8 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
         let path = path.to_path_buf();
         move |source| InspectError::Output { path, source }
     };
-    // Both appear together or not at all.
+    // Both appear together or not at all (one output set).
+    let set = crate::output::set::begin();
     let kf = AtomicFile::create(&kpath).map_err(out_err(&kpath))?;
     let klen = view.copy_node(&plan.kernel, &mut kf.file())?;
     let mut initrd = None;
@@ -110,11 +111,18 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
         f.file().sync_all().map_err(out_err(&ipath))?;
     }
     kf.commit().map_err(out_err(&kpath))?;
-    eprintln!("dibr: kernel {} ({})", c.kernel, c.how);
-    println!("{} ({klen} bytes)", kpath.display());
-    match initrd {
+    let initrd_len = match initrd {
         Some((f, len)) => {
             f.commit().map_err(out_err(&ipath))?;
+            Some(len)
+        }
+        None => None,
+    };
+    set.commit().map_err(out_err(&kpath))?;
+    eprintln!("dibr: kernel {} ({})", c.kernel, c.how);
+    println!("{} ({klen} bytes)", kpath.display());
+    match initrd_len {
+        Some(len) => {
             eprintln!("dibr: initrd {}", c.initrds.join(" + "));
             println!("{} ({len} bytes)", ipath.display());
         }
