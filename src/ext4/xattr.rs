@@ -28,23 +28,69 @@ pub struct Attr {
 pub enum XattrError {
     #[error("xattr {name:?} has a malformed POSIX ACL value ({detail})")]
     BadAcl { name: String, detail: &'static str },
-    #[error("xattr {name:?} has a name longer than 255 bytes")]
+    #[error("xattr {name:?} has a name longer than 255 bytes (XATTR_NAME_MAX)")]
     NameTooLong { name: String },
+    #[error("xattr {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
     #[error("xattrs need {needed} bytes, more than one 4096-byte xattr block holds (large values need ea_inode, which dibr does not enable)")]
     TooLarge { needed: usize },
 }
 
-/// Prefixes and their ext4 name indexes (fs/ext4/xattr.c `ext4_xattr_handler_map`).
-const PREFIXES: &[(&[u8], u8)] = &[
-    (b"user.", 1),
-    (b"trusted.", 4),
-    (b"security.", 6),
-    (b"system.", 7),
-];
+/// The namespaces ext4 on Linux stores by prefix, with their name indexes
+/// (fs/ext4/xattr.c `ext4_xattr_handler_map`). The two POSIX ACL names
+/// (indexes 2 and 3) are whole names, handled in [`to_attr`]. Nothing else
+/// is reachable through the kernel: index 7 (`system.`) holds only
+/// inline_data's `system.data`, which dibr does not enable, and names with
+/// no known prefix (e2fsprogs' index 0) are neither listed nor readable.
+pub const PREFIXES: &[(&[u8], u8)] = &[(b"user.", 1), (b"trusted.", 4), (b"security.", 6)];
+
+/// Longest full name (prefix included): XATTR_NAME_MAX in linux/limits.h.
+pub const NAME_MAX: usize = 255;
+
+/// The full name of an attribute stored as (`index`, `suffix`), or `None`
+/// when Linux could not have set it: the inverse of [`to_attr`]'s name
+/// check, so the writer and `verify` agree on what is valid.
+pub fn full_name(index: u8, suffix: &[u8]) -> Option<Vec<u8>> {
+    let prefix: &[u8] = match index {
+        2 if suffix.is_empty() => return Some(b"system.posix_acl_access".to_vec()),
+        3 if suffix.is_empty() => return Some(b"system.posix_acl_default".to_vec()),
+        _ => PREFIXES.iter().find(|(_, i)| *i == index)?.0,
+    };
+    let full = [prefix, suffix].concat();
+    check_name(&full).ok()?;
+    Some(full)
+}
+
+/// Whether Linux could set `name` on ext4: setxattr(2) takes a C string of
+/// 1..=XATTR_NAME_MAX bytes, and the VFS (fs/xattr.c `xattr_resolve_name`)
+/// refuses a namespace prefix with nothing after it.
+fn check_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("empty name");
+    }
+    if name.len() > NAME_MAX {
+        return Err("name longer than 255 bytes (XATTR_NAME_MAX)");
+    }
+    if name.contains(&0) {
+        return Err("name contains a NUL byte");
+    }
+    if let b"system.posix_acl_access" | b"system.posix_acl_default" = name {
+        return Ok(());
+    }
+    match PREFIXES.iter().find(|(p, _)| name.starts_with(p)) {
+        Some((p, _)) if name.len() == p.len() => Err("namespace prefix without a name"),
+        Some(_) => Ok(()),
+        None => Err("not in a namespace ext4 stores (user., trusted., security., system.posix_acl_access, system.posix_acl_default)"),
+    }
+}
 
 /// Split a full attribute name, converting ACL values to the disk format.
 pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Attr, XattrError> {
     let shown = || String::from_utf8_lossy(name).into_owned();
+    if name.len() > NAME_MAX {
+        return Err(XattrError::NameTooLong { name: shown() });
+    }
+    check_name(name).map_err(|why| XattrError::BadName { name: shown(), why })?;
     let (index, suffix, value) = match name {
         b"system.posix_acl_access" => (
             2,
@@ -63,17 +109,16 @@ pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Attr, XattrError> {
             })?,
         ),
         _ => {
-            let (idx, rest) = PREFIXES
-                .iter()
-                .find(|(p, _)| name.starts_with(p))
-                .map(|(p, i)| (*i, &name[p.len()..]))
-                .unwrap_or((0, name));
-            (idx, rest, value.to_vec())
+            let Some((prefix, idx)) = PREFIXES.iter().find(|(p, _)| name.starts_with(p)) else {
+                // check_name let through only the prefixes above.
+                return Err(XattrError::BadName {
+                    name: shown(),
+                    why: "no namespace prefix",
+                });
+            };
+            (*idx, &name[prefix.len()..], value.to_vec())
         }
     };
-    if suffix.len() > 255 {
-        return Err(XattrError::NameTooLong { name: shown() });
-    }
     Ok(Attr {
         index,
         name: suffix.to_vec(),
@@ -258,6 +303,44 @@ mod tests {
         assert_eq!(&a.value[..4], &1u32.to_le_bytes());
         assert_eq!(get_u32(&a.value, 12), 1234);
         assert!(to_attr(b"system.posix_acl_access", &[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn names_linux_cannot_set_are_refused() {
+        for bad in [
+            &b""[..],
+            b"user.",
+            b"trusted.",
+            b"security.",
+            b"system.posix_acl_",
+            b"system.data",
+            b"system.foo",
+            b"com.apple.quarantine",
+            b"user.a\0b",
+            b"user",
+        ] {
+            let e = to_attr(bad, b"v").unwrap_err();
+            assert!(matches!(e, XattrError::BadName { .. }), "{bad:?}: {e}");
+        }
+        let long = [&b"user."[..], &[b'x'; 251]].concat();
+        assert!(matches!(
+            to_attr(&long, b""),
+            Err(XattrError::NameTooLong { .. })
+        ));
+        let max = [&b"user."[..], &[b'x'; 250]].concat();
+        let a = to_attr(&max, b"").unwrap();
+        assert_eq!((a.index, a.name.len()), (1, 250));
+        assert_eq!(full_name(a.index, &a.name), Some(max));
+        // A 255-byte suffix fits the u8 on disk but not XATTR_NAME_MAX.
+        assert_eq!(full_name(6, &[b'x'; 255]), None);
+        assert_eq!(full_name(1, b""), None);
+        assert_eq!(full_name(0, b"user.x"), None);
+        assert_eq!(full_name(7, b"data"), None);
+        assert_eq!(full_name(2, b"x"), None);
+        assert_eq!(
+            full_name(3, b""),
+            Some(b"system.posix_acl_default".to_vec())
+        );
     }
 
     #[test]
