@@ -67,7 +67,7 @@ pub fn full_name(index: u8, suffix: &[u8]) -> Option<Vec<u8>> {
 /// What ext4 makes of a full xattr name.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Name {
-    /// Stored under name `index` with the first `prefix_len` bytes dropped.
+    /// Stored under name index `index`, without its first `prefix_len` bytes.
     Stored { index: u8, prefix_len: usize },
     /// A well-formed name of a namespace ext4 on Linux has no handler for
     /// (`btrfs.compression`, `system.nfs4_acl`, macOS `com.apple.*`):
