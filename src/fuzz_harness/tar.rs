@@ -5,7 +5,7 @@
 use std::io::Cursor;
 
 use super::scratch_path;
-use crate::ext4::{verify, Builder, Options};
+use crate::ext4::{verify, Builder, IoOptions, Options};
 use crate::tarstream::TarReader;
 use crate::tree::FileData;
 
@@ -46,6 +46,12 @@ pub fn mkfs_tar(data: &[u8]) {
     let mut rd = TarReader::new(Cursor::new(data));
     let clone = file.try_clone().expect("clone scratch image");
     let mut b = Builder::new(clone, path, opts).expect("builder");
+    // A scratch image needs no durability; an fsync per input only slows
+    // the fuzzer down.
+    b.set_io(IoOptions {
+        fsync: false,
+        copy_file_range: true,
+    });
     loop {
         match rd.next_entry() {
             Ok(Some(e)) => {
