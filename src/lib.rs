@@ -22,6 +22,8 @@ pub mod disk;
 pub mod elements;
 pub mod ext4;
 pub mod fat;
+#[doc(hidden)]
+pub mod fuzz_harness;
 pub mod inspect;
 pub mod le;
 pub mod output;

@@ -309,3 +309,222 @@ exit $rc"#;
         "{test}: files left on the full tmpfs: {left}\n{text}"
     );
 }
+
+/// Xattr names no system can have set (issue 14): each refused with the
+/// entry and the attribute named, no output left. An empty name
+/// (`SCHILY.xattr.=v`) used to be accepted and the image then failed
+/// `dibr verify`.
+#[test]
+fn bad_xattr_names() {
+    let test = "bad_xattr_names";
+    let Some((w, out)) = setup(test) else { return };
+    for (i, (key, why)) in [
+        ("SCHILY.xattr.", &["empty xattr name"][..]),
+        ("SCHILY.xattr.user.", &["prefix without a name"]),
+        ("SCHILY.xattr.user.a%00b", &["nul"]),
+        ("SCHILY.xattr.nodot", &["namespace.name"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = w.path().join(format!("t{i}.tar"));
+        py_tar(
+            &t,
+            &format!("add('xattr-holder', b'x', pax_headers={{'{key}': 'v'}})"),
+        );
+        let groups: &[&[&str]] = &[&["xattr-holder"], why];
+        expect_failure(
+            &format!("{test} {key}"),
+            Src::Path(t),
+            &out,
+            &Opts::default(),
+            groups,
+        );
+    }
+    // XATTR_NAME_MAX: a 256-byte name is refused.
+    let suffix = "x".repeat(250);
+    let t = w.path().join("long.tar");
+    py_tar(
+        &t,
+        &format!("add('xattr-holder', b'x', pax_headers={{'SCHILY.xattr.user.{suffix}y': 'v'}})"),
+    );
+    expect_failure(
+        test,
+        Src::Path(t),
+        &out,
+        &Opts::default(),
+        &[&["xattr-holder"], &["255"]],
+    );
+}
+
+/// Names ext4 stores, up to XATTR_NAME_MAX, go in; well-formed names of
+/// namespaces ext4 has no handler for (a tar made on btrfs or NFS, or by
+/// bsdtar on macOS) are dropped with a warning, as GNU tar extracting onto
+/// ext4 does. Judged by e2fsck, debugfs and `dibr verify`.
+#[test]
+fn xattr_names_ext4_stores_and_drops() {
+    let test = "xattr_names_ext4_stores_and_drops";
+    if !require(test, false, &["tar", "python3", "e2fsck", "debugfs"]) {
+        return;
+    }
+    let w = scratch(test);
+    let suffix = "x".repeat(250);
+    let t = w.path().join("t.tar");
+    py_tar(
+        &t,
+        &format!(
+            "add('holder', b'x', pax_headers={{'SCHILY.xattr.user.{suffix}': 'v', \
+             'SCHILY.xattr.trusted.t': '', 'SCHILY.xattr.security.s': 'w', \
+             'SCHILY.xattr.btrfs.compression': 'zstd', 'SCHILY.xattr.system.nfs4_acl': 'a', \
+             'SCHILY.xattr.com.apple.quarantine': 'q'}})"
+        ),
+    );
+    fs::create_dir(w.path().join("out")).unwrap();
+    let img = w.path().join("out/img.ext4");
+    let o = mkfs_ok(&Src::Path(t), &img, &Opts::default());
+    check_message(
+        test,
+        &said(&o),
+        &[&["dropped 3 xattrs"], &["'btrfs.compression' on 'holder'"]],
+    );
+    e2fsck_ok(&img);
+    run_ok(Command::new(dibr_bin()).arg("verify").arg(&img));
+    let o = run_ok(
+        Command::new(tool("debugfs"))
+            .arg("-R")
+            .arg("ea_list holder")
+            .arg(&img),
+    );
+    let listed = String::from_utf8_lossy(&o.stdout).into_owned();
+    for want in [
+        format!("user.{suffix}"),
+        "trusted.t".into(),
+        "security.s".into(),
+    ] {
+        assert!(
+            listed.contains(&want),
+            "{test}: debugfs lacks {want}:\n{listed}"
+        );
+    }
+    for gone in ["btrfs", "nfs4", "apple"] {
+        assert!(!listed.contains(gone), "{test}: {gone} stored:\n{listed}");
+    }
+}
+
+/// 200 000 distinct xattrs on one file (issue 14: 117 s, quadratic). ext4
+/// holds at most one 4 KiB xattr block plus the in-inode area per inode,
+/// so mkfs refuses them, naming the entry, and must do so in linear time.
+/// Measured 0.32–0.39 s in release on a loaded 2-core machine, 1.4 s
+/// beside another test; the bound leaves room for load and is still far
+/// below the quadratic two minutes. (The reader's own 2-second bound is
+/// `tarstream::tests::many_xattr_records_parse_in_linear_time`.)
+#[test]
+fn bad_200000_xattrs_on_one_file() {
+    let test = "bad_200000_xattrs_on_one_file";
+    let Some((w, out)) = setup(test) else { return };
+    let t = w.path().join("t.tar");
+    // Python's tarfile builds PAX headers in quadratic time; write it here.
+    let records: Vec<String> = (0..200_000)
+        .map(|i| pax_record(&format!("SCHILY.xattr.user.k{i:06}"), "v"))
+        .collect();
+    fs::write(&t, ustar_pax_member("crowded", &records.concat(), b"x")).unwrap();
+    let start = std::time::Instant::now();
+    expect_failure(
+        test,
+        Src::Path(t),
+        &out,
+        &Opts::default(),
+        &[&["crowded"], &["4096-byte xattr block"]],
+    );
+    let took = start.elapsed();
+    println!("{test}: dibr mkfs refused 200 000 xattrs in {took:?}");
+    let limit = if cfg!(debug_assertions) { 60.0 } else { 10.0 };
+    assert!(took.as_secs_f64() <= limit, "{test}: took {took:?}");
+}
+
+/// A PAX 1.0 sparse file of 1 000 000 one-byte segments 4 KiB apart: a
+/// 13.7 MB tar that made a 3.9 GiB image (issue 14). Refused by the map
+/// density rule (`tarstream::sparse`), naming the entry, without writing.
+#[test]
+fn bad_sparse_map_of_one_byte_segments() {
+    let test = "bad_sparse_map_of_one_byte_segments";
+    let Some((w, out)) = setup(test) else { return };
+    const N: u64 = 1_000_000;
+    let mut data = format!("{N}\n").into_bytes();
+    for i in 0..N {
+        data.extend_from_slice(format!("{}\n1\n", i * 4096).as_bytes());
+    }
+    data.resize(data.len().div_ceil(512) * 512, 0);
+    data.extend(std::iter::repeat_n(b'x', N as usize));
+    let records = [
+        pax_record("GNU.sparse.major", "1"),
+        pax_record("GNU.sparse.minor", "0"),
+        pax_record("GNU.sparse.name", "holey"),
+        pax_record("GNU.sparse.realsize", &(N * 4096).to_string()),
+    ]
+    .concat();
+    let t = w.path().join("t.tar");
+    fs::write(
+        &t,
+        ustar_pax_member("GNUSparseFile.0/holey", &records, &data),
+    )
+    .unwrap();
+    println!("{test}: tar of {} bytes", fs::metadata(&t).unwrap().len());
+    let start = std::time::Instant::now();
+    expect_failure(
+        test,
+        Src::Path(t),
+        &out,
+        &Opts::default(),
+        &[
+            &["holey"],
+            &["1000000 segments hold only 1000000 data bytes"],
+        ],
+    );
+    println!("{test}: refused in {:?}", start.elapsed());
+}
+
+/// One PAX record, `"%d %s=%s\n"` whose length counts itself (POSIX pax(1),
+/// "pax Extended Header").
+fn pax_record(key: &str, value: &str) -> String {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + 1;
+    while len != body + len.to_string().len() {
+        len = body + len.to_string().len();
+    }
+    format!("{len} {key}={value}\n")
+}
+
+/// A ustar archive of one regular file `name` with `data`, preceded by a
+/// PAX 'x' header holding `records`.
+fn ustar_pax_member(name: &str, records: &str, data: &[u8]) -> Vec<u8> {
+    fn header(name: &str, typeflag: u8, size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; 512];
+        b[..name.len()].copy_from_slice(name.as_bytes());
+        for (at, len, v) in [
+            (100, 8, 0o644),
+            (108, 8, 0),
+            (116, 8, 0),
+            (124, 12, size),
+            (136, 12, 0),
+        ] {
+            let s = format!("{:0w$o}\0", v, w = len - 1);
+            b[at..at + len].copy_from_slice(s.as_bytes());
+        }
+        b[156] = typeflag;
+        b[257..265].copy_from_slice(b"ustar\x0000");
+        b[148..156].fill(b' ');
+        let sum: u32 = b.iter().map(|&x| x as u32).sum();
+        b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        b
+    }
+    let pad = |v: &mut Vec<u8>| v.resize(v.len().div_ceil(512) * 512, 0);
+    let mut out = header("PaxHeaders/x", b'x', records.len());
+    out.extend_from_slice(records.as_bytes());
+    pad(&mut out);
+    out.extend(header(name, b'0', data.len()));
+    out.extend_from_slice(data);
+    pad(&mut out);
+    out.extend([0u8; 1024]);
+    out
+}

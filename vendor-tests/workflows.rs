@@ -149,9 +149,16 @@ fn fuzz_covers_every_target_and_keeps_corpus_and_crashes() {
         "fuzz/corpus/${{ matrix.target }}",
         "actions/upload-artifact@",
         "fuzz/artifacts/${{ matrix.target }}",
+        "regressions/$TARGET",
     ] {
         assert!(y.contains(want), "fuzz.yml lacks {want:?}");
     }
+    // 600 s per target on schedule and on dispatch alike: no input can
+    // shorten it (issue 14).
+    assert!(
+        y.contains("SECONDS_PER_TARGET: \"600\"") && !y.contains("inputs."),
+        "fuzz.yml must fuzz every target for 600 s however it is started"
+    );
     // The workflow lists the [[bin]]s of fuzz/Cargo.toml: each target
     // file must be one.
     let cargo = read("fuzz/Cargo.toml");

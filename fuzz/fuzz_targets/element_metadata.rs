@@ -1,33 +1,8 @@
-//! Arbitrary bytes through the element metadata parsers: element-deps /
-//! element-provides name lists, and package-installs JSON/YAML parsing plus
-//! the squash (DIB's package-installs-squash rules) under a few
-//! environments. None of it may panic.
+//! Arbitrary bytes through the element metadata parsers.
+//!
+//! The body is `dibr::fuzz_harness::element_metadata`, which the stable test suite
+//! also runs on every file of `fuzz/corpus/element_metadata/` and
+//! `fuzz/regressions/element_metadata/` (`vendor-tests/fuzz_regressions.rs`).
 #![no_main]
 
-use dibr::elements::package_installs::{parse_document, squash_documents, Env};
-use dibr::elements::parse_name_list;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let _ = parse_name_list(&text);
-    if let Ok(doc) = parse_document(&text, "fuzz") {
-        let envs: [Env; 2] = [
-            Env::new(),
-            [
-                ("ARCH", "amd64"),
-                ("DIB_RELEASE", "focal"),
-                ("DIB_PYTHON_VERSION", "3"),
-                ("DIB_DEFAULT_INSTALLTYPE", "package"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ];
-        for env in &envs {
-            if let Ok(sq) = squash_documents(&[("fuzz-element", &doc)], env) {
-                let _ = sq.to_dib_json();
-            }
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dibr::fuzz_harness::element_metadata(data));

@@ -1,13 +1,8 @@
-//! Arbitrary bytes as a disk: the MBR/EBR and GPT readers must return an
-//! error or a table, never panic or loop.
+//! Arbitrary bytes as a disk through the MBR/EBR and GPT readers.
+//!
+//! The body is `dibr::fuzz_harness::partition_tables`, which the stable test suite
+//! also runs on every file of `fuzz/corpus/partition_tables/` and
+//! `fuzz/regressions/partition_tables/` (`vendor-tests/fuzz_regressions.rs`).
 #![no_main]
 
-use dibr::disk::read::{read_gpt, read_mbr};
-use libfuzzer_sys::fuzz_target;
-use std::io::Cursor;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = read_mbr(&mut Cursor::new(data));
-    let _ = read_gpt(&mut Cursor::new(data), 512);
-    let _ = read_gpt(&mut Cursor::new(data), 4096);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dibr::fuzz_harness::partition_tables(data));

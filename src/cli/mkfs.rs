@@ -155,6 +155,12 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
         source: e,
     })?;
     let secs = started.elapsed().as_secs_f64();
+    if let Some(first) = &s.first_foreign_xattr {
+        eprintln!(
+            "dibr mkfs: warning: dropped {} xattrs of namespaces ext4 cannot hold (first: {first})",
+            s.foreign_xattrs
+        );
+    }
     eprintln!(
         "dibr mkfs: wrote {} ({} blocks of 4 KiB, {} groups; sparse, {} in use) to {}",
         units::human(s.blocks_count * BLOCK_SIZE),

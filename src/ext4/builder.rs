@@ -154,6 +154,10 @@ impl Default for IoOptions {
 pub struct Stats {
     pub entries: u64,
     pub data_bytes: u64,
+    /// Xattrs dropped as [`xattr::Name::Foreign`], and the first one as
+    /// "'name' on 'path'" for the warning.
+    pub foreign_xattrs: u64,
+    pub first_foreign_xattr: Option<String>,
 }
 
 pub struct Builder {
@@ -355,6 +359,19 @@ impl Builder {
         Some(cur)
     }
 
+    /// Count the entry's xattrs of namespaces ext4 cannot hold (dropped
+    /// in [`Self::meta_node`]); malformed names are errors there.
+    fn note_foreign_xattrs(&mut self, e: &Entry) {
+        for (n, _) in &e.xattrs {
+            if xattr::classify(n) == Ok(xattr::Name::Foreign) {
+                self.stats.foreign_xattrs += 1;
+                self.stats.first_foreign_xattr.get_or_insert_with(|| {
+                    format!("'{}' on '{}'", String::from_utf8_lossy(n), e.display_path())
+                });
+            }
+        }
+    }
+
     fn meta_node(&self, e: &Entry, kind: Kind) -> Result<Node> {
         let mut xattrs = Vec::with_capacity(e.xattrs.len());
         for (n, v) in &e.xattrs {
@@ -364,7 +381,8 @@ impl Builder {
             if n == b"system.posix_acl_access" && v.len() == 4 + 3 * 8 {
                 continue;
             }
-            xattrs.push(xattr::to_attr(n, v).map_err(|err| Self::entry_err(e, err.to_string()))?);
+            let attr = xattr::to_attr(n, v).map_err(|err| Self::entry_err(e, err.to_string()))?;
+            xattrs.extend(attr); // None: foreign, counted by note_foreign_xattrs
         }
         // Check the attributes fit now, so the error names this entry.
         xattr::place(xattrs.clone()).map_err(|err| Self::entry_err(e, err.to_string()))?;
@@ -401,6 +419,7 @@ impl Builder {
     /// Add one entry. For a regular file its data is read from `data` now.
     pub fn add(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<()> {
         self.stats.entries += 1;
+        self.note_foreign_xattrs(e);
         if e.path.is_empty() {
             // The archive's own "./": metadata for the root directory.
             if e.kind != EntryKind::Dir {

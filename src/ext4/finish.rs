@@ -47,6 +47,11 @@ pub struct Summary {
     pub uuid: [u8; 16],
     pub entries: u64,
     pub data_bytes: u64,
+    /// Xattrs of namespaces ext4 cannot hold (`btrfs.*`, `system.nfs4_acl`,
+    /// ...), dropped as GNU tar extracting onto ext4 would, and the first
+    /// as "'name' on 'path'".
+    pub foreign_xattrs: u64,
+    pub first_foreign_xattr: Option<String>,
 }
 
 /// inodes_per_group allowed by a growth ceiling of `max_bytes`.
@@ -269,6 +274,8 @@ impl Builder {
             uuid: id.uuid,
             entries: self.stats.entries,
             data_bytes: self.stats.data_bytes,
+            foreign_xattrs: self.stats.foreign_xattrs,
+            first_foreign_xattr: self.stats.first_foreign_xattr.take(),
         })
     }
 

@@ -28,57 +28,116 @@ pub struct Attr {
 pub enum XattrError {
     #[error("xattr {name:?} has a malformed POSIX ACL value ({detail})")]
     BadAcl { name: String, detail: &'static str },
-    #[error("xattr {name:?} has a name longer than 255 bytes")]
+    #[error("xattr {name:?} has a name longer than 255 bytes (XATTR_NAME_MAX)")]
     NameTooLong { name: String },
+    #[error("xattr {name:?}: {why}")]
+    BadName { name: String, why: &'static str },
     #[error("xattrs need {needed} bytes, more than one 4096-byte xattr block holds (large values need ea_inode, which dibr does not enable)")]
     TooLarge { needed: usize },
 }
 
-/// Prefixes and their ext4 name indexes (fs/ext4/xattr.c `ext4_xattr_handler_map`).
-const PREFIXES: &[(&[u8], u8)] = &[
-    (b"user.", 1),
-    (b"trusted.", 4),
-    (b"security.", 6),
-    (b"system.", 7),
-];
+/// The namespaces ext4 on Linux stores by prefix, with their name indexes
+/// (fs/ext4/xattr.c `ext4_xattr_handler_map`). The two POSIX ACL names
+/// (indexes 2 and 3) are whole names, handled in [`classify`]. Nothing
+/// else is reachable through the kernel: index 7 (`system.`) holds only
+/// inline_data's `system.data`, which dibr does not enable, and names with
+/// no known prefix (e2fsprogs' index 0) are neither listed nor readable,
+/// so the writer drops them ([`Name::Foreign`]).
+pub const PREFIXES: &[(&[u8], u8)] = &[(b"user.", 1), (b"trusted.", 4), (b"security.", 6)];
+
+/// Longest full name (prefix included): XATTR_NAME_MAX in linux/limits.h.
+pub const NAME_MAX: usize = 255;
+
+/// The full name of an attribute stored as (`index`, `suffix`), or `None`
+/// when the writer would not have stored it: the inverse of [`classify`],
+/// so the writer and `verify` agree on what is valid.
+pub fn full_name(index: u8, suffix: &[u8]) -> Option<Vec<u8>> {
+    let prefix: &[u8] = match index {
+        2 if suffix.is_empty() => return Some(b"system.posix_acl_access".to_vec()),
+        3 if suffix.is_empty() => return Some(b"system.posix_acl_default".to_vec()),
+        _ => PREFIXES.iter().find(|(_, i)| *i == index)?.0,
+    };
+    let full = [prefix, suffix].concat();
+    match classify(&full) {
+        Ok(Name::Stored { index: i, .. }) if i == index => Some(full),
+        _ => None,
+    }
+}
+
+/// What ext4 makes of a full xattr name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Name {
+    /// Stored under name index `index`, without its first `prefix_len` bytes.
+    Stored { index: u8, prefix_len: usize },
+    /// A well-formed name of a namespace ext4 on Linux has no handler for
+    /// (`btrfs.compression`, `system.nfs4_acl`, macOS `com.apple.*`):
+    /// setxattr(2) fails with EOPNOTSUPP, and GNU tar extracting onto ext4
+    /// warns and goes on; so does dibr (see [`crate::ext4::Summary`]).
+    Foreign,
+}
+
+/// Classify a full name. Errors are names no system can have set:
+/// setxattr(2) takes a C string of 1..=XATTR_NAME_MAX bytes, every Linux
+/// name is `namespace.name`, and the VFS (fs/xattr.c `xattr_resolve_name`)
+/// refuses a namespace prefix with nothing after it.
+pub fn classify(name: &[u8]) -> Result<Name, &'static str> {
+    if name.is_empty() {
+        return Err("empty name");
+    }
+    if name.contains(&0) {
+        return Err("name contains a NUL byte");
+    }
+    if name.len() > NAME_MAX {
+        return Err("name longer than 255 bytes (XATTR_NAME_MAX)");
+    }
+    let whole = |index| Name::Stored {
+        index,
+        prefix_len: name.len(),
+    };
+    match name {
+        b"system.posix_acl_access" => return Ok(whole(2)),
+        b"system.posix_acl_default" => return Ok(whole(3)),
+        _ => {}
+    }
+    if let Some((p, index)) = PREFIXES.iter().find(|(p, _)| name.starts_with(p)) {
+        if name.len() == p.len() {
+            return Err("namespace prefix without a name");
+        }
+        return Ok(Name::Stored {
+            index: *index,
+            prefix_len: p.len(),
+        });
+    }
+    match name.iter().position(|&b| b == b'.') {
+        Some(dot) if dot > 0 && dot + 1 < name.len() => Ok(Name::Foreign),
+        _ => Err("not of the form namespace.name"),
+    }
+}
 
 /// Split a full attribute name, converting ACL values to the disk format.
-pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Attr, XattrError> {
+/// `Ok(None)` for a [`Name::Foreign`] name, which ext4 cannot hold.
+pub fn to_attr(name: &[u8], value: &[u8]) -> Result<Option<Attr>, XattrError> {
     let shown = || String::from_utf8_lossy(name).into_owned();
-    let (index, suffix, value) = match name {
-        b"system.posix_acl_access" => (
-            2,
-            &b""[..],
-            acl_to_disk(value).map_err(|d| XattrError::BadAcl {
-                name: shown(),
-                detail: d,
-            })?,
-        ),
-        b"system.posix_acl_default" => (
-            3,
-            &b""[..],
-            acl_to_disk(value).map_err(|d| XattrError::BadAcl {
-                name: shown(),
-                detail: d,
-            })?,
-        ),
-        _ => {
-            let (idx, rest) = PREFIXES
-                .iter()
-                .find(|(p, _)| name.starts_with(p))
-                .map(|(p, i)| (*i, &name[p.len()..]))
-                .unwrap_or((0, name));
-            (idx, rest, value.to_vec())
-        }
-    };
-    if suffix.len() > 255 {
+    if name.len() > NAME_MAX {
         return Err(XattrError::NameTooLong { name: shown() });
     }
-    Ok(Attr {
+    let (index, prefix_len) = match classify(name) {
+        Ok(Name::Stored { index, prefix_len }) => (index, prefix_len),
+        Ok(Name::Foreign) => return Ok(None),
+        Err(why) => return Err(XattrError::BadName { name: shown(), why }),
+    };
+    let value = match index {
+        2 | 3 => acl_to_disk(value).map_err(|d| XattrError::BadAcl {
+            name: shown(),
+            detail: d,
+        })?,
+        _ => value.to_vec(),
+    };
+    Ok(Some(Attr {
         index,
-        name: suffix.to_vec(),
+        name: name[prefix_len..].to_vec(),
         value,
-    })
+    }))
 }
 
 /// VFS POSIX ACL (v2) → ext4 disk ACL (v1).
@@ -251,7 +310,7 @@ mod tests {
             (0x10, 5, !0),
             (0x20, 5, !0),
         ]);
-        let a = to_attr(b"system.posix_acl_access", &v).unwrap();
+        let a = to_attr(b"system.posix_acl_access", &v).unwrap().unwrap();
         assert_eq!(a.index, 2);
         assert!(a.name.is_empty());
         assert_eq!(a.value.len(), 4 + 4 + 8 + 4 + 4 + 4);
@@ -261,12 +320,59 @@ mod tests {
     }
 
     #[test]
+    fn malformed_names_are_refused_foreign_ones_dropped() {
+        for bad in [
+            &b""[..],
+            b"user.",
+            b"trusted.",
+            b"security.",
+            b"system.",
+            b"user.a\0b",
+            b"user",
+            b".x",
+        ] {
+            let e = to_attr(bad, b"v").unwrap_err();
+            assert!(matches!(e, XattrError::BadName { .. }), "{bad:?}: {e}");
+        }
+        for foreign in [
+            &b"system.posix_acl_"[..],
+            b"system.data",
+            b"system.nfs4_acl",
+            b"btrfs.compression",
+            b"com.apple.quarantine",
+        ] {
+            assert_eq!(to_attr(foreign, b"v"), Ok(None), "{foreign:?}");
+        }
+        let long = [&b"user."[..], &[b'x'; 251]].concat();
+        assert!(matches!(
+            to_attr(&long, b""),
+            Err(XattrError::NameTooLong { .. })
+        ));
+        let max = [&b"user."[..], &[b'x'; 250]].concat();
+        let a = to_attr(&max, b"").unwrap().unwrap();
+        assert_eq!((a.index, a.name.len()), (1, 250));
+        assert_eq!(full_name(a.index, &a.name), Some(max));
+        // A 255-byte suffix fits the u8 on disk but not XATTR_NAME_MAX.
+        assert_eq!(full_name(6, &[b'x'; 255]), None);
+        assert_eq!(full_name(1, b""), None);
+        assert_eq!(full_name(0, b"user.x"), None);
+        assert_eq!(full_name(7, b"data"), None);
+        assert_eq!(full_name(2, b"x"), None);
+        assert_eq!(
+            full_name(3, b""),
+            Some(b"system.posix_acl_default".to_vec())
+        );
+    }
+
+    #[test]
     fn placement_spills_to_block() {
-        let cap = to_attr(b"security.capability", &[0u8; 20]).unwrap();
-        let big = to_attr(b"user.big", &[7u8; 3000]).unwrap();
+        let cap = to_attr(b"security.capability", &[0u8; 20])
+            .unwrap()
+            .unwrap();
+        let big = to_attr(b"user.big", &[7u8; 3000]).unwrap().unwrap();
         let p = place(vec![big.clone(), cap.clone()]).unwrap();
         assert_eq!(p.ibody, vec![cap]);
         assert_eq!(p.block, vec![big]);
-        assert!(place(vec![to_attr(b"user.huge", &[0u8; 5000]).unwrap()]).is_err());
+        assert!(place(vec![to_attr(b"user.huge", &[0u8; 5000]).unwrap().unwrap()]).is_err());
     }
 }

@@ -24,9 +24,10 @@
 //! data there (pax allows it for hard links) does not derail us.
 //!
 //! Modules, one job each: `header` (one 512-byte block), `pax` (extended
-//! header records), `sparse` (GNU sparse maps), `acl` (text ACL to VFS
-//! xattr), `source` (input abstraction and buffer), `input` (opening files
-//! and decompression), `reader` (the archive state machine).
+//! header records), `sparse` (GNU sparse maps), `xattrs` (an entry's
+//! xattrs by name), `acl` (text ACL to VFS xattr), `source` (input
+//! abstraction and buffer), `input` (opening files and decompression),
+//! `reader` (the archive state machine).
 
 mod acl;
 mod error;
@@ -36,6 +37,7 @@ mod pax;
 mod reader;
 mod source;
 mod sparse;
+mod xattrs;
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //! keywords. For xattrs an empty value is a legitimate empty attribute value
 //! (GNU tar writes `SCHILY.xattr.user.x=` for one), so it is kept.
 
+use super::xattrs::Xattrs;
 use crate::tree::Timestamp;
 
 /// One `key=value` record, value bytes verbatim (may contain NUL).
@@ -107,7 +108,7 @@ pub struct PaxAttrs {
     pub devmajor: Option<u32>,
     pub devminor: Option<u32>,
     /// (Linux name, value) in record order, deduplicated by name.
-    pub xattrs: Vec<Record>,
+    pub xattrs: Xattrs,
     /// `SCHILY.acl.access` / `SCHILY.acl.default` text.
     pub acl_access: Option<Vec<u8>>,
     pub acl_default: Option<Vec<u8>>,
@@ -236,14 +237,18 @@ pub fn base64_decode(s: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-impl PaxAttrs {
-    fn set_xattr(&mut self, name: Vec<u8>, value: Vec<u8>) {
-        match self.xattrs.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = value,
-            None => self.xattrs.push((name, value)),
-        }
+/// An xattr name as the record spells it, decoded. An empty name is
+/// refused: no system can store one (Linux setxattr(2) fails with ERANGE),
+/// and ext4 would hold it as a nameless entry its checkers reject.
+fn xattr_name(encoded: &[u8]) -> Result<Vec<u8>, String> {
+    let name = url_decode(encoded);
+    if name.is_empty() {
+        return Err("empty xattr name".into());
     }
+    Ok(name)
+}
 
+impl PaxAttrs {
     /// Apply one record. `local` is false for global ('g') headers, whose
     /// sparse keywords are ignored (they only make sense per file).
     /// Errors are a description of the bad record.
@@ -264,12 +269,13 @@ impl PaxAttrs {
             // GNU tar escapes '%' and '=' in the name as %25 / %3D
             // (xheader.c xattr_encode_keyword); every '%' is escaped, so
             // decoding all %XX is exact.
-            self.set_xattr(url_decode(name), value.to_vec());
+            self.xattrs
+                .set(xattr_name(name).map_err(wrap)?, value.to_vec());
             return Ok(());
         }
         if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
             let v = base64_decode(value).map_err(wrap)?;
-            self.set_xattr(url_decode(name), v);
+            self.xattrs.set(xattr_name(name).map_err(wrap)?, v);
             return Ok(());
         }
         match key {
@@ -334,7 +340,13 @@ mod tests {
     fn records() {
         let mut p = PaxAttrs::default();
         p.apply(b"SCHILY.xattr.user.a%3Db%25c", b"v", true).unwrap();
-        assert_eq!(p.xattrs, vec![(b"user.a=b%c".to_vec(), b"v".to_vec())]);
+        assert_eq!(
+            p.xattrs.clone().into_vec(),
+            vec![(b"user.a=b%c".to_vec(), b"v".to_vec())]
+        );
+        let e = p.apply(b"SCHILY.xattr.", b"v", true).unwrap_err();
+        assert!(e.contains("SCHILY.xattr.: empty xattr name"), "{e}");
+        assert!(p.apply(b"LIBARCHIVE.xattr.", b"dg==", true).is_err());
         let data = b"30 mtime=1795270848.652214775\n21 SCHILY.xattr.a=\x00\n\n";
         let r = parse_records(data).unwrap();
         assert_eq!(r[0], (b"mtime".to_vec(), b"1795270848.652214775".to_vec()));

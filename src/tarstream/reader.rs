@@ -18,6 +18,7 @@ use super::header::{
 use super::pax::{parse_records, PaxAttrs, Record, SparseAttrs};
 use super::source::{Buffered, TarSource};
 use super::sparse::{segments_from_pairs, DataMapParser, MAX_MAP_BYTES, MAX_SEGMENTS};
+use super::xattrs::Xattrs;
 use super::TarError;
 use crate::tree::{
     display_path, normalize_path, Entry, EntryKind, FileData, RawLocation, Segment, Timestamp,
@@ -256,13 +257,7 @@ impl<R: TarSource> TarReader<R> {
         for (k, v) in parse_records(data).map_err(bad)? {
             self.globals.apply(&k, &v, false).map_err(bad)?;
         }
-        let total: usize = self
-            .globals
-            .xattrs
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
-        if total as u64 > MAX_EXT_SIZE {
+        if self.globals.xattrs.bytes() as u64 > MAX_EXT_SIZE {
             return Err(bad(format!(
                 "global xattrs larger than {MAX_EXT_SIZE} bytes in total"
             )));
@@ -766,7 +761,7 @@ fn data_layout(
 /// POSIX ACLs in their text form (`SCHILY.acl.access`/`.default`) as the
 /// `system.posix_acl_*` xattrs; an explicit xattr of the same name wins.
 fn with_acls(
-    mut xattrs: Vec<Record>,
+    mut xattrs: Xattrs,
     attrs: &PaxAttrs,
     f: &Fields<'_>,
 ) -> Result<Vec<Record>, TarError> {
@@ -775,11 +770,11 @@ fn with_acls(
         (&attrs.acl_default, &b"system.posix_acl_default"[..]),
     ] {
         let Some(text) = text else { continue };
-        if xattrs.iter().any(|(n, _)| n == name) {
+        if xattrs.contains(name) {
             continue;
         }
         match acl::text_to_xattr(text) {
-            Ok(Some(v)) => xattrs.push((name.to_vec(), v)),
+            Ok(Some(v)) => xattrs.set(name.to_vec(), v),
             Ok(None) => {}
             Err(detail) => {
                 return Err(TarError::BadAcl {
@@ -791,5 +786,5 @@ fn with_acls(
             }
         }
     }
-    Ok(xattrs)
+    Ok(xattrs.into_vec())
 }

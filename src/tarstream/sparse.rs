@@ -7,18 +7,57 @@
 
 use crate::tree::Segment;
 
-/// Upper bound on segments per file, so a hostile map cannot make us
-/// allocate without limit (16 bytes each: 64 MiB at most).
-pub const MAX_SEGMENTS: usize = 1 << 22;
+/// Upper bound on segments per file: 16 MiB of map in memory, and at most
+/// 1 048 576 extents, whose tree takes about 3 100 blocks (12 MiB) in
+/// ext4. With [`SEGMENT_DATA`] such a map also needs at least 512 MiB of
+/// stored data, so the tree stays a few percent of the image. (It was
+/// 4 194 304 with no density rule: 1 M one-byte segments, a 13.7 MB tar,
+/// made a 3.9 GiB image; issue 14.)
+pub const MAX_SEGMENTS: usize = 1 << 20;
+
+/// Stored bytes each segment must account for on average, beyond
+/// [`FREE_SEGMENTS`]. Every writer's maps meet it: GNU tar finds data in
+/// 512-byte blocks or by SEEK_DATA/SEEK_HOLE (GNU tar manual, "Sparse
+/// Formats"; `sparse_scan_file`), so all its segments but the last are at
+/// least 512 bytes, and dibr's own capture uses SEEK_DATA. A map of tiny
+/// segments, by contrast, costs a 4 KiB block per byte: without this rule
+/// 1 M one-byte segments became a 3.9 GiB image.
+pub const SEGMENT_DATA: u64 = 512;
+
+/// Segments a map may have whatever their size, so hand-made small maps
+/// still work; they cost at most 16 blocks (64 KiB) per file.
+pub const FREE_SEGMENTS: u64 = 8;
 
 /// Upper bound on the size of a PAX 1.0 in-data map.
 pub const MAX_MAP_BYTES: u64 = 64 << 20;
 
 /// Turn a flat offset,len,... list into validated segments: sorted,
-/// non-overlapping, inside `realsize`. Zero-length segments (GNU tar ends
-/// maps with one at `realsize`) are dropped. Returns the segments and the
-/// total data length.
+/// non-overlapping, inside `realsize`, no denser than [`SEGMENT_DATA`]
+/// allows. Zero-length segments (GNU tar ends maps with one at `realsize`)
+/// are dropped. Returns the segments and the total data length.
 pub fn segments_from_pairs(flat: &[u64], realsize: u64) -> Result<(Vec<Segment>, u64), String> {
+    let (segs, total) = checked_segments(flat, realsize)?;
+    check_density(segs.len(), total)?;
+    Ok((segs, total))
+}
+
+/// At most [`FREE_SEGMENTS`] plus one segment per [`SEGMENT_DATA`] stored
+/// bytes.
+fn check_density(segments: usize, total: u64) -> Result<(), String> {
+    let allowed = FREE_SEGMENTS + total / SEGMENT_DATA;
+    if segments as u64 > allowed {
+        return Err(format!(
+            "{segments} segments hold only {total} data bytes; a map may have \
+             {FREE_SEGMENTS} segments plus one per {SEGMENT_DATA} bytes ({allowed} here), \
+             as GNU tar's always do"
+        ));
+    }
+    Ok(())
+}
+
+/// The segments of a flat map, sorted, non-overlapping and inside
+/// `realsize`, and their total length.
+fn checked_segments(flat: &[u64], realsize: u64) -> Result<(Vec<Segment>, u64), String> {
     if !flat.len().is_multiple_of(2) {
         return Err("odd number of map values".into());
     }
@@ -133,6 +172,23 @@ mod tests {
         assert_eq!(segments_from_pairs(&[], 0).unwrap().0, vec![]);
     }
 
+    /// Issue 14: many one-byte segments are refused, GNU tar-like maps
+    /// (512-byte multiples, a short last one) are not.
+    #[test]
+    fn density() {
+        let tiny = |n: u64| (0..n).flat_map(|i| [i * 8192, 1]).collect::<Vec<_>>();
+        assert!(segments_from_pairs(&tiny(8), 1 << 20).is_ok());
+        let e = segments_from_pairs(&tiny(9), 1 << 20).unwrap_err();
+        assert!(e.contains("9 segments hold only 9 data bytes"), "{e}");
+        assert!(segments_from_pairs(&tiny(1_000_000), 1 << 40).is_err());
+        // 100 000 segments of 512 bytes, the last one short.
+        let mut gnu: Vec<u64> = (0..100_000u64).flat_map(|i| [i * 4096, 512]).collect();
+        let last = gnu.len() - 1;
+        gnu[last] = 3;
+        let (s, total) = segments_from_pairs(&gnu, 1 << 40).unwrap();
+        assert_eq!((s.len(), total), (100_000, 99_999 * 512 + 3));
+    }
+
     #[test]
     fn data_map() {
         let mut p = DataMapParser::default();
@@ -144,6 +200,10 @@ mod tests {
         assert!(DataMapParser::default().feed(b"x").is_err());
         assert!(DataMapParser::default().feed(b"\n").is_err());
         assert!(DataMapParser::default().feed(b"99999999999\n").is_err());
+        let cap = format!("{MAX_SEGMENTS}\n");
+        assert_eq!(DataMapParser::default().feed(cap.as_bytes()), Ok(false));
+        let over = format!("{}\n", MAX_SEGMENTS + 1);
+        assert!(DataMapParser::default().feed(over.as_bytes()).is_err());
         assert!(DataMapParser::default().feed(b"1\n0\0").is_err());
     }
 }
