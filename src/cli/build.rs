@@ -56,18 +56,11 @@ pub struct BuildArgs {
     /// Disk size as DIB's: a number is GiB (2, 1.5), or give a unit (3G). Default: $DIB_IMAGE_SIZE, else just large enough
     #[arg(long, value_name = "SIZE")]
     pub image_size: Option<String>,
-    /// Refused for now: dibr sizes the disk just large enough, or to --image-size
-    #[arg(long, value_name = "SIZE")]
-    pub image_extra_size: Option<String>,
     /// Label of the root filesystem (DIB's --root-label; default cloudimg-rootfs)
     #[arg(long, value_name = "LABEL")]
     pub root_label: Option<String>,
-    /// Refused: dibr's ext4 root can always grow to 1 PiB
-    #[arg(long, value_name = "SIZE")]
-    pub max_online_resize: Option<String>,
-    /// Refused: dibr writes ext4 itself and takes no mkfs options
-    #[arg(long, value_name = "OPTS")]
-    pub mkfs_options: Option<String>,
+    #[command(flatten)]
+    pub root_fs: super::root_fs::RootFsArgs,
     /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2, as nodepool passes) or compat=1.1 (version 3, the default); others are refused
     #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
     pub qemu_img_options: Option<String>,
@@ -81,27 +74,6 @@ fn refuse(opt: &str, why: &str) -> String {
 }
 
 pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
-    for (set, opt, why) in [
-        (
-            a.image_extra_size.is_some(),
-            "--image-extra-size",
-            "dibr sizes the disk just large enough for the tree, or exactly to --image-size",
-        ),
-        (
-            a.max_online_resize.is_some(),
-            "--max-online-resize",
-            "dibr's ext4 root can always grow to 1 PiB (`dibr assemble --max-resize` sets another ceiling)",
-        ),
-        (
-            a.mkfs_options.is_some(),
-            "--mkfs-options",
-            "dibr writes ext4 itself and takes no mkfs options",
-        ),
-    ] {
-        if set {
-            return Err(refuse(opt, why));
-        }
-    }
     if a.logfile.is_some() {
         return Err(refuse(
             "--logfile",
@@ -151,6 +123,15 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             "--image-size",
             "tar outputs have no size; add a disk type (-t raw, qcow2, vhd)",
         ));
+    }
+    let (root_fs, notes) = super::root_fs::resolve(
+        &a.root_fs,
+        &super::root_fs::RootFsEnv::from_env(),
+        image_size,
+        None,
+    )?;
+    for n in notes {
+        eprintln!("dibr: note: {n}");
     }
     let image_cache = a
         .image_cache
@@ -209,6 +190,7 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         assemble,
         image_size,
         root_label: a.root_label.clone().filter(|l| !l.is_empty()),
+        root_fs,
     })
 }
 

@@ -6,7 +6,9 @@ pub mod docs;
 pub mod elements;
 pub mod inspect;
 pub mod mkfs;
+pub mod mkfs_options;
 pub mod ramdisk;
+pub mod root_fs;
 pub mod sandbox_cmd;
 pub mod size;
 

@@ -3,10 +3,8 @@
 //! data, choose the group count, and write bitmaps, inode tables, group
 //! descriptors and superblocks.
 //!
-//! Group count: `inodes_per_group` is fixed by the growth ceiling
-//! (`floor((2^32-1) / groups_at_ceiling)`, rounded down to whole inode-table
-//! blocks: 496 for 1 PiB, since `s_inodes_count` is 32 bits, super.rst), and the image
-//! has at least enough groups for the tree's inodes and enough for its blocks.
+//! Group count and inodes per group: see `groups.rs` (the growth ceiling
+//! against the virtual size).
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -18,18 +16,16 @@ use super::csum;
 use super::dir::{self, DirEntry, HashInfo};
 use super::error::{Error, Result};
 use super::extent::{self, Extent};
+use super::groups::{self, growth_ceiling, Geometry};
 use super::inode::{self, InodeRecord};
 use super::journal;
 use super::layout::{
-    group_overhead, has_super, itable_blocks, meta_gdt_block, Allocator, BLOCKS_PER_GROUP,
-    BLOCK_SIZE, INODE_SIZE, META_BG_SIZE,
+    group_overhead, has_super, itable_blocks, meta_gdt_block, BLOCKS_PER_GROUP, BLOCK_SIZE,
+    INODE_SIZE, META_BG_SIZE,
 };
 use super::superblock::{self, GroupDesc, SuperParams, BG_INODE_UNINIT, BG_INODE_ZEROED};
 use super::xattr;
 
-/// Smallest tail group we create: a last group of a handful of blocks is
-/// legal but pointless, mke2fs drops such groups too.
-const MIN_LAST_GROUP: u64 = 256;
 const FIRST_INO: u32 = 11;
 const LPF_BLOCKS: usize = 4;
 
@@ -44,22 +40,11 @@ pub struct Summary {
     pub groups: u64,
     pub journal_blocks: u64,
     pub growth_ceiling_bytes: u64,
+    /// The growth ceiling asked for, when a fixed size made it lower.
+    pub ceiling_lowered_from: Option<u64>,
     pub uuid: [u8; 16],
     pub entries: u64,
     pub data_bytes: u64,
-}
-
-/// inodes_per_group allowed by a growth ceiling of `max_bytes`.
-pub fn max_inodes_per_group(max_bytes: u64) -> u32 {
-    let groups = max_bytes.div_ceil(BLOCKS_PER_GROUP * BLOCK_SIZE).max(1);
-    let ipg = (u32::MAX as u64 / groups).min(BLOCKS_PER_GROUP);
-    let per_block = BLOCK_SIZE / INODE_SIZE;
-    ((ipg / per_block) * per_block).max(per_block) as u32
-}
-
-/// Largest size a filesystem with this inodes_per_group can grow to.
-pub fn growth_ceiling(ipg: u32) -> u64 {
-    (u32::MAX as u64 / ipg as u64) * BLOCKS_PER_GROUP * BLOCK_SIZE
 }
 
 fn file_type(k: &Kind) -> u8 {
@@ -244,7 +229,7 @@ impl Builder {
             &SuperParams {
                 inodes_count: inodes_count as u32,
                 blocks_count: geo.blocks_count,
-                r_blocks_count: geo.blocks_count / 20,
+                r_blocks_count: reserved_blocks(geo.blocks_count, self.opts.reserved_per_mille),
                 free_blocks,
                 free_inodes: (inodes_count - num.last_ino as u64) as u32,
                 inodes_per_group: geo.ipg,
@@ -266,6 +251,7 @@ impl Builder {
             groups: geo.groups,
             journal_blocks: jnl.blocks,
             growth_ceiling_bytes: growth_ceiling(geo.ipg),
+            ceiling_lowered_from: geo.lowered_from,
             uuid: id.uuid,
             entries: self.stats.entries,
             data_bytes: self.stats.data_bytes,
@@ -607,78 +593,24 @@ impl Builder {
         })
     }
 
-    /// Group count and the per-group tables: a fixed size keeps its size
-    /// (dropping a tail group too small to be useful), otherwise the
-    /// smallest group count that holds the tree's inodes and blocks.
-    fn place_groups(&self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
-        let ipg_max = max_inodes_per_group(self.opts.max_resize_bytes);
-        let groups_for_inodes = (last_ino as u64).div_ceil(ipg_max as u64).max(1);
-        let (ipg, groups, blocks_count, tables) = match self.opts.size_blocks {
-            Some(size) => {
-                let mut blocks = size;
-                let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
-                let tail = blocks % BLOCKS_PER_GROUP;
-                if groups > 1 && tail != 0 && tail < group_overhead(groups - 1) + MIN_LAST_GROUP {
-                    groups -= 1;
-                    blocks = groups * BLOCKS_PER_GROUP;
-                }
-                if groups < groups_for_inodes {
-                    return Err(Error::DoesNotFit {
-                        size_bytes: size * BLOCK_SIZE,
-                        needed_bytes: groups_for_inodes * BLOCKS_PER_GROUP * BLOCK_SIZE,
-                        detail: format!(
-                            "{last_ino} inodes need {groups_for_inodes} block groups of {ipg_max} inodes (the density that keeps growth to --max-resize possible)"
-                        ),
-                    });
-                }
-                let mut a = self.alloc.clone();
-                let tables = place_tables(&mut a, groups, ipg_max).ok_or_else(|| {
-                    self.no_space(
-                        "inode tables and bitmaps",
-                        a.next() + groups * (2 + itable_blocks(ipg_max)),
-                    )
-                })?;
-                (ipg_max, groups, blocks, tables)
-            }
-            None => {
-                let mut groups = groups_for_inodes;
-                loop {
-                    let mut a = self.alloc.clone();
-                    let tables = place_tables(&mut a, groups, ipg_max).ok_or_else(|| {
-                        Error::Option("allocator refused unbounded allocation".into())
-                    })?;
-                    let mut blocks = a.next() + self.opts.extra_blocks;
-                    let floor = (groups - 1) * BLOCKS_PER_GROUP
-                        + group_overhead(groups - 1)
-                        + MIN_LAST_GROUP;
-                    blocks = blocks.max(floor);
-                    let last = (blocks - 1) / BLOCKS_PER_GROUP;
-                    let tail_min = last * BLOCKS_PER_GROUP + group_overhead(last) + MIN_LAST_GROUP;
-                    blocks = blocks.max(tail_min);
-                    let need = blocks.div_ceil(BLOCKS_PER_GROUP);
-                    if need <= groups {
-                        break (ipg_max, groups, blocks, tables);
-                    }
-                    groups = need;
-                }
-            }
+    /// Group count, inodes per group and the per-group tables
+    /// ([`groups::choose`]); the table blocks join `used`.
+    fn place_groups(&mut self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
+        let req = groups::Request {
+            density: self.opts.density,
+            max_resize_bytes: self.opts.max_resize_bytes,
+            fit_ceiling: self.opts.fit_ceiling,
+            size_blocks: self.opts.size_blocks,
+            extra_blocks: self.opts.extra_blocks,
+            inodes: last_ino as u64,
         };
-        // Commit the table allocation.
-        for t in &tables {
+        let geo = groups::choose(&mut self.alloc, &req)?;
+        for t in &geo.tables {
             used.push((t.block_bitmap, 1));
             used.push((t.inode_bitmap, 1));
-            used.push((t.inode_table, itable_blocks(ipg)));
+            used.push((t.inode_table, itable_blocks(geo.ipg)));
         }
-        let inodes_count = ipg as u64 * groups;
-        if inodes_count > u32::MAX as u64 {
-            return Err(Error::Option("more than 2^32-1 inodes".into()));
-        }
-        Ok(Geometry {
-            ipg,
-            groups,
-            blocks_count,
-            tables,
-        })
+        Ok(geo)
     }
 
     /// Block and inode bitmaps of every group; returns what the group
@@ -971,14 +903,6 @@ impl Journal {
     }
 }
 
-/// How many groups, how large, and where each group's tables are.
-struct Geometry {
-    ipg: u32,
-    groups: u64,
-    blocks_count: u64,
-    tables: Vec<Tables>,
-}
-
 /// One group's bitmaps as its descriptor records them.
 struct GroupBitmaps {
     free_blocks: u64,
@@ -996,31 +920,8 @@ struct InodeTables<'a> {
     fs_seed: u32,
 }
 
-/// Where one group's bitmaps and inode table are.
-struct Tables {
-    block_bitmap: u64,
-    inode_bitmap: u64,
-    inode_table: u64,
-}
-
-/// Place every group's bitmaps and inode table after the data (flex_bg
-/// lets them live anywhere in the filesystem).
-fn place_tables(a: &mut Allocator, groups: u64, ipg: u32) -> Option<Vec<Tables>> {
-    let mut bbs = Vec::with_capacity(groups as usize);
-    for _ in 0..groups {
-        bbs.push(a.alloc_contig(1)?.start);
-    }
-    let mut ibs = Vec::with_capacity(groups as usize);
-    for _ in 0..groups {
-        ibs.push(a.alloc_contig(1)?.start);
-    }
-    let mut out = Vec::with_capacity(groups as usize);
-    for g in 0..groups as usize {
-        out.push(Tables {
-            block_bitmap: bbs[g],
-            inode_bitmap: ibs[g],
-            inode_table: a.alloc_contig(itable_blocks(ipg))?.start,
-        });
-    }
-    Some(out)
+/// Blocks reserved for root (mke2fs `-m`, default 5 %), in tenths of a
+/// percent so that `-m 0.5` is exact.
+fn reserved_blocks(blocks: u64, per_mille: u16) -> u64 {
+    (blocks as u128 * per_mille as u128 / 1000) as u64
 }
