@@ -401,3 +401,182 @@ fn build_lowers_the_ceiling_for_a_small_image_size() {
         "{text}"
     );
 }
+
+/// Values that start with `-` parse as values: DIB's `--mkfs-options
+/// "-i 4096"` and a block-device YAML list (`- local_loop: …`).
+#[test]
+fn values_starting_with_a_dash_parse() {
+    let test = "values_starting_with_a_dash_parse";
+    if !require(test, false, TOOLS) {
+        return;
+    }
+    let t = scratch(test);
+    let dir = t.path();
+    let tar = tree_tar(dir, "tree", 10, 1);
+    let o = Command::new(dibr_bin())
+        .args(["assemble", "-t", "raw", "--from"])
+        .arg(&tar)
+        .args([
+            "-o",
+            "dash",
+            "--image-size",
+            "0.25",
+            "--block-device-config",
+            WHOLE_DISK,
+        ])
+        .args(["--mkfs-options", "-i 8192"])
+        .current_dir(dir)
+        .env_remove("DIB_BLOCK_DEVICE_CONFIG")
+        .env_remove("DIB_IMAGE_SIZE")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out_text(&o));
+    let raw = dir.join("dash.raw");
+    e2fsck_ok(&raw);
+    assert_eq!(num(&dumpe2fs_h(&raw), "Inode count"), (256 * MIB) / 8192);
+}
+
+/// Called by DIB's names, dibr's help shows them (DIB's `show_options`).
+#[test]
+fn dib_names_show_their_name_in_help() {
+    let test = "dib_names_show_their_name_in_help";
+    let t = scratch(test);
+    for name in [
+        "disk-image-create",
+        "ramdisk-image-create",
+        "element-info",
+        "disk-image-get-kernel",
+    ] {
+        let link = t.path().join(name);
+        std::os::unix::fs::symlink(dibr_bin(), &link).unwrap();
+        let o = Command::new(&link).arg("--help").output().unwrap();
+        let text = out_text(&o);
+        assert!(o.status.success(), "{name} --help\n{text}");
+        assert!(
+            text.contains(&format!("Usage: {name} ")),
+            "{name} --help\n{text}"
+        );
+    }
+    let o = Command::new(t.path().join("disk-image-create"))
+        .args(["--docker-target", "me/img:1", "-t", "tar", "vm"])
+        .output()
+        .unwrap();
+    let text = out_text(&o);
+    assert!(
+        !o.status.success() && text.contains("--docker-target") && text.contains("docker import"),
+        "{text}"
+    );
+}
+
+/// `--logfile` (DIB's outfilter.py: timestamped lines, terminal quiet),
+/// `--install-type` (DIB_DEFAULT_INSTALLTYPE for the hooks) and `-c`
+/// (the caller's environment, ELEMENTS_PATH included, is gone).
+#[test]
+fn build_logfile_install_type_and_clear_env() {
+    let test = "build_logfile_install_type_and_clear_env";
+    let _serial = common::build::serial();
+    if !require(test, true, &["tar"]) {
+        return;
+    }
+    let Some(s) = common::build::stage(test) else {
+        return;
+    };
+    let el = s.elements.join("dibr-test-envdump/post-root.d");
+    fs::create_dir_all(&el).unwrap();
+    let hook = el.join("10-env");
+    fs::write(
+        &hook,
+        "#!/bin/bash\necho \"installtype=$DIB_DEFAULT_INSTALLTYPE marker=${DIB_MARKER:-unset}\" > \"$TARGET_ROOT/hook-env\"\necho hook-output-line\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(s.elements.join("dibr-test-envdump")),
+    );
+    run_ok(Command::new("chmod").arg("a+x").arg(&hook));
+    let args = [
+        "-n",
+        "-t",
+        "tar",
+        "-o",
+        "img",
+        "--logfile",
+        "build.log",
+        "--install-type",
+        "package",
+    ];
+    let o = common::build::build_cmd(
+        &s,
+        &[&args[..], &["dibr-test-os", "dibr-test-envdump"]].concat(),
+        &[("DIB_MARKER", "visible")],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: build failed\n{text}");
+    assert!(text.contains("Output logs going to: build.log"), "{text}");
+    assert!(
+        !text.contains("hook-output-line") && !text.contains("dibr: "),
+        "terminal not quiet\n{text}"
+    );
+    let log = fs::read_to_string(s.out.join("build.log")).unwrap();
+    assert!(log.lines().count() > 5, "{log}");
+    for l in log.lines() {
+        let b = l.as_bytes();
+        assert!(
+            b.len() >= 26 && b[4] == b'-' && b[10] == b' ' && b[19] == b'.' && &l[23..26] == " | ",
+            "not an outfilter.py line: {l:?}"
+        );
+    }
+    assert!(log.contains(" | hook-output-line"), "{log}");
+    // Extracted as the tar reads it: the member's exact spelling is the
+    // capture's business.
+    let x = dir_for_extract(&s.out);
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(s.out.join("img.tar"))
+            .arg("-C")
+            .arg(&x),
+    );
+    assert_eq!(
+        fs::read_to_string(x.join("hook-env")).unwrap().trim(),
+        "installtype=package marker=visible"
+    );
+
+    // -c: DIB's `exec -c`; ELEMENTS_PATH goes with the rest, so the test
+    // elements are not found, and the error reaches the log.
+    let o = common::build::build_cmd(
+        &s,
+        &[
+            "-c",
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "c",
+            "--logfile",
+            "c.log",
+            "dibr-test-os",
+        ],
+        &[("DIB_MARKER", "visible")],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(text.contains("Re-execing to clear environment."), "{text}");
+    assert!(text.contains("dibr-test-os"), "{text}");
+    let log = fs::read_to_string(s.out.join("c.log")).unwrap();
+    assert!(
+        log.contains(" | dibr: error: ") && log.contains("dibr-test-os"),
+        "{log}"
+    );
+}
+
+fn dir_for_extract(out: &Path) -> PathBuf {
+    let x = out.join("extracted");
+    fs::create_dir_all(&x).unwrap();
+    x
+}

@@ -51,6 +51,8 @@ pub struct BuildConfig {
     pub root_label: Option<String>,
     /// The root filesystem's ceiling and mkfs options.
     pub root_fs: crate::assemble::RootFsOptions,
+    /// `--install-type`: DIB_DEFAULT_INSTALLTYPE for the hooks.
+    pub install_type: Option<String>,
 }
 
 /// What the assembler is asked for by `dibr build`.

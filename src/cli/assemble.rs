@@ -26,7 +26,7 @@ pub struct AssembleArgs {
     #[arg(long, default_value = "efi")]
     pub layout: String,
     /// DIB block-device YAML (inline, or file://PATH); wins over --layout. Default: $DIB_BLOCK_DEVICE_CONFIG
-    #[arg(long, value_name = "YAML")]
+    #[arg(long, value_name = "YAML", allow_hyphen_values = true)]
     pub block_device_config: Option<String>,
     /// Disk size as DIB's --image-size: a number is GiB (2, 1.5), or give a unit (3G, 500M). Default: $DIB_IMAGE_SIZE, else just large enough
     #[arg(long, value_name = "SIZE")]
