@@ -200,13 +200,36 @@ fn too_small_at_any_ceiling_names_the_smallest_size() {
         dir,
         &tar,
         "below",
-        &["--image-size", &format!("{}M", mib - 2)],
+        &["--image-size", &format!("{}M", mib - 1)],
     );
     assert!(
         !ok,
         "{}M is smaller than the smallest size, yet fits\n{text}",
-        mib - 2
+        mib - 1
     );
+
+    // Data that fits but leaves no room for the journal: still the exact
+    // smallest size (the journal is the last thing before the tables).
+    let tar = tree_tar(dir, "data", 2_000, 180);
+    let (ok, text) = assemble(dir, &tar, "journal", &["--image-size", "200M"]);
+    assert!(!ok && text.contains("journal"), "{text}");
+    let at = text
+        .find(key)
+        .unwrap_or_else(|| panic!("no smallest size in\n{text}"));
+    let mib: u64 = text[at + key.len()..]
+        .split('M')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assemble_ok(dir, &tar, "journal", &["--image-size", &format!("{mib}M")]);
+    let (ok, text) = assemble(
+        dir,
+        &tar,
+        "journal1",
+        &["--image-size", &format!("{}M", mib - 1)],
+    );
+    assert!(!ok, "{}M fits\n{text}", mib - 1);
 }
 
 #[test]

@@ -380,20 +380,29 @@ fn ceiling_line(s: &ext4::Summary) -> String {
 fn too_small_hint(
     detail: &str,
     needed: u64,
+    exact: bool,
     region: Option<u64>,
     disk_size: Option<u64>,
 ) -> String {
+    let at_least = if exact { "" } else { "at least " };
     match (region, disk_size) {
         (Some(r), Some(d)) if d >= r => {
-            let smallest = (d - r + needed).div_ceil(MIB) * MIB + MIB;
+            // The other partitions and the table keep their sizes: the
+            // root grows by exactly what the disk grows (1 MiB aligned).
+            let smallest = (d - r + needed).div_ceil(MIB) * MIB;
+            let what = if exact {
+                "the smallest --image-size that holds it is"
+            } else {
+                "pass an --image-size of at least"
+            };
             format!(
-                " ({detail}): it needs {needed} bytes; the smallest --image-size that holds it is {}M ({})",
+                " ({detail}): it needs {at_least}{needed} bytes; {what} {}M ({})",
                 smallest / MIB,
                 crate::units::human(smallest)
             )
         }
         _ => format!(
-            " ({detail}): it needs {needed} bytes; enlarge the partition in the block-device config"
+            " ({detail}): it needs {at_least}{needed} bytes; enlarge the partition in the block-device config"
         ),
     }
 }
@@ -433,6 +442,7 @@ fn finish_filesystems(
                 let s = b.finish().map_err(|source| match source {
                     ext4::Error::DoesNotFit {
                         needed_bytes,
+                        exact,
                         detail,
                         ..
                     } => AssembleError::DoesNotFit {
@@ -440,7 +450,13 @@ fn finish_filesystems(
                         node: f.node.clone(),
                         mount: mount.clone(),
                         size: regions[i].size.unwrap_or(0),
-                        hint: too_small_hint(&detail, needed_bytes, regions[i].size, disk_size),
+                        hint: too_small_hint(
+                            &detail,
+                            needed_bytes,
+                            exact,
+                            regions[i].size,
+                            disk_size,
+                        ),
                     },
                     source => AssembleError::Ext4 {
                         node: f.node.clone(),

@@ -271,6 +271,7 @@ impl Builder {
         Error::DoesNotFit {
             size_bytes: limit * BLOCK_SIZE,
             needed_bytes: (self.alloc.next() + 1) * BLOCK_SIZE,
+            exact: false,
             detail: "file data alone exceeds the size".into(),
         }
     }

@@ -20,8 +20,8 @@ use super::groups::{self, growth_ceiling, Geometry};
 use super::inode::{self, InodeRecord};
 use super::journal;
 use super::layout::{
-    group_overhead, has_super, itable_blocks, meta_gdt_block, BLOCKS_PER_GROUP, BLOCK_SIZE,
-    INODE_SIZE, META_BG_SIZE,
+    group_overhead, has_super, itable_blocks, meta_gdt_block, Allocator, BLOCKS_PER_GROUP,
+    BLOCK_SIZE, INODE_SIZE, META_BG_SIZE,
 };
 use super::superblock::{self, GroupDesc, SuperParams, BG_INODE_UNINIT, BG_INODE_ZEROED};
 use super::xattr;
@@ -176,6 +176,7 @@ impl Builder {
         Error::DoesNotFit {
             size_bytes: self.alloc.limit().unwrap_or(0) * BLOCK_SIZE,
             needed_bytes: needed_blocks * BLOCK_SIZE,
+            exact: false,
             detail: format!("ran out of room for {what}"),
         }
     }
@@ -211,7 +212,7 @@ impl Builder {
         self.write_extent_trees(&num, id.fs_seed, &mut finals, &mut used)?;
         self.write_dirs(&num, &id, &mut finals, &mut used)?;
         let ibody = self.write_xattrs(&num, id.fs_seed, &mut finals, &mut used)?;
-        let jnl = self.write_journal(&id, &mut used)?;
+        let jnl = self.write_journal(&id, num.last_ino, &mut used)?;
         let geo = self.place_groups(num.last_ino, &mut used)?;
         let groups = self.write_bitmaps(&geo, num.last_ino, &used, id.fs_seed)?;
         let itables = InodeTables {
@@ -563,12 +564,22 @@ impl Builder {
     }
 
     /// The journal (inode 8): its blocks, extent tree and jbd2 superblock.
-    fn write_journal(&mut self, id: &Identity, used: &mut Vec<(u64, u64)>) -> Result<Journal> {
+    fn write_journal(
+        &mut self,
+        id: &Identity,
+        last_ino: u32,
+        used: &mut Vec<(u64, u64)>,
+    ) -> Result<Journal> {
         let j_blocks = self
             .opts
             .journal_blocks
             .unwrap_or_else(|| journal::default_blocks(self.alloc.next()))
             .max(journal::MIN_BLOCKS);
+        if self.opts.size_blocks.is_some()
+            && journal_allocation(&mut self.alloc.clone(), j_blocks).is_none()
+        {
+            return Err(self.journal_does_not_fit(j_blocks, last_ino));
+        }
         let j_pblks = self.alloc_runs(j_blocks, "the journal", used)?;
         let mut j_ex: Vec<Extent> = Vec::new();
         for (i, p) in j_pblks.iter().enumerate() {
@@ -593,17 +604,42 @@ impl Builder {
         })
     }
 
-    /// Group count, inodes per group and the per-group tables
-    /// ([`groups::choose`]); the table blocks join `used`.
-    fn place_groups(&mut self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
-        let req = groups::Request {
+    /// The journal is the last thing before the group tables, so when it
+    /// does not fit, the smallest size that holds the tree is known
+    /// exactly: the journal and its extent tree, then the tables.
+    fn journal_does_not_fit(&self, j_blocks: u64, last_ino: u32) -> Error {
+        let mut a = self.alloc.unbounded();
+        let _ = journal_allocation(&mut a, j_blocks);
+        let size = self.alloc.limit().unwrap_or(0) * BLOCK_SIZE;
+        match groups::smallest_blocks(&a, &self.group_request(last_ino)) {
+            Ok(blocks) => Error::DoesNotFit {
+                size_bytes: size,
+                needed_bytes: blocks * BLOCK_SIZE,
+                exact: true,
+                detail: format!(
+                    "no room for the {} MiB journal",
+                    (j_blocks * BLOCK_SIZE) >> 20
+                ),
+            },
+            Err(e) => e,
+        }
+    }
+
+    fn group_request(&self, last_ino: u32) -> groups::Request {
+        groups::Request {
             density: self.opts.density,
             max_resize_bytes: self.opts.max_resize_bytes,
             fit_ceiling: self.opts.fit_ceiling,
             size_blocks: self.opts.size_blocks,
             extra_blocks: self.opts.extra_blocks,
             inodes: last_ino as u64,
-        };
+        }
+    }
+
+    /// Group count, inodes per group and the per-group tables
+    /// ([`groups::choose`]); the table blocks join `used`.
+    fn place_groups(&mut self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
+        let req = self.group_request(last_ino);
         let geo = groups::choose(&mut self.alloc, &req)?;
         for t in &geo.tables {
             used.push((t.block_bitmap, 1));
@@ -924,4 +960,19 @@ struct InodeTables<'a> {
 /// percent so that `-m 0.5` is exact.
 fn reserved_blocks(blocks: u64, per_mille: u16) -> u64 {
     (blocks as u128 * per_mille as u128 / 1000) as u64
+}
+
+/// The journal's blocks and its extent-tree blocks, allocated as
+/// `write_journal` allocates them; `None` if they do not fit.
+fn journal_allocation(a: &mut Allocator, j_blocks: u64) -> Option<()> {
+    let mut ex: Vec<Extent> = Vec::new();
+    let mut logical = 0;
+    for r in a.alloc_runs(j_blocks)? {
+        for p in r.start..r.start + r.len {
+            extent::push(&mut ex, logical, p, 1);
+            logical += 1;
+        }
+    }
+    a.alloc_runs(extent::tree_blocks(ex.len()))?;
+    Some(())
 }

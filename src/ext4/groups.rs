@@ -167,6 +167,13 @@ pub fn choose(alloc: &mut Allocator, r: &Request) -> Result<Geometry> {
 
 type Placed = (u32, u64, u64, Vec<Tables>);
 
+/// The smallest size in blocks that holds the tree, with everything
+/// before the group tables already allocated in `alloc` (its limit is
+/// ignored), and the density the request would get at that size.
+pub fn smallest_blocks(alloc: &Allocator, r: &Request) -> Result<u64> {
+    auto(alloc, r, Rule::of(r), 0).map(|(_, _, blocks, _, _)| blocks)
+}
+
 /// A fixed size keeps its size (dropping a tail group too small to be
 /// useful); the density comes from the rule.
 fn fixed(alloc: &mut Allocator, r: &Request, rule: Rule, size: u64) -> Result<Placed> {
@@ -183,6 +190,7 @@ fn fixed(alloc: &mut Allocator, r: &Request, rule: Rule, size: u64) -> Result<Pl
             Ok((_, _, need, _, _)) => Error::DoesNotFit {
                 size_bytes: size * BLOCK_SIZE,
                 needed_bytes: need * BLOCK_SIZE,
+                exact: true,
                 detail,
             },
             Err(e) => e,
