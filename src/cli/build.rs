@@ -150,6 +150,12 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
     for n in notes {
         eprintln!("dibr: note: {n}");
     }
+    if !disk && root_fs != crate::assemble::RootFsOptions::default() {
+        eprintln!(
+            "dibr: note: the root filesystem options (--mkfs-options, --max-online-resize, --mkfs-journal-size, --image-extra-size or their variables) have no effect: -t {} writes no filesystem",
+            a.types
+        );
+    }
     let image_cache = a
         .image_cache
         .clone()
