@@ -2,23 +2,9 @@ use clap::Parser;
 
 fn main() {
     // Installed under diskimage-builder's names (symlinks), behave as those.
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let called = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match called.as_str() {
-        "disk-image-create" => args.insert(1, "build".into()),
-        // element-info expands exactly what it is given (no implicit base).
-        "element-info" => {
-            args.insert(1, "elements".into());
-            args.insert(2, "-n".into());
-        }
-        "ramdisk-image-create" => args.insert(1, "ramdisk".into()),
-        _ => {}
-    }
-    let cli = dibr::cli::Cli::parse_from(args);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli =
+        dibr::cli::dib_names::parse(&args).unwrap_or_else(|| dibr::cli::Cli::parse_from(args));
     // The sandbox helper must stay single-threaded (unshare(CLONE_NEWUSER)),
     // so it runs before the ^C handler starts its thread.
     if let dibr::cli::Command::Sandbox(a) = &cli.command {

@@ -38,6 +38,9 @@ fn ext4_written_at_a_partition_offset() {
         size_blocks: None,
         extra_blocks: 0,
         max_resize_bytes: 1 << 50,
+        fit_ceiling: false,
+        density: Default::default(),
+        reserved_per_mille: 50,
         journal_blocks: None,
         source_date_epoch: Some(1_700_000_000),
     };
@@ -73,6 +76,9 @@ fn ext4_written_at_a_partition_offset() {
         size_blocks: None,
         extra_blocks: 0,
         max_resize_bytes: 1 << 50,
+        fit_ceiling: false,
+        density: Default::default(),
+        reserved_per_mille: 50,
         journal_blocks: None,
         source_date_epoch: None,
     };

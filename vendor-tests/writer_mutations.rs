@@ -84,6 +84,9 @@ fn run_writer(data: &[u8], img: &Path) -> bool {
         size_blocks: None,
         extra_blocks: 0,
         max_resize_bytes: 1 << 40,
+        fit_ceiling: false,
+        density: Default::default(),
+        reserved_per_mille: 50,
         journal_blocks: None,
         source_date_epoch: Some(0),
     };

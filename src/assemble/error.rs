@@ -41,9 +41,11 @@ pub enum AssembleError {
         node: String,
         mount: String,
         size: u64,
-        /// Bytes in use when the writer ran out (a lower bound).
+        /// Bytes the filesystem needs (a lower bound when the writer ran
+        /// out of room for file data).
         needed: u64,
-        hint: &'static str,
+        /// Why, and what to do.
+        hint: String,
     },
     #[error("vfat filesystem '{node}' (mounted at {mount}): {source}")]
     Fat {

@@ -74,14 +74,48 @@ pub struct AssembleConfig {
     pub uncompressed: bool,
     /// qcow2 version (qemu-img's `compat`).
     pub qcow2_compat: qcow2::Qcow2Compat,
-    /// Growth ceiling of the root filesystem.
-    pub max_resize_bytes: u64,
+    /// How the root filesystem is made (growth ceiling, mkfs options).
+    pub root_fs: RootFsOptions,
     pub source_date_epoch: Option<i64>,
     /// Write NAME.<type>.sha256/.md5 next to each output.
     pub checksum: bool,
     /// What the environment says, resolved by the caller
     /// (`crate::settings::assemble`).
     pub settings: AssembleSettings,
+}
+
+/// How the root ext4 filesystem is made: what disk-image-create's
+/// `--max-online-resize`, `--mkfs-options`, `--mkfs-journal-size` and
+/// `--image-extra-size` ask for (`diskimage_builder/lib/disk-image-create`
+/// turns them into mke2fs arguments; dibr's writer takes them typed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RootFsOptions {
+    /// Growth ceiling in bytes.
+    pub max_resize_bytes: u64,
+    /// The ceiling is dibr's default, not asked for: a fixed
+    /// `--image-size` too small for its inode density lowers it.
+    pub fit_ceiling: bool,
+    /// mke2fs `-i`/`-N`, or the ceiling's density.
+    pub density: ext4::Density,
+    /// mke2fs `-m`, in tenths of a percent.
+    pub reserved_per_mille: u16,
+    /// mke2fs `-J size=` / `--mkfs-journal-size`, in blocks.
+    pub journal_blocks: Option<u64>,
+    /// `--image-extra-size`: free space added to a computed size.
+    pub extra_bytes: u64,
+}
+
+impl Default for RootFsOptions {
+    fn default() -> Self {
+        RootFsOptions {
+            max_resize_bytes: 1 << 50,
+            fit_ceiling: true,
+            density: ext4::Density::Ceiling,
+            reserved_per_mille: 50,
+            journal_blocks: None,
+            extra_bytes: 0,
+        }
+    }
 }
 
 /// The assembler's environment settings, resolved once by the command line
@@ -153,7 +187,14 @@ pub fn assemble_with(
         hooks,
         ..
     } = a;
-    let finished = finish_filesystems(&plan, writers, &regions, &disk.file, epoch)?;
+    let finished = finish_filesystems(
+        &plan,
+        writers,
+        &regions,
+        &disk.file,
+        epoch,
+        placement.disk_size,
+    )?;
     let (disk_size, layout) = write_partition_table(cfg, &plan, &placement, &disk.file, &finished)?;
     // Seam (c).
     let info = disk_info(
@@ -252,19 +293,7 @@ fn open_filesystems(
                 let mut label = [0u8; 16];
                 let lb = f.label.as_bytes();
                 label[..lb.len().min(16)].copy_from_slice(&lb[..lb.len().min(16)]);
-                let opts = Options {
-                    label,
-                    uuid: f.uuid,
-                    size_blocks: region.size.map(|s| s / BLOCK_SIZE),
-                    extra_blocks: 0,
-                    max_resize_bytes: if i == root_idx {
-                        cfg.max_resize_bytes
-                    } else {
-                        cfg.max_resize_bytes.min(SMALL_FS_MAX_RESIZE)
-                    },
-                    journal_blocks: None,
-                    source_date_epoch: cfg.source_date_epoch,
-                };
+                let opts = ext4_options(cfg, label, f.uuid, region.size, i == root_idx);
                 let dup = disk
                     .file
                     .try_clone()
@@ -289,6 +318,95 @@ fn open_filesystems(
     Ok(writers)
 }
 
+/// The ext4 writer's options for one filesystem: the root one gets what
+/// [`RootFsOptions`] asks for, the others (/boot, /var …) a 16 TiB
+/// ceiling and mke2fs's defaults, as DIB passes MKFS_OPTS to the root
+/// filesystem only (`root-fs-opts`).
+fn ext4_options(
+    cfg: &AssembleConfig,
+    label: [u8; 16],
+    uuid: Option<[u8; 16]>,
+    size: Option<u64>,
+    root: bool,
+) -> Options {
+    let r = &cfg.root_fs;
+    let defaults = RootFsOptions::default();
+    let o = if root { r } else { &defaults };
+    Options {
+        label,
+        uuid,
+        size_blocks: size.map(|s| s / BLOCK_SIZE),
+        extra_blocks: o.extra_bytes.div_ceil(BLOCK_SIZE),
+        max_resize_bytes: if root {
+            r.max_resize_bytes
+        } else {
+            r.max_resize_bytes.min(SMALL_FS_MAX_RESIZE)
+        },
+        fit_ceiling: o.fit_ceiling,
+        density: o.density,
+        reserved_per_mille: o.reserved_per_mille,
+        journal_blocks: o.journal_blocks,
+        source_date_epoch: cfg.source_date_epoch,
+    }
+}
+
+/// The line every build with an ext4 root prints: its virtual size, the
+/// growth ceiling and the option that trades one for the other (a 1 PiB
+/// ceiling allows 496 inodes per 128 MiB group, so a tree of many small
+/// files gets many sparse groups: see `ext4/groups.rs`).
+fn ceiling_line(s: &ext4::Summary) -> String {
+    use crate::units::human;
+    let size = human(s.blocks_count * BLOCK_SIZE);
+    let used = human((s.blocks_count - s.free_blocks) * BLOCK_SIZE);
+    let ceiling = human(s.growth_ceiling_bytes);
+    let head = format!(
+        "root ext4 {size} virtual ({used} used, {} groups of {} inodes)",
+        s.groups, s.inodes_per_group
+    );
+    match s.ceiling_lowered_from {
+        Some(from) => format!(
+            "{head}; growth ceiling lowered from {} to {ceiling} to fit the image size (a larger --image-size keeps more of it)",
+            human(from)
+        ),
+        None => format!(
+            "{head}, can grow online to {ceiling}; a lower --max-online-resize packs the inodes into fewer groups: a smaller virtual size"
+        ),
+    }
+}
+
+/// What to do when a filesystem of a fixed size cannot hold the tree:
+/// with a whole-disk size, the smallest `--image-size` that holds it
+/// (the other partitions and the table keep their sizes).
+fn too_small_hint(
+    detail: &str,
+    needed: u64,
+    exact: bool,
+    region: Option<u64>,
+    disk_size: Option<u64>,
+) -> String {
+    let at_least = if exact { "" } else { "at least " };
+    match (region, disk_size) {
+        (Some(r), Some(d)) if d >= r => {
+            // The other partitions and the table keep their sizes: the
+            // root grows by exactly what the disk grows (1 MiB aligned).
+            let smallest = (d - r + needed).div_ceil(MIB) * MIB;
+            let what = if exact {
+                "the smallest --image-size that holds it is"
+            } else {
+                "pass an --image-size of at least"
+            };
+            format!(
+                " ({detail}): it needs {at_least}{needed} bytes; {what} {}M ({})",
+                smallest / MIB,
+                crate::units::human(smallest)
+            )
+        }
+        _ => format!(
+            " ({detail}): it needs {at_least}{needed} bytes; enlarge the partition in the block-device config"
+        ),
+    }
+}
+
 /// What finishing the filesystems leaves for the partition table and the
 /// summary line.
 struct Finished {
@@ -306,6 +424,7 @@ fn finish_filesystems(
     regions: &[Region],
     file: &File,
     epoch: i64,
+    disk_size: Option<u64>,
 ) -> Result<Finished, AssembleError> {
     let root_idx = plan.root();
     let mut root_uuid = [0u8; 16];
@@ -321,12 +440,23 @@ fn finish_filesystems(
         match w {
             Writer::Ext4(b) => {
                 let s = b.finish().map_err(|source| match source {
-                    ext4::Error::DoesNotFit { needed_bytes, .. } => AssembleError::DoesNotFit {
+                    ext4::Error::DoesNotFit {
+                        needed_bytes,
+                        exact,
+                        detail,
+                        ..
+                    } => AssembleError::DoesNotFit {
                         needed: needed_bytes,
                         node: f.node.clone(),
                         mount: mount.clone(),
                         size: regions[i].size.unwrap_or(0),
-                        hint: "; pass a larger --image-size, or enlarge the partition in the block-device config",
+                        hint: too_small_hint(
+                            &detail,
+                            needed_bytes,
+                            exact,
+                            regions[i].size,
+                            disk_size,
+                        ),
                     },
                     source => AssembleError::Ext4 {
                         node: f.node.clone(),
@@ -336,6 +466,7 @@ fn finish_filesystems(
                 })?;
                 if i == root_idx {
                     root_uuid = s.uuid;
+                    eprintln!("dibr: {}", ceiling_line(&s));
                 }
                 let bytes = s.blocks_count * BLOCK_SIZE;
                 if regions[i].size.is_none() {
@@ -564,7 +695,7 @@ mod tests {
             image_size: None,
             uncompressed: false,
             qcow2_compat: Default::default(),
-            max_resize_bytes: 1 << 50,
+            root_fs: RootFsOptions::default(),
             source_date_epoch: Some(1_700_000_000),
             checksum: false,
             settings: AssembleSettings::default(),

@@ -263,7 +263,8 @@ impl Assembly<'_> {
                     "; pass a larger --image-size (DIB_IMAGE_SIZE), or drop it to size the disk after the tree, or enlarge the partition in the block-device config"
                 } else {
                     "; pass a larger --image-size"
-                },
+                }
+                .to_string(),
             };
         }
         AssembleError::Ext4 {

@@ -291,9 +291,13 @@ impl HookEnv {
                     .unwrap_or_else(|| "cloudimg-rootfs".into()),
             ),
             ("DIB_ROOT_FSTYPE".into(), "ext4".into()),
+            // --install-type wins over the caller's variable (DIB sets
+            // its variable from the option).
             (
                 "DIB_DEFAULT_INSTALLTYPE".into(),
-                or("DIB_DEFAULT_INSTALLTYPE", "source".into()),
+                cfg.install_type
+                    .clone()
+                    .unwrap_or_else(|| or("DIB_DEFAULT_INSTALLTYPE", "source".into())),
             ),
             ("DIB_DIBR".into(), "1".into()),
             ("BASH_FUNC_die%%".into(), DIE_FN.into()),

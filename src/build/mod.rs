@@ -49,6 +49,10 @@ pub struct BuildConfig {
     pub image_size: Option<u64>,
     /// `--root-label` (DIB's ROOT_LABEL).
     pub root_label: Option<String>,
+    /// The root filesystem's ceiling and mkfs options.
+    pub root_fs: crate::assemble::RootFsOptions,
+    /// `--install-type`: DIB_DEFAULT_INSTALLTYPE for the hooks.
+    pub install_type: Option<String>,
 }
 
 /// What the assembler is asked for by `dibr build`.
@@ -376,7 +380,7 @@ fn assemble_disk(
         image_size: cfg.image_size,
         uncompressed: a.uncompressed,
         qcow2_compat: a.qcow2_compat,
-        max_resize_bytes: 1 << 50,
+        root_fs: cfg.root_fs.clone(),
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,
         settings: crate::settings::assemble(),

@@ -26,7 +26,7 @@ pub struct AssembleArgs {
     #[arg(long, default_value = "efi")]
     pub layout: String,
     /// DIB block-device YAML (inline, or file://PATH); wins over --layout. Default: $DIB_BLOCK_DEVICE_CONFIG
-    #[arg(long, value_name = "YAML")]
+    #[arg(long, value_name = "YAML", allow_hyphen_values = true)]
     pub block_device_config: Option<String>,
     /// Disk size as DIB's --image-size: a number is GiB (2, 1.5), or give a unit (3G, 500M). Default: $DIB_IMAGE_SIZE, else just large enough
     #[arg(long, value_name = "SIZE")]
@@ -37,9 +37,11 @@ pub struct AssembleArgs {
     /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2) or compat=1.1 (version 3, the default)
     #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
     pub qemu_img_options: Option<String>,
-    /// Largest size the root filesystem must be able to grow to
-    #[arg(long, default_value = "1P")]
-    pub max_resize: String,
+    /// Largest size the root filesystem must be able to grow to, in bytes with a unit (64T, 1P); the same as --max-online-resize. Default 1P, lowered to fit an --image-size too small for it
+    #[arg(long, value_name = "SIZE")]
+    pub max_resize: Option<String>,
+    #[command(flatten)]
+    pub root_fs: super::root_fs::RootFsArgs,
     /// Write NAME.<type>.sha256 and .md5 next to each output (as DIB)
     #[arg(long)]
     pub checksum: bool,
@@ -103,6 +105,16 @@ pub fn qemu_img_options(v: Option<&str>) -> Result<Qcow2Compat, String> {
 
 pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
     let types = parse_types(&a.types)?;
+    let image_size = image_size(a.image_size.as_deref())?;
+    let (root_fs, notes) = super::root_fs::resolve(
+        &a.root_fs,
+        &super::root_fs::RootFsEnv::from_env(),
+        image_size,
+        a.max_resize.as_deref(),
+    )?;
+    for n in notes {
+        eprintln!("dibr assemble: note: {n}");
+    }
     let env = settings::block_device_config();
     let block_device = match a.block_device_config.as_deref().or(env.as_deref()) {
         Some(v) => BlockDeviceConfig::from_value(v).map_err(|e| e.to_string())?,
@@ -119,10 +131,10 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         types,
         block_device,
         root_params: settings::root_params(),
-        image_size: image_size(a.image_size.as_deref())?,
+        image_size,
         uncompressed: a.uncompressed,
         qcow2_compat: qemu_img_options(a.qemu_img_options.as_deref())?,
-        max_resize_bytes: parse_size(&a.max_resize).map_err(|e| format!("--max-resize: {e}"))?,
+        root_fs,
         source_date_epoch: SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?,
         checksum: a.checksum,
         settings: settings::assemble(),

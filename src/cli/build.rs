@@ -56,24 +56,29 @@ pub struct BuildArgs {
     /// Disk size as DIB's: a number is GiB (2, 1.5), or give a unit (3G). Default: $DIB_IMAGE_SIZE, else just large enough
     #[arg(long, value_name = "SIZE")]
     pub image_size: Option<String>,
-    /// Refused for now: dibr sizes the disk just large enough, or to --image-size
-    #[arg(long, value_name = "SIZE")]
-    pub image_extra_size: Option<String>,
     /// Label of the root filesystem (DIB's --root-label; default cloudimg-rootfs)
     #[arg(long, value_name = "LABEL")]
     pub root_label: Option<String>,
-    /// Refused: dibr's ext4 root can always grow to 1 PiB
-    #[arg(long, value_name = "SIZE")]
-    pub max_online_resize: Option<String>,
-    /// Refused: dibr writes ext4 itself and takes no mkfs options
-    #[arg(long, value_name = "OPTS")]
-    pub mkfs_options: Option<String>,
+    #[command(flatten)]
+    pub root_fs: super::root_fs::RootFsArgs,
     /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2, as nodepool passes) or compat=1.1 (version 3, the default); others are refused
     #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
     pub qemu_img_options: Option<String>,
-    /// Write the build log to this file as well (refused for now: redirect stderr)
+    /// Append the whole build log (dibr's and the hooks' output) to FILE as DIB's timestamped lines; the terminal then stays quiet unless DIB_QUIET=0 (as DIB)
     #[arg(long, value_name = "FILE")]
     pub logfile: Option<PathBuf>,
+    /// Clear the environment before starting (DIB's -c): dibr runs itself again with only PATH (bash's default) and HOME, so no DIB_* or other variable of the caller reaches the build or its hooks
+    #[arg(short = 'c')]
+    pub clear_env: bool,
+    /// Default installation type for the elements: source or package (DIB's --install-type: DIB_DEFAULT_INSTALLTYPE for the hooks; default: $DIB_DEFAULT_INSTALLTYPE, else source)
+    #[arg(long, value_name = "TYPE")]
+    pub install_type: Option<String>,
+    /// Main element of a ramdisk (DIB's --ramdisk-element, e.g. dracut-ramdisk): `dibr ramdisk` builds it first; default $RAMDISK_ELEMENT, else none (DIB adds `ramdisk`). Ignored by `dibr build`, as disk-image-create ignores it
+    #[arg(long, value_name = "ELEMENT")]
+    pub ramdisk_element: Option<String>,
+    /// Refused: the docker output type it names an image for (DIB's --docker-target) is not written by dibr; build -t tar and run `docker import NAME.tar TARGET`
+    #[arg(long, value_name = "REPO:TAG")]
+    pub docker_target: Option<String>,
 }
 
 fn refuse(opt: &str, why: &str) -> String {
@@ -81,32 +86,16 @@ fn refuse(opt: &str, why: &str) -> String {
 }
 
 pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
-    for (set, opt, why) in [
-        (
-            a.image_extra_size.is_some(),
-            "--image-extra-size",
-            "dibr sizes the disk just large enough for the tree, or exactly to --image-size",
-        ),
-        (
-            a.max_online_resize.is_some(),
-            "--max-online-resize",
-            "dibr's ext4 root can always grow to 1 PiB (`dibr assemble --max-resize` sets another ceiling)",
-        ),
-        (
-            a.mkfs_options.is_some(),
-            "--mkfs-options",
-            "dibr writes ext4 itself and takes no mkfs options",
-        ),
-    ] {
-        if set {
-            return Err(refuse(opt, why));
-        }
-    }
-    if a.logfile.is_some() {
-        return Err(refuse(
-            "--logfile",
-            "redirect stderr instead: dibr build … 2>&1 | tee build.log",
+    if let Some(t) = &a.docker_target {
+        return Err(format!(
+            "--docker-target {t}: dibr has no docker output type; build -t tar and run `docker import NAME.tar {t}`"
         ));
+    }
+    if a.install_type
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err("--install-type needs a value: source or package".into());
     }
     let arch = match a.arch.as_str() {
         "amd64" | "x86_64" => "amd64".to_string(),
@@ -151,6 +140,21 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             "--image-size",
             "tar outputs have no size; add a disk type (-t raw, qcow2, vhd)",
         ));
+    }
+    let (root_fs, notes) = super::root_fs::resolve(
+        &a.root_fs,
+        &super::root_fs::RootFsEnv::from_env(),
+        image_size,
+        None,
+    )?;
+    for n in notes {
+        eprintln!("dibr: note: {n}");
+    }
+    if !disk && root_fs != crate::assemble::RootFsOptions::default() {
+        eprintln!(
+            "dibr: note: the root filesystem options (--mkfs-options, --max-online-resize, --mkfs-journal-size, --image-extra-size or their variables) have no effect: -t {} writes no filesystem",
+            a.types
+        );
     }
     let image_cache = a
         .image_cache
@@ -209,6 +213,8 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         assemble,
         image_size,
         root_label: a.root_label.clone().filter(|l| !l.is_empty()),
+        root_fs,
+        install_type: a.install_type.clone(),
     })
 }
 
@@ -229,15 +235,72 @@ fn image_name(name: &std::path::Path, types: &[OutputKind]) -> PathBuf {
 }
 
 pub fn run(a: &BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let cfg = config(a)?;
-    std::fs::create_dir_all(&cfg.image_cache).map_err(|e| {
-        format!(
-            "creating the image cache {}: {e}",
-            cfg.image_cache.display()
-        )
-    })?;
-    build_image(&cfg)?;
-    Ok(())
+    if a.ramdisk_element.is_some() {
+        eprintln!("dibr: note: --ramdisk-element is for ramdisk-image-create (dibr ramdisk); ignored, as disk-image-create ignores it");
+    }
+    session(a, || {
+        let cfg = config(a)?;
+        std::fs::create_dir_all(&cfg.image_cache).map_err(|e| {
+            format!(
+                "creating the image cache {}: {e}",
+                cfg.image_cache.display()
+            )
+        })?;
+        build_image(&cfg)?;
+        Ok(())
+    })
+}
+
+/// The environment variable that tells the re-executed dibr that `-c`
+/// has been carried out.
+const CLEARED: &str = "DIBR_ENV_CLEARED";
+
+/// What disk-image-create does before it builds: `-c` re-executes with a
+/// clear environment (DIB: `exec -c $0 "$@"`), and `--logfile` sends all
+/// output to the file (`outfilter.py`). Then `build` runs; its error, if
+/// any, goes to the log too.
+pub fn session(
+    a: &BuildArgs,
+    build: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if a.clear_env && std::env::var_os(CLEARED).is_none() {
+        return Err(reexec_with_clear_env().into());
+    }
+    let tee = match &a.logfile {
+        Some(f) => Some(super::logfile::Tee::start(
+            f,
+            super::logfile::quiet_from(std::env::var("DIB_QUIET").ok().as_deref()),
+        )?),
+        None => None,
+    };
+    let r = build();
+    if let Some(t) = tee {
+        t.finish(r.as_ref().err().map(|e| format!("dibr: error: {e}")));
+    }
+    r
+}
+
+/// DIB's `-c`: run the same command line again with only PATH (bash's
+/// default, as `exec -c` leaves bash) and HOME (where DIB's `~` still
+/// points). Returns only if the exec failed.
+fn reexec_with_clear_env() -> String {
+    use std::os::unix::process::CommandExt;
+    eprintln!("Re-execing to clear environment.");
+    eprintln!("(note this will prevent much of the local_config element from working)");
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "dibr".into());
+    let mut c = std::process::Command::new("/proc/self/exe");
+    c.arg0(&argv0).args(args).env_clear().env(CLEARED, "1").env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    if let Some(h) = std::env::var_os("HOME") {
+        c.env("HOME", h);
+    }
+    format!(
+        "-c: re-executing dibr with a clear environment: {}",
+        c.exec()
+    )
 }
 
 #[cfg(test)]

@@ -105,6 +105,9 @@ pub fn options(a: &MkfsArgs) -> Result<Options, String> {
         size_blocks,
         extra_blocks,
         max_resize_bytes,
+        fit_ceiling: false,
+        density: Default::default(),
+        reserved_per_mille: 50,
         journal_blocks,
         source_date_epoch,
     })

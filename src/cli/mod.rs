@@ -2,11 +2,15 @@
 
 pub mod assemble;
 pub mod build;
+pub mod dib_names;
 pub mod docs;
 pub mod elements;
 pub mod inspect;
+pub mod logfile;
 pub mod mkfs;
+pub mod mkfs_options;
 pub mod ramdisk;
+pub mod root_fs;
 pub mod sandbox_cmd;
 pub mod size;
 

@@ -45,12 +45,30 @@ fn is_boot_image(p: &[u8]) -> bool {
 }
 
 pub fn run(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
+    super::build::session(&a.build, || build_ramdisk(a))
+}
+
+/// DIB's ramdisk-image-create puts `RAMDISK_ELEMENT` first
+/// (`arg_to_elements` in `diskimage_builder/lib/common-functions`).
+fn with_ramdisk_element(mut args: BuildArgs) -> BuildArgs {
+    let main = args.ramdisk_element.clone().or_else(|| {
+        std::env::var("RAMDISK_ELEMENT")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+    });
+    if let Some(e) = main {
+        args.elements.insert(0, e);
+    }
+    args
+}
+
+fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
     let gzip = match a.compress.as_str() {
         "gzip" => true,
         "zstd" => false,
         o => return Err(format!("--compress {o:?}: expected gzip or zstd").into()),
     };
-    let mut args = a.build.clone();
+    let mut args = with_ramdisk_element(a.build.clone());
     args.types = "tar".into();
     let mut cfg = config(&args)?;
     let name = cfg.image_name.clone();

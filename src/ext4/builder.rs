@@ -122,6 +122,13 @@ pub struct Options {
     pub extra_blocks: u64,
     /// Growth ceiling in bytes; sets the largest inodes-per-group.
     pub max_resize_bytes: u64,
+    /// `max_resize_bytes` is a default, not a demand: a fixed size too
+    /// small for its inode density lowers it (see `groups.rs`).
+    pub fit_ceiling: bool,
+    /// Inode density: the ceiling's (dibr's default) or mke2fs's -i/-N.
+    pub density: super::groups::Density,
+    /// Blocks reserved for root in tenths of a percent (mke2fs -m; 50 = 5 %).
+    pub reserved_per_mille: u16,
     pub journal_blocks: Option<u64>,
     /// SOURCE_DATE_EPOCH: fs timestamps, UUID and hash seed derive from it.
     pub source_date_epoch: Option<i64>,
@@ -268,6 +275,7 @@ impl Builder {
         Error::DoesNotFit {
             size_bytes: limit * BLOCK_SIZE,
             needed_bytes: (self.alloc.next() + 1) * BLOCK_SIZE,
+            exact: false,
             detail: "file data alone exceeds the size".into(),
         }
     }

@@ -19,10 +19,14 @@ pub enum Error {
         target: String,
         offset: u64,
     },
-    #[error("the tree does not fit in {size_bytes} bytes: it needs at least {needed_bytes} bytes ({detail}); raise --size or drop it to size the image automatically")]
+    #[error("the tree does not fit in {size_bytes} bytes: it needs {}{needed_bytes} bytes ({detail}); raise --size or drop it to size the image automatically", if *.exact { "" } else { "at least " })]
     DoesNotFit {
         size_bytes: u64,
+        /// The smallest size that holds the tree when `exact`, else a
+        /// lower bound (the writer ran out of room before it had seen
+        /// everything the tree needs).
         needed_bytes: u64,
+        exact: bool,
         detail: String,
     },
     #[error("writing the image {path}: {source}")]

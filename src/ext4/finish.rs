@@ -3,10 +3,8 @@
 //! data, choose the group count, and write bitmaps, inode tables, group
 //! descriptors and superblocks.
 //!
-//! Group count: `inodes_per_group` is fixed by the growth ceiling
-//! (`floor((2^32-1) / groups_at_ceiling)`, rounded down to whole inode-table
-//! blocks: 496 for 1 PiB, since `s_inodes_count` is 32 bits, super.rst), and the image
-//! has at least enough groups for the tree's inodes and enough for its blocks.
+//! Group count and inodes per group: see `groups.rs` (the growth ceiling
+//! against the virtual size).
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
@@ -18,6 +16,7 @@ use super::csum;
 use super::dir::{self, DirEntry, HashInfo};
 use super::error::{Error, Result};
 use super::extent::{self, Extent};
+use super::groups::{self, growth_ceiling, Geometry};
 use super::inode::{self, InodeRecord};
 use super::journal;
 use super::layout::{
@@ -27,9 +26,6 @@ use super::layout::{
 use super::superblock::{self, GroupDesc, SuperParams, BG_INODE_UNINIT, BG_INODE_ZEROED};
 use super::xattr;
 
-/// Smallest tail group we create: a last group of a handful of blocks is
-/// legal but pointless, mke2fs drops such groups too.
-const MIN_LAST_GROUP: u64 = 256;
 const FIRST_INO: u32 = 11;
 const LPF_BLOCKS: usize = 4;
 
@@ -44,6 +40,8 @@ pub struct Summary {
     pub groups: u64,
     pub journal_blocks: u64,
     pub growth_ceiling_bytes: u64,
+    /// The growth ceiling asked for, when a fixed size made it lower.
+    pub ceiling_lowered_from: Option<u64>,
     pub uuid: [u8; 16],
     pub entries: u64,
     pub data_bytes: u64,
@@ -52,19 +50,6 @@ pub struct Summary {
     /// as "'name' on 'path'".
     pub foreign_xattrs: u64,
     pub first_foreign_xattr: Option<String>,
-}
-
-/// inodes_per_group allowed by a growth ceiling of `max_bytes`.
-pub fn max_inodes_per_group(max_bytes: u64) -> u32 {
-    let groups = max_bytes.div_ceil(BLOCKS_PER_GROUP * BLOCK_SIZE).max(1);
-    let ipg = (u32::MAX as u64 / groups).min(BLOCKS_PER_GROUP);
-    let per_block = BLOCK_SIZE / INODE_SIZE;
-    ((ipg / per_block) * per_block).max(per_block) as u32
-}
-
-/// Largest size a filesystem with this inodes_per_group can grow to.
-pub fn growth_ceiling(ipg: u32) -> u64 {
-    (u32::MAX as u64 / ipg as u64) * BLOCKS_PER_GROUP * BLOCK_SIZE
 }
 
 fn file_type(k: &Kind) -> u8 {
@@ -196,6 +181,7 @@ impl Builder {
         Error::DoesNotFit {
             size_bytes: self.alloc.limit().unwrap_or(0) * BLOCK_SIZE,
             needed_bytes: needed_blocks * BLOCK_SIZE,
+            exact: false,
             detail: format!("ran out of room for {what}"),
         }
     }
@@ -231,7 +217,7 @@ impl Builder {
         self.write_extent_trees(&num, id.fs_seed, &mut finals, &mut used)?;
         self.write_dirs(&num, &id, &mut finals, &mut used)?;
         let ibody = self.write_xattrs(&num, id.fs_seed, &mut finals, &mut used)?;
-        let jnl = self.write_journal(&id, &mut used)?;
+        let jnl = self.write_journal(&id, num.last_ino, &mut used)?;
         let geo = self.place_groups(num.last_ino, &mut used)?;
         let groups = self.write_bitmaps(&geo, num.last_ino, &used, id.fs_seed)?;
         let itables = InodeTables {
@@ -249,7 +235,7 @@ impl Builder {
             &SuperParams {
                 inodes_count: inodes_count as u32,
                 blocks_count: geo.blocks_count,
-                r_blocks_count: geo.blocks_count / 20,
+                r_blocks_count: reserved_blocks(geo.blocks_count, self.opts.reserved_per_mille),
                 free_blocks,
                 free_inodes: (inodes_count - num.last_ino as u64) as u32,
                 inodes_per_group: geo.ipg,
@@ -271,6 +257,7 @@ impl Builder {
             groups: geo.groups,
             journal_blocks: jnl.blocks,
             growth_ceiling_bytes: growth_ceiling(geo.ipg),
+            ceiling_lowered_from: geo.lowered_from,
             uuid: id.uuid,
             entries: self.stats.entries,
             data_bytes: self.stats.data_bytes,
@@ -584,12 +571,22 @@ impl Builder {
     }
 
     /// The journal (inode 8): its blocks, extent tree and jbd2 superblock.
-    fn write_journal(&mut self, id: &Identity, used: &mut Vec<(u64, u64)>) -> Result<Journal> {
+    fn write_journal(
+        &mut self,
+        id: &Identity,
+        last_ino: u32,
+        used: &mut Vec<(u64, u64)>,
+    ) -> Result<Journal> {
         let j_blocks = self
             .opts
             .journal_blocks
             .unwrap_or_else(|| journal::default_blocks(self.alloc.next()))
             .max(journal::MIN_BLOCKS);
+        if self.opts.size_blocks.is_some()
+            && journal_allocation(&mut self.alloc.clone(), j_blocks).is_none()
+        {
+            return Err(self.journal_does_not_fit(j_blocks, last_ino));
+        }
         let j_pblks = self.alloc_runs(j_blocks, "the journal", used)?;
         let mut j_ex: Vec<Extent> = Vec::new();
         for (i, p) in j_pblks.iter().enumerate() {
@@ -614,78 +611,49 @@ impl Builder {
         })
     }
 
-    /// Group count and the per-group tables: a fixed size keeps its size
-    /// (dropping a tail group too small to be useful), otherwise the
-    /// smallest group count that holds the tree's inodes and blocks.
-    fn place_groups(&self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
-        let ipg_max = max_inodes_per_group(self.opts.max_resize_bytes);
-        let groups_for_inodes = (last_ino as u64).div_ceil(ipg_max as u64).max(1);
-        let (ipg, groups, blocks_count, tables) = match self.opts.size_blocks {
-            Some(size) => {
-                let mut blocks = size;
-                let mut groups = blocks.div_ceil(BLOCKS_PER_GROUP);
-                let tail = blocks % BLOCKS_PER_GROUP;
-                if groups > 1 && tail != 0 && tail < group_overhead(groups - 1) + MIN_LAST_GROUP {
-                    groups -= 1;
-                    blocks = groups * BLOCKS_PER_GROUP;
-                }
-                if groups < groups_for_inodes {
-                    return Err(Error::DoesNotFit {
-                        size_bytes: size * BLOCK_SIZE,
-                        needed_bytes: groups_for_inodes * BLOCKS_PER_GROUP * BLOCK_SIZE,
-                        detail: format!(
-                            "{last_ino} inodes need {groups_for_inodes} block groups of {ipg_max} inodes (the density that keeps growth to --max-resize possible)"
-                        ),
-                    });
-                }
-                let mut a = self.alloc.clone();
-                let tables = place_tables(&mut a, groups, ipg_max).ok_or_else(|| {
-                    self.no_space(
-                        "inode tables and bitmaps",
-                        a.next() + groups * (2 + itable_blocks(ipg_max)),
-                    )
-                })?;
-                (ipg_max, groups, blocks, tables)
-            }
-            None => {
-                let mut groups = groups_for_inodes;
-                loop {
-                    let mut a = self.alloc.clone();
-                    let tables = place_tables(&mut a, groups, ipg_max).ok_or_else(|| {
-                        Error::Option("allocator refused unbounded allocation".into())
-                    })?;
-                    let mut blocks = a.next() + self.opts.extra_blocks;
-                    let floor = (groups - 1) * BLOCKS_PER_GROUP
-                        + group_overhead(groups - 1)
-                        + MIN_LAST_GROUP;
-                    blocks = blocks.max(floor);
-                    let last = (blocks - 1) / BLOCKS_PER_GROUP;
-                    let tail_min = last * BLOCKS_PER_GROUP + group_overhead(last) + MIN_LAST_GROUP;
-                    blocks = blocks.max(tail_min);
-                    let need = blocks.div_ceil(BLOCKS_PER_GROUP);
-                    if need <= groups {
-                        break (ipg_max, groups, blocks, tables);
-                    }
-                    groups = need;
-                }
-            }
-        };
-        // Commit the table allocation.
-        for t in &tables {
+    /// The journal is the last thing before the group tables, so when it
+    /// does not fit, the smallest size that holds the tree is known
+    /// exactly: the journal and its extent tree, then the tables.
+    fn journal_does_not_fit(&self, j_blocks: u64, last_ino: u32) -> Error {
+        let mut a = self.alloc.unbounded();
+        let _ = journal_allocation(&mut a, j_blocks);
+        let size = self.alloc.limit().unwrap_or(0) * BLOCK_SIZE;
+        match groups::smallest_blocks(&a, &self.group_request(last_ino)) {
+            Ok(blocks) => Error::DoesNotFit {
+                size_bytes: size,
+                needed_bytes: blocks * BLOCK_SIZE,
+                exact: true,
+                detail: format!(
+                    "no room for the {} MiB journal",
+                    (j_blocks * BLOCK_SIZE) >> 20
+                ),
+            },
+            Err(e) => e,
+        }
+    }
+
+    fn group_request(&self, last_ino: u32) -> groups::Request {
+        groups::Request {
+            density: self.opts.density,
+            max_resize_bytes: self.opts.max_resize_bytes,
+            fit_ceiling: self.opts.fit_ceiling,
+            size_blocks: self.opts.size_blocks,
+            extra_blocks: self.opts.extra_blocks,
+            inodes: last_ino as u64,
+        }
+    }
+
+    /// Group count, inodes per group and the per-group tables
+    /// ([`groups::choose`]); the table blocks join `used`.
+    fn place_groups(&mut self, last_ino: u32, used: &mut Vec<(u64, u64)>) -> Result<Geometry> {
+        let req = self.group_request(last_ino);
+        let geo = groups::choose(&mut self.alloc, &req)?;
+        for t in &geo.tables {
             used.push((t.block_bitmap, 1));
             used.push((t.inode_bitmap, 1));
-            used.push((t.inode_table, itable_blocks(ipg)));
+            used.push((t.inode_table, itable_blocks(geo.ipg)));
         }
-        let inodes_count = ipg as u64 * groups;
-        if inodes_count > u32::MAX as u64 {
-            return Err(Error::Option("more than 2^32-1 inodes".into()));
-        }
-        Ok(Geometry {
-            ipg,
-            groups,
-            blocks_count,
-            tables,
-        })
+        Ok(geo)
     }
 
     /// Block and inode bitmaps of every group; returns what the group
@@ -978,14 +946,6 @@ impl Journal {
     }
 }
 
-/// How many groups, how large, and where each group's tables are.
-struct Geometry {
-    ipg: u32,
-    groups: u64,
-    blocks_count: u64,
-    tables: Vec<Tables>,
-}
-
 /// One group's bitmaps as its descriptor records them.
 struct GroupBitmaps {
     free_blocks: u64,
@@ -1003,31 +963,23 @@ struct InodeTables<'a> {
     fs_seed: u32,
 }
 
-/// Where one group's bitmaps and inode table are.
-struct Tables {
-    block_bitmap: u64,
-    inode_bitmap: u64,
-    inode_table: u64,
+/// Blocks reserved for root (mke2fs `-m`, default 5 %), in tenths of a
+/// percent so that `-m 0.5` is exact.
+fn reserved_blocks(blocks: u64, per_mille: u16) -> u64 {
+    (blocks as u128 * per_mille as u128 / 1000) as u64
 }
 
-/// Place every group's bitmaps and inode table after the data (flex_bg
-/// lets them live anywhere in the filesystem).
-fn place_tables(a: &mut Allocator, groups: u64, ipg: u32) -> Option<Vec<Tables>> {
-    let mut bbs = Vec::with_capacity(groups as usize);
-    for _ in 0..groups {
-        bbs.push(a.alloc_contig(1)?.start);
+/// The journal's blocks and its extent-tree blocks, allocated as
+/// `write_journal` allocates them; `None` if they do not fit.
+fn journal_allocation(a: &mut Allocator, j_blocks: u64) -> Option<()> {
+    let mut ex: Vec<Extent> = Vec::new();
+    let mut logical = 0;
+    for r in a.alloc_runs(j_blocks)? {
+        for p in r.start..r.start + r.len {
+            extent::push(&mut ex, logical, p, 1);
+            logical += 1;
+        }
     }
-    let mut ibs = Vec::with_capacity(groups as usize);
-    for _ in 0..groups {
-        ibs.push(a.alloc_contig(1)?.start);
-    }
-    let mut out = Vec::with_capacity(groups as usize);
-    for g in 0..groups as usize {
-        out.push(Tables {
-            block_bitmap: bbs[g],
-            inode_bitmap: ibs[g],
-            inode_table: a.alloc_contig(itable_blocks(ipg))?.start,
-        });
-    }
-    Some(out)
+    a.alloc_runs(extent::tree_blocks(ex.len()))?;
+    Some(())
 }

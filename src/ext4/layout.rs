@@ -92,6 +92,15 @@ impl Allocator {
         self.limit
     }
 
+    /// A copy at the same position without the size limit (to find the
+    /// size a layout would need).
+    pub fn unbounded(&self) -> Allocator {
+        Allocator {
+            next: self.next,
+            limit: None,
+        }
+    }
+
     fn skip_fixed(&mut self) {
         let g = self.next / BLOCKS_PER_GROUP;
         let first_free = g * BLOCKS_PER_GROUP + group_overhead(g);

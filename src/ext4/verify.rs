@@ -1968,6 +1968,9 @@ mod tests {
             size_blocks: None,
             extra_blocks: 0,
             max_resize_bytes,
+            fit_ceiling: false,
+            density: Default::default(),
+            reserved_per_mille: 50,
             journal_blocks: None,
             source_date_epoch: Some(1_700_000_000),
         };

@@ -40,6 +40,9 @@ pub fn mkfs_tar(data: &[u8]) {
         extra_blocks: 0,
         // A small growth ceiling keeps the inode-driven virtual size small.
         max_resize_bytes: 1 << 40,
+        fit_ceiling: false,
+        density: Default::default(),
+        reserved_per_mille: 50,
         journal_blocks: None,
         source_date_epoch: Some(0),
     };
