@@ -1,5 +1,8 @@
 //! `dibr build`: disk-image-create's options and environment variables.
-//! Options dibr cannot honour yet are refused with the reason, never ignored.
+//! Options dibr cannot honour yet are refused with the reason; the ones
+//! disk-image-create itself ignores in a case (`--ramdisk-element` when
+//! not building a ramdisk, `--image-extra-size` with `--image-size`) are
+//! ignored with a note. The root filesystem's options are in `root_fs.rs`.
 
 use std::path::PathBuf;
 

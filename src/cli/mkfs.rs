@@ -33,9 +33,9 @@ pub struct MkfsArgs {
     /// Free space to add on top of the smallest size (e.g. 512M)
     #[arg(long)]
     pub extra_size: Option<String>,
-    /// Largest size the filesystem must be able to grow to (sets the inode density)
-    #[arg(long, default_value = "1P")]
-    pub max_resize: String,
+    /// Largest size the filesystem must be able to grow to (sets the inode density). Default 1P, lowered to fit a --size too small for it (the summary says to what)
+    #[arg(long)]
+    pub max_resize: Option<String>,
     /// Journal size (default: 4-64 MiB by filesystem size, as mke2fs; minimum 4M)
     #[arg(long)]
     pub journal_size: Option<String>,
@@ -79,7 +79,10 @@ pub fn options(a: &MkfsArgs) -> Result<Options, String> {
             .div_ceil(BLOCK_SIZE),
         None => 0,
     };
-    let max_resize_bytes = parse_size(&a.max_resize).map_err(|e| format!("--max-resize: {e}"))?;
+    let max_resize_bytes = match &a.max_resize {
+        Some(v) => parse_size(v).map_err(|e| format!("--max-resize: {e}"))?,
+        None => 1 << 50,
+    };
     if max_resize_bytes > 1u64 << 60 {
         return Err("--max-resize above 1E is beyond ext4 with 4 KiB blocks".into());
     }
@@ -105,7 +108,9 @@ pub fn options(a: &MkfsArgs) -> Result<Options, String> {
         size_blocks,
         extra_blocks,
         max_resize_bytes,
-        fit_ceiling: false,
+        // The 1 PiB default is a wish a fixed --size may lower; a ceiling
+        // asked for is a demand.
+        fit_ceiling: a.max_resize.is_none(),
         density: Default::default(),
         reserved_per_mille: 50,
         journal_blocks,
@@ -182,10 +187,14 @@ pub fn run(a: &MkfsArgs) -> Result<(), MkfsError> {
         units::human(s.free_blocks * BLOCK_SIZE)
     );
     eprintln!(
-        "  journal {}, UUID {}, can grow to {} (resize2fs / online); {:.2}s",
+        "  journal {}, UUID {}, can grow to {} (resize2fs / online{}); {:.2}s",
         units::human(s.journal_blocks * BLOCK_SIZE),
         Uuid(s.uuid),
         units::human(s.growth_ceiling_bytes),
+        match s.ceiling_lowered_from {
+            Some(from) => format!("; lowered from {} to fit --size", units::human(from)),
+            None => String::new(),
+        },
         secs
     );
     Ok(())

@@ -202,8 +202,7 @@ fn fixed(alloc: &mut Allocator, r: &Request, rule: Rule, size: u64) -> Result<Pl
             r.inodes,
             r.inodes.div_ceil(groups),
             match rule {
-                Rule::Keep(i) =>
-                    format!("; the growth ceiling asked for allows {i} (lower --max-online-resize)"),
+                Rule::Keep(i) => format!("; the growth ceiling asked for allows {i}: lower it (--max-online-resize, --max-resize)"),
                 Rule::Ratio(_) | Rule::Count(_) => " (-i/-N give fewer)".to_string(),
                 Rule::Fit(_) => format!("; a group holds at most {MAX_IPG}"),
             }
