@@ -30,6 +30,10 @@ const ENV_LEFTOVERS: &[(&str, &str)] = &[
         "the host's PATH to find grub-mkimage and the temporary directory: system lookups, not settings",
     ),
     (
+        "src/fuzz_harness/mod.rs",
+        "the fuzz targets' scratch files in the temporary directory: test-only code",
+    ),
+    (
         "src/tarstream/tests.rs",
         "DIBR_BENCH_TAR, a test-only input",
     ),
