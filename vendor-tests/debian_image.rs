@@ -717,20 +717,32 @@ fn nodepool_builder_source(test: &str) -> Option<String> {
             .output()
             .unwrap();
         if !o.status.success() {
-            assert!(!is_ci(), "{test}: pip download nodepool failed\n{}", out_text(&o));
+            assert!(
+                !is_ci(),
+                "{test}: pip download nodepool failed\n{}",
+                out_text(&o)
+            );
             skip(test, "pip download nodepool failed (offline?)");
             return None;
         }
     }
     let wheel = find(&dir)?;
-    let o = run_ok(Command::new("unzip").arg("-p").arg(&wheel).arg("nodepool/builder.py"));
+    let o = run_ok(
+        Command::new("unzip")
+            .arg("-p")
+            .arg(&wheel)
+            .arg("nodepool/builder.py"),
+    );
     Some(String::from_utf8(o.stdout).unwrap())
 }
 
 /// The string literal after `marker` in nodepool's source (single quotes
 /// or double quotes), e.g. `DEFAULT_QEMU_IMAGE_COMPAT_OPTIONS = "…"`.
 fn py_literal<'a>(src: &'a str, marker: &str) -> &'a str {
-    let at = src.find(marker).unwrap_or_else(|| panic!("{marker} not in nodepool's builder.py")) + marker.len();
+    let at = src
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in nodepool's builder.py"))
+        + marker.len();
     let rest = src[at..].trim_start();
     let q = rest.chars().next().unwrap();
     let body = &rest[1..];
@@ -775,10 +787,23 @@ fn shlex_split(s: &str) -> Vec<String> {
 fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     let test = "nodepool_command_line_builds_a_bootable_qcow2_compat_0_10";
     if !image_tests() {
-        println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)");
+        println!(
+            "skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)"
+        );
         return;
     }
-    if !require(test, true, &["mmdebstrap", "qemu-system-x86_64", "qemu-img", "unzip", "mkfs.fat", "mcopy"]) {
+    if !require(
+        test,
+        true,
+        &[
+            "mmdebstrap",
+            "qemu-system-x86_64",
+            "qemu-img",
+            "unzip",
+            "mkfs.fat",
+            "mcopy",
+        ],
+    ) {
         return;
     }
     let Some(src) = nodepool_builder_source(test) else {
@@ -792,7 +817,10 @@ fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     //   (dib_cmd, img_types, qemu_img_options, image_filename, img_elements))
     let fmt = py_literal(&src, "cmd = (");
     let qemu_opts = py_literal(&src, "DEFAULT_QEMU_IMAGE_COMPAT_OPTIONS =");
-    assert!(fmt.contains("--checksum") && qemu_opts.contains("compat=0.10"), "{test}: {fmt:?} {qemu_opts:?}");
+    assert!(
+        fmt.contains("--checksum") && qemu_opts.contains("compat=0.10"),
+        "{test}: {fmt:?} {qemu_opts:?}"
+    );
     let image_filename = s.out.join("debian-0000000001");
     let mut cmd = fmt.to_string();
     for v in [
@@ -832,16 +860,38 @@ fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     let text = out_text(&o);
     assert!(o.status.success(), "{test}: {cmd}\n{text}");
     eprintln!("{test}: {cmd}: {:?}", t0.elapsed());
-    for ext in ["qcow2", "raw", "qcow2.sha256", "qcow2.md5", "raw.sha256", "raw.md5"] {
+    for ext in [
+        "qcow2",
+        "raw",
+        "qcow2.sha256",
+        "qcow2.md5",
+        "raw.sha256",
+        "raw.md5",
+    ] {
         let p = s.out.join(format!("debian-0000000001.{ext}"));
         assert!(p.is_file(), "{test}: {} missing\n{text}", p.display());
     }
     let disk = s.out.join("debian-0000000001.qcow2");
-    let o = run_ok(Command::new(tool("qemu-img")).args(["info", "--output=json"]).arg(&disk));
+    let o = run_ok(
+        Command::new(tool("qemu-img"))
+            .args(["info", "--output=json"])
+            .arg(&disk),
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["format-specific"]["data"]["compat"], "0.10", "{test}: {v}");
-    assert_eq!(v["virtual-size"].as_u64(), Some(3 << 30), "{test}: DIB_IMAGE_SIZE=3: {v}");
-    run_ok(Command::new(tool("qemu-img")).args(["check", "-q"]).arg(&disk));
+    assert_eq!(
+        v["format-specific"]["data"]["compat"], "0.10",
+        "{test}: {v}"
+    );
+    assert_eq!(
+        v["virtual-size"].as_u64(),
+        Some(3 << 30),
+        "{test}: DIB_IMAGE_SIZE=3: {v}"
+    );
+    run_ok(
+        Command::new(tool("qemu-img"))
+            .args(["check", "-q"])
+            .arg(&disk),
+    );
     // Boots with cloud-init from a NoCloud seed.
     let key = s.out.join("id");
     run_ok(
@@ -856,6 +906,9 @@ fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     let mut v = start_vm(&disk, &seed, &log, None);
     let t0 = Instant::now();
     let text = wait_for(&mut v, &log, "DIBR-DONE", "nodepool's image", t0);
-    assert!(text.contains("DIBR-USERDATA-MARKER"), "{test}: no user-data marker");
+    assert!(
+        text.contains("DIBR-USERDATA-MARKER"),
+        "{test}: no user-data marker"
+    );
     eprintln!("{test}: cloud-init ran user-data after {:?}", t0.elapsed());
 }

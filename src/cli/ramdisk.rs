@@ -49,15 +49,21 @@ pub fn run(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// DIB's ramdisk-image-create puts `RAMDISK_ELEMENT` first
-/// (`arg_to_elements` in `diskimage_builder/lib/common-functions`).
+/// (`arg_to_elements` in `diskimage_builder/lib/common-functions`); its
+/// default is `ramdisk` (`diskimage_builder/lib/ramdisk-defaults`). Given
+/// twice (`dibr ramdisk debian-minimal ramdisk`), it is listed once.
 fn with_ramdisk_element(mut args: BuildArgs) -> BuildArgs {
-    let main = args.ramdisk_element.clone().or_else(|| {
-        std::env::var("RAMDISK_ELEMENT")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-    });
-    if let Some(e) = main {
-        args.elements.insert(0, e);
+    let main = args
+        .ramdisk_element
+        .clone()
+        .or_else(|| {
+            std::env::var("RAMDISK_ELEMENT")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        })
+        .unwrap_or_else(|| "ramdisk".into());
+    if !args.elements.contains(&main) {
+        args.elements.insert(0, main);
     }
     args
 }
