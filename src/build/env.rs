@@ -165,68 +165,14 @@ impl HookEnv {
         caller: Vec<(String, String)>,
     ) -> HookEnv {
         let s = |p: &Path| p.display().to_string();
-        let get = |k: &str| {
-            caller
-                .iter()
-                .rev()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-        };
+        let get = |k: &str| lookup(&caller, k);
         // Values the caller may set and DIB keeps (`${VAR:-default}`).
         let or = |k: &str, d: String| get(k).filter(|v| !v.is_empty()).unwrap_or(d);
-
-        // DIB_ARGS: the command line after the command (`dibr build`, or
-        // the `disk-image-create` symlink).
-        let argv: Vec<String> = std::env::args().collect();
-        let argv0 = argv
-            .first()
-            .and_then(|a| Path::new(a).file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let skip = if argv0.ends_with("image-create") {
-            1
-        } else {
-            2
-        };
-        let dib_args = argv
-            .iter()
-            .skip(skip)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let python = get("DIB_PYTHON_EXEC")
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| {
-                ["python3", "python"]
-                    .iter()
-                    .find_map(|n| find_in_path(n))
-                    .unwrap_or_else(|| "/usr/bin/python3".into())
-            });
-
-        // DIB_ENV: `declare -p` of the DIB_* variables when DIB starts: the
-        // caller's, DIB_ARGS and DIB_PYTHON_EXEC (set by DIB's wrapper).
-        let mut start: Vec<(String, String)> = caller
-            .iter()
-            .filter(|(k, _)| k.starts_with("DIB_"))
-            .cloned()
-            .collect();
-        start.push(("DIB_ARGS".into(), dib_args.clone()));
-        start.push(("DIB_PYTHON_EXEC".into(), python.clone()));
-        let mut start = dedup(start);
-        start.sort();
-        let dib_env: Vec<String> = start
-            .iter()
-            .map(|(k, v)| format!("declare -x {k}=\"{}\"", declare_quote(v)))
-            .collect();
+        let dib_args = dib_args();
+        let python = python_exec(&caller);
+        let dib_env = dib_env_text(&caller, &dib_args, &python);
 
         let mut e = caller.clone();
-        let trace = if cfg.debug_trace {
-            get("DIB_DEBUG_TRACE")
-                .filter(|v| v.parse::<u32>().is_ok_and(|n| n > 0))
-                .unwrap_or_else(|| "1".into())
-        } else {
-            "0".into()
-        };
         e.extend([
             ("LC_ALL".into(), "C".into()),
             ("ARCH".into(), cfg.arch.clone()),
@@ -244,61 +190,11 @@ impl HookEnv {
             ("TMP_MOUNT_PATH".into(), s(&w.target())),
             ("OUT_IMAGE_PATH".into(), String::new()),
             ("DIB_ARGS".into(), dib_args),
-            ("DIB_ENV".into(), dib_env.join("\n")),
+            ("DIB_ENV".into(), dib_env),
             ("DIB_PYTHON_EXEC".into(), python),
-            ("DIB_IMAGE_CACHE".into(), s(&cfg.image_cache)),
-            // Shared by concurrent builds: cache-url and friends flock here.
-            (
-                "DIB_LOCKFILES".into(),
-                or("DIB_LOCKFILES", s(&cfg.image_cache.join("lockfiles"))),
-            ),
-            (
-                "DIB_OFFLINE".into(),
-                if cfg.offline {
-                    "1".into()
-                } else {
-                    String::new()
-                },
-            ),
-            ("DIB_DEBUG_TRACE".into(), trace),
-            (
-                "DIB_CHECKSUM".into(),
-                if cfg.checksum {
-                    "1".into()
-                } else {
-                    or("DIB_CHECKSUM", "0".into())
-                },
-            ),
-            (
-                "DIB_NO_TMPFS".into(),
-                if cfg.tmpfs_min_gib.is_none() {
-                    "1"
-                } else {
-                    "0"
-                }
-                .into(),
-            ),
-            (
-                "DIB_MIN_TMPFS".into(),
-                cfg.tmpfs_min_gib
-                    .map(|g| g.to_string())
-                    .unwrap_or_else(|| or("DIB_MIN_TMPFS", "2".into())),
-            ),
-            (
-                "DIB_ROOT_LABEL".into(),
-                cfg.root_label
-                    .clone()
-                    .unwrap_or_else(|| "cloudimg-rootfs".into()),
-            ),
-            ("DIB_ROOT_FSTYPE".into(), "ext4".into()),
-            // --install-type wins over the caller's variable (DIB sets
-            // its variable from the option).
-            (
-                "DIB_DEFAULT_INSTALLTYPE".into(),
-                cfg.install_type
-                    .clone()
-                    .unwrap_or_else(|| or("DIB_DEFAULT_INSTALLTYPE", "source".into())),
-            ),
+        ]);
+        e.extend(dib_settings(cfg, &caller));
+        e.extend([
             ("DIB_DIBR".into(), "1".into()),
             ("BASH_FUNC_die%%".into(), DIE_FN.into()),
             ("BASH_FUNC__ps4%%".into(), PS4_FN.into()),
@@ -316,14 +212,7 @@ impl HookEnv {
                 "dibr: warning: no lib/ directory found (set DIBR_LIB_DIR): hooks that source $_LIB/… will fail"
             ),
         }
-        let mut arr = String::new();
-        for (n, p) in &r.elements {
-            arr.push_str(&format!("[{n}]={} ", p.display()));
-        }
-        e.push((
-            "BASH_FUNC_get_image_element_array%%".into(),
-            format!("() {{  echo \"{}\"\n}}", declare_quote(&arr)),
-        ));
+        e.push(image_element_array(r));
         HookEnv {
             common: dedup(e),
             host_path: get("PATH").unwrap_or_else(|| TARGET_PATH.into()),
@@ -375,6 +264,144 @@ impl HookEnv {
         ]);
         dedup(e)
     }
+}
+
+/// The caller's value of `k` (the last one, as a shell would see it).
+fn lookup(caller: &[(String, String)], k: &str) -> Option<String> {
+    caller
+        .iter()
+        .rev()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.clone())
+}
+
+/// DIB_ARGS: the command line after the command (`dibr build`, or the
+/// `disk-image-create` symlink).
+fn dib_args() -> String {
+    let argv: Vec<String> = std::env::args().collect();
+    let argv0 = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let skip = if argv0.ends_with("image-create") {
+        1
+    } else {
+        2
+    };
+    argv.iter()
+        .skip(skip)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// DIB_PYTHON_EXEC: the caller's, else the first python3/python on PATH.
+fn python_exec(caller: &[(String, String)]) -> String {
+    lookup(caller, "DIB_PYTHON_EXEC")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            ["python3", "python"]
+                .iter()
+                .find_map(|n| find_in_path(n))
+                .unwrap_or_else(|| "/usr/bin/python3".into())
+        })
+}
+
+/// DIB_ENV: `declare -p` of the DIB_* variables when DIB starts: the
+/// caller's, DIB_ARGS and DIB_PYTHON_EXEC (set by DIB's wrapper).
+fn dib_env_text(caller: &[(String, String)], dib_args: &str, python: &str) -> String {
+    let mut start: Vec<(String, String)> = caller
+        .iter()
+        .filter(|(k, _)| k.starts_with("DIB_"))
+        .cloned()
+        .collect();
+    start.push(("DIB_ARGS".into(), dib_args.to_string()));
+    start.push(("DIB_PYTHON_EXEC".into(), python.to_string()));
+    let mut start = dedup(start);
+    start.sort();
+    start
+        .iter()
+        .map(|(k, v)| format!("declare -x {k}=\"{}\"", declare_quote(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The DIB_* settings disk-image-create derives from its options (an
+/// option wins over the caller's variable; otherwise the caller's value,
+/// else DIB's default).
+fn dib_settings(cfg: &BuildConfig, caller: &[(String, String)]) -> Vec<(String, String)> {
+    let get = |k: &str| lookup(caller, k);
+    let or = |k: &str, d: String| get(k).filter(|v| !v.is_empty()).unwrap_or(d);
+    let flag = |on: bool| if on { "1" } else { "0" }.to_string();
+    let trace = if cfg.debug_trace {
+        get("DIB_DEBUG_TRACE")
+            .filter(|v| v.parse::<u32>().is_ok_and(|n| n > 0))
+            .unwrap_or_else(|| "1".into())
+    } else {
+        "0".into()
+    };
+    let s = |p: &Path| p.display().to_string();
+    vec![
+        ("DIB_IMAGE_CACHE".into(), s(&cfg.image_cache)),
+        // Shared by concurrent builds: cache-url and friends flock here.
+        (
+            "DIB_LOCKFILES".into(),
+            or("DIB_LOCKFILES", s(&cfg.image_cache.join("lockfiles"))),
+        ),
+        (
+            "DIB_OFFLINE".into(),
+            if cfg.offline {
+                "1".into()
+            } else {
+                String::new()
+            },
+        ),
+        ("DIB_DEBUG_TRACE".into(), trace),
+        (
+            "DIB_CHECKSUM".into(),
+            if cfg.checksum {
+                "1".into()
+            } else {
+                or("DIB_CHECKSUM", "0".into())
+            },
+        ),
+        ("DIB_NO_TMPFS".into(), flag(cfg.tmpfs_min_gib.is_none())),
+        (
+            "DIB_MIN_TMPFS".into(),
+            cfg.tmpfs_min_gib
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| or("DIB_MIN_TMPFS", "2".into())),
+        ),
+        (
+            "DIB_ROOT_LABEL".into(),
+            cfg.root_label
+                .clone()
+                .unwrap_or_else(|| "cloudimg-rootfs".into()),
+        ),
+        ("DIB_ROOT_FSTYPE".into(), "ext4".into()),
+        // --install-type wins over the caller's variable (DIB sets its
+        // variable from the option).
+        (
+            "DIB_DEFAULT_INSTALLTYPE".into(),
+            cfg.install_type
+                .clone()
+                .unwrap_or_else(|| or("DIB_DEFAULT_INSTALLTYPE", "source".into())),
+        ),
+    ]
+}
+
+/// `get_image_element_array`, the bash function DIB exports: the element
+/// names and paths as an associative array's body.
+fn image_element_array(r: &Resolved) -> (String, String) {
+    let mut arr = String::new();
+    for (n, p) in &r.elements {
+        arr.push_str(&format!("[{n}]={} ", p.display()));
+    }
+    (
+        "BASH_FUNC_get_image_element_array%%".into(),
+        format!("() {{  echo \"{}\"\n}}", declare_quote(&arr)),
+    )
 }
 
 #[cfg(test)]
