@@ -781,8 +781,9 @@ fn shlex_split(s: &str) -> Vec<String> {
 /// options read from its `builder.py`), with its `DIB_*` variables, runs
 /// through a `disk-image-create` symlink to dibr as the CI user. Both
 /// types and their checksums appear; `qemu-img info` says compat 0.10 (the
-/// qcow2 version 2 nodepool asks for, for old clouds); the image boots
-/// with cloud-init.
+/// qcow2 version 2 nodepool asks for, for old clouds); `DIB_IMAGE_SIZE=2`
+/// fits by a lowered growth ceiling, which the build names; the image
+/// boots with cloud-init.
 #[test]
 fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     let test = "nodepool_command_line_builds_a_bootable_qcow2_compat_0_10";
@@ -847,7 +848,9 @@ fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
         ("DIB_IMAGE_FILENAME", filename_s.as_str()),
         ("DIB_CHECKSUM", "1"),
         ("DIB_GRUB_TIMEOUT", "1"),
-        ("DIB_IMAGE_SIZE", "3"),
+        // Issue 13, acceptance 5: 2 GiB is below what the 1 PiB growth
+        // ceiling's inode groups need for Debian: the ceiling is lowered.
+        ("DIB_IMAGE_SIZE", "2"),
         ("DIB_IMAGE_CACHE", cache_s.as_str()),
         ("DIBR_ELEMENTS_DIR", elements_s.as_str()),
     ];

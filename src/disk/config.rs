@@ -245,81 +245,31 @@ fn str_field<'a>(e: &'a Entry, key: &str) -> Option<&'a str> {
 /// edges, mkfs mandatory keys, duplicate and over-long filesystem labels,
 /// partitioning keys and flags.
 pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
+    let nodes = collect_nodes(&entries)?;
+    let edges = edges(&entries, &nodes)?;
+    let call_order = topological_order(&nodes, &edges)?;
+    Ok(Graph {
+        entries,
+        nodes,
+        call_order,
+    })
+}
+
+/// Every node of the config: one per partition of a `partitioning` entry,
+/// one for every other entry, each checked as DIB's plugin constructors do.
+fn collect_nodes(entries: &[Entry]) -> Result<Vec<Node>, ConfigError> {
     let mut nodes = Vec::new();
     let mut labels = HashSet::new();
     let mut mount_points = HashSet::new();
     for (i, e) in entries.iter().enumerate() {
         match e.plugin {
-            Plugin::Partitioning => {
-                let base = e.base().ok_or_else(|| {
-                    ConfigError::Invalid("Partitioning config needs 'base'".into())
-                })?;
-                match str_field(e, "label") {
-                    Some("mbr") | Some("gpt") => {}
-                    None => {
-                        return Err(ConfigError::Invalid(
-                            "Partitioning config needs 'label'".into(),
-                        ))
-                    }
-                    Some(_) => {
-                        return Err(ConfigError::Invalid("Label must be 'mbr' or 'gpt'".into()))
-                    }
-                }
-                let parts = e
-                    .values
-                    .get("partitions")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| {
-                        ConfigError::Invalid("Partitioning config needs 'partitions'".into())
-                    })?;
-                for p in parts {
-                    let name = p.get("name").and_then(Value::as_str).ok_or_else(|| {
-                        ConfigError::Invalid("Missing 'name' in partition config".into())
-                    })?;
-                    nodes.push(Node {
-                        plugin: Plugin::Partitioning,
-                        name: name.to_string(),
-                        base: Some(base.to_string()),
-                        entry: i,
-                    });
-                }
-            }
+            Plugin::Partitioning => nodes.extend(partition_nodes(e, i)?),
             _ => {
                 if e.plugin == Plugin::Mkfs {
-                    for k in ["base", "name", "type"] {
-                        if !e.values.contains_key(k) {
-                            return Err(ConfigError::Invalid(format!("Mkfs config needs [{k}]")));
-                        }
-                    }
-                    let fs = str_field(e, "type").unwrap_or("");
-                    let label = fs_label(e);
-                    if !labels.insert(label.clone()) {
-                        return Err(ConfigError::Invalid(format!(
-                            "File system label [{label}] used more than once"
-                        )));
-                    }
-                    if let Some(max) = max_label_len(fs) {
-                        if label.chars().count() > max {
-                            return Err(ConfigError::Invalid(format!(
-                                "Label [{label}] too long for filesystem [{fs}]: [{}] > [{max}]",
-                                label.chars().count()
-                            )));
-                        }
-                    }
+                    check_mkfs(e, &mut labels)?;
                 }
                 if e.plugin == Plugin::Mount {
-                    let Some(mp) = e.values.get("mount_point") else {
-                        return Err(ConfigError::Invalid(
-                            "Mount config needs 'mount_point'".into(),
-                        ));
-                    };
-                    // level3/mount.py: Mount.__init__.
-                    if !mount_points.insert(name_string(mp)) {
-                        return Err(ConfigError::Invalid(format!(
-                            "Mount point [{}] specified more than once",
-                            name_string(mp)
-                        )));
-                    }
+                    check_mount(e, &mut mount_points)?;
                 }
                 nodes.push(Node {
                     plugin: e.plugin,
@@ -330,14 +280,97 @@ pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
             }
         }
     }
+    Ok(nodes)
+}
+
+/// The partitions of a `partitioning` entry (`level1/partitioning.py`).
+fn partition_nodes(e: &Entry, i: usize) -> Result<Vec<Node>, ConfigError> {
+    let base = e
+        .base()
+        .ok_or_else(|| ConfigError::Invalid("Partitioning config needs 'base'".into()))?;
+    match str_field(e, "label") {
+        Some("mbr") | Some("gpt") => {}
+        None => {
+            return Err(ConfigError::Invalid(
+                "Partitioning config needs 'label'".into(),
+            ))
+        }
+        Some(_) => return Err(ConfigError::Invalid("Label must be 'mbr' or 'gpt'".into())),
+    }
+    let parts = e
+        .values
+        .get("partitions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ConfigError::Invalid("Partitioning config needs 'partitions'".into()))?;
+    parts
+        .iter()
+        .map(|p| {
+            let name = p
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ConfigError::Invalid("Missing 'name' in partition config".into()))?;
+            Ok(Node {
+                plugin: Plugin::Partitioning,
+                name: name.to_string(),
+                base: Some(base.to_string()),
+                entry: i,
+            })
+        })
+        .collect()
+}
+
+/// A mkfs entry's mandatory keys and its label: unique, and not longer
+/// than the filesystem allows (`level2/mkfs.py`).
+fn check_mkfs(e: &Entry, labels: &mut HashSet<String>) -> Result<(), ConfigError> {
+    for k in ["base", "name", "type"] {
+        if !e.values.contains_key(k) {
+            return Err(ConfigError::Invalid(format!("Mkfs config needs [{k}]")));
+        }
+    }
+    let fs = str_field(e, "type").unwrap_or("");
+    let label = fs_label(e);
+    if !labels.insert(label.clone()) {
+        return Err(ConfigError::Invalid(format!(
+            "File system label [{label}] used more than once"
+        )));
+    }
+    if let Some(max) = max_label_len(fs) {
+        if label.chars().count() > max {
+            return Err(ConfigError::Invalid(format!(
+                "Label [{label}] too long for filesystem [{fs}]: [{}] > [{max}]",
+                label.chars().count()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A mount entry needs a mount point, given once (`level3/mount.py`:
+/// `Mount.__init__`).
+fn check_mount(e: &Entry, mount_points: &mut HashSet<String>) -> Result<(), ConfigError> {
+    let Some(mp) = e.values.get("mount_point") else {
+        return Err(ConfigError::Invalid(
+            "Mount config needs 'mount_point'".into(),
+        ));
+    };
+    if !mount_points.insert(name_string(mp)) {
+        return Err(ConfigError::Invalid(format!(
+            "Mount point [{}] specified more than once",
+            name_string(mp)
+        )));
+    }
+    Ok(())
+}
+
+/// Edges: base → node; previous partition → partition; previous mount
+/// point (sorted) → mount. Node names must be unique.
+fn edges(entries: &[Entry], nodes: &[Node]) -> Result<Vec<(usize, usize)>, ConfigError> {
     let mut index = HashMap::new();
     for (i, n) in nodes.iter().enumerate() {
         if index.insert(n.name.clone(), i).is_some() {
             return Err(ConfigError::DuplicateName(n.name.clone()));
         }
     }
-    // Edges: base → node; previous partition → partition; previous mount
-    // point (sorted) → mount.
     let mut edges: Vec<(usize, usize)> = Vec::new();
     let mut prev_part: HashMap<usize, usize> = HashMap::new();
     let mut mounts: BTreeMap<String, usize> = BTreeMap::new();
@@ -363,10 +396,14 @@ pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
     for w in order.windows(2) {
         edges.push((w[0], w[1]));
     }
-    // Kahn's algorithm; ties broken by config order (stable, deterministic).
+    Ok(edges)
+}
+
+/// Kahn's algorithm; ties broken by config order (stable, deterministic).
+fn topological_order(nodes: &[Node], edges: &[(usize, usize)]) -> Result<Vec<String>, ConfigError> {
     let mut indeg = vec![0usize; nodes.len()];
     let mut out: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for &(a, b) in &edges {
+    for &(a, b) in edges {
         if a == b {
             return Err(ConfigError::Cycle(nodes[a].name.clone()));
         }
@@ -385,15 +422,10 @@ pub fn build_graph(entries: Vec<Entry>) -> Result<Graph, ConfigError> {
             }
         }
     }
-    if call_order.len() != nodes.len() {
-        let stuck = (0..nodes.len()).find(|&i| indeg[i] > 0).unwrap();
+    if let Some(stuck) = (0..nodes.len()).find(|&i| indeg[i] > 0) {
         return Err(ConfigError::Cycle(nodes[stuck].name.clone()));
     }
-    Ok(Graph {
-        entries,
-        nodes,
-        call_order,
-    })
+    Ok(call_order)
 }
 
 /// The label a mkfs node's filesystem gets (`level2/mkfs.py`): `label`, or
