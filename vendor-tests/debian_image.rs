@@ -887,8 +887,12 @@ fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     );
     assert_eq!(
         v["virtual-size"].as_u64(),
-        Some(3 << 30),
-        "{test}: DIB_IMAGE_SIZE=3: {v}"
+        Some(2 << 30),
+        "{test}: DIB_IMAGE_SIZE=2: {v}"
+    );
+    assert!(
+        text.contains("growth ceiling lowered from"),
+        "{test}: the build does not say which growth ceiling it got\n{text}"
     );
     run_ok(
         Command::new(tool("qemu-img"))

@@ -89,6 +89,36 @@ fn refuse(opt: &str, why: &str) -> String {
 }
 
 pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
+    refuse_unsupported(a)?;
+    let arch = arch(&a.arch)?;
+    let outputs = outputs(a)?;
+    let (image_size, root_fs) = root_filesystem(a, outputs.assemble.is_some())?;
+    let source_date_epoch =
+        crate::settings::SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?;
+    Ok(BuildConfig {
+        elements: a.elements.clone(),
+        skip_base: a.skip_base,
+        image_name: image_name(&a.output, &outputs.all),
+        types: outputs.tar_types,
+        arch,
+        packages: a.packages.clone(),
+        keep_on_error: a.keep_on_error || env_is("break", |b| b.contains("after-error")),
+        tmpfs_min_gib: tmpfs_min_gib(a),
+        image_cache: image_cache(a),
+        offline: a.offline || env_is("DIB_OFFLINE", |v| !v.is_empty() && v != "0"),
+        debug_trace: a.trace > 0 || env_is("DIB_DEBUG_TRACE", |v| v != "0" && !v.is_empty()),
+        source_date_epoch,
+        checksum: a.checksum,
+        assemble: outputs.assemble,
+        image_size,
+        root_label: a.root_label.clone().filter(|l| !l.is_empty()),
+        root_fs,
+        install_type: a.install_type.clone(),
+    })
+}
+
+/// Options dibr refuses, naming the alternative.
+fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
     if let Some(t) = &a.docker_target {
         return Err(format!(
             "--docker-target {t}: dibr has no docker output type; build -t tar and run `docker import NAME.tar {t}`"
@@ -100,15 +130,6 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
     {
         return Err("--install-type needs a value: source or package".into());
     }
-    let arch = match a.arch.as_str() {
-        "amd64" | "x86_64" => "amd64".to_string(),
-        other => {
-            return Err(refuse(
-                &format!("-a {other}"),
-                "only amd64 builds are supported on this host",
-            ))
-        }
-    };
     for t in a.types.split(',').map(str::trim) {
         if matches!(t, "vmdk" | "squashfs" | "docker" | "aci") {
             return Err(refuse(
@@ -117,11 +138,32 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             ));
         }
     }
+    Ok(())
+}
+
+fn arch(a: &str) -> Result<String, String> {
+    match a {
+        "amd64" | "x86_64" => Ok("amd64".to_string()),
+        other => Err(refuse(
+            &format!("-a {other}"),
+            "only amd64 builds are supported on this host",
+        )),
+    }
+}
+
+/// What `-t` asks for.
+struct Outputs {
+    all: Vec<OutputKind>,
+    /// Without a disk type the tree is captured straight into these.
+    tar_types: Vec<OutputType>,
+    /// With a disk type the assembler writes every output from one capture.
+    assemble: Option<AssembleOpts>,
+}
+
+fn outputs(a: &BuildArgs) -> Result<Outputs, String> {
     let all = crate::assemble::parse_types(&a.types)?;
     let disk = all.iter().any(|t| matches!(t, OutputKind::Disk(_)));
-    // Without a disk type the tree is captured straight into the tarballs;
-    // with one, the assembler writes every output from one capture.
-    let types: Vec<OutputType> = if disk {
+    let tar_types: Vec<OutputType> = if disk {
         Vec::new()
     } else {
         all.iter()
@@ -137,6 +179,18 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         uncompressed: a.uncompressed,
         qcow2_compat,
     });
+    Ok(Outputs {
+        all,
+        tar_types,
+        assemble,
+    })
+}
+
+/// `--image-size` and the root filesystem's options (their notes printed).
+fn root_filesystem(
+    a: &BuildArgs,
+    disk: bool,
+) -> Result<(Option<u64>, crate::assemble::RootFsOptions), String> {
     let image_size = crate::cli::assemble::image_size(a.image_size.as_deref())?;
     if image_size.is_some() && !disk {
         return Err(refuse(
@@ -159,66 +213,38 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
             a.types
         );
     }
-    let image_cache = a
-        .image_cache
+    Ok((image_size, root_fs))
+}
+
+/// Whether the variable `k` is set and `test` holds for its value.
+fn env_is(k: &str, test: impl Fn(&str) -> bool) -> bool {
+    std::env::var(k).map(|v| test(&v)).unwrap_or(false)
+}
+
+/// `--image-cache`, `DIB_IMAGE_CACHE`, `~/.cache/dibr`.
+fn image_cache(a: &BuildArgs) -> PathBuf {
+    a.image_cache
         .clone()
         .or_else(|| std::env::var_os("DIB_IMAGE_CACHE").map(PathBuf::from))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/dibr")))
-        .unwrap_or_else(|| PathBuf::from("/tmp/dibr-cache"));
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(
-            v.trim()
-                .parse::<i64>()
-                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?,
-        ),
-        _ => None,
-    };
-    let offline = a.offline
-        || std::env::var("DIB_OFFLINE")
-            .map(|v| !v.is_empty() && v != "0")
-            .unwrap_or(false);
-    Ok(BuildConfig {
-        elements: a.elements.clone(),
-        skip_base: a.skip_base,
-        image_name: image_name(&a.output, &all),
-        types,
-        arch,
-        packages: a.packages.clone(),
-        keep_on_error: a.keep_on_error
-            || std::env::var("break")
-                .map(|b| b.contains("after-error"))
-                .unwrap_or(false),
-        tmpfs_min_gib: if a.no_tmpfs
-            || std::env::var("DIB_NO_TMPFS")
-                .map(|v| v == "1")
-                .unwrap_or(false)
-        {
-            None
-        } else {
-            Some(
-                a.min_tmpfs
-                    .or_else(|| {
-                        std::env::var("DIB_MIN_TMPFS")
-                            .ok()
-                            .and_then(|v| v.parse().ok())
-                    })
-                    .unwrap_or(4),
-            )
-        },
-        image_cache,
-        offline,
-        debug_trace: a.trace > 0
-            || std::env::var("DIB_DEBUG_TRACE")
-                .map(|v| v != "0" && !v.is_empty())
-                .unwrap_or(false),
-        source_date_epoch,
-        checksum: a.checksum,
-        assemble,
-        image_size,
-        root_label: a.root_label.clone().filter(|l| !l.is_empty()),
-        root_fs,
-        install_type: a.install_type.clone(),
-    })
+        .unwrap_or_else(|| PathBuf::from("/tmp/dibr-cache"))
+}
+
+/// GiB that must be free on /dev/shm (`--min-tmpfs`, `DIB_MIN_TMPFS`,
+/// 4), or `None` with `--no-tmpfs`/`DIB_NO_TMPFS=1`.
+fn tmpfs_min_gib(a: &BuildArgs) -> Option<u64> {
+    if a.no_tmpfs || env_is("DIB_NO_TMPFS", |v| v == "1") {
+        return None;
+    }
+    Some(
+        a.min_tmpfs
+            .or_else(|| {
+                std::env::var("DIB_MIN_TMPFS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(4),
+    )
 }
 
 /// DIB's `IMAGE_NAME=${IMAGE_NAME%%\.${IMAGE_TYPES[0]}}`: with `-t qcow2`
