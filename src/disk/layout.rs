@@ -208,105 +208,130 @@ pub fn compute(graph: &Graph, disk_size: u64, sector: u64) -> Result<Option<Layo
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut out = Vec::new();
-    match kind {
-        TableKind::Mbr => {
-            if sector != 512 {
-                return Err(LayoutError::Partition {
-                    name: "(table)".into(),
-                    msg: "MBR tables are written with 512-byte sectors only (as DIB)".into(),
-                });
-            }
-            let mut w = MbrWriter::new(Discard(0), disk_size, align, 0)?;
-            for p in &list {
-                let name = p.get("name").map(spec_string).unwrap_or_default();
-                let (boot, primary) = flags(p, &name)?;
-                let size =
-                    p.get("size")
-                        .map(spec_string)
-                        .ok_or_else(|| LayoutError::Partition {
-                            name: name.clone(),
-                            msg: format!("No 'size' in partition [{name}]"),
-                        })?;
-                let bytes = parse_rel_size(&size, w.free())?;
-                let ptype = mbr_type(p.get("type"), &name)?;
-                let number = w.add_partition(primary, boot, bytes, ptype)?;
-                let placed = w.partitions().last().unwrap().clone();
-                out.push(LayoutPartition {
-                    name,
-                    number,
-                    start: placed.start * 512,
-                    size: placed.sectors * 512,
-                    ptype: PartType::Mbr(ptype),
-                    boot,
-                    primary,
-                });
-            }
-        }
-        TableKind::Gpt => {
-            let geo = Geometry::new(disk_size, sector)?;
-            let mut free = disk_size.saturating_sub(2 * MIB);
-            let mut gparts = Vec::new();
-            for p in &list {
-                let name = p.get("name").map(spec_string).unwrap_or_default();
-                let (boot, primary) = flags(p, &name)?;
-                if primary {
-                    return Err(LayoutError::Partition {
-                        name,
-                        msg: "the 'primary' flag is not supported with GPT".into(),
-                    });
-                }
-                let size =
-                    p.get("size")
-                        .map(spec_string)
-                        .ok_or_else(|| LayoutError::Partition {
-                            name: name.clone(),
-                            msg: format!("No 'size' in partition [{name}]"),
-                        })?;
-                let bytes = parse_rel_size(&size, free)?;
-                if bytes > free {
-                    return Err(LayoutError::Partition {
-                        name,
-                        msg: format!("size {bytes} is more than the {free} bytes still free"),
-                    });
-                }
-                if bytes < MIB {
-                    return Err(LayoutError::Partition {
-                        name,
-                        msg: format!("size {bytes} is less than 1 MiB (GPT sizes are whole MiB)"),
-                    });
-                }
-                free -= bytes;
-                gparts.push(GptPartition {
-                    name: name.clone(),
-                    type_guid: gpt_type(p.get("type"), &name)?,
-                    size: bytes / MIB * MIB,
-                    // DIB's boot flag means legacy-BIOS-bootable (attribute bit 2).
-                    attributes: if boot { 1 << 2 } else { 0 },
-                });
-            }
-            // Placement only; GUIDs are chosen when writing.
-            let entries = gpt::place(geo, MIB, &gparts, &GuidSource::Seed(Vec::new()))?;
-            for (i, (e, p)) in entries.iter().zip(&gparts).enumerate() {
-                out.push(LayoutPartition {
-                    name: p.name.clone(),
-                    number: i as u32 + 1,
-                    start: e.first_lba * sector,
-                    size: (e.last_lba + 1 - e.first_lba) * sector,
-                    ptype: PartType::Gpt(p.type_guid),
-                    boot: p.attributes != 0,
-                    primary: false,
-                });
-            }
-        }
-    }
+    let partitions = match kind {
+        TableKind::Mbr => place_mbr(&list, disk_size, align, sector)?,
+        TableKind::Gpt => place_gpt(&list, disk_size, sector)?,
+    };
     Ok(Some(Layout {
         kind,
         disk_size,
         sector,
         align,
-        partitions: out,
+        partitions,
     }))
+}
+
+/// A partition's name (`name`) and size text (`size`, mandatory).
+fn name_and_size(p: &Value) -> Result<(String, String), LayoutError> {
+    let name = p.get("name").map(spec_string).unwrap_or_default();
+    let size = p
+        .get("size")
+        .map(spec_string)
+        .ok_or_else(|| LayoutError::Partition {
+            name: name.clone(),
+            msg: format!("No 'size' in partition [{name}]"),
+        })?;
+    Ok((name, size))
+}
+
+/// MBR placement, primary and logical, as DIB's `MBR` class (run against a
+/// writer that discards the bytes).
+fn place_mbr(
+    list: &[Value],
+    disk_size: u64,
+    align: u64,
+    sector: u64,
+) -> Result<Vec<LayoutPartition>, LayoutError> {
+    if sector != 512 {
+        return Err(LayoutError::Partition {
+            name: "(table)".into(),
+            msg: "MBR tables are written with 512-byte sectors only (as DIB)".into(),
+        });
+    }
+    let mut w = MbrWriter::new(Discard(0), disk_size, align, 0)?;
+    let mut out = Vec::new();
+    for p in list {
+        let (name, size) = name_and_size(p)?;
+        let (boot, primary) = flags(p, &name)?;
+        let bytes = parse_rel_size(&size, w.free())?;
+        let ptype = mbr_type(p.get("type"), &name)?;
+        let number = w.add_partition(primary, boot, bytes, ptype)?;
+        let Some(placed) = w.partitions().last().cloned() else {
+            return Err(LayoutError::Partition {
+                name,
+                msg: "internal error: the partition was not placed".into(),
+            });
+        };
+        out.push(LayoutPartition {
+            name,
+            number,
+            start: placed.start * 512,
+            size: placed.sectors * 512,
+            ptype: PartType::Mbr(ptype),
+            boot,
+            primary,
+        });
+    }
+    Ok(out)
+}
+
+/// GPT placement: whole MiB sizes, 1 MiB aligned, out of the disk less
+/// the two tables' MiB.
+fn place_gpt(
+    list: &[Value],
+    disk_size: u64,
+    sector: u64,
+) -> Result<Vec<LayoutPartition>, LayoutError> {
+    let geo = Geometry::new(disk_size, sector)?;
+    let mut free = disk_size.saturating_sub(2 * MIB);
+    let mut gparts = Vec::new();
+    for p in list {
+        let (name, size) = name_and_size(p)?;
+        let (boot, primary) = flags(p, &name)?;
+        if primary {
+            return Err(LayoutError::Partition {
+                name,
+                msg: "the 'primary' flag is not supported with GPT".into(),
+            });
+        }
+        let bytes = parse_rel_size(&size, free)?;
+        if bytes > free {
+            return Err(LayoutError::Partition {
+                name,
+                msg: format!("size {bytes} is more than the {free} bytes still free"),
+            });
+        }
+        if bytes < MIB {
+            return Err(LayoutError::Partition {
+                name,
+                msg: format!("size {bytes} is less than 1 MiB (GPT sizes are whole MiB)"),
+            });
+        }
+        free -= bytes;
+        gparts.push(GptPartition {
+            name: name.clone(),
+            type_guid: gpt_type(p.get("type"), &name)?,
+            size: bytes / MIB * MIB,
+            // DIB's boot flag means legacy-BIOS-bootable (attribute bit 2).
+            attributes: if boot { 1 << 2 } else { 0 },
+        });
+    }
+    // Placement only; GUIDs are chosen when writing.
+    let entries = gpt::place(geo, MIB, &gparts, &GuidSource::Seed(Vec::new()))?;
+    Ok(entries
+        .iter()
+        .zip(&gparts)
+        .enumerate()
+        .map(|(i, (e, p))| LayoutPartition {
+            name: p.name.clone(),
+            number: i as u32 + 1,
+            start: e.first_lba * sector,
+            size: (e.last_lba + 1 - e.first_lba) * sector,
+            ptype: PartType::Gpt(p.type_guid),
+            boot: p.attributes != 0,
+            primary: false,
+        })
+        .collect())
 }
 
 fn mismatch(name: &str) -> LayoutError {
