@@ -119,41 +119,32 @@ impl AtomicFile {
     /// The finished file under a hidden name beside its destination (for
     /// the output set's journal); removed on interruption until renamed.
     pub(super) fn into_hidden(mut self) -> io::Result<PathBuf> {
-        let hidden = match &self.temp {
-            Some(t) => t.clone(),
-            None => {
-                let t = temp_name(&self.dest, "link");
-                let _ = std::fs::remove_file(&t);
-                rustix::fs::linkat(
-                    CWD,
-                    self.readable_path().as_path(),
-                    CWD,
-                    &t,
-                    AtFlags::SYMLINK_FOLLOW,
-                )?;
-                add_pending(&t);
-                t
-            }
-        };
+        let hidden = self.hidden_name()?;
+        add_pending(&hidden);
         self.committed = true;
         Ok(hidden)
     }
 
+    /// The file under a name: its named temporary, or (O_TMPFILE) a fresh
+    /// hidden link beside the destination.
+    fn hidden_name(&self) -> io::Result<PathBuf> {
+        if let Some(t) = &self.temp {
+            return Ok(t.clone());
+        }
+        let t = temp_name(&self.dest, "link");
+        let _ = std::fs::remove_file(&t);
+        rustix::fs::linkat(
+            CWD,
+            self.readable_path().as_path(),
+            CWD,
+            &t,
+            AtFlags::SYMLINK_FOLLOW,
+        )?;
+        Ok(t)
+    }
+
     fn name_now(mut self) -> io::Result<()> {
-        let temp = match &self.temp {
-            Some(t) => t.clone(),
-            None => {
-                let t = temp_name(&self.dest, "link");
-                rustix::fs::linkat(
-                    CWD,
-                    self.readable_path().as_path(),
-                    CWD,
-                    &t,
-                    AtFlags::SYMLINK_FOLLOW,
-                )?;
-                t
-            }
-        };
+        let temp = self.hidden_name()?;
         let r = std::fs::rename(&temp, &self.dest);
         if r.is_err() {
             let _ = std::fs::remove_file(&temp);

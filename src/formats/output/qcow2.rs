@@ -261,7 +261,16 @@ pub fn write_qcow2(raw: &Path, out: &Path, opts: &Qcow2Options) -> Result<Qcow2S
     let vsize = src.metadata().map_err(OutputError::io(raw))?.len();
     let extents = data_extents(&src, vsize).map_err(OutputError::io(raw))?;
     let dst = AtomicFile::create(out).map_err(OutputError::io(out))?;
-    let stats = convert(&src, raw, dst.file(), out, vsize, &extents, opts)?;
+    let job = Job {
+        src: &src,
+        raw,
+        dst: dst.file(),
+        out,
+        vsize,
+        extents: &extents,
+        opts,
+    };
+    let stats = convert(&job)?;
     dst.commit().map_err(OutputError::io(out))?;
     Ok(stats)
 }
@@ -385,15 +394,28 @@ impl Allocator {
     }
 }
 
-fn convert(
-    src: &File,
-    raw: &Path,
-    dst: &File,
-    out: &Path,
+/// One conversion: the raw image (open, and its path for messages), the
+/// output, and what is known of the input.
+struct Job<'a> {
+    src: &'a File,
+    raw: &'a Path,
+    dst: &'a File,
+    out: &'a Path,
     vsize: u64,
-    extents: &[(u64, u64)],
-    opts: &Qcow2Options,
-) -> Result<Qcow2Stats, OutputError> {
+    /// (start, end) byte ranges that may hold data.
+    extents: &'a [(u64, u64)],
+    opts: &'a Qcow2Options,
+}
+
+fn convert(job: &Job) -> Result<Qcow2Stats, OutputError> {
+    let Job {
+        dst,
+        out,
+        vsize,
+        extents,
+        opts,
+        ..
+    } = *job;
     let werr = OutputError::io;
     let layout = Layout::plan(vsize, extents, out)?;
     let mut stats = Qcow2Stats {
@@ -401,9 +423,7 @@ fn convert(
         ..Default::default()
     };
     let mut alloc = Allocator::new(&layout).map_err(werr(out))?;
-    let l2s = write_data(
-        src, raw, dst, out, vsize, extents, opts, &layout, &mut alloc, &mut stats,
-    )?;
+    let l2s = write_data(job, &layout, &mut alloc, &mut stats)?;
     if alloc.refs.0.len() as u64 > layout.rb * REFCOUNTS_PER_BLOCK {
         return Err(OutputError::Invalid {
             path: out.to_path_buf(),
@@ -424,19 +444,21 @@ fn convert(
 
 /// Read, compress (in parallel, in batches) and place every touched
 /// cluster; returns the L2 tables, one per `layout.l2_idx`.
-#[allow(clippy::too_many_arguments)]
 fn write_data(
-    src: &File,
-    raw: &Path,
-    dst: &File,
-    out: &Path,
-    vsize: u64,
-    extents: &[(u64, u64)],
-    opts: &Qcow2Options,
+    job: &Job,
     layout: &Layout,
     alloc: &mut Allocator,
     stats: &mut Qcow2Stats,
 ) -> Result<Vec<Vec<u64>>, OutputError> {
+    let Job {
+        src,
+        raw,
+        dst,
+        out,
+        vsize,
+        extents,
+        opts,
+    } = *job;
     let werr = OutputError::io;
     let mut l2s: Vec<Vec<u64>> = vec![vec![0u64; L2_ENTRIES as usize]; layout.l2_idx.len()];
     let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
