@@ -82,6 +82,28 @@ runcmd:\n\
     img
 }
 
+/// A fresh ed25519 key in `dir` and a NoCloud seed authorising it.
+fn seed_with_new_key(dir: &Path) -> PathBuf {
+    let key = dir.join("id");
+    run_ok(
+        Command::new(tool("ssh-keygen"))
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "dibr-test", "-f"])
+            .arg(&key),
+    );
+    let pubkey = fs::read_to_string(key.with_extension("pub")).unwrap();
+    seed(dir, pubkey.trim())
+}
+
+/// The slow image tests run with `DIBR_IMAGE_TESTS=1` (a skip line saying
+/// why otherwise) and when `tools` are there (a failure under CI).
+fn image_test(test: &str, slow: &str, tools: &[&str]) -> bool {
+    if !image_tests() {
+        println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: {slow})");
+        return false;
+    }
+    require(test, true, tools)
+}
+
 fn field(text: &str, key: &str) -> u64 {
     text.lines()
         .find_map(|l| l.trim().strip_prefix(key))
@@ -92,15 +114,9 @@ fn field(text: &str, key: &str) -> u64 {
 #[test]
 fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
     let test = "debian_vm_builds_rootless_and_boots_with_cloud_init";
-    if !image_tests() {
-        println!(
-            "skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and two TCG boots)"
-        );
-        return;
-    }
-    if !require(
+    if !image_test(
         test,
-        true,
+        "a real Debian build and two TCG boots",
         &[
             "mmdebstrap",
             "qemu-system-x86_64",
@@ -257,14 +273,7 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
         v["virtual-size"].as_u64().unwrap()
     };
 
-    let key = s.out.join("id");
-    run_ok(
-        Command::new(tool("ssh-keygen"))
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "dibr-test", "-f"])
-            .arg(&key),
-    );
-    let pubkey = fs::read_to_string(key.with_extension("pub")).unwrap();
-    let seed = seed(&s.out, pubkey.trim());
+    let seed = seed_with_new_key(&s.out);
     let mut vms = Vec::new();
     let t0 = Instant::now();
     for (name, uefi) in [("seabios", false), ("ovmf", true)] {
@@ -330,13 +339,11 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
 #[test]
 fn ramdisk_builds_rootless_and_boots_to_its_init() {
     let test = "ramdisk_builds_rootless_and_boots_to_its_init";
-    if !image_tests() {
-        println!(
-            "skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)"
-        );
-        return;
-    }
-    if !require(test, true, &["mmdebstrap", "qemu-system-x86_64"]) {
+    if !image_test(
+        test,
+        "a real Debian build and a TCG boot",
+        &["mmdebstrap", "qemu-system-x86_64"],
+    ) {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -523,11 +530,7 @@ fn assert_nothing_of_the_builder(test: &str, tar: &Path, dir: &Path) {
 #[test]
 fn ubuntu_vm_has_nothing_of_the_builder() {
     let test = "ubuntu_vm_has_nothing_of_the_builder";
-    if !image_tests() {
-        println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Ubuntu build)");
-        return;
-    }
-    if !require(test, true, &["mmdebstrap", "dpkg"]) {
+    if !image_test(test, "a real Ubuntu build", &["mmdebstrap", "dpkg"]) {
         return;
     }
     if !Path::new("/usr/share/keyrings/ubuntu-archive-keyring.gpg").exists() {
@@ -574,15 +577,9 @@ fn ubuntu_vm_has_nothing_of_the_builder() {
 #[test]
 fn dib_library_first_debian_vm_boots_with_dib_elements() {
     let test = "dib_library_first_debian_vm_boots_with_dib_elements";
-    if !image_tests() {
-        println!(
-            "skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)"
-        );
-        return;
-    }
-    if !require(
+    if !image_test(
         test,
-        true,
+        "a real Debian build and a TCG boot",
         &["mmdebstrap", "qemu-system-x86_64", "qemu-img"],
     ) {
         return;
@@ -787,15 +784,9 @@ fn shlex_split(s: &str) -> Vec<String> {
 #[test]
 fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
     let test = "nodepool_command_line_builds_a_bootable_qcow2_compat_0_10";
-    if !image_tests() {
-        println!(
-            "skipped: {test}: set DIBR_IMAGE_TESTS=1 (slow: a real Debian build and a TCG boot)"
-        );
-        return;
-    }
-    if !require(
+    if !image_test(
         test,
-        true,
+        "a real Debian build and a TCG boot",
         &[
             "mmdebstrap",
             "qemu-system-x86_64",
@@ -900,14 +891,7 @@ fn nodepool_command_line_builds_a_bootable_qcow2_compat_0_10() {
             .arg(&disk),
     );
     // Boots with cloud-init from a NoCloud seed.
-    let key = s.out.join("id");
-    run_ok(
-        Command::new(tool("ssh-keygen"))
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "dibr-test", "-f"])
-            .arg(&key),
-    );
-    let pubkey = fs::read_to_string(key.with_extension("pub")).unwrap();
-    let seed = seed(&s.out, pubkey.trim());
+    let seed = seed_with_new_key(&s.out);
     run_ok(Command::new("chown").arg(USER).arg(&seed));
     let log = s.out.join("boot.log");
     let mut v = start_vm(&disk, &seed, &log, None);
