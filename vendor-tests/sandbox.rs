@@ -164,6 +164,7 @@ fn cfg(root: &Path) -> SandboxConfig {
         env: vec![("PATH".into(), "/bin".into())],
         cwd: "/".into(),
         chroot: true,
+        tree_dev: false,
     }
 }
 

@@ -44,6 +44,78 @@ done
 exec "$@"
 "#;
 
+/// The part of the sudo shim for a caller who is root inside the user
+/// namespace and has no id of its own there: `sudo chown $USER: file`
+/// (ironic-python-agent-builder hands its kernel back to the user this
+/// way) would name an unmapped id and fail, so the caller's name or
+/// number means root (0) inside — the caller on the host (by name, so
+/// that `root:` still means root's login group). Placeholders:
+/// @USER@ @UID@ @GROUP@ @GID@ (shell-quoted values).
+const SUDO_CHOWN_AS_CALLER: &str = r#"# dibr: the caller (@USER@, uid @UID@) is uid 0 inside the user namespace.
+if [ "$1" = chown ]; then
+    shift
+    owner_done=
+    for a in "$@"; do
+        shift
+        if [ -z "$owner_done" ] && [ "${a#-}" = "$a" ]; then
+            owner_done=1
+            u=${a%%:*}
+            g=
+            case $a in *:*) g=${a#*:} ;; esac
+            case $u in @USER@|@UID@) u=root ;; esac
+            case $g in @GROUP@|@GID@) g=0 ;; esac
+            case $a in *:*) a=$u:$g ;; *) a=$u ;; esac
+        fi
+        set -- "$@" "$a"
+    done
+    set -- chown "$@"
+fi
+"#;
+
+/// Who runs the build, when the namespace maps them to root inside.
+struct Caller {
+    user: String,
+    uid: u32,
+    group: String,
+    gid: u32,
+}
+
+impl Caller {
+    /// The caller of a user-namespace build that is not real root.
+    fn of_namespace() -> Option<Caller> {
+        let map = crate::sandbox::mapping().ok()?;
+        let uid = map.host_uid(0).filter(|&u| u != 0)?;
+        let gid = map.host_gid(0)?;
+        let idmap = |file: &str, id: u32| {
+            crate::sandbox::idmap::user_name(Path::new(file), id).unwrap_or_else(|| id.to_string())
+        };
+        Some(Caller {
+            user: idmap("/etc/passwd", uid),
+            uid,
+            group: idmap("/etc/group", gid),
+            gid,
+        })
+    }
+}
+
+/// Single-quoted for sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The sudo shim, with the chown rule when the caller is root inside.
+fn sudo_shim(caller: Option<&Caller>) -> String {
+    let Some(c) = caller else {
+        return SUDO_SHIM.to_string();
+    };
+    let rule = SUDO_CHOWN_AS_CALLER
+        .replace("@USER@", &sh_quote(&c.user))
+        .replace("@UID@", &c.uid.to_string())
+        .replace("@GROUP@", &sh_quote(&c.group))
+        .replace("@GID@", &c.gid.to_string());
+    SUDO_SHIM.replacen("exec \"$@\"\n", &format!("{rule}exec \"$@\"\n"), 1)
+}
+
 /// Copy a file, symlink or directory tree, keeping modes and links.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     let md = std::fs::symlink_metadata(src)?;
@@ -116,7 +188,11 @@ pub fn write(w: &WorkDir, hooks: &Hooks, resolved: &Resolved) -> Result<(), Buil
         .map_err(ioe("writing dibr-env.bash".into()))?;
     let shim = w.root().join("shim");
     std::fs::create_dir_all(&shim).map_err(ioe("creating the shim directory".into()))?;
-    write_exec(&shim.join("sudo"), SUDO_SHIM).map_err(ioe("writing the sudo shim".into()))?;
+    write_exec(
+        &shim.join("sudo"),
+        &sudo_shim(Caller::of_namespace().as_ref()),
+    )
+    .map_err(ioe("writing the sudo shim".into()))?;
     write_exec(&shim.join("ldd"), LDD_SHIM).map_err(ioe("writing the ldd shim".into()))?;
     // Outside hooks of dibr's own elements call `dibr __element-tables`.
     let exe = std::env::current_exe().map_err(ioe("finding the dibr executable".into()))?;
@@ -127,4 +203,44 @@ pub fn write(w: &WorkDir, hooks: &Hooks, resolved: &Resolved) -> Result<(), Buil
     )
     .map_err(ioe("writing the dibr shim".into()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shim as a hook calls it, with a `chown` that prints its argv.
+    fn shim_chown(args: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let caller = Caller {
+            user: "al'ice".into(),
+            uid: 1234,
+            group: "staff".into(),
+            gid: 50,
+        };
+        write_exec(&dir.path().join("sudo"), &sudo_shim(Some(&caller))).unwrap();
+        write_exec(&dir.path().join("chown"), "#!/bin/sh\necho \"$*\"\n").unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(dir.path().join("sudo"))
+            .arg("chown")
+            .args(args)
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn sudo_chown_to_the_caller_means_root_inside() {
+        assert_eq!(shim_chown(&["al'ice:", "f"]), "root: f");
+        assert_eq!(shim_chown(&["-R", "1234:staff", "d"]), "-R root:0 d");
+        assert_eq!(shim_chown(&[":50", "f"]), ":0 f");
+        assert_eq!(shim_chown(&["al'ice", "f g"]), "root f g");
+        // Other owners, and file names after the owner, are left alone.
+        assert_eq!(shim_chown(&["bob:staff", "al'ice"]), "bob:0 al'ice");
+        assert_eq!(shim_chown(&["-h", "0:0", "1234"]), "-h 0:0 1234");
+        // Without a namespace caller, the shim is the plain one.
+        assert_eq!(sudo_shim(None), SUDO_SHIM);
+    }
 }

@@ -173,6 +173,7 @@ fn run_phase(w: &WorkDir, phase: Phase, env: &env::HookEnv) -> Result<(), BuildE
             env: env.in_target(),
             cwd: "/".into(),
             chroot: true,
+            tree_dev: false,
         }
     } else {
         SandboxConfig {
@@ -183,6 +184,8 @@ fn run_phase(w: &WorkDir, phase: Phase, env: &env::HookEnv) -> Result<(), BuildE
             // (manifests writes "${IMAGE_NAME}.d/" relative to it).
             cwd: std::env::current_dir().map_err(io("current directory"))?,
             chroot: false,
+            // Once root.d has made the tree, it has DIB's /dev nodes.
+            tree_dev: phase != Phase::Root,
         }
     };
     let runner: OsString = if phase.in_target() {
@@ -228,6 +231,7 @@ fn install_extra_packages(
         env: env.in_target(),
         cwd: "/".into(),
         chroot: true,
+        tree_dev: false,
     };
     let mut argv: Vec<OsString> = vec!["install-packages".into()];
     argv.extend(cfg.packages.iter().map(OsString::from));
@@ -253,6 +257,7 @@ fn finalise_base(w: &WorkDir, env: &env::HookEnv) -> Result<(), BuildError> {
         env: env.outside(Phase::Cleanup),
         cwd: w.root().to_path_buf(),
         chroot: false,
+        tree_dev: false,
     };
     let st = sandbox::run(&sb, &["/bin/sh".into(), "-c".into(), script.into()])?;
     if !st.success() {
@@ -328,6 +333,7 @@ fn capture_one(
             env: e,
             cwd: w.root().to_path_buf(),
             chroot: false,
+            tree_dev: false,
         };
         let argv = sandbox::capture_argv(&w.target(), out_abs)?;
         let st = sandbox::run(&sb, &argv)?;
@@ -461,6 +467,7 @@ pub fn reclaim_stale() -> usize {
 /// The whole build. Prints DIB-style progress; returns the output paths.
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
     eprintln!("{}", sandbox::chosen()?.line());
     if let Some(w) = sandbox::mapping()?.warning() {
         eprintln!("dibr: warning: {w}");
@@ -560,13 +567,55 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         a.retain(|p| p != w.root());
     }
     let outs = result?;
-    eprintln!(
-        "dibr: build finished in {:.1}s: {}",
-        started.elapsed().as_secs_f64(),
+    let listed = if outs.is_empty() {
+        // no-final-image: the elements wrote their own (a ramdisk's
+        // NAME.initramfs and NAME.kernel, say).
+        let own = written_by_hooks(&cfg.image_name, started_wall);
+        if own.is_empty() {
+            "no image (no-final-image)".to_string()
+        } else {
+            format!("{} (written by the elements)", own.join(", "))
+        }
+    } else {
         outs.iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    eprintln!(
+        "dibr: build finished in {:.1}s: {listed}",
+        started.elapsed().as_secs_f64()
     );
     Ok(outs)
+}
+
+/// Files named `NAME.*` beside the image name, changed since `since`.
+fn written_by_hooks(image_name: &Path, since: std::time::SystemTime) -> Vec<String> {
+    let dir = match image_name.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(base) = image_name.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let prefix = format!("{base}.");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since && e.path().is_file())
+        })
+        .map(|e| dir.join(e.file_name()).display().to_string())
+        .collect();
+    names.sort();
+    names
 }

@@ -164,6 +164,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ],
                 cwd: "/".into(),
                 chroot: true,
+                tree_dev: false,
             };
             let st = crate::sandbox::run(&cfg, &argv)?;
             std::process::exit(st.code().unwrap_or(1));

@@ -70,6 +70,9 @@ fn prepare(h: &HelperArgs, kind: &Direct, p: &mut Prepared) -> Result<(), String
                 b.src.display()
             ));
         }
+        if h.tree_dev && *kind == Direct::Chroot {
+            make_devices(&h.root, p)?;
+        }
         return Ok(());
     }
     for b in &h.binds {

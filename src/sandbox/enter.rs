@@ -58,6 +58,9 @@ pub struct HelperArgs {
     /// The environment is in this inherited descriptor (NUL-separated
     /// `K=V`), not in `--env` arguments.
     pub env_fd: Option<i32>,
+    /// Outside the chroot: the standard device nodes in the tree's /dev
+    /// (see [`plan::outside_plan`]).
+    pub tree_dev: bool,
 }
 
 /// The namespace-free modes, as the helper runs them.
@@ -96,6 +99,9 @@ impl HelperArgs {
         }
         if self.proc_bind {
             a.push("--proc-bind".into());
+        }
+        if self.tree_dev {
+            a.push("--tree-dev".into());
         }
         if let Some(fd) = self.env_fd {
             a.push("--env-fd".into());
@@ -150,6 +156,7 @@ impl HelperArgs {
             proc_bind: false,
             direct: None,
             env_fd: None,
+            tree_dev: false,
         };
         let mut next = |what: &str| it.next().cloned().ok_or(format!("{what} needs a value"));
         while let Ok(flag) = next("") {
@@ -172,6 +179,7 @@ impl HelperArgs {
                 Some("--chroot") => h.chroot = true,
                 Some("--status-file") => h.status_file = Some(next("--status-file")?.into()),
                 Some("--proc-bind") => h.proc_bind = true,
+                Some("--tree-dev") => h.tree_dev = true,
                 Some("--env-fd") => {
                     h.env_fd = Some(
                         next("--env-fd")?
@@ -525,7 +533,8 @@ fn run(h: &HelperArgs) -> Result<i32, String> {
     let ops = if h.chroot {
         plan::chroot_plan(&h.binds)
     } else {
-        plan::outside_plan(&h.binds)
+        let dev = h.tree_dev.then(|| h.root.join("dev"));
+        plan::outside_plan(&h.binds, dev.as_deref())
     }
     .map_err(|e| e.to_string())?;
     let root: PathBuf = if h.chroot { h.root.clone() } else { "/".into() };
@@ -606,6 +615,12 @@ fn prepare_mountpoints(
             out.push(op.clone());
             continue;
         }
+        if let (false, FsOp::DevNode { .. }) = (chroot, op) {
+            if tree_dev_mountpoint(&p, created)? {
+                out.push(op.clone());
+            }
+            continue;
+        }
         if std::fs::symlink_metadata(&p).is_err() {
             if !chroot {
                 return Err(format!("mountpoint {} does not exist", p.display()));
@@ -638,6 +653,32 @@ fn prepare_mountpoints(
         out.push(op.clone());
     }
     Ok(out)
+}
+
+/// Whether a host device node can be bound on `p`, a node of the tree's
+/// /dev seen from outside: only when that /dev is a real directory and `p`
+/// is a file or device node, or missing (then an empty file is made and
+/// recorded for removal). Never through a symlink, which would take the
+/// bind out of the tree.
+fn tree_dev_mountpoint(p: &Path, created: &mut Created) -> Result<bool, String> {
+    let dev_is_dir = p
+        .parent()
+        .and_then(|d| std::fs::symlink_metadata(d).ok())
+        .is_some_and(|m| m.is_dir());
+    if !dev_is_dir {
+        return Ok(false);
+    }
+    match std::fs::symlink_metadata(p) {
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            Ok(m.is_file() || m.file_type().is_char_device())
+        }
+        Err(_) => {
+            std::fs::File::create(p).map_err(|e| format!("creating {}: {e}", p.display()))?;
+            created.paths.push(p.to_path_buf());
+            Ok(true)
+        }
+    }
 }
 
 fn cleanup(c: &Created) {
@@ -826,6 +867,7 @@ mod tests {
             argv: vec!["sh".into(), "--".into(), "-c".into()],
             env_fd: Some(7),
             proc_bind: true,
+            tree_dev: true,
             direct: Some(Direct::Fakeroot {
                 fakechroot: "/usr/bin/fakechroot".into(),
                 chroot: "/usr/sbin/chroot".into(),
@@ -838,6 +880,7 @@ mod tests {
         assert_eq!(p.binds, h.binds);
         assert_eq!(p.direct, h.direct);
         assert!(p.proc_bind);
+        assert!(p.tree_dev);
         assert_eq!(p.env_fd, Some(7));
         let block = env_block(&h.env);
         assert_eq!(parse_env_block(&block), h.env);

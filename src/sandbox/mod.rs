@@ -16,6 +16,7 @@
 //!     env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
 //!     cwd: "/".into(),
 //!     chroot: true,
+//!     tree_dev: false,
 //! };
 //! let status = run(&cfg, &["/bin/sh".into(), "-c".into(), "id -u".into()]).unwrap();
 //! ```
@@ -55,6 +56,12 @@ pub struct SandboxConfig {
     /// false: run outside the chroot but inside the namespaces, as DIB's
     /// outside hooks (root.d, extra-data.d, cleanup.d) run with TARGET_ROOT.
     pub chroot: bool,
+    /// Outside the chroot: the standard device nodes (null, zero, full,
+    /// random, urandom, tty) in the tree's /dev while the command runs, as
+    /// DIB's tree has them from debootstrap (bound from the host in the
+    /// namespace sandbox, made with mknod(2) in chroot mode, left to
+    /// fakeroot's own mknod in fakeroot mode). Capture ignores /dev.
+    pub tree_dev: bool,
 }
 
 /// Sandbox failures. Each names what was attempted.
@@ -131,6 +138,7 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
         proc_bind: false,
         direct: None,
         env_fd: None,
+        tree_dev: false,
     };
     let out = Command::new(helper_exe())
         .arg("__sandbox")
@@ -292,7 +300,7 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
     if cfg.chroot {
         plan::chroot_plan(&cfg.binds)?;
     } else {
-        plan::outside_plan(&cfg.binds)?;
+        plan::outside_plan(&cfg.binds, None)?;
     }
     if argv.is_empty() {
         return Err(SandboxError::Setup("no command given".into()));
@@ -329,6 +337,7 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         proc_bind,
         direct,
         env_fd: None,
+        tree_dev: cfg.tree_dev && !cfg.chroot,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();
@@ -409,6 +418,7 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         proc_bind: false,
         direct: None,
         env_fd: None,
+        tree_dev: false,
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();

@@ -218,10 +218,25 @@ pub fn chroot_plan(binds: &[Bind]) -> Result<Vec<FsOp>, PlanError> {
 /// The plan for running outside the target (DIB's root.d, extra-data.d,
 /// cleanup.d) but inside the namespaces: a fresh /proc for the new pid
 /// namespace and the user's binds (destinations are host paths).
-pub fn outside_plan(binds: &[Bind]) -> Result<Vec<FsOp>, PlanError> {
+///
+/// With `tree_dev` (the tree's `/dev`, a host path), the host's
+/// [`DEV_NODES`] are bound on it too: DIB's tree keeps the nodes
+/// debootstrap made, and outside hooks rely on them (ironic-python-agent-
+/// builder's `99-ramdisk-create` archives the tree with `cpio` and only
+/// `mknod`s `dev/random` when it is missing, which a user namespace may
+/// not do).
+pub fn outside_plan(binds: &[Bind], tree_dev: Option<&Path>) -> Result<Vec<FsOp>, PlanError> {
     let mut ops = vec![FsOp::Proc {
         dst: PathBuf::from("/proc"),
     }];
+    if let Some(dev) = tree_dev {
+        for n in DEV_NODES {
+            ops.push(FsOp::DevNode {
+                name: n.into(),
+                dst: dev.join(n),
+            });
+        }
+    }
     add_binds(&mut ops, binds)?;
     finish(ops)
 }
@@ -315,8 +330,12 @@ mod tests {
             chroot_plan(&[Bind::ro("/x", "/dev/")]),
             Err(PlanError::Duplicate("/dev".into()))
         );
-        let o = outside_plan(&[Bind::rw("/a", "/b/c")]).unwrap();
+        let o = outside_plan(&[Bind::rw("/a", "/b/c")], None).unwrap();
         assert_eq!(o.len(), 2);
+        let t = outside_plan(&[], Some(Path::new("/w/mnt/dev"))).unwrap();
+        let text: Vec<String> = t.iter().map(|o| o.to_string()).collect();
+        assert!(text.contains(&"bind /dev/random on /w/mnt/dev/random".to_string()));
+        assert_eq!(t.len(), 1 + DEV_NODES.len());
         assert_eq!(
             host_path(Path::new("/t"), Path::new("/b/c")),
             Path::new("/t/b/c")
