@@ -169,7 +169,7 @@ impl HookEnv {
         // Values the caller may set and DIB keeps (`${VAR:-default}`).
         let or = |k: &str, d: String| get(k).filter(|v| !v.is_empty()).unwrap_or(d);
         let dib_args = dib_args();
-        let python = python_exec(&caller);
+        let python = python_exec(&caller, path);
         let dib_env = dib_env_text(&caller, &dib_args, &python);
 
         let mut e = caller.clone();
@@ -296,10 +296,13 @@ fn dib_args() -> String {
         .join(" ")
 }
 
-/// DIB_PYTHON_EXEC: the caller's, else the first python3/python on PATH.
-fn python_exec(caller: &[(String, String)]) -> String {
+/// DIB_PYTHON_EXEC: the caller's, else the Python of DIB's element
+/// library on ELEMENTS_PATH (as DIB's wrapper exports its own), else the
+/// first python3/python on PATH.
+fn python_exec(caller: &[(String, String)], path: &ElementsPath) -> String {
     lookup(caller, "DIB_PYTHON_EXEC")
         .filter(|v| !v.is_empty())
+        .or_else(|| path.dib_python().map(|p| p.display().to_string()))
         .unwrap_or_else(|| {
             ["python3", "python"]
                 .iter()

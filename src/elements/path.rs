@@ -153,6 +153,32 @@ impl ElementsPath {
         Ok(self.discover_noting()?.0)
     }
 
+    /// The Python that DIB's library on this path belongs to (the first
+    /// such directory): the interpreter of the installation whose
+    /// `site-packages/diskimage_builder/elements` it is, e.g.
+    /// `~/dib/bin/python3` for `~/dib/lib/python3.11/site-packages/…`.
+    /// DIB's own `disk-image-create` exports its interpreter as
+    /// `DIB_PYTHON_EXEC`, and DIB's outside helpers (package-installs-squash,
+    /// element-info's tools) need that one, with `diskimage_builder`
+    /// importable.
+    pub fn dib_python(&self) -> Option<PathBuf> {
+        let lib = self
+            .dirs
+            .iter()
+            .find(|d| is_dib_library(d))?
+            .canonicalize()
+            .ok()?;
+        // elements → diskimage_builder → site-packages → pythonX.Y → lib → prefix
+        let site = lib.parent()?.parent()?;
+        let version = site.parent()?;
+        let prefix = version.parent()?.parent()?;
+        let named = version.file_name()?.to_str()?;
+        [named, "python3"]
+            .iter()
+            .map(|n| prefix.join("bin").join(n))
+            .find(|p| p.is_file())
+    }
+
     /// [`Self::discover`], also returning the elements of DIB's library
     /// passed over for dibr's ([`KEPT_FROM_DIBR`]), so the build can say so.
     pub fn discover_noting(
@@ -216,4 +242,31 @@ fn shipped(var: &str, name: &str) -> Option<PathBuf> {
         let d = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
         d.is_dir().then_some(d)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dib_python_is_the_interpreter_of_the_library_s_installation() {
+        let t = tempfile::tempdir().unwrap();
+        let pkg = t
+            .path()
+            .join("venv/lib/python3.11/site-packages/diskimage_builder");
+        std::fs::create_dir_all(pkg.join("elements")).unwrap();
+        std::fs::create_dir_all(pkg.join("lib")).unwrap();
+        std::fs::create_dir_all(t.path().join("venv/bin")).unwrap();
+        std::fs::create_dir_all(t.path().join("mine")).unwrap();
+        let path = ElementsPath::new(vec![t.path().join("mine"), pkg.join("elements")]);
+        // Not DIB's library until lib/disk-image-create is beside it.
+        assert_eq!(path.dib_python(), None);
+        std::fs::write(pkg.join("lib/disk-image-create"), "").unwrap();
+        assert_eq!(path.dib_python(), None, "no interpreter in venv/bin");
+        std::fs::write(t.path().join("venv/bin/python3"), "").unwrap();
+        let bin = t.path().canonicalize().unwrap().join("venv/bin");
+        assert_eq!(path.dib_python(), Some(bin.join("python3")));
+        std::fs::write(t.path().join("venv/bin/python3.11"), "").unwrap();
+        assert_eq!(path.dib_python(), Some(bin.join("python3.11")));
+    }
 }
