@@ -76,20 +76,7 @@ fn kind_name(k: &EntryKind) -> &'static str {
 }
 
 pub(super) fn synthetic(path: &[u8], kind: EntryKind, mode: u32, now: Timestamp) -> Entry {
-    Entry {
-        path: path.to_vec(),
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: now,
-        atime: None,
-        ctime: None,
-        xattrs: Vec::new(),
-        size: 0,
-        segments: Vec::new(),
-        source_offset: 0,
-    }
+    Entry::new(path.to_vec(), kind, mode, now)
 }
 
 pub(super) fn file_entry(mut e: Entry, len: u64) -> Entry {

@@ -24,6 +24,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::ext4::verify::ImageSource;
+use crate::le::{get_be32 as be32, get_be64 as be64};
 
 pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
@@ -90,13 +91,6 @@ pub struct Header {
     /// The image was not closed cleanly (refcounts may be stale; the data
     /// mapping is still valid).
     pub dirty: bool,
-}
-
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-fn be64(b: &[u8], o: usize) -> u64 {
-    u64::from_be_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]))
 }
 
 /// Parses and checks the header at the start of `src`.

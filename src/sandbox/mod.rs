@@ -117,21 +117,7 @@ pub fn mapping() -> Result<IdMapping, SandboxError> {
 }
 
 fn run_probe(m: &IdMapping) -> preflight::Probe {
-    let args = enter::HelperArgs {
-        mode: "probe".into(),
-        parent: std::process::id(),
-        map: m.clone(),
-        root: "/".into(),
-        cwd: "/".into(),
-        chroot: false,
-        binds: vec![],
-        env: vec![],
-        status_file: None,
-        argv: vec![],
-        proc_bind: false,
-        direct: None,
-        env_fd: None,
-    };
+    let args = enter::HelperArgs::new("probe", std::process::id(), m.clone());
     let out = Command::new(helper_exe())
         .arg("__sandbox")
         .args(args.to_args())
@@ -316,9 +302,6 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
     };
     let status = StatusFile::new()?;
     let args = enter::HelperArgs {
-        mode: "run".into(),
-        parent: std::process::id(),
-        map,
         root: std::path::absolute(&cfg.root).unwrap_or_else(|_| cfg.root.clone()),
         cwd: cfg.cwd.clone(),
         chroot: cfg.chroot,
@@ -328,7 +311,7 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         argv: argv.to_vec(),
         proc_bind,
         direct,
-        env_fd: None,
+        ..enter::HelperArgs::new("run", std::process::id(), map)
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();
@@ -396,19 +379,9 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
     }
     let status = StatusFile::new()?;
     let args = enter::HelperArgs {
-        mode: "remove".into(),
-        parent: std::process::id(),
-        map,
         root: std::path::absolute(path).unwrap_or_else(|_| path.into()),
-        cwd: "/".into(),
-        chroot: false,
-        binds: vec![],
-        env: vec![],
         status_file: Some(status.0.clone()),
-        argv: vec![],
-        proc_bind: false,
-        direct: None,
-        env_fd: None,
+        ..enter::HelperArgs::new("remove", std::process::id(), map)
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();

@@ -1,14 +1,15 @@
 //! An independent consistency checker for the images this writer produces.
 //!
 //! It decodes every structure with its own small readers (it shares only
-//! CRC32C, the half-MD4 name hash, the layout rules and the rule for which
-//! xattr names are valid (`xattr::full_name`) with the writer), so a
-//! bug in one of the writer's encoders shows up as a mismatch here instead
-//! of being reproduced. It is deliberately strict: it accepts exactly the
-//! on-disk choices documented in `mod.rs`/`layout.rs`/`superblock.rs` (4 KiB
-//! blocks, 256-byte inodes, 64-byte descriptors, meta_bg with
-//! `s_first_meta_bg = 0`, flex_bg, metadata_csum, htree, unsigned half-MD4),
-//! not every valid ext4 filesystem.
+//! CRC32C, the half-MD4 name hash, the layout rules, the POSIX file-type
+//! bits and the rule for which xattr names are valid (`xattr::full_name`)
+//! with the writer), so a bug in one of the writer's encoders shows up as a
+//! mismatch here instead of being reproduced. It is deliberately strict: it
+//! accepts exactly the on-disk choices documented in
+//! `mod.rs`/`layout.rs`/`superblock.rs` (4 KiB blocks, 256-byte inodes,
+//! 64-byte descriptors, meta_bg with `s_first_meta_bg = 0`, flex_bg,
+//! metadata_csum, htree, unsigned half-MD4), not every valid ext4
+//! filesystem.
 //!
 //! Used by the fuzz target (every image the writer produces must pass) and by
 //! unit tests; `e2fsck -fn` is the second, external oracle.
@@ -20,6 +21,7 @@ use std::os::unix::fs::FileExt;
 
 use super::csum::raw;
 use super::dirhash::half_md4;
+use super::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use super::layout::{group_overhead, has_super, meta_gdt_block, BLOCKS_PER_GROUP};
 use super::superblock::{FEATURE_COMPAT, FEATURE_INCOMPAT, FEATURE_RO_COMPAT};
 use super::xattr::full_name;
@@ -34,15 +36,6 @@ const ROOT_INO: u32 = 2;
 
 const EXTENTS_FL: u32 = 0x80000;
 const INDEX_FL: u32 = 0x1000;
-
-const S_IFMT: u16 = 0o170000;
-const S_IFIFO: u16 = 0o010000;
-const S_IFCHR: u16 = 0o020000;
-const S_IFDIR: u16 = 0o040000;
-const S_IFBLK: u16 = 0o060000;
-const S_IFREG: u16 = 0o100000;
-const S_IFLNK: u16 = 0o120000;
-const S_IFSOCK: u16 = 0o140000;
 
 const XATTR_MAGIC: u32 = 0xEA02_0000;
 const JBD2_MAGIC: u32 = 0xC03B_3998;
@@ -2069,19 +2062,11 @@ mod tests {
     }
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
+        let mtime = Timestamp::new(1_700_000_000, 5);
         Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
             uid: 1000,
             gid: 1000,
-            mtime: Timestamp::new(1_700_000_000, 5),
-            atime: None,
-            ctime: None,
-            xattrs: Vec::new(),
-            size: 0,
-            segments: Vec::new(),
-            source_offset: 0,
+            ..Entry::new(path.as_bytes().to_vec(), kind, 0o644, mtime)
         }
     }
 
