@@ -31,12 +31,9 @@ pub(super) fn write_tar_output(
     let fstab = plan.fstab().into_bytes();
     capture::write_output_with(out, ty, opts.no_fsync, &mut |w| {
         let mut t = EntryTar::new(w, &opts, &cfg.from);
-        let mut src = Source::open(&cfg.from).map_err(|e| CaptureError::Input(e.to_string()))?;
+        let mut src = Source::open(&cfg.from).map_err(CaptureError::from)?;
         let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
-        while let Some(e) = src
-            .next_entry()
-            .map_err(|e| CaptureError::Input(e.to_string()))?
-        {
+        while let Some(e) = src.next_entry().map_err(CaptureError::from)? {
             if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
                 continue; // replaced by a hook's entry, written below
             }

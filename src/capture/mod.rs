@@ -110,8 +110,9 @@ pub enum CaptureError {
     },
     #[error("exclude path {pattern:?}: {detail}")]
     BadExclude { pattern: PathBuf, detail: String },
-    #[error("{0}")]
-    Input(String),
+    /// The input archive (a tar being captured instead of a directory).
+    #[error(transparent)]
+    Tar(#[from] crate::tarstream::TarError),
     #[error("{path}: {source}")]
     Output {
         path: PathBuf,
@@ -495,14 +496,18 @@ pub fn write_tar_from_stream(
     opts: &CaptureOptions,
     real_owner: Option<(u32, u32)>,
 ) -> Result<CaptureStats, CaptureError> {
-    let mut src = Source::open(input).map_err(source_error)?;
+    let mut src = Source::open(input)?;
     write_entries(&mut src, name, out, opts, real_owner)
 }
 
-fn source_error(e: SourceError) -> CaptureError {
-    match e {
-        SourceError::Dir(d) => CaptureError::Walk(d),
-        SourceError::Tar(t) => CaptureError::Input(t.to_string()),
+/// A source's error as the capture's own: the walk's or the archive's,
+/// each with its source kept.
+impl From<SourceError> for CaptureError {
+    fn from(e: SourceError) -> CaptureError {
+        match e {
+            SourceError::Dir(d) => CaptureError::Walk(d),
+            SourceError::Tar(t) => CaptureError::Tar(t),
+        }
     }
 }
 
@@ -525,7 +530,7 @@ fn write_entries(
         root: root.to_path_buf(),
     };
     let mut dev_pending = opts.synthesize_dev;
-    while let Some(mut e) = src.next_entry().map_err(source_error)? {
+    while let Some(mut e) = src.next_entry()? {
         if excludes.iter().any(|x| x.matches(&e.path)) {
             continue;
         }

@@ -64,6 +64,20 @@ pub enum Qcow2Error {
     CompressionType(u8),
     #[error("corrupt qcow2: {0}")]
     Corrupt(String),
+    /// A compressed cluster that raw deflate refuses.
+    #[error("corrupt qcow2: guest cluster {cluster}: compressed data: {source}")]
+    Deflate {
+        cluster: u64,
+        #[source]
+        source: flate2::DecompressError,
+    },
+    /// A compressed cluster that zstd refuses (or a decoder not made).
+    #[error("corrupt qcow2: guest cluster {cluster}: compressed data: {source}")]
+    Zstd {
+        cluster: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading qcow2 {what} at byte {offset}: {source}")]
     Io {
         what: &'static str,
@@ -332,20 +346,26 @@ impl<'a> Qcow2<'a> {
                         d.total_out(),
                         out.len()
                     ))),
-                    Err(e) => Err(bad(e.to_string())),
+                    Err(source) => Err(Qcow2Error::Deflate {
+                        cluster: gc,
+                        source,
+                    }),
                 }
             }
             Compression::Zstd => {
                 // qemu's qcow2_zstd_decompress: stream until the cluster is
                 // full; trailing padding is ignored.
                 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
-                let mut d = Decoder::new().map_err(|e| bad(e.to_string()))?;
+                let zstd = |source| Qcow2Error::Zstd {
+                    cluster: gc,
+                    source,
+                };
+                let mut d = Decoder::new().map_err(zstd)?;
                 let mut input = InBuffer::around(raw);
                 let mut output = OutBuffer::around(out);
                 while output.pos() < output.capacity() {
                     let before = (input.pos(), output.pos());
-                    d.run(&mut input, &mut output)
-                        .map_err(|e| bad(e.to_string()))?;
+                    d.run(&mut input, &mut output).map_err(zstd)?;
                     if (input.pos(), output.pos()) == before {
                         return Err(bad("zstd stream ended early".into()));
                     }

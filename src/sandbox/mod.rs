@@ -71,10 +71,23 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// What the helper (or fakeroot) reported; it crosses a process
+    /// boundary as text, in the status file.
     #[error("setting up the sandbox failed: {0}")]
     Setup(String),
+    /// The memfd that carries the hook environment to the helper.
+    #[error("setting up the sandbox failed: {0}")]
+    EnvMemfd(#[source] sys::SysError),
+    /// The helper's report of why it could not remove a tree.
     #[error("cannot remove {}: {detail}", path.display())]
     Remove { path: PathBuf, detail: String },
+    /// Removing a tree with real ids, in this process.
+    #[error("cannot remove {}: {source}", path.display())]
+    RemoveDirect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sandbox status file {}: {source}", path.display())]
     StatusFile {
         path: PathBuf,
@@ -244,8 +257,8 @@ fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
     let helper = helper_exe();
     // The environment (DIB_DEV_USER_PASSWORD, tokens) goes through an
     // inherited memfd, not argv, which every local user can read in ps.
-    let memfd = sys::inheritable_memfd(&enter::env_block(&args.env))
-        .map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let memfd =
+        sys::inheritable_memfd(&enter::env_block(&args.env)).map_err(SandboxError::EnvMemfd)?;
     let mut args = args.clone();
     args.env.clear();
     args.env_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&memfd));
@@ -372,9 +385,9 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         // Real ids (root, an identity map, the namespace-free modes): the
         // files are ours; a hook may have left directories without write
         // permission, which root ignores and an ordinary user must undo.
-        return direct::remove_all(path).map_err(|e| SandboxError::Remove {
+        return direct::remove_all(path).map_err(|source| SandboxError::RemoveDirect {
             path: path.into(),
-            detail: e.to_string(),
+            source,
         });
     }
     let status = StatusFile::new()?;

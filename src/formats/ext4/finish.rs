@@ -486,7 +486,7 @@ impl Builder {
                 (dir::lost_found(ino, 2, LPF_BLOCKS, iseed), false)
             } else {
                 let enc = dir::encode(ino, parent_ino, &entries, &id.hinfo, iseed)
-                    .map_err(|e| Error::Option(format!("directory inode {ino}: {e}")))?;
+                    .map_err(|source| Error::DirTooLarge { ino, source })?;
                 (enc.blocks, enc.indexed)
             };
             drop(entries);
@@ -537,8 +537,10 @@ impl Builder {
             if node.xattrs.is_empty() {
                 continue;
             }
-            let p = xattr::place(node.xattrs.clone())
-                .map_err(|e| Error::Option(format!("inode {}: {e}", num.ino_of[id as usize])))?;
+            let p = xattr::place(node.xattrs.clone()).map_err(|source| Error::Xattrs {
+                ino: num.ino_of[id as usize],
+                source,
+            })?;
             if !p.ibody.is_empty() {
                 ibody.insert(id, xattr::encode_ibody(&p.ibody));
             }
