@@ -7,7 +7,8 @@
 //! numeric owners, but it is plain userspace file reading: the tree is
 //! walked with [`crate::source::dir::DirSource`] (sorted, hard links to the
 //! first path, xattrs, SEEK_DATA/SEEK_HOLE) and written with
-//! [`tar_writer`]. Nothing is created on the host: devices become headers.
+//! [`crate::tarstream::writer`]. Nothing is created on the host: devices
+//! become headers.
 //!
 //! What goes into the archive:
 //! - numeric uid/gid only (no user or group names), mode incl.
@@ -29,17 +30,15 @@
 //! Members appear in walk order: parents before children, names sorted
 //! bytewise per directory. The root is the member `./`.
 
-mod acl_text;
 pub mod output;
-pub mod tar_writer;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::source::dir::{DirError, DirSource};
 use crate::source::{Source, SourceError};
+use crate::tarstream::writer::{self as tar_writer, typeflag, Member, SparseInfo, TarWriter};
 use crate::tree::{normalize_path, Entry, EntryKind, FileData, Timestamp};
-use tar_writer::{typeflag, Member, SparseInfo, TarWriter};
 
 pub use output::{write_output, write_output_with, OutputType};
 

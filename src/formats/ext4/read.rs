@@ -27,7 +27,7 @@
 
 use std::io::Write;
 
-use super::verify::ImageSource;
+use crate::image_io::ImageSource;
 
 const SB_OFFSET: u64 = 1024;
 const EXT4_MAGIC: u16 = 0xEF53;

@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use super::csum::raw;
 use super::dirhash::half_md4;
@@ -25,6 +24,7 @@ use super::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG,
 use super::layout::{group_overhead, has_super, meta_gdt_block, BLOCKS_PER_GROUP};
 use super::superblock::{FEATURE_COMPAT, FEATURE_INCOMPAT, FEATURE_RO_COMPAT};
 use super::xattr::full_name;
+use crate::image_io::{FileSource, ImageSource};
 
 const BS: usize = 4096;
 const BSU: u64 = 4096;
@@ -175,45 +175,6 @@ fn u32le(b: &[u8], o: usize) -> u32 {
 }
 fn u32be(b: &[u8], o: usize) -> u32 {
     u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-/// Random access to the image bytes.
-pub trait ImageSource {
-    fn size(&self) -> u64;
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()>;
-}
-
-impl ImageSource for &[u8] {
-    fn size(&self) -> u64 {
-        <[u8]>::len(self) as u64
-    }
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let end = off.checked_add(buf.len() as u64);
-        match end {
-            Some(e) if e <= <[u8]>::len(self) as u64 => {
-                buf.copy_from_slice(&self[off as usize..e as usize]);
-                Ok(())
-            }
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "read past the end of the image",
-            )),
-        }
-    }
-}
-
-struct FileSource<'a> {
-    file: &'a File,
-    len: u64,
-}
-
-impl ImageSource for FileSource<'_> {
-    fn size(&self) -> u64 {
-        self.len
-    }
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, off)
-    }
 }
 
 /// Check an in-memory image.
@@ -2052,6 +2013,7 @@ mod tests {
     use crate::ext4::{Builder, Options};
     use crate::tree::{Entry, EntryKind, FileData, Segment, Timestamp};
     use std::io::Read;
+    use std::os::unix::fs::FileExt;
 
     struct VecData(std::io::Cursor<Vec<u8>>);
 

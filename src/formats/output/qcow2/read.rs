@@ -23,7 +23,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::ext4::verify::ImageSource;
+use crate::image_io::ImageSource;
 use crate::le::{get_be32 as be32, get_be64 as be64};
 
 pub const MAGIC: &[u8; 4] = b"QFI\xfb";

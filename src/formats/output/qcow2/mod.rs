@@ -26,6 +26,9 @@
 //! All-zero clusters stay unallocated. The raw input is read sparsely with
 //! SEEK_DATA/SEEK_HOLE; clusters are read and compressed in parallel (rayon)
 //! and appended in guest order, so the output is deterministic.
+//!
+//! The reader (`read`, for `dibr get-kernel`/`check`) lives beside the
+//! writer: the format's two directions in one place.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -37,6 +40,8 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
 use super::atomic::AtomicFile;
+
+pub mod read;
 
 /// Errors from the image converters; every variant names the file.
 #[derive(Debug, thiserror::Error)]
