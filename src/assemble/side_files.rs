@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::hooks::KEEP_LIMIT;
 use super::plan::Plan;
-use super::router::{file_entry, read_all, Bytes};
+use super::router::{fstab_replacement, read_all, Bytes};
 use super::{io_err, AssembleConfig, AssembleError};
 use crate::capture::{self, CaptureError, CaptureOptions, EntryTar, OutputType};
 use crate::output::atomic::AtomicFile;
@@ -37,13 +37,7 @@ pub(super) fn write_tar_output(
             if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
                 continue; // replaced by a hook's entry, written below
             }
-            if e.path == b"etc/fstab" && !matches!(e.kind, EntryKind::Dir) {
-                let mode = if e.kind == EntryKind::File {
-                    e.mode
-                } else {
-                    0o644
-                };
-                let fe = file_entry(Entry { mode, ..e }, fstab.len() as u64);
+            if let Some(fe) = fstab_replacement(&e, fstab.len() as u64) {
                 t.add(&fe, &mut Bytes(&fstab))?;
                 continue;
             }
