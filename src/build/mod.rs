@@ -93,7 +93,7 @@ pub enum BuildError {
     Manifests {
         what: String,
         #[source]
-        source: crate::assemble::AssembleError,
+        source: Box<crate::assemble::AssembleError>,
     },
     #[error("{0}")]
     Usage(String),
@@ -305,13 +305,13 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         let files =
             crate::assemble::manifest_files(&dir).map_err(|source| BuildError::Manifests {
                 what: format!("reading the manifests in {}", dir.display()),
-                source,
+                source: Box::new(source),
             })?;
         if !files.is_empty() {
             crate::assemble::write_manifests(&cfg.image_name, &files).map_err(|source| {
                 BuildError::Manifests {
                     what: format!("writing {}.d/dib-manifests", cfg.image_name.display()),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }
