@@ -1014,15 +1014,10 @@ mod tests {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         let opts = Options {
             label: *b"finish-test\0\0\0\0\0",
-            uuid: None,
-            size_blocks: None,
-            extra_blocks: 0,
             max_resize_bytes: 1 << 40,
             fit_ceiling: false,
-            density: Default::default(),
-            reserved_per_mille: 50,
-            journal_blocks: None,
             source_date_epoch: Some(1_700_000_000),
+            ..Default::default()
         };
         let mut b = Builder::new(tmp.reopen().unwrap(), tmp.path().into(), opts).unwrap();
         let t = Timestamp::new(1_700_000_000, 0);

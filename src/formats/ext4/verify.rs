@@ -2069,15 +2069,10 @@ mod tests {
         let f = tmp.reopen().unwrap();
         let opts = Options {
             label: *b"verify-test\0\0\0\0\0",
-            uuid: None,
-            size_blocks: None,
-            extra_blocks: 0,
             max_resize_bytes,
             fit_ceiling: false,
-            density: Default::default(),
-            reserved_per_mille: 50,
-            journal_blocks: None,
             source_date_epoch: Some(1_700_000_000),
+            ..Default::default()
         };
         let mut b = Builder::new(f, tmp.path().to_path_buf(), opts).unwrap();
         for (e, d) in items {
