@@ -31,3 +31,5 @@ pub mod inspect;
 pub mod progress;
 pub mod sandbox;
 pub mod settings;
+#[cfg(test)]
+mod test_rng;
