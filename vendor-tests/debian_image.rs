@@ -1014,7 +1014,10 @@ const TRIPLEO_LEFT_OUT: &[(&str, &str)] = &[
 /// - `DIB_INSTALLTYPE_pip_and_virtualenv=package`: the source install
 ///   fetches get-pip.py from bootstrap.pypa.io and brings Python 2.
 ///
-/// Then every hook of every TripleO element ran to completion, and the
+/// dibr's kept `debootstrap` fetched the apt lists before DIB's `dib-python`
+/// and installed python3 for DIB's Python `package-installs-v2`, as DIB's
+/// `debian-minimal` root.d does. Then every hook of every TripleO element
+/// ran to completion, and the
 /// image holds what each one installs (venvs from PyPI, scripts, the
 /// os-collect-config unit enabled, templates, debconf answers, packages).
 /// `PIP_CERT` and the test element `dibr-test-host-ca` (the host's CA
@@ -1118,6 +1121,19 @@ fn tripleo_image_elements_build_rootless() {
         "{test}: no line says dibr's vm replaced DIB's\n{}",
         head(&text, 200)
     );
+    // dibr's debootstrap did for DIB's elements what DIB's debian-minimal
+    // root.d does: fresh apt lists before dib-python's apt-get install
+    // python3, and python3 for DIB's Python package-installs-v2.
+    let at = |s: &str| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("{test}: no {s:?} in the build log"))
+    };
+    assert!(
+        at("dib-run-parts 00-apt-get-update completed")
+            < at("Running /tmp/in_target.d/pre-install.d/01-dib-python"),
+        "{test}: the apt lists were not fetched before dib-python"
+    );
+    at("is Python 3 (DIB's): installing python3");
     // Every hook of the TripleO elements ran to completion (install.d of
     // the default `source` install type: the *-source-install directory).
     for e in TRIPLEO_BUILT {
