@@ -29,8 +29,16 @@ pub fn run(a: &ElementsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path = ElementsPath::from_env()?;
     let all = path.discover()?;
     if a.list {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         for (name, e) in &all {
-            println!("{name}\t{}", e.path.display());
+            // `dibr elements --list | head` closes the pipe early: not an error.
+            if let Err(e) = writeln!(out, "{name}\t{}", e.path.display()) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
         }
         return Ok(());
     }
