@@ -424,8 +424,7 @@ fn segments(md: &str) -> Vec<Seg> {
         para.clear();
         let mut rest = text.as_str();
         let mut prose_at = 0usize;
-        loop {
-            let Some(a) = rest.find('`') else { break };
+        while let Some(a) = rest.find('`') {
             let ticks = rest[a..].chars().take_while(|c| *c == '`').count();
             let fence = "`".repeat(ticks);
             let Some(b) = rest[a + ticks..].find(&fence) else {
