@@ -3,10 +3,11 @@
 //! Two tiers, one folder each for the bottom one:
 //! - `src/formats/`: formats and writers, driven by typed options and never
 //!   by the environment: `source`/`tree` (the entry stream from a tar or a
-//!   directory), `tarstream` (tar reading), `ext4`, `fat`, `disk`
-//!   (partition tables, DIB's block-device YAML), `boot` (GRUB and EFI
-//!   pieces), `output` (qcow2, vhd, cpio, atomic files, output sets),
-//!   `rootfs` (root tarballs and OCI images into a tree), and the leaves
+//!   directory), `tarstream` (tar reading and writing), `ext4`, `fat`,
+//!   `disk` (partition tables, DIB's block-device YAML), `boot` (GRUB and
+//!   EFI pieces), `output` (qcow2 written and read, vhd, cpio, atomic
+//!   files, output sets), `rootfs` (root tarballs and OCI images into a
+//!   tree), `image_io` (random access to image bytes), and the leaves
 //!   `le`, `uuid`, `units`. Re-exported here, so `dibr::ext4` names it.
 //! - Pipeline stages above them: `cli` (the command line) with `settings`
 //!   (the environment, read once), `build` (the disk-image-create
@@ -16,7 +17,7 @@
 
 pub mod formats;
 pub use formats::{
-    boot, disk, ext4, fat, le, output, rootfs, source, tarstream, tree, units, uuid,
+    boot, disk, ext4, fat, image_io, le, output, rootfs, source, tarstream, tree, units, uuid,
 };
 
 pub mod assemble;
@@ -30,3 +31,5 @@ pub mod inspect;
 pub mod progress;
 pub mod sandbox;
 pub mod settings;
+#[cfg(test)]
+mod test_rng;

@@ -268,7 +268,8 @@ pub fn round_image_size(bytes: u64) -> u64 {
     bytes.div_ceil(64 << 10) * (64 << 10)
 }
 
-fn size_spec(plan: &Plan, idx: usize) -> Option<String> {
+/// Every partition of the config's partitioning entries, in order.
+fn partitions(plan: &Plan) -> impl Iterator<Item = &Value> {
     plan.graph
         .entries
         .iter()
@@ -277,9 +278,13 @@ fn size_spec(plan: &Plan, idx: usize) -> Option<String> {
             e.values
                 .get("partitions")
                 .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
+                .into_iter()
+                .flatten()
         })
+}
+
+fn size_spec(plan: &Plan, idx: usize) -> Option<String> {
+    partitions(plan)
         .nth(idx)
         .and_then(|p| p.get("size").map(text))
 }
@@ -318,18 +323,7 @@ impl Plan {
         let layout = match disk_size {
             Some(d) => layout::compute(&self.graph, d, self.sector)?,
             None => {
-                let n = self
-                    .graph
-                    .entries
-                    .iter()
-                    .filter(|e| e.plugin == Plugin::Partitioning)
-                    .flat_map(|e| {
-                        e.values
-                            .get("partitions")
-                            .and_then(Value::as_array)
-                            .map(|a| a.len())
-                    })
-                    .sum::<usize>();
+                let n = partitions(self).count();
                 for i in 0..n.saturating_sub(1) {
                     let spec = size_spec(self, i).unwrap_or_default();
                     if spec.trim_end().ends_with('%') {

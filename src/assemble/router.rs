@@ -76,20 +76,23 @@ fn kind_name(k: &EntryKind) -> &'static str {
 }
 
 pub(super) fn synthetic(path: &[u8], kind: EntryKind, mode: u32, now: Timestamp) -> Entry {
-    Entry {
-        path: path.to_vec(),
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: now,
-        atime: None,
-        ctime: None,
-        xattrs: Vec::new(),
-        size: 0,
-        segments: Vec::new(),
-        source_offset: 0,
+    Entry::new(path.to_vec(), kind, mode, now)
+}
+
+/// dib-block-device writefstab `cp`s the generated fstab over whatever the
+/// tree has at /etc/fstab (a directory excepted): the entry that replaces
+/// `e`, a file of `len` bytes keeping a regular file's mode (else 0644).
+/// One rule for the disk and the tar outputs.
+pub(super) fn fstab_replacement(e: &Entry, len: u64) -> Option<Entry> {
+    if e.path != b"etc/fstab" || matches!(e.kind, EntryKind::Dir) {
+        return None;
     }
+    let mode = if e.kind == EntryKind::File {
+        e.mode
+    } else {
+        0o644
+    };
+    Some(file_entry(Entry { mode, ..e.clone() }, len))
 }
 
 pub(super) fn file_entry(mut e: Entry, len: u64) -> Entry {
@@ -291,20 +294,8 @@ impl Assembly<'_> {
         e: &Entry,
         data: &mut dyn FileData,
     ) -> Result<(), AssembleError> {
-        if e.path == b"etc/fstab" && !matches!(e.kind, EntryKind::Dir) {
-            // dib-block-device writefstab: `cp` over whatever the tree had.
+        if let Some(fe) = fstab_replacement(e, self.fstab.len() as u64) {
             self.saw_fstab = true;
-            let fe = file_entry(
-                Entry {
-                    mode: if matches!(e.kind, EntryKind::File) {
-                        e.mode
-                    } else {
-                        0o644
-                    },
-                    ..e.clone()
-                },
-                self.fstab.len() as u64,
-            );
             let fstab = std::mem::take(&mut self.fstab);
             let r = self.route(&fe, &mut Bytes(&fstab));
             self.fstab = fstab;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::hooks::KEEP_LIMIT;
 use super::plan::Plan;
-use super::router::{file_entry, read_all, Bytes};
+use super::router::{fstab_replacement, read_all, Bytes};
 use super::{io_err, AssembleConfig, AssembleError};
 use crate::capture::{self, CaptureError, CaptureOptions, EntryTar, OutputType};
 use crate::output::atomic::AtomicFile;
@@ -31,22 +31,13 @@ pub(super) fn write_tar_output(
     let fstab = plan.fstab().into_bytes();
     capture::write_output_with(out, ty, opts.no_fsync, &mut |w| {
         let mut t = EntryTar::new(w, &opts, &cfg.from);
-        let mut src = Source::open(&cfg.from).map_err(|e| CaptureError::Input(e.to_string()))?;
+        let mut src = Source::open(&cfg.from).map_err(CaptureError::from)?;
         let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
-        while let Some(e) = src
-            .next_entry()
-            .map_err(|e| CaptureError::Input(e.to_string()))?
-        {
+        while let Some(e) = src.next_entry().map_err(CaptureError::from)? {
             if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
                 continue; // replaced by a hook's entry, written below
             }
-            if e.path == b"etc/fstab" && !matches!(e.kind, EntryKind::Dir) {
-                let mode = if e.kind == EntryKind::File {
-                    e.mode
-                } else {
-                    0o644
-                };
-                let fe = file_entry(Entry { mode, ..e }, fstab.len() as u64);
+            if let Some(fe) = fstab_replacement(&e, fstab.len() as u64) {
                 t.add(&fe, &mut Bytes(&fstab))?;
                 continue;
             }

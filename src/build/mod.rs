@@ -87,7 +87,14 @@ pub enum BuildError {
     #[error("root.d left the target tree empty: an element providing operating-system must create the base tree in $TARGET_ROOT")]
     EmptyRoot,
     #[error("capturing the tree failed ({0}); its output is above")]
-    Capture(String),
+    Capture(std::process::ExitStatus),
+    /// Copying DIB's manifests (`/etc/dib-manifests`) beside the image.
+    #[error("{what}: {source}")]
+    Manifests {
+        what: String,
+        #[source]
+        source: Box<crate::assemble::AssembleError>,
+    },
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -300,15 +307,17 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         _ => false,
     };
     if inside {
-        let files = crate::assemble::manifest_files(&dir).map_err(|e| {
-            BuildError::Usage(format!("reading the manifests in {}: {e}", dir.display()))
-        })?;
+        let files =
+            crate::assemble::manifest_files(&dir).map_err(|source| BuildError::Manifests {
+                what: format!("reading the manifests in {}", dir.display()),
+                source: Box::new(source),
+            })?;
         if !files.is_empty() {
-            crate::assemble::write_manifests(&cfg.image_name, &files).map_err(|e| {
-                BuildError::Usage(format!(
-                    "writing {}.d/dib-manifests: {e}",
-                    cfg.image_name.display()
-                ))
+            crate::assemble::write_manifests(&cfg.image_name, &files).map_err(|source| {
+                BuildError::Manifests {
+                    what: format!("writing {}.d/dib-manifests", cfg.image_name.display()),
+                    source: Box::new(source),
+                }
             })?;
         }
     }
@@ -338,7 +347,7 @@ fn capture_one(
         let argv = sandbox::capture_argv(&w.target(), out_abs)?;
         let st = sandbox::run(&sb, &argv)?;
         if !st.success() {
-            return Err(BuildError::Capture(st.to_string()));
+            return Err(BuildError::Capture(st));
         }
     }
     Ok(())

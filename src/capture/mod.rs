@@ -7,7 +7,8 @@
 //! numeric owners, but it is plain userspace file reading: the tree is
 //! walked with [`crate::source::dir::DirSource`] (sorted, hard links to the
 //! first path, xattrs, SEEK_DATA/SEEK_HOLE) and written with
-//! [`tar_writer`]. Nothing is created on the host: devices become headers.
+//! [`crate::tarstream::writer`]. Nothing is created on the host: devices
+//! become headers.
 //!
 //! What goes into the archive:
 //! - numeric uid/gid only (no user or group names), mode incl.
@@ -29,17 +30,15 @@
 //! Members appear in walk order: parents before children, names sorted
 //! bytewise per directory. The root is the member `./`.
 
-mod acl_text;
 pub mod output;
-pub mod tar_writer;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::source::dir::{DirError, DirSource};
 use crate::source::{Source, SourceError};
+use crate::tarstream::writer::{self as tar_writer, typeflag, Member, SparseInfo, TarWriter};
 use crate::tree::{normalize_path, Entry, EntryKind, FileData, Timestamp};
-use tar_writer::{typeflag, Member, SparseInfo, TarWriter};
 
 pub use output::{write_output, write_output_with, OutputType};
 
@@ -110,8 +109,9 @@ pub enum CaptureError {
     },
     #[error("exclude path {pattern:?}: {detail}")]
     BadExclude { pattern: PathBuf, detail: String },
-    #[error("{0}")]
-    Input(String),
+    /// The input archive (a tar being captured instead of a directory).
+    #[error(transparent)]
+    Tar(#[from] crate::tarstream::TarError),
     #[error("{path}: {source}")]
     Output {
         path: PathBuf,
@@ -495,14 +495,18 @@ pub fn write_tar_from_stream(
     opts: &CaptureOptions,
     real_owner: Option<(u32, u32)>,
 ) -> Result<CaptureStats, CaptureError> {
-    let mut src = Source::open(input).map_err(source_error)?;
+    let mut src = Source::open(input)?;
     write_entries(&mut src, name, out, opts, real_owner)
 }
 
-fn source_error(e: SourceError) -> CaptureError {
-    match e {
-        SourceError::Dir(d) => CaptureError::Walk(d),
-        SourceError::Tar(t) => CaptureError::Input(t.to_string()),
+/// A source's error as the capture's own: the walk's or the archive's,
+/// each with its source kept.
+impl From<SourceError> for CaptureError {
+    fn from(e: SourceError) -> CaptureError {
+        match e {
+            SourceError::Dir(d) => CaptureError::Walk(d),
+            SourceError::Tar(t) => CaptureError::Tar(t),
+        }
     }
 }
 
@@ -525,7 +529,7 @@ fn write_entries(
         root: root.to_path_buf(),
     };
     let mut dev_pending = opts.synthesize_dev;
-    while let Some(mut e) = src.next_entry().map_err(source_error)? {
+    while let Some(mut e) = src.next_entry()? {
         if excludes.iter().any(|x| x.matches(&e.path)) {
             continue;
         }

@@ -1,8 +1,10 @@
 //! `dibr ramdisk` (and `ramdisk-image-create`): build the elements like
 //! `dibr build`, then write the tree as `NAME.initramfs` (cpio newc,
 //! gzip by default as DIB, or zstd) and its newest kernel as `NAME.kernel`,
-//! the pair deploy and inspection ramdisks are booted with. The `ramdisk`
-//! element gives the tree an `/init`.
+//! the pair deploy and inspection ramdisks are booted with. dibr's
+//! `ramdisk` element gives the tree an `/init`; elements that build the
+//! ramdisk themselves (DIB's `ramdisk`, `dracut-ramdisk`) are taken at
+//! their word.
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +44,32 @@ impl Drop for Temp {
 /// In the kernel image and initrds of the tree: left out of the ramdisk.
 fn is_boot_image(p: &[u8]) -> bool {
     p.starts_with(b"boot/vmlinuz") || p.starts_with(b"boot/initrd")
+}
+
+/// Elements that make the ramdisk themselves write `IMAGE_NAME.initramfs`
+/// and `IMAGE_NAME.kernel` from the tree, as under DIB (DIB's
+/// `ramdisk-base`, `cleanup.d/99-extract-ramdisk-files`, after its
+/// `ramdisk` or `dracut-ramdisk` built a busybox or dracut initramfs in
+/// post-install.d). Then theirs is the ramdisk, under the name asked for,
+/// and the tree is not packed again; a lone one of the pair is dropped.
+/// Returns whether it adopted the pair.
+fn adopt_elements_ramdisk(tree_name: &Path, name: &Path) -> std::io::Result<bool> {
+    let made = (with_ext(tree_name, "initramfs"), with_ext(tree_name, "kernel"));
+    let _strays = (Temp(made.0.clone()), Temp(made.1.clone()));
+    if !(made.0.is_file() && made.1.is_file()) {
+        return Ok(false);
+    }
+    let (ipath, kpath) = (with_ext(name, "initramfs"), with_ext(name, "kernel"));
+    let set = crate::output::set::begin();
+    std::fs::rename(&made.1, crate::output::set::stage_path(&kpath))?;
+    std::fs::rename(&made.0, crate::output::set::stage_path(&ipath))?;
+    set.commit()?;
+    eprintln!(
+        "dibr ramdisk: {} and {}, as the elements' hooks made them (not packed again from the tree)",
+        kpath.display(),
+        ipath.display()
+    );
+    Ok(true)
 }
 
 pub fn run(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
@@ -103,6 +131,10 @@ fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
         } else {
             std::fs::rename(&tree_d, &d)?;
         }
+    }
+
+    if adopt_elements_ramdisk(&tree_name, &name)? {
+        return Ok(());
     }
 
     // The kernel: the newest /boot/vmlinuz-* of the tree.

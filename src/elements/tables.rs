@@ -27,7 +27,11 @@ pub enum TablesError {
     #[error(transparent)]
     PkgMap(#[from] PkgMapError),
     #[error("IMAGE_ELEMENT_YAML is not a mapping of element names to paths: {0}")]
-    Elements(String),
+    ElementsYaml(#[source] PackageInstallsError),
+    #[error(
+        "IMAGE_ELEMENT_YAML is not a mapping of element names to paths: element {0} has no path"
+    )]
+    ElementWithoutPath(String),
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
@@ -45,11 +49,11 @@ pub struct TablesSummary {
 /// Elements from `IMAGE_ELEMENT_YAML` (`name: path` lines).
 pub fn elements_from_yaml(text: &str) -> Result<Vec<(String, PathBuf)>, TablesError> {
     let doc = package_installs::parse_document(text, "IMAGE_ELEMENT_YAML")
-        .map_err(|e| TablesError::Elements(e.to_string()))?;
+        .map_err(TablesError::ElementsYaml)?;
     doc.into_iter()
         .map(|(k, v)| match v.as_str() {
             Some(p) => Ok((k, PathBuf::from(p))),
-            None => Err(TablesError::Elements(format!("element {k} has no path"))),
+            None => Err(TablesError::ElementWithoutPath(k)),
         })
         .collect()
 }

@@ -324,20 +324,7 @@ const SEEDS: &[&str] = &[
     "python3-dev:\n  build-only: true\n  dib_python_version: 3\ncurl:\n",
 ];
 
-/// A small deterministic generator (xorshift64*), so the property runs the
-/// same way every time in the normal test suite.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::test_rng::Rng;
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     const INTERESTING: &[&[u8]] = &[

@@ -35,3 +35,9 @@ pub fn get_u32(buf: &[u8], off: usize) -> u32 {
 pub fn get_be32(buf: &[u8], off: usize) -> u32 {
     u32::from_be_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
 }
+#[inline]
+pub fn get_be64(buf: &[u8], off: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[off..off + 8]);
+    u64::from_be_bytes(b)
+}

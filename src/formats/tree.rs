@@ -85,6 +85,26 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry made rather than read (a synthesized /dev node, a test's
+    /// tree): owned by root, only an mtime, no xattrs and no data; callers
+    /// set the rest with struct update syntax.
+    pub fn new(path: Vec<u8>, kind: EntryKind, mode: u32, mtime: Timestamp) -> Entry {
+        Entry {
+            path,
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            atime: None,
+            ctime: None,
+            xattrs: Vec::new(),
+            size: 0,
+            segments: Vec::new(),
+            source_offset: 0,
+        }
+    }
+
     /// The path as text for messages (lossy for non-UTF-8 names).
     pub fn display_path(&self) -> String {
         display_path(&self.path)

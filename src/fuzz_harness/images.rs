@@ -6,11 +6,11 @@ use std::path::Path;
 
 use crate::disk::layout::check_roundtrip;
 use crate::disk::read::{read_gpt, read_mbr};
-use crate::ext4::verify::ImageSource;
+use crate::image_io::ImageSource;
 use crate::inspect::disk::{layout, Format, Image};
-use crate::inspect::qcow2::Qcow2;
 use crate::inspect::view::View;
 use crate::inspect::{check, kernel};
+use crate::output::qcow2::read::Qcow2;
 
 /// Arbitrary bytes as a block-device YAML config: parse, build the graph,
 /// lay it out on a few disk sizes (MBR and GPT, 512 and 4096-byte

@@ -35,16 +35,11 @@ pub fn mkfs_tar(data: &[u8]) {
     let _ = std::fs::remove_file(&path); // the open file is enough
     let opts = Options {
         label: *b"fuzz\0\0\0\0\0\0\0\0\0\0\0\0",
-        uuid: None,
-        size_blocks: None,
-        extra_blocks: 0,
         // A small growth ceiling keeps the inode-driven virtual size small.
         max_resize_bytes: 1 << 40,
         fit_ceiling: false,
-        density: Default::default(),
-        reserved_per_mille: 50,
-        journal_blocks: None,
         source_date_epoch: Some(0),
+        ..Default::default()
     };
     let mut rd = TarReader::new(Cursor::new(data));
     let clone = file.try_clone().expect("clone scratch image");

@@ -7,10 +7,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::qcow2::{self, Qcow2, Qcow2Error};
 use crate::disk::read::{read_gpt, read_gpt_primary, read_mbr, ReadError as TableError};
 use crate::ext4::read::{Ext4, ReadError as ExtError};
-use crate::ext4::verify::ImageSource;
+use crate::image_io::ImageSource;
+use crate::output::qcow2::read::{self as qcow2, Qcow2, Qcow2Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {

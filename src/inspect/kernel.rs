@@ -106,48 +106,76 @@ fn regular(view: &View, p: &str) -> Result<Option<String>, InspectError> {
         .map(|n| n.path))
 }
 
-/// Picks the kernel and initrd the image boots.
+/// Picks the kernel and initrd the image boots, as a table of contents:
+/// GRUB's default entry, else the newest /boot/vmlinuz-*, else the
+/// /vmlinuz links; what was passed over on the way goes into `notes`.
 pub fn choose(view: &View) -> Result<Choice, InspectError> {
     let mut notes = Vec::new();
-    if let Some((cfg, e)) = grub_entry(view)? {
-        if e.initrds.len() > MAX_INITRDS {
-            return Err(InspectError::TooManyInitrds {
-                image: view.image_path().to_path_buf(),
-                cfg,
-                count: e.initrds.len(),
-            });
-        }
-        match grub_path(view, &cfg, &e.kernel)? {
-            Some(k) => {
-                let mut initrds = Vec::new();
-                let mut missing = Vec::new();
-                for i in &e.initrds {
-                    match grub_path(view, &cfg, i)? {
-                        Some(p) => initrds.push(p),
-                        None => missing.push(i.clone()),
-                    }
-                }
-                if missing.is_empty() {
-                    return Ok(Choice {
-                        kernel: k,
-                        initrds,
-                        how: format!("{cfg}, default entry '{}'", e.title),
-                        cmdline: Some(e.cmdline),
-                    });
-                }
-                notes.push(format!(
-                    "{cfg}'s default entry names initrd {}, which is not in the image",
-                    missing.join(" ")
-                ));
-            }
-            None => notes.push(format!(
-                "{cfg}'s default entry names {}, which is not in the image",
-                e.kernel
-            )),
+    if let Some(c) = from_grub(view, &mut notes)? {
+        return Ok(c);
+    }
+    if let Some(c) = newest_in_boot(view, &mut notes)? {
+        return Ok(c);
+    }
+    if let Some(c) = from_links(view, &mut notes) {
+        return Ok(c);
+    }
+    Err(InspectError::NoKernel {
+        image: view.image_path().to_path_buf(),
+        detail: with_notes(
+            "no grub.cfg entry, no /boot/vmlinuz-*, no /vmlinuz or /boot/vmlinuz".into(),
+            &notes,
+        ),
+    })
+}
+
+/// GRUB's default entry, when its kernel and every initrd are in the
+/// image; otherwise a note saying which one is not.
+fn from_grub(view: &View, notes: &mut Vec<String>) -> Result<Option<Choice>, InspectError> {
+    let Some((cfg, e)) = grub_entry(view)? else {
+        return Ok(None);
+    };
+    if e.initrds.len() > MAX_INITRDS {
+        return Err(InspectError::TooManyInitrds {
+            image: view.image_path().to_path_buf(),
+            cfg,
+            count: e.initrds.len(),
+        });
+    }
+    let Some(k) = grub_path(view, &cfg, &e.kernel)? else {
+        notes.push(format!(
+            "{cfg}'s default entry names {}, which is not in the image",
+            e.kernel
+        ));
+        return Ok(None);
+    };
+    let mut initrds = Vec::new();
+    let mut missing = Vec::new();
+    for i in &e.initrds {
+        match grub_path(view, &cfg, i)? {
+            Some(p) => initrds.push(p),
+            None => missing.push(i.clone()),
         }
     }
-    // The newest /boot/vmlinuz-* (or vmlinux-*), by version; one that
-    // cannot be resolved (a symlink loop) is passed over, not fatal.
+    if missing.is_empty() {
+        return Ok(Some(Choice {
+            kernel: k,
+            initrds,
+            how: format!("{cfg}, default entry '{}'", e.title),
+            cmdline: Some(e.cmdline),
+        }));
+    }
+    notes.push(format!(
+        "{cfg}'s default entry names initrd {}, which is not in the image",
+        missing.join(" ")
+    ));
+    Ok(None)
+}
+
+/// The newest /boot/vmlinuz-* (or vmlinux-*), by version, with the initrd
+/// of its version; one that cannot be resolved (a symlink loop) is passed
+/// over, not fatal.
+fn newest_in_boot(view: &View, notes: &mut Vec<String>) -> Result<Option<Choice>, InspectError> {
     let mut versions: Vec<(String, String)> = Vec::new();
     let mut skipped = Vec::new();
     for d in view.list_dir("/boot")?.as_deref().unwrap_or_default() {
@@ -171,32 +199,36 @@ pub fn choose(view: &View) -> Result<Choice, InspectError> {
         }
         notes.push(format!("passed over: {}", skipped.join("; ")));
     }
-    if let Some((v, kernel)) = versions.into_iter().max_by(|a, b| version_cmp(&a.0, &b.0)) {
-        let mut initrds = Vec::new();
-        for cand in [
-            format!("initrd.img-{v}"),
-            format!("initramfs-{v}.img"),
-            format!("initrd-{v}.img"),
-            format!("initrd-{v}"),
-        ] {
-            match regular(view, &format!("/boot/{cand}")) {
-                Ok(Some(p)) => {
-                    initrds.push(p);
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) => notes.push(format!("initrd passed over: {e}")),
+    let Some((v, kernel)) = versions.into_iter().max_by(|a, b| version_cmp(&a.0, &b.0)) else {
+        return Ok(None);
+    };
+    let mut initrds = Vec::new();
+    for cand in [
+        format!("initrd.img-{v}"),
+        format!("initramfs-{v}.img"),
+        format!("initrd-{v}.img"),
+        format!("initrd-{v}"),
+    ] {
+        match regular(view, &format!("/boot/{cand}")) {
+            Ok(Some(p)) => {
+                initrds.push(p);
+                break;
             }
+            Ok(None) => {}
+            Err(e) => notes.push(format!("initrd passed over: {e}")),
         }
-        let how = format!("the newest kernel in /boot ({v})");
-        return Ok(Choice {
-            kernel,
-            initrds,
-            how: with_notes(how, &notes),
-            cmdline: None,
-        });
     }
-    // The symlinks at the top (Debian's linux-image postinst) or in /boot.
+    let how = format!("the newest kernel in /boot ({v})");
+    Ok(Some(Choice {
+        kernel,
+        initrds,
+        how: with_notes(how, notes),
+        cmdline: None,
+    }))
+}
+
+/// The symlinks at the top (Debian's linux-image postinst) or in /boot.
+fn from_links(view: &View, notes: &mut Vec<String>) -> Option<Choice> {
     for (k, i) in [
         ("/vmlinuz", "/initrd.img"),
         ("/boot/vmlinuz", "/boot/initrd.img"),
@@ -213,21 +245,15 @@ pub fn choose(view: &View) -> Result<Choice, InspectError> {
                 })
                 .into_iter()
                 .collect();
-            return Ok(Choice {
+            return Some(Choice {
                 kernel: kp,
                 initrds,
-                how: with_notes(format!("the {k} link"), &notes),
+                how: with_notes(format!("the {k} link"), notes),
                 cmdline: None,
             });
         }
     }
-    Err(InspectError::NoKernel {
-        image: view.image_path().to_path_buf(),
-        detail: with_notes(
-            "no grub.cfg entry, no /boot/vmlinuz-*, no /vmlinuz or /boot/vmlinuz".into(),
-            &notes,
-        ),
-    })
+    None
 }
 
 /// `how`, with what was noticed on the way in parentheses.

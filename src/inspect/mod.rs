@@ -2,17 +2,17 @@
 //! (DIB's `disk-image-get-kernel`, the `baremetal` element's outputs) and
 //! `dibr check` (OpenStack's image requirements).
 //!
-//! `disk` opens raw or qcow2 (`qcow2`) and finds the partitions, `view`
-//! mounts the ext4 filesystems in userspace (`crate::ext4::read`), `grub`
-//! and `kernel` decide what the boot loader starts, `check` judges the
-//! tree. `limits` bounds what a hostile image can make them do.
+//! `disk` opens raw or qcow2 (`crate::output::qcow2::read`) and finds the
+//! partitions, `view` mounts the ext4 filesystems in userspace
+//! (`crate::ext4::read`), `grub` and `kernel` decide what the boot loader
+//! starts, `check` judges the tree. `limits` bounds what a hostile image
+//! can make them do.
 
 pub mod check;
 pub mod disk;
 pub mod grub;
 pub mod kernel;
 pub mod limits;
-pub mod qcow2;
 pub mod view;
 
 use std::path::PathBuf;

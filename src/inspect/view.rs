@@ -96,77 +96,16 @@ impl<'a> View<'a> {
         View::open_with(image, layout, Limits::default())
     }
 
-    /// Finds the root filesystem and mounts what its fstab names.
+    /// Finds the root filesystem and mounts what its fstab names, as a
+    /// table of contents: every readable ext4, the root among them, then
+    /// the others where fstab says and a kernels-only /boot.
     pub fn open_with(
         image: &'a Image,
         layout: &Layout,
         limits: Limits,
     ) -> Result<View<'a>, InspectError> {
-        let mut ext4: Vec<(Volume, Ext4<'a>)> = Vec::new();
-        for v in &layout.volumes {
-            if let FsKind::Ext4 { .. } = v.fs {
-                if let Ok(fs) = Ext4::open(image.disk(), v.start) {
-                    ext4.push((v.clone(), fs));
-                }
-            }
-        }
-        // Filesystems with the ext4 magic that cannot be read: named when
-        // no root is found (one of them may have been it).
-        let bad: Vec<String> = layout
-            .volumes
-            .iter()
-            .filter(|v| matches!(v.fs, FsKind::BadExt4 { .. }))
-            .map(Volume::describe)
-            .collect();
-        if ext4.is_empty() {
-            if !bad.is_empty() {
-                return Err(InspectError::BadExt4 {
-                    image: image.path.clone(),
-                    found: bad.join(", "),
-                });
-            }
-            let found: Vec<String> = layout.volumes.iter().map(Volume::describe).collect();
-            return Err(InspectError::NoExt4 {
-                image: image.path.clone(),
-                found: if found.is_empty() {
-                    "no partitions".into()
-                } else {
-                    found.join(", ")
-                },
-            });
-        }
-        let mut notes = Vec::new();
-        // The root: labelled cloudimg-rootfs, else the filesystem with
-        // /etc/fstab, else with /etc.
-        let has = |fs: &Ext4, path: &[&[u8]]| -> bool {
-            let mut ino = ROOT_INO;
-            for c in path {
-                let Ok(d) = fs.inode(ino) else { return false };
-                if d.size > PROBE_DIR {
-                    return false;
-                }
-                match fs.lookup(&d, c) {
-                    Ok(Some(i)) => ino = i,
-                    _ => return false,
-                }
-            }
-            true
-        };
-        let pick = ext4
-            .iter()
-            .position(|(_, fs)| fs.label() == ROOT_LABEL)
-            .map(|i| (i, format!("labelled {ROOT_LABEL}")))
-            .or_else(|| {
-                ext4.iter()
-                    .position(|(_, fs)| has(fs, &[b"etc", b"fstab"]))
-                    .map(|i| (i, "has /etc/fstab".to_string()))
-            })
-            .or_else(|| {
-                ext4.iter()
-                    .position(|(_, fs)| has(fs, &[b"etc"]))
-                    .map(|i| (i, "has /etc".to_string()))
-            });
-        let Some((root_i, why)) = pick else {
+        let (mut ext4, bad) = open_ext4(image, layout)?;
+        let Some((root_i, why)) = pick_root(&ext4) else {
             let found: Vec<String> = ext4.iter().map(|(v, _)| v.describe()).chain(bad).collect();
             return Err(InspectError::NoRoot {
                 image: image.path.clone(),
@@ -174,7 +113,7 @@ impl<'a> View<'a> {
             });
         };
         let (rv, rfs) = ext4.remove(root_i);
-        notes.push(format!("root: {} ({why})", rv.describe()));
+        let mut notes = vec![format!("root: {} ({why})", rv.describe())];
         if rfs.needs_recovery() {
             notes.push(format!(
                 "{}: the journal needs recovery (unclean shutdown); the newest changes may be missing",
@@ -194,12 +133,19 @@ impl<'a> View<'a> {
             dir_bytes: Budget::new("directory listings kept", limits.dir_budget),
             dirs: RefCell::new(HashMap::new()),
         };
-        // Mount the other ext4 filesystems where fstab says; an fstab that
-        // cannot be read mounts nothing more (and says so).
-        let fstab = view
+        view.mount_fstab(&mut ext4);
+        view.mount_kernels_boot(&mut ext4);
+        Ok(view)
+    }
+
+    /// Mount the other ext4 filesystems (taken out of `ext4`) where fstab
+    /// says; an fstab that cannot be read mounts nothing more (and says
+    /// so).
+    fn mount_fstab(&mut self, ext4: &mut Vec<(Volume, Ext4<'a>)>) {
+        let fstab = self
             .read_file("/etc/fstab", 1 << 20)
             .unwrap_or_else(|e| {
-                view.notes.push(format!("/etc/fstab not read: {e}"));
+                self.notes.push(format!("/etc/fstab not read: {e}"));
                 None
             })
             .unwrap_or_default();
@@ -212,48 +158,51 @@ impl<'a> View<'a> {
             }
             if let Some(i) = ext4.iter().position(|(v, fs)| spec_matches(&spec, v, fs)) {
                 let (v, fs) = ext4.remove(i);
-                view.notes
+                self.notes
                     .push(format!("{mp}: {} (fstab {spec})", v.describe()));
-                view.mounts.push(Mount {
+                self.mounts.push(Mount {
                     point: mp,
                     fs,
                     volume: v,
                 });
             }
         }
-        // No fstab entry for /boot, but the root's /boot has no kernel and
-        // another filesystem does at its top: that one is /boot.
-        let boot_mounted = view.mounts.iter().any(|m| m.point == "/boot");
-        if !boot_mounted
-            && !view.has_kernel_files("/boot").unwrap_or_else(|e| {
-                view.notes.push(format!("/boot not listed: {e}"));
+    }
+
+    /// No fstab entry for /boot, but the root's /boot has no kernel and
+    /// another filesystem (of `ext4`) does at its top: that one is /boot.
+    fn mount_kernels_boot(&mut self, ext4: &mut Vec<(Volume, Ext4<'a>)>) {
+        let boot_mounted = self.mounts.iter().any(|m| m.point == "/boot");
+        if boot_mounted
+            || self.has_kernel_files("/boot").unwrap_or_else(|e| {
+                self.notes.push(format!("/boot not listed: {e}"));
                 false
             })
         {
-            if let Some(i) = ext4.iter().position(|(_, fs)| {
-                fs.inode(ROOT_INO)
-                    .and_then(|d| {
-                        if d.size > PROBE_DIR {
-                            return Ok(Vec::new());
-                        }
-                        fs.read_dir(&d)
-                    })
-                    .map(|es| es.iter().any(|e| e.name.starts_with(b"vmlinuz")))
-                    .unwrap_or(false)
-            }) {
-                let (v, fs) = ext4.remove(i);
-                view.notes.push(format!(
-                    "/boot: {} (not in fstab; it has the kernels)",
-                    v.describe()
-                ));
-                view.mounts.push(Mount {
-                    point: "/boot".into(),
-                    fs,
-                    volume: v,
-                });
-            }
+            return;
         }
-        Ok(view)
+        if let Some(i) = ext4.iter().position(|(_, fs)| {
+            fs.inode(ROOT_INO)
+                .and_then(|d| {
+                    if d.size > PROBE_DIR {
+                        return Ok(Vec::new());
+                    }
+                    fs.read_dir(&d)
+                })
+                .map(|es| es.iter().any(|e| e.name.starts_with(b"vmlinuz")))
+                .unwrap_or(false)
+        }) {
+            let (v, fs) = ext4.remove(i);
+            self.notes.push(format!(
+                "/boot: {} (not in fstab; it has the kernels)",
+                v.describe()
+            ));
+            self.mounts.push(Mount {
+                point: "/boot".into(),
+                fs,
+                volume: v,
+            });
+        }
     }
 
     fn has_kernel_files(&self, dir: &str) -> Result<bool, InspectError> {
@@ -481,6 +430,80 @@ impl<'a> View<'a> {
     pub fn exists(&self, path: &str) -> Result<bool, InspectError> {
         Ok(self.resolve(path, false)?.is_some())
     }
+}
+
+/// Every ext4 volume of the layout that opens, and the ones with the ext4
+/// magic that do not (named when no root is found: one of them may have
+/// been it). No readable ext4 at all is an error naming what was found.
+#[allow(clippy::type_complexity)]
+fn open_ext4<'a>(
+    image: &'a Image,
+    layout: &Layout,
+) -> Result<(Vec<(Volume, Ext4<'a>)>, Vec<String>), InspectError> {
+    let mut ext4: Vec<(Volume, Ext4<'a>)> = Vec::new();
+    for v in &layout.volumes {
+        if let FsKind::Ext4 { .. } = v.fs {
+            if let Ok(fs) = Ext4::open(image.disk(), v.start) {
+                ext4.push((v.clone(), fs));
+            }
+        }
+    }
+    let bad: Vec<String> = layout
+        .volumes
+        .iter()
+        .filter(|v| matches!(v.fs, FsKind::BadExt4 { .. }))
+        .map(Volume::describe)
+        .collect();
+    if ext4.is_empty() {
+        if !bad.is_empty() {
+            return Err(InspectError::BadExt4 {
+                image: image.path.clone(),
+                found: bad.join(", "),
+            });
+        }
+        let found: Vec<String> = layout.volumes.iter().map(Volume::describe).collect();
+        return Err(InspectError::NoExt4 {
+            image: image.path.clone(),
+            found: if found.is_empty() {
+                "no partitions".into()
+            } else {
+                found.join(", ")
+            },
+        });
+    }
+    Ok((ext4, bad))
+}
+
+/// The root: labelled cloudimg-rootfs, else the filesystem with
+/// /etc/fstab, else with /etc. Returns its index and why it was chosen.
+fn pick_root(ext4: &[(Volume, Ext4<'_>)]) -> Option<(usize, String)> {
+    let has = |fs: &Ext4, path: &[&[u8]]| -> bool {
+        let mut ino = ROOT_INO;
+        for c in path {
+            let Ok(d) = fs.inode(ino) else { return false };
+            if d.size > PROBE_DIR {
+                return false;
+            }
+            match fs.lookup(&d, c) {
+                Ok(Some(i)) => ino = i,
+                _ => return false,
+            }
+        }
+        true
+    };
+    ext4.iter()
+        .position(|(_, fs)| fs.label() == ROOT_LABEL)
+        .map(|i| (i, format!("labelled {ROOT_LABEL}")))
+        .or_else(|| {
+            ext4.iter()
+                .position(|(_, fs)| has(fs, &[b"etc", b"fstab"]))
+                .map(|i| (i, "has /etc/fstab".to_string()))
+        })
+        .or_else(|| {
+            ext4.iter()
+                .position(|(_, fs)| has(fs, &[b"etc"]))
+                .map(|i| (i, "has /etc".to_string()))
+        })
 }
 
 /// The inode of `name` in entries sorted by name (the first of

@@ -134,18 +134,16 @@ impl HelperArgs {
         a
     }
 
-    /// Parse arguments after `__sandbox`.
-    pub fn parse(args: &[OsString]) -> Result<HelperArgs, String> {
-        let mut it = args.iter();
-        let mode = it
-            .next()
-            .and_then(|m| m.to_str())
-            .ok_or("missing mode")?
-            .to_string();
-        let mut h = HelperArgs {
-            mode,
-            parent: 0,
-            map: IdMapping::Root,
+    /// Helper arguments for `mode`, started by process `parent` with id
+    /// mapping `map`; everything else at its default (the host's root as
+    /// root and working directory, no binds, environment or command), for
+    /// the caller to set what its mode needs. The parser starts from the
+    /// same defaults, so an unset field round-trips.
+    pub fn new(mode: &str, parent: u32, map: IdMapping) -> HelperArgs {
+        HelperArgs {
+            mode: mode.to_string(),
+            parent,
+            map,
             root: "/".into(),
             cwd: "/".into(),
             chroot: false,
@@ -157,7 +155,14 @@ impl HelperArgs {
             direct: None,
             env_fd: None,
             tree_dev: false,
-        };
+        }
+    }
+
+    /// Parse arguments after `__sandbox`.
+    pub fn parse(args: &[OsString]) -> Result<HelperArgs, String> {
+        let mut it = args.iter();
+        let mode = it.next().and_then(|m| m.to_str()).ok_or("missing mode")?;
+        let mut h = HelperArgs::new(mode, 0, IdMapping::Root);
         let mut next = |what: &str| it.next().cloned().ok_or(format!("{what} needs a value"));
         while let Ok(flag) = next("") {
             match flag.to_str() {

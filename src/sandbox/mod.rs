@@ -78,10 +78,23 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// What the helper (or fakeroot) reported; it crosses a process
+    /// boundary as text, in the status file.
     #[error("setting up the sandbox failed: {0}")]
     Setup(String),
+    /// The memfd that carries the hook environment to the helper.
+    #[error("setting up the sandbox failed: {0}")]
+    EnvMemfd(#[source] sys::SysError),
+    /// The helper's report of why it could not remove a tree.
     #[error("cannot remove {}: {detail}", path.display())]
     Remove { path: PathBuf, detail: String },
+    /// Removing a tree with real ids, in this process.
+    #[error("cannot remove {}: {source}", path.display())]
+    RemoveDirect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("sandbox status file {}: {source}", path.display())]
     StatusFile {
         path: PathBuf,
@@ -124,22 +137,7 @@ pub fn mapping() -> Result<IdMapping, SandboxError> {
 }
 
 fn run_probe(m: &IdMapping) -> preflight::Probe {
-    let args = enter::HelperArgs {
-        mode: "probe".into(),
-        parent: std::process::id(),
-        map: m.clone(),
-        root: "/".into(),
-        cwd: "/".into(),
-        chroot: false,
-        binds: vec![],
-        env: vec![],
-        status_file: None,
-        argv: vec![],
-        proc_bind: false,
-        direct: None,
-        env_fd: None,
-        tree_dev: false,
-    };
+    let args = enter::HelperArgs::new("probe", std::process::id(), m.clone());
     let out = Command::new(helper_exe())
         .arg("__sandbox")
         .args(args.to_args())
@@ -266,8 +264,8 @@ fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
     let helper = helper_exe();
     // The environment (DIB_DEV_USER_PASSWORD, tokens) goes through an
     // inherited memfd, not argv, which every local user can read in ps.
-    let memfd = sys::inheritable_memfd(&enter::env_block(&args.env))
-        .map_err(|e| SandboxError::Setup(e.to_string()))?;
+    let memfd =
+        sys::inheritable_memfd(&enter::env_block(&args.env)).map_err(SandboxError::EnvMemfd)?;
     let mut args = args.clone();
     args.env.clear();
     args.env_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&memfd));
@@ -324,9 +322,6 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
     };
     let status = StatusFile::new()?;
     let args = enter::HelperArgs {
-        mode: "run".into(),
-        parent: std::process::id(),
-        map,
         root: std::path::absolute(&cfg.root).unwrap_or_else(|_| cfg.root.clone()),
         cwd: cfg.cwd.clone(),
         chroot: cfg.chroot,
@@ -336,8 +331,8 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
         argv: argv.to_vec(),
         proc_bind,
         direct,
-        env_fd: None,
         tree_dev: cfg.tree_dev && !cfg.chroot,
+        ..enter::HelperArgs::new("run", std::process::id(), map)
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();
@@ -398,27 +393,16 @@ pub fn remove_tree(path: &Path) -> Result<(), SandboxError> {
         // Real ids (root, an identity map, the namespace-free modes): the
         // files are ours; a hook may have left directories without write
         // permission, which root ignores and an ordinary user must undo.
-        return direct::remove_all(path).map_err(|e| SandboxError::Remove {
+        return direct::remove_all(path).map_err(|source| SandboxError::RemoveDirect {
             path: path.into(),
-            detail: e.to_string(),
+            source,
         });
     }
     let status = StatusFile::new()?;
     let args = enter::HelperArgs {
-        mode: "remove".into(),
-        parent: std::process::id(),
-        map,
         root: std::path::absolute(path).unwrap_or_else(|_| path.into()),
-        cwd: "/".into(),
-        chroot: false,
-        binds: vec![],
-        env: vec![],
         status_file: Some(status.0.clone()),
-        argv: vec![],
-        proc_bind: false,
-        direct: None,
-        env_fd: None,
-        tree_dev: false,
+        ..enter::HelperArgs::new("remove", std::process::id(), map)
     };
     let st = spawn_helper(&args)?;
     let msg = status.take();

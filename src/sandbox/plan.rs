@@ -42,9 +42,11 @@ pub enum FsOp {
     ResolvConf { dst: PathBuf },
 }
 
-impl FsOp {
-    pub fn dst(&self) -> &Path {
-        match self {
+/// Every variant's `dst`, by shared or mutable reference as `$op` is: one
+/// list of variants for [`FsOp::dst`] and [`FsOp::dst_mut`].
+macro_rules! dst_of {
+    ($op:expr) => {
+        match $op {
             FsOp::Bind { dst, .. }
             | FsOp::Proc { dst }
             | FsOp::Sysfs { dst, .. }
@@ -55,21 +57,17 @@ impl FsOp {
             | FsOp::Symlink { dst, .. }
             | FsOp::ResolvConf { dst } => dst,
         }
+    };
+}
+
+impl FsOp {
+    pub fn dst(&self) -> &Path {
+        dst_of!(self)
     }
 
     /// The destination, for rewriting it in place.
     fn dst_mut(&mut self) -> &mut PathBuf {
-        match self {
-            FsOp::Bind { dst, .. }
-            | FsOp::Proc { dst }
-            | FsOp::Sysfs { dst, .. }
-            | FsOp::DevTmpfs { dst }
-            | FsOp::DevNode { dst, .. }
-            | FsOp::Devpts { dst }
-            | FsOp::Tmpfs { dst }
-            | FsOp::Symlink { dst, .. }
-            | FsOp::ResolvConf { dst } => dst,
-        }
+        dst_of!(self)
     }
 
     /// Whether the destination is a directory (else a file or link).

@@ -13,7 +13,7 @@ use super::*;
 use dibr::tarstream::TarReader;
 use dibr::tree::{EntryKind, FileData};
 
-pub const USER: &str = "dibr-ci";
+pub use super::user::USER;
 
 /// The leftover checks look at the whole machine (processes, /tmp), so the
 /// scenarios run one at a time.
@@ -74,7 +74,7 @@ pub fn build_cmd(s: &Stage, args: &[&str], extra_env: &[(&str, &str)]) -> Comman
     let elements = s.elements.display().to_string();
     let mut env = vec![("ELEMENTS_PATH", elements.as_str())];
     env.extend_from_slice(extra_env);
-    let mut c = super::vm::as_user(&s.bin, &env);
+    let mut c = super::user::as_user(&s.bin, &env);
     c.arg("build").args(args).current_dir(&s.out);
     c
 }
@@ -103,7 +103,7 @@ pub fn mmdebstrap_tar(
     }
     let part = tar.with_extension("part");
     let t0 = std::time::Instant::now();
-    let o = run(super::vm::as_user("mmdebstrap", env)
+    let o = run(super::user::as_user("mmdebstrap", env)
         .args(["--quiet", "--mode=unshare", "--format=tar"])
         .args(args)
         .arg("bookworm")

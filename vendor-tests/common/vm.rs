@@ -1,36 +1,17 @@
-//! qemu for the boot tests: commands run as the CI user, a VM that is
-//! killed when the test ends (passing or not), a qemu command line with the
-//! options every boot test uses, and waiting for a marker on the serial log.
+//! qemu for the boot tests: commands run as the CI user (`as_user`, from
+//! `user`), a VM that is killed when the test ends (passing or not), a qemu
+//! command line with the options every boot test uses, and waiting for a
+//! marker on the serial log.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::build::USER;
-use super::tool;
+pub use super::user::as_user;
 
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-
-/// `prog` as the CI user with a clean environment plus `env`.
-pub fn as_user(prog: impl AsRef<std::ffi::OsStr>, env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(tool("setpriv"));
-    c.args([
-        &format!("--reuid={USER}"),
-        &format!("--regid={USER}"),
-        "--init-groups",
-        "env",
-        "-i",
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        &format!("HOME=/home/{USER}"),
-    ]);
-    for (k, v) in env {
-        c.arg(format!("{k}={v}"));
-    }
-    c.arg(prog).stdin(Stdio::null());
-    c
-}
 
 /// Killed (and reaped) when dropped.
 pub struct Vm(pub Child);

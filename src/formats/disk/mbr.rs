@@ -224,15 +224,7 @@ impl<W: Write + Seek> MbrWriter<W> {
             self.write_entry(0, self.number as u64, boot, ptype, start, len)?;
             self.next_free = end;
             self.primaries += 1;
-            self.number += 1;
-            self.placed.push(PlacedPartition {
-                number: self.number,
-                start,
-                sectors: len,
-                ptype,
-                boot,
-            });
-            return Ok(self.number);
+            return Ok(self.record(start, len, ptype, boot));
         }
         if self.logicals == 0 {
             if self.primaries >= 4 {
@@ -273,16 +265,21 @@ impl<W: Write + Seek> MbrWriter<W> {
         self.next_free = end;
         self.last_ebr = ebr;
         self.logicals += 1;
+        Ok(self.record(ebr + rel, len, ptype, boot))
+    }
+
+    /// The next partition number, given to the partition just written
+    /// (`sectors` from `start`) and remembered for [`Self::partitions`].
+    fn record(&mut self, start: u64, sectors: u64, ptype: u8, boot: bool) -> u32 {
         self.number += 1;
-        let start = ebr + rel;
         self.placed.push(PlacedPartition {
             number: self.number,
             start,
-            sectors: len,
+            sectors,
             ptype,
             boot,
         });
-        Ok(self.number)
+        self.number
     }
 
     /// Partitions placed so far.

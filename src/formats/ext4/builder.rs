@@ -134,6 +134,26 @@ pub struct Options {
     pub source_date_epoch: Option<i64>,
 }
 
+/// `dibr mkfs` without options: no label, the size and UUID from the
+/// tree, the 1 PiB growth ceiling as a wish, mke2fs's 5 % reserve, the
+/// journal size for the filesystem's size, the current time.
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            label: [0; 16],
+            uuid: None,
+            size_blocks: None,
+            extra_blocks: 0,
+            max_resize_bytes: 1 << 50,
+            fit_ceiling: true,
+            density: Default::default(),
+            reserved_per_mille: 50,
+            journal_blocks: None,
+            source_date_epoch: None,
+        }
+    }
+}
+
 /// How the writer uses the kernel: no effect on the image's bytes, only
 /// on speed and durability. Resolved from the environment by the caller
 /// (`crate::settings::ext4_io`); the default is what a user gets.

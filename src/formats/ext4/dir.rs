@@ -249,6 +249,15 @@ mod tests {
     use super::*;
     use crate::le::get_u16;
 
+    /// `entries` as the root directory (its own parent), unsigned hashes.
+    fn encode_root(entries: &[DirEntry]) -> EncodedDir {
+        let hash = HashInfo {
+            seed: [1, 2, 3, 4],
+            signed: false,
+        };
+        encode(2, 2, entries, &hash, 0).unwrap()
+    }
+
     #[test]
     fn small_dir_is_linear() {
         let e = [DirEntry {
@@ -256,17 +265,7 @@ mod tests {
             ino: 12,
             file_type: 1,
         }];
-        let d = encode(
-            2,
-            2,
-            &e,
-            &HashInfo {
-                seed: [1, 2, 3, 4],
-                signed: false,
-            },
-            0,
-        )
-        .unwrap();
+        let d = encode_root(&e);
         assert!(!d.indexed);
         assert_eq!(d.blocks.len(), 1);
         // "." 12, ".." 12, "a" reaching the tail.
@@ -287,17 +286,7 @@ mod tests {
                 file_type: 1,
             })
             .collect();
-        let d = encode(
-            2,
-            2,
-            &e,
-            &HashInfo {
-                seed: [1, 2, 3, 4],
-                signed: false,
-            },
-            0,
-        )
-        .unwrap();
+        let d = encode_root(&e);
         assert!(d.indexed);
         let count = get_u16(&d.blocks[0], 0x22) as usize;
         assert_eq!(count, d.blocks.len() - 1);

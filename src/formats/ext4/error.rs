@@ -44,6 +44,21 @@ pub enum Error {
     },
     #[error("invalid option: {0}")]
     Option(String),
+    /// A directory with more entries than a two-level hash tree indexes.
+    #[error("directory inode {ino}: {source}")]
+    DirTooLarge {
+        ino: u32,
+        #[source]
+        source: super::dir::DirTooLarge,
+    },
+    /// An inode's extended attributes that fit neither in the inode nor in
+    /// one block.
+    #[error("inode {ino}: {source}")]
+    Xattrs {
+        ino: u32,
+        #[source]
+        source: super::xattr::XattrError,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -486,7 +486,7 @@ impl Builder {
                 (dir::lost_found(ino, 2, LPF_BLOCKS, iseed), false)
             } else {
                 let enc = dir::encode(ino, parent_ino, &entries, &id.hinfo, iseed)
-                    .map_err(|e| Error::Option(format!("directory inode {ino}: {e}")))?;
+                    .map_err(|source| Error::DirTooLarge { ino, source })?;
                 (enc.blocks, enc.indexed)
             };
             drop(entries);
@@ -537,8 +537,10 @@ impl Builder {
             if node.xattrs.is_empty() {
                 continue;
             }
-            let p = xattr::place(node.xattrs.clone())
-                .map_err(|e| Error::Option(format!("inode {}: {e}", num.ino_of[id as usize])))?;
+            let p = xattr::place(node.xattrs.clone()).map_err(|source| Error::Xattrs {
+                ino: num.ino_of[id as usize],
+                source,
+            })?;
             if !p.ibody.is_empty() {
                 ibody.insert(id, xattr::encode_ibody(&p.ibody));
             }
@@ -982,4 +984,85 @@ fn journal_allocation(a: &mut Allocator, j_blocks: u64) -> Option<()> {
     }
     a.alloc_runs(extent::tree_blocks(ex.len()))?;
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext4::{verify, Options};
+    use crate::le::get_u32;
+    use crate::tree::{Entry, EntryKind, FileData, Timestamp};
+    use std::os::unix::fs::FileExt;
+
+    struct Data<'a>(&'a [u8]);
+
+    impl FileData for Data<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// What `finish` reports and writes agrees with what the independent
+    /// checker finds: counts of blocks and inodes, the superblock's free
+    /// counts (at their offsets), and a version 4 UUID derived from the
+    /// tree when none is given.
+    #[test]
+    fn summary_superblock_and_checker_agree() {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let opts = Options {
+            label: *b"finish-test\0\0\0\0\0",
+            max_resize_bytes: 1 << 40,
+            fit_ceiling: false,
+            source_date_epoch: Some(1_700_000_000),
+            ..Default::default()
+        };
+        let mut b = Builder::new(tmp.reopen().unwrap(), tmp.path().into(), opts).unwrap();
+        let t = Timestamp::new(1_700_000_000, 0);
+        let data = vec![7u8; 10_000];
+        let tree = [
+            (Entry::new(Vec::new(), EntryKind::Dir, 0o755, t), &[][..]),
+            (Entry::new(b"d".to_vec(), EntryKind::Dir, 0o755, t), &[]),
+            (
+                Entry {
+                    size: data.len() as u64,
+                    segments: vec![crate::tree::Segment {
+                        offset: 0,
+                        len: data.len() as u64,
+                    }],
+                    ..Entry::new(b"d/f".to_vec(), EntryKind::File, 0o644, t)
+                },
+                &data[..],
+            ),
+            (
+                Entry::new(b"l".to_vec(), EntryKind::Symlink(b"d/f".to_vec()), 0o777, t),
+                &[],
+            ),
+        ];
+        for (e, d) in &tree {
+            b.add(e, &mut Data(d)).unwrap();
+        }
+        let s = b.finish().unwrap();
+        let f = tmp.reopen().unwrap();
+        let r = verify::verify_file(&f).unwrap();
+        assert_eq!((r.dirs, r.files, r.symlinks), (3, 1, 1)); // lost+found too
+        assert_eq!(s.blocks_count, r.blocks_count);
+        assert_eq!(s.groups, r.groups);
+        assert_eq!(s.free_blocks, r.blocks_count - r.blocks_used);
+        assert_eq!(s.used_inodes as u64, r.inodes);
+        let mut sb = [0u8; 1024];
+        f.read_exact_at(&mut sb, 1024).unwrap();
+        let free = get_u32(&sb, 0x0C) as u64 | (get_u32(&sb, 0x158) as u64) << 32;
+        assert_eq!(free, s.free_blocks, "s_free_blocks_count");
+        assert_eq!(
+            get_u32(&sb, 0x10),
+            s.inodes_count - s.used_inodes,
+            "s_free_inodes_count"
+        );
+        assert_eq!(sb[0x68..0x78], s.uuid, "s_uuid");
+        assert_eq!(s.uuid[6] >> 4, 4, "UUID version");
+        assert_eq!(s.uuid[8] >> 6, 0b10, "UUID variant");
+    }
 }

@@ -6,6 +6,9 @@ use super::xattr::IBODY_SPACE;
 use crate::le::{get_u16, put_u16, put_u32};
 use crate::tree::Timestamp;
 
+/// The file-type bits of `i_mode` (POSIX `st_mode`'s, in 16 bits); the
+/// reader and the checker use these too.
+pub const S_IFMT: u16 = 0o170000;
 pub const S_IFIFO: u16 = 0o010000;
 pub const S_IFCHR: u16 = 0o020000;
 pub const S_IFDIR: u16 = 0o040000;

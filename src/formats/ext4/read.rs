@@ -27,7 +27,7 @@
 
 use std::io::Write;
 
-use super::verify::ImageSource;
+use crate::image_io::ImageSource;
 
 const SB_OFFSET: u64 = 1024;
 const EXT4_MAGIC: u16 = 0xEF53;
@@ -69,10 +69,8 @@ const EXTENTS_FL: u32 = 0x80000;
 const INLINE_DATA_FL: u32 = 0x1000_0000;
 const HUGE_FILE_FL: u32 = 0x40000;
 
-const S_IFMT: u16 = 0o170000;
-pub const S_IFDIR: u16 = 0o040000;
-pub const S_IFREG: u16 = 0o100000;
-pub const S_IFLNK: u16 = 0o120000;
+use super::inode::S_IFMT;
+pub use super::inode::{S_IFDIR, S_IFLNK, S_IFREG};
 
 /// Limits against hostile images.
 const MAX_EXTENT_DEPTH: u16 = 5;

@@ -174,4 +174,64 @@ mod tests {
         assert_eq!(crate::le::get_u16(&s, 0x5A), 3);
         assert_eq!(csum::raw(!0, &s[..0x3FC]), crate::le::get_u32(&s, 0x3FC));
     }
+
+    /// Every field of a 64-byte descriptor at the offset of
+    /// Documentation/filesystems/ext4/group_descr.rst, each value with
+    /// distinct high and low halves so a swapped or misplaced half shows;
+    /// then bg_checksum: crc32c(fs seed, le32 group, descriptor with the
+    /// checksum zero), low 16 bits.
+    #[test]
+    fn descriptor_offsets_pinned() {
+        use crate::le::{get_u16, get_u32};
+        let d = GroupDesc {
+            block_bitmap: 0x0000_0011_2222_2221,
+            inode_bitmap: 0x0000_0033_4444_4443,
+            inode_table: 0x0000_0055_6666_6665,
+            free_blocks: 0x0007_0008,
+            free_inodes: 0x0009_000A,
+            used_dirs: 0x000B_000C,
+            flags: BG_INODE_UNINIT | BG_INODE_ZEROED,
+            block_bitmap_csum: 0x0D0D_0E0E,
+            inode_bitmap_csum: 0x0F0F_1010,
+            itable_unused: 0x0011_0012,
+        };
+        let b = encode_desc(&d, 7, 0x1234_5678);
+        let u32s = [
+            (0x00, 0x2222_2221), // bg_block_bitmap_lo
+            (0x04, 0x4444_4443), // bg_inode_bitmap_lo
+            (0x08, 0x6666_6665), // bg_inode_table_lo
+            (0x20, 0x11),        // bg_block_bitmap_hi
+            (0x24, 0x33),        // bg_inode_bitmap_hi
+            (0x28, 0x55),        // bg_inode_table_hi
+        ];
+        for (off, want) in u32s {
+            assert_eq!(get_u32(&b, off), want, "u32 at {off:#x}");
+        }
+        let u16s = [
+            (0x0C, 0x0008), // bg_free_blocks_count_lo
+            (0x0E, 0x000A), // bg_free_inodes_count_lo
+            (0x10, 0x000C), // bg_used_dirs_count_lo
+            (0x12, 0x0005), // bg_flags
+            (0x18, 0x0E0E), // bg_block_bitmap_csum_lo
+            (0x1A, 0x1010), // bg_inode_bitmap_csum_lo
+            (0x1C, 0x0012), // bg_itable_unused_lo
+            (0x2C, 0x0007), // bg_free_blocks_count_hi
+            (0x2E, 0x0009), // bg_free_inodes_count_hi
+            (0x30, 0x000B), // bg_used_dirs_count_hi
+            (0x32, 0x0011), // bg_itable_unused_hi
+            (0x38, 0x0D0D), // bg_block_bitmap_csum_hi
+            (0x3A, 0x0F0F), // bg_inode_bitmap_csum_hi
+        ];
+        for (off, want) in u16s {
+            assert_eq!(get_u16(&b, off), want, "u16 at {off:#x}");
+        }
+        // bg_exclude_bitmap and the reserved word stay zero.
+        assert!(b[0x14..0x18].iter().all(|&x| x == 0));
+        assert!(b[0x34..0x38].iter().all(|&x| x == 0));
+        assert!(b[0x3C..0x40].iter().all(|&x| x == 0));
+        let mut z = b;
+        z[0x1E..0x20].fill(0);
+        let c = csum::raw(csum::raw(0x1234_5678, &7u32.to_le_bytes()), &z);
+        assert_eq!(get_u16(&b, 0x1E), c as u16, "bg_checksum");
+    }
 }

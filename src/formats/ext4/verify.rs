@@ -1,14 +1,15 @@
 //! An independent consistency checker for the images this writer produces.
 //!
 //! It decodes every structure with its own small readers (it shares only
-//! CRC32C, the half-MD4 name hash, the layout rules and the rule for which
-//! xattr names are valid (`xattr::full_name`) with the writer), so a
-//! bug in one of the writer's encoders shows up as a mismatch here instead
-//! of being reproduced. It is deliberately strict: it accepts exactly the
-//! on-disk choices documented in `mod.rs`/`layout.rs`/`superblock.rs` (4 KiB
-//! blocks, 256-byte inodes, 64-byte descriptors, meta_bg with
-//! `s_first_meta_bg = 0`, flex_bg, metadata_csum, htree, unsigned half-MD4),
-//! not every valid ext4 filesystem.
+//! CRC32C, the half-MD4 name hash, the layout rules, the POSIX file-type
+//! bits and the rule for which xattr names are valid (`xattr::full_name`)
+//! with the writer), so a bug in one of the writer's encoders shows up as a
+//! mismatch here instead of being reproduced. It is deliberately strict: it
+//! accepts exactly the on-disk choices documented in
+//! `mod.rs`/`layout.rs`/`superblock.rs` (4 KiB blocks, 256-byte inodes,
+//! 64-byte descriptors, meta_bg with `s_first_meta_bg = 0`, flex_bg,
+//! metadata_csum, htree, unsigned half-MD4), not every valid ext4
+//! filesystem.
 //!
 //! Used by the fuzz target (every image the writer produces must pass) and by
 //! unit tests; `e2fsck -fn` is the second, external oracle.
@@ -16,13 +17,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use super::csum::raw;
 use super::dirhash::half_md4;
+use super::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use super::layout::{group_overhead, has_super, meta_gdt_block, BLOCKS_PER_GROUP};
 use super::superblock::{FEATURE_COMPAT, FEATURE_INCOMPAT, FEATURE_RO_COMPAT};
 use super::xattr::full_name;
+use crate::image_io::{FileSource, ImageSource};
 
 const BS: usize = 4096;
 const BSU: u64 = 4096;
@@ -34,15 +36,6 @@ const ROOT_INO: u32 = 2;
 
 const EXTENTS_FL: u32 = 0x80000;
 const INDEX_FL: u32 = 0x1000;
-
-const S_IFMT: u16 = 0o170000;
-const S_IFIFO: u16 = 0o010000;
-const S_IFCHR: u16 = 0o020000;
-const S_IFDIR: u16 = 0o040000;
-const S_IFBLK: u16 = 0o060000;
-const S_IFREG: u16 = 0o100000;
-const S_IFLNK: u16 = 0o120000;
-const S_IFSOCK: u16 = 0o140000;
 
 const XATTR_MAGIC: u32 = 0xEA02_0000;
 const JBD2_MAGIC: u32 = 0xC03B_3998;
@@ -184,45 +177,6 @@ fn u32be(b: &[u8], o: usize) -> u32 {
     u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
-/// Random access to the image bytes.
-pub trait ImageSource {
-    fn size(&self) -> u64;
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()>;
-}
-
-impl ImageSource for &[u8] {
-    fn size(&self) -> u64 {
-        <[u8]>::len(self) as u64
-    }
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let end = off.checked_add(buf.len() as u64);
-        match end {
-            Some(e) if e <= <[u8]>::len(self) as u64 => {
-                buf.copy_from_slice(&self[off as usize..e as usize]);
-                Ok(())
-            }
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "read past the end of the image",
-            )),
-        }
-    }
-}
-
-struct FileSource<'a> {
-    file: &'a File,
-    len: u64,
-}
-
-impl ImageSource for FileSource<'_> {
-    fn size(&self) -> u64 {
-        self.len
-    }
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, off)
-    }
-}
-
 /// Check an in-memory image.
 pub fn verify(img: &[u8]) -> Result<Report, VerifyError> {
     verify_source(&img)
@@ -325,111 +279,13 @@ impl<'a> Checker<'a> {
         Ok(buf)
     }
 
+    /// The superblock read and judged, as a table of contents: magic and
+    /// checksum, the fields this writer always sets the same way, then the
+    /// geometry (blocks, groups, inodes) against the image's size.
     fn open(src: &'a dyn ImageSource) -> R<Self> {
-        let sbw = Structure::Superblock;
-        let mut sb = vec![0u8; 1024];
-        src.read_at(1024, &mut sb).map_err(|e| VerifyError {
-            what: sbw.clone(),
-            detail: format!("cannot read: {e}"),
-        })?;
-        ensure!(
-            u16le(&sb, 0x38) == 0xEF53,
-            sbw,
-            "bad magic {:#06x}",
-            u16le(&sb, 0x38)
-        );
-        let c = raw(!0, &sb[..0x3FC]);
-        ensure!(
-            c == u32le(&sb, 0x3FC),
-            sbw,
-            "checksum {:#010x} stored, {c:#010x} computed",
-            u32le(&sb, 0x3FC)
-        );
-        let field = |name: &str, off: usize, want: u32, got: u32| -> R<()> {
-            ensure!(
-                got == want,
-                Structure::Superblock,
-                "{name} (at {off:#x}) is {got:#x}, expected {want:#x}"
-            );
-            Ok(())
-        };
-        field("s_feature_compat", 0x5C, FEATURE_COMPAT, u32le(&sb, 0x5C))?;
-        field(
-            "s_feature_incompat",
-            0x60,
-            FEATURE_INCOMPAT,
-            u32le(&sb, 0x60),
-        )?;
-        field(
-            "s_feature_ro_compat",
-            0x64,
-            FEATURE_RO_COMPAT,
-            u32le(&sb, 0x64),
-        )?;
-        field("s_first_data_block", 0x14, 0, u32le(&sb, 0x14))?;
-        field("s_log_block_size", 0x18, 2, u32le(&sb, 0x18))?;
-        field("s_log_cluster_size", 0x1C, 2, u32le(&sb, 0x1C))?;
-        field("s_blocks_per_group", 0x20, BPG as u32, u32le(&sb, 0x20))?;
-        field("s_clusters_per_group", 0x24, BPG as u32, u32le(&sb, 0x24))?;
-        field("s_rev_level", 0x4C, 1, u32le(&sb, 0x4C))?;
-        field("s_first_ino", 0x54, FIRST_INO, u32le(&sb, 0x54))?;
-        field(
-            "s_inode_size",
-            0x58,
-            INODE_SIZE as u32,
-            u16le(&sb, 0x58) as u32,
-        )?;
-        field("s_block_group_nr", 0x5A, 0, u16le(&sb, 0x5A) as u32)?;
-        field("s_reserved_gdt_blocks", 0xCE, 0, u16le(&sb, 0xCE) as u32)?;
-        field("s_journal_inum", 0xE0, JOURNAL_INO, u32le(&sb, 0xE0))?;
-        field("s_def_hash_version", 0xFC, 1, sb[0xFC] as u32)?;
-        field("s_jnl_backup_type", 0xFD, 1, sb[0xFD] as u32)?;
-        field("s_desc_size", 0xFE, 64, u16le(&sb, 0xFE) as u32)?;
-        field("s_first_meta_bg", 0x104, 0, u32le(&sb, 0x104))?;
-        field("s_min_extra_isize", 0x15C, 32, u16le(&sb, 0x15C) as u32)?;
-        field("s_checksum_type", 0x175, 1, sb[0x175] as u32)?;
-        field("s_state", 0x3A, 1, u16le(&sb, 0x3A) as u32)?;
-        ensure!(
-            u32le(&sb, 0x160) & 0x3 == 0x2,
-            sbw,
-            "s_flags {:#x}: expected the unsigned directory hash flag (0x2) only",
-            u32le(&sb, 0x160)
-        );
-        let blocks = u32le(&sb, 0x04) as u64 | (u32le(&sb, 0x150) as u64) << 32;
-        let r_blocks = u32le(&sb, 0x08) as u64 | (u32le(&sb, 0x154) as u64) << 32;
-        ensure!(blocks > 0, sbw, "s_blocks_count is 0");
-        ensure!(
-            r_blocks <= blocks,
-            sbw,
-            "s_r_blocks_count {r_blocks} > s_blocks_count {blocks}"
-        );
-        let need = blocks.checked_mul(BSU);
-        ensure!(
-            need.is_some_and(|n| n <= src.size()),
-            Structure::Image,
-            "image is {} bytes, the superblock claims {blocks} blocks",
-            src.size()
-        );
-        let groups = blocks.div_ceil(BPG);
-        let ipg = u32le(&sb, 0x28);
-        ensure!(
-            ipg > 0 && ipg <= BPG as u32 && ipg.is_multiple_of(16),
-            sbw,
-            "s_inodes_per_group {ipg} is not a positive multiple of 16 up to {BPG}"
-        );
-        let inodes_count = u32le(&sb, 0x00);
-        ensure!(
-            inodes_count as u64 == ipg as u64 * groups,
-            sbw,
-            "s_inodes_count {inodes_count} != inodes_per_group {ipg} * {groups} groups"
-        );
-        let last = groups - 1;
-        ensure!(
-            blocks - last * BPG > group_overhead(last),
-            sbw,
-            "last group ({} blocks) is too small for its own metadata",
-            blocks - last * BPG
-        );
+        let sb = read_superblock(src)?;
+        check_fixed_fields(&sb)?;
+        let g = check_geometry(&sb, src.size())?;
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&sb[0x68..0x78]);
         let fs_seed = raw(!0, &uuid);
@@ -443,20 +299,20 @@ impl<'a> Checker<'a> {
             src,
             sb,
             fs_seed,
-            blocks,
-            groups,
-            ipg,
-            inodes_count,
+            blocks: g.blocks,
+            groups: g.groups,
+            ipg: g.ipg,
+            inodes_count: g.inodes_count,
             hash_seed,
-            owner: vec![O_FREE; blocks as usize],
+            owner: vec![O_FREE; g.blocks as usize],
             descs: Vec::new(),
             bbm: Vec::new(),
             ibm: Vec::new(),
             inodes: HashMap::new(),
             xattr_refs: HashMap::new(),
             report: Report {
-                groups,
-                blocks_count: blocks,
+                groups: g.groups,
+                blocks_count: g.blocks,
                 ..Default::default()
             },
         })
@@ -811,7 +667,54 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// One in-use inode, as a table of contents: the record's checksum, its
+    /// type and flags, its xattrs, its blocks (an extent tree or the inline
+    /// i_block), then i_blocks against what was found. The order of the
+    /// checks is the order of the error an image gets reported with.
     fn check_inode(&mut self, ino: u32, rec: &[u8]) -> R<InodeInfo> {
+        let iseed = self.check_inode_csum(ino, rec)?;
+        let f = InodeFields::decode(rec);
+        check_inode_type(ino, &f)?;
+        let xattr_blocks = self.check_xattrs(ino, rec, f.file_acl)?;
+        let mut info = InodeInfo {
+            mode: f.mode,
+            links: f.links,
+            flags: f.flags,
+            size: f.size,
+            iseed,
+            map: Vec::new(),
+        };
+        let uses_extents = match f.fmt() {
+            S_IFREG | S_IFDIR => true,
+            S_IFLNK => f.size >= 60,
+            _ => false,
+        };
+        let (data_blocks, tree_blocks) = if uses_extents {
+            self.check_mapped_inode(ino, &f, &mut info)?
+        } else {
+            check_inline_inode(ino, &f)?;
+            (0, 0)
+        };
+        let (blocks512, want) = (f.blocks512, (data_blocks + tree_blocks + xattr_blocks) * 8);
+        ensure!(
+            blocks512 == want,
+            Structure::Inode { ino },
+            "i_blocks {blocks512}, expected {want} ({data_blocks} data + {tree_blocks} tree + {xattr_blocks} xattr blocks)"
+        );
+        match f.fmt() {
+            S_IFDIR => self.report.dirs += 1,
+            S_IFREG if ino != JOURNAL_INO => self.report.files += 1,
+            S_IFLNK => self.report.symlinks += 1,
+            S_IFREG => {}
+            _ => self.report.special += 1,
+        }
+        Ok(info)
+    }
+
+    /// i_extra_isize and the record's CRC32C (seeded per inode by number
+    /// and generation); returns that seed, which the inode's extent and
+    /// directory blocks are checksummed with.
+    fn check_inode_csum(&self, ino: u32, rec: &[u8]) -> R<u32> {
         let w = Structure::Inode { ino };
         let extra = u16le(rec, 0x80) as usize;
         ensure!(
@@ -828,178 +731,86 @@ impl<'a> Checker<'a> {
         let stored = u16le(rec, 0x7C) as u32 | (u16le(rec, 0x82) as u32) << 16;
         ensure!(
             c == stored,
-            w.clone(),
+            w,
             "checksum {stored:#010x} stored, {c:#010x} computed"
         );
-        let mode = u16le(rec, 0x00);
-        let links = u16le(rec, 0x1A);
-        let size = u32le(rec, 0x04) as u64 | (u32le(rec, 0x6C) as u64) << 32;
-        let flags = u32le(rec, 0x20);
-        let blocks512 = u32le(rec, 0x1C) as u64 | (u16le(rec, 0x74) as u64) << 32;
-        let file_acl = u32le(rec, 0x68) as u64 | (u16le(rec, 0x76) as u64) << 32;
-        let ib = &rec[0x28..0x28 + 60];
-        let fmt = mode & S_IFMT;
+        Ok(iseed)
+    }
+
+    /// A file, directory, journal or slow symlink: its extent tree walked
+    /// (every block claimed), dense where the checker later reads it by
+    /// logical block (`info.map`), and the mapped end against i_size.
+    /// Returns (data blocks, extent tree blocks).
+    fn check_mapped_inode(
+        &mut self,
+        ino: u32,
+        f: &InodeFields<'_>,
+        info: &mut InodeInfo,
+    ) -> R<(u64, u64)> {
+        let w = Structure::Inode { ino };
+        let (mode, size, fmt) = (f.mode, f.size, f.fmt());
         ensure!(
-            matches!(
-                fmt,
-                S_IFIFO | S_IFCHR | S_IFDIR | S_IFBLK | S_IFREG | S_IFLNK | S_IFSOCK
-            ),
+            f.flags & EXTENTS_FL != 0,
             w.clone(),
-            "mode {mode:#o} has no valid file type"
+            "mode {mode:#o} without EXTENTS_FL"
         );
-        ensure!(links > 0, w.clone(), "in use but i_links_count is 0");
-        ensure!(
-            flags & !(EXTENTS_FL | INDEX_FL) == 0,
-            w.clone(),
-            "unexpected i_flags {flags:#x}"
-        );
-        ensure!(
-            flags & INDEX_FL == 0 || fmt == S_IFDIR,
-            w.clone(),
-            "INDEX_FL on a non-directory"
-        );
-        if ino == ROOT_INO {
-            ensure!(
-                fmt == S_IFDIR,
-                w.clone(),
-                "root is not a directory (mode {mode:#o})"
-            );
-        }
-        if ino == JOURNAL_INO {
-            ensure!(
-                fmt == S_IFREG,
-                w.clone(),
-                "journal is not a regular file (mode {mode:#o})"
-            );
-        }
-        let xattr_blocks = self.check_xattrs(ino, rec, file_acl)?;
-        let mut info = InodeInfo {
-            mode,
-            links,
-            flags,
-            size,
-            iseed,
-            map: Vec::new(),
-        };
+        let mut exts = Vec::new();
         let mut tree_blocks = 0u64;
+        self.walk_extents(ino, info.iseed, f.ib, &mut exts, &mut tree_blocks)?;
         let mut data_blocks = 0u64;
-        let uses_extents = match fmt {
-            S_IFREG | S_IFDIR => true,
-            S_IFLNK => size >= 60,
-            _ => false,
-        };
-        if uses_extents {
-            ensure!(
-                flags & EXTENTS_FL != 0,
-                w.clone(),
-                "mode {mode:#o} without EXTENTS_FL"
-            );
-            let mut exts = Vec::new();
-            self.walk_extents(ino, iseed, ib, &mut exts, &mut tree_blocks)?;
-            let mut end = 0u64;
+        let mut end = 0u64;
+        for e in &exts {
+            data_blocks += e.len;
+            end = e.lblk + e.len;
+        }
+        let keep_map = fmt == S_IFDIR || ino == JOURNAL_INO || fmt == S_IFLNK;
+        if keep_map {
+            // Dense: no holes from block 0 on.
+            let mut next = 0;
             for e in &exts {
-                data_blocks += e.len;
-                end = e.lblk + e.len;
-            }
-            let keep_map = fmt == S_IFDIR || ino == JOURNAL_INO || fmt == S_IFLNK;
-            if keep_map {
-                // Dense: no holes from block 0 on.
-                let mut next = 0;
-                for e in &exts {
-                    ensure!(
-                        e.lblk == next,
-                        Structure::ExtentTree { ino },
-                        "hole before logical block {} (mode {mode:#o} must be dense)",
-                        e.lblk
-                    );
-                    next = e.lblk + e.len;
-                    info.map.extend(e.pblk..e.pblk + e.len);
-                }
-            }
-            match fmt {
-                S_IFREG => {
-                    ensure!(
-                        end <= size.div_ceil(BSU),
-                        w.clone(),
-                        "extents reach logical block {end}, past i_size {size}"
-                    );
-                    ensure!(
-                        size < (1u64 << 32) * BSU,
-                        w.clone(),
-                        "i_size {size} too large"
-                    );
-                }
-                S_IFDIR => {
-                    ensure!(end > 0, w.clone(), "directory without blocks");
-                    ensure!(
-                        size == end * BSU,
-                        w.clone(),
-                        "directory i_size {size}, blocks mapped {end}"
-                    );
-                }
-                _ => {
-                    // Slow symlink: one block holding the target, NUL after it.
-                    ensure!(
-                        size < BSU && end == 1,
-                        w.clone(),
-                        "slow symlink of size {size} maps {end} blocks"
-                    );
-                    let b = self.block(w.clone(), info.map[0])?;
-                    ensure!(
-                        !b[..size as usize].contains(&0) && b[size as usize] == 0,
-                        w.clone(),
-                        "symlink target is not {size} non-NUL bytes followed by NUL"
-                    );
-                }
-            }
-        } else {
-            ensure!(
-                flags & EXTENTS_FL == 0,
-                w.clone(),
-                "EXTENTS_FL on mode {mode:#o}"
-            );
-            match fmt {
-                S_IFLNK => {
-                    ensure!(size > 0, w.clone(), "empty symlink");
-                    let n = ib.iter().position(|&x| x == 0).unwrap_or(60) as u64;
-                    ensure!(
-                        n == size && ib[size as usize..].iter().all(|&x| x == 0),
-                        w.clone(),
-                        "fast symlink: i_size {size} but target is {n} bytes"
-                    );
-                }
-                S_IFCHR | S_IFBLK => {
-                    ensure!(size == 0, w.clone(), "device with i_size {size}");
-                    ensure!(
-                        ib[8..].iter().all(|&x| x == 0) && (u32le(ib, 0) == 0 || u32le(ib, 4) == 0),
-                        w.clone(),
-                        "device number words malformed"
-                    );
-                }
-                _ => {
-                    ensure!(size == 0, w.clone(), "fifo/socket with i_size {size}");
-                    ensure!(
-                        ib.iter().all(|&x| x == 0),
-                        w.clone(),
-                        "fifo/socket with non-zero i_block"
-                    );
-                }
+                ensure!(
+                    e.lblk == next,
+                    Structure::ExtentTree { ino },
+                    "hole before logical block {} (mode {mode:#o} must be dense)",
+                    e.lblk
+                );
+                next = e.lblk + e.len;
+                info.map.extend(e.pblk..e.pblk + e.len);
             }
         }
-        let want = (data_blocks + tree_blocks + xattr_blocks) * 8;
-        ensure!(
-            blocks512 == want,
-            w,
-            "i_blocks {blocks512}, expected {want} ({data_blocks} data + {tree_blocks} tree + {xattr_blocks} xattr blocks)"
-        );
         match fmt {
-            S_IFDIR => self.report.dirs += 1,
-            S_IFREG if ino != JOURNAL_INO => self.report.files += 1,
-            S_IFLNK => self.report.symlinks += 1,
-            S_IFREG => {}
-            _ => self.report.special += 1,
+            S_IFREG => {
+                ensure!(
+                    end <= size.div_ceil(BSU),
+                    w.clone(),
+                    "extents reach logical block {end}, past i_size {size}"
+                );
+                ensure!(size < (1u64 << 32) * BSU, w, "i_size {size} too large");
+            }
+            S_IFDIR => {
+                ensure!(end > 0, w.clone(), "directory without blocks");
+                ensure!(
+                    size == end * BSU,
+                    w,
+                    "directory i_size {size}, blocks mapped {end}"
+                );
+            }
+            _ => {
+                // Slow symlink: one block holding the target, NUL after it.
+                ensure!(
+                    size < BSU && end == 1,
+                    w.clone(),
+                    "slow symlink of size {size} maps {end} blocks"
+                );
+                let b = self.block(w.clone(), info.map[0])?;
+                ensure!(
+                    !b[..size as usize].contains(&0) && b[size as usize] == 0,
+                    w,
+                    "symlink target is not {size} non-NUL bytes followed by NUL"
+                );
+            }
         }
-        Ok(info)
+        Ok((data_blocks, tree_blocks))
     }
 
     /// Walk an extent tree rooted at `root` (60 bytes), appending leaf
@@ -1408,107 +1219,8 @@ impl<'a> Checker<'a> {
                 self.parse_leaf(d, l, &b, info.iseed, dots, None, &mut out)?;
             }
         } else {
-            let hw = Structure::Htree { ino: d };
-            ensure!(
-                info.map.len() >= 2,
-                hw.clone(),
-                "indexed directory of {} block(s)",
-                info.map.len()
-            );
-            let root = self.block(w.clone(), info.map[0])?;
-            check_dot(&w, &root, 0, d, ".", 12)?;
-            check_dot(&w, &root, 12, parent, "..", (BS - 12) as u16)?;
-            ensure!(
-                u32le(&root, 0x18) == 0,
-                hw.clone(),
-                "dx_root reserved_zero is not zero"
-            );
-            ensure!(
-                root[0x1C] == 1,
-                hw.clone(),
-                "hash version {} (want half_md4)",
-                root[0x1C]
-            );
-            ensure!(root[0x1D] == 8, hw.clone(), "info_length {}", root[0x1D]);
-            let levels = root[0x1E];
-            ensure!(
-                levels <= 1,
-                hw.clone(),
-                "indirect_levels {levels} needs large_dir"
-            );
-            ensure!(root[0x1F] == 0, hw.clone(), "unused_flags {}", root[0x1F]);
-            let n = info.map.len();
-            let mut role = vec![0u8; n]; // 1 root, 2 node, 3 leaf
-            role[0] = 1;
-            let root_entries = dx_entries(
-                &hw,
-                &root,
-                0x20,
-                (BS - 0x20 - 8) / 8,
-                info.iseed,
-                0,
-                "dx_root",
-            )?;
-            // Global (key, leaf lblk) list in hash order.
-            let mut leaves: Vec<(u32, usize)> = Vec::new();
-            for (k, &(key, blk)) in root_entries.iter().enumerate() {
-                let blk = blk as usize;
-                ensure!(
-                    blk > 0 && blk < n,
-                    hw.clone(),
-                    "dx_root entry {k} points at block {blk} of {n}"
-                );
-                ensure!(role[blk] == 0, hw.clone(), "block {blk} referenced twice");
-                if levels == 0 {
-                    role[blk] = 3;
-                    leaves.push((key, blk));
-                } else {
-                    role[blk] = 2;
-                    dx_nodes += 1;
-                    let nb = self.block(hw.clone(), info.map[blk])?;
-                    ensure!(
-                        u32le(&nb, 0) == 0
-                            && u16le(&nb, 4) as usize == BS
-                            && nb[6] == 0
-                            && nb[7] == 0,
-                        hw.clone(),
-                        "dx_node at block {blk}: bad fake dirent"
-                    );
-                    let ents = dx_entries(&hw, &nb, 8, (BS - 16) / 8, info.iseed, key, "dx_node")?;
-                    let next_key = root_entries
-                        .get(k + 1)
-                        .map(|x| x.0 as u64)
-                        .unwrap_or(1 << 32);
-                    for &(nk, nblk) in &ents {
-                        ensure!(
-                            (nk as u64) <= next_key,
-                            hw.clone(),
-                            "dx_node at block {blk}: hash {nk:#x} beyond the next root key {next_key:#x}"
-                        );
-                        let nblk = nblk as usize;
-                        ensure!(
-                            nblk > 0 && nblk < n,
-                            hw.clone(),
-                            "dx_node entry points at block {nblk} of {n}"
-                        );
-                        ensure!(role[nblk] == 0, hw.clone(), "block {nblk} referenced twice");
-                        role[nblk] = 3;
-                        leaves.push((nk, nblk));
-                    }
-                }
-            }
-            if let Some(l) = role.iter().position(|&r| r == 0) {
-                return err(hw, format!("block {l} is not referenced by the index"));
-            }
-            for p in leaves.windows(2) {
-                ensure!(
-                    p[0].0 <= p[1].0,
-                    hw.clone(),
-                    "index hashes {:#x} then {:#x} out of order",
-                    p[0].0,
-                    p[1].0
-                );
-            }
+            let leaves;
+            (leaves, dx_nodes) = self.read_index(d, parent, info)?;
             for (i, &(key, l)) in leaves.iter().enumerate() {
                 let next = leaves.get(i + 1).map(|x| x.0);
                 let b = self.block(w.clone(), info.map[l])?;
@@ -1527,6 +1239,114 @@ impl<'a> Checker<'a> {
         Ok((out, dx_nodes))
     }
 
+    /// An indexed directory's hash tree: the dx_root header, then every
+    /// block referenced once (root, dx_nodes, leaves) and the keys in
+    /// order. Returns the leaves as (key, logical block) in hash order and
+    /// the number of dx_node blocks.
+    fn read_index(&self, d: u32, parent: u32, info: &InodeInfo) -> R<(Vec<(u32, usize)>, u64)> {
+        let w = Structure::Dir { ino: d };
+        let hw = Structure::Htree { ino: d };
+        ensure!(
+            info.map.len() >= 2,
+            hw.clone(),
+            "indexed directory of {} block(s)",
+            info.map.len()
+        );
+        let root = self.block(w.clone(), info.map[0])?;
+        let levels = check_dx_root_header(&w, &hw, &root, d, parent)?;
+        let n = info.map.len();
+        let mut role = vec![0u8; n]; // 1 root, 2 node, 3 leaf
+        role[0] = 1;
+        let root_entries = dx_entries(
+            &hw,
+            &root,
+            0x20,
+            (BS - 0x20 - 8) / 8,
+            info.iseed,
+            0,
+            "dx_root",
+        )?;
+        // Global (key, leaf lblk) list in hash order.
+        let mut leaves: Vec<(u32, usize)> = Vec::new();
+        let mut dx_nodes = 0;
+        for (k, &(key, blk)) in root_entries.iter().enumerate() {
+            let blk = blk as usize;
+            ensure!(
+                blk > 0 && blk < n,
+                hw.clone(),
+                "dx_root entry {k} points at block {blk} of {n}"
+            );
+            ensure!(role[blk] == 0, hw.clone(), "block {blk} referenced twice");
+            if levels == 0 {
+                role[blk] = 3;
+                leaves.push((key, blk));
+            } else {
+                role[blk] = 2;
+                dx_nodes += 1;
+                let next_key = root_entries
+                    .get(k + 1)
+                    .map(|x| x.0 as u64)
+                    .unwrap_or(1 << 32);
+                self.read_dx_node(d, info, blk, key, next_key, &mut role, &mut leaves)?;
+            }
+        }
+        if let Some(l) = role.iter().position(|&r| r == 0) {
+            return err(hw, format!("block {l} is not referenced by the index"));
+        }
+        for p in leaves.windows(2) {
+            ensure!(
+                p[0].0 <= p[1].0,
+                hw.clone(),
+                "index hashes {:#x} then {:#x} out of order",
+                p[0].0,
+                p[1].0
+            );
+        }
+        Ok((leaves, dx_nodes))
+    }
+
+    /// One dx_node (logical block `blk`, under root key `key`): its fake
+    /// dirent, its entries below `next_key`, each leaf marked in `role`
+    /// and appended to `leaves`.
+    #[allow(clippy::too_many_arguments)]
+    fn read_dx_node(
+        &self,
+        d: u32,
+        info: &InodeInfo,
+        blk: usize,
+        key: u32,
+        next_key: u64,
+        role: &mut [u8],
+        leaves: &mut Vec<(u32, usize)>,
+    ) -> R<()> {
+        let hw = Structure::Htree { ino: d };
+        let n = info.map.len();
+        let nb = self.block(hw.clone(), info.map[blk])?;
+        ensure!(
+            u32le(&nb, 0) == 0 && u16le(&nb, 4) as usize == BS && nb[6] == 0 && nb[7] == 0,
+            hw.clone(),
+            "dx_node at block {blk}: bad fake dirent"
+        );
+        let ents = dx_entries(&hw, &nb, 8, (BS - 16) / 8, info.iseed, key, "dx_node")?;
+        for &(nk, nblk) in &ents {
+            ensure!(
+                (nk as u64) <= next_key,
+                hw.clone(),
+                "dx_node at block {blk}: hash {nk:#x} beyond the next root key {next_key:#x}"
+            );
+            let nblk = nblk as usize;
+            ensure!(
+                nblk > 0 && nblk < n,
+                hw.clone(),
+                "dx_node entry points at block {nblk} of {n}"
+            );
+            ensure!(role[nblk] == 0, hw.clone(), "block {nblk} referenced twice");
+            role[nblk] = 3;
+            leaves.push((nk, nblk));
+        }
+        Ok(())
+    }
+
     /// Check a leaf block; `range` is (index key, next key) for htree leaves.
     #[allow(clippy::too_many_arguments)]
     fn parse_leaf(
@@ -1541,18 +1361,7 @@ impl<'a> Checker<'a> {
     ) -> R<()> {
         let w = Structure::Dir { ino: d };
         let t = BS - 12;
-        ensure!(
-            u32le(b, t) == 0 && u16le(b, t + 4) == 12 && b[t + 6] == 0 && b[t + 7] == 0xDE,
-            w.clone(),
-            "block {lblk}: malformed checksum tail"
-        );
-        let c = raw(iseed, &b[..t]);
-        ensure!(
-            c == u32le(b, t + 8),
-            w.clone(),
-            "block {lblk}: checksum {:#010x} stored, {c:#010x} computed",
-            u32le(b, t + 8)
-        );
+        check_leaf_tail(&w, lblk, b, iseed)?;
         let mut off = 0usize;
         if let Some(parent) = dots {
             check_dot(&w, b, 0, d, ".", 12)?;
@@ -1583,57 +1392,7 @@ impl<'a> Checker<'a> {
             );
             if ino != 0 {
                 let name = &b[off + 8..off + 8 + nl];
-                let shown = String::from_utf8_lossy(name);
-                ensure!(
-                    nl > 0
-                        && !name.contains(&b'/')
-                        && !name.contains(&0)
-                        && name != b"."
-                        && name != b"..",
-                    w.clone(),
-                    "block {lblk}: invalid name {shown:?}"
-                );
-                ensure!(
-                    ino == ROOT_INO || ino >= FIRST_INO,
-                    w.clone(),
-                    "entry {shown:?} names reserved inode {ino}"
-                );
-                let Some(t_info) = self.inodes.get(&ino).filter(|_| self.inode_used(ino)) else {
-                    return err(
-                        w,
-                        format!("entry {shown:?} names inode {ino}, which is not in use"),
-                    );
-                };
-                let want_ft = match t_info.mode & S_IFMT {
-                    S_IFREG => 1,
-                    S_IFDIR => 2,
-                    S_IFCHR => 3,
-                    S_IFBLK => 4,
-                    S_IFIFO => 5,
-                    S_IFSOCK => 6,
-                    _ => 7,
-                };
-                ensure!(
-                    ft == want_ft,
-                    w.clone(),
-                    "entry {shown:?}: file_type {ft}, inode {ino} has mode {:#o}",
-                    t_info.mode
-                );
-                if let Some((key, next)) = range {
-                    let (h, _) = half_md4(name, &self.hash_seed, false);
-                    ensure!(
-                        h >= key & !1,
-                        Structure::Htree { ino: d },
-                        "entry {shown:?} hash {h:#x} below its leaf's key {key:#x} (block {lblk})"
-                    );
-                    if let Some(nk) = next {
-                        ensure!(
-                            h < nk & !1 || (h == nk & !1 && nk & 1 == 1),
-                            Structure::Htree { ino: d },
-                            "entry {shown:?} hash {h:#x} not below the next leaf's key {nk:#x} (block {lblk})"
-                        );
-                    }
-                }
+                self.check_entry(d, lblk, name, ino, ft, range)?;
                 out.push((name.to_vec(), ino, ft));
             } else {
                 ensure!(
@@ -1649,6 +1408,73 @@ impl<'a> Checker<'a> {
             w,
             "block {lblk}: rec_len chain ends at {off}, not {t}"
         );
+        Ok(())
+    }
+
+    /// One in-use entry of directory `d`'s leaf block `lblk`: a valid name
+    /// naming an in-use inode with the matching file type, and for htree
+    /// leaves (`range`) a name hash inside the leaf's key range.
+    fn check_entry(
+        &self,
+        d: u32,
+        lblk: usize,
+        name: &[u8],
+        ino: u32,
+        ft: u8,
+        range: Option<(u32, Option<u32>)>,
+    ) -> R<()> {
+        let w = Structure::Dir { ino: d };
+        let shown = String::from_utf8_lossy(name);
+        ensure!(
+            !name.is_empty()
+                && !name.contains(&b'/')
+                && !name.contains(&0)
+                && name != b"."
+                && name != b"..",
+            w.clone(),
+            "block {lblk}: invalid name {shown:?}"
+        );
+        ensure!(
+            ino == ROOT_INO || ino >= FIRST_INO,
+            w.clone(),
+            "entry {shown:?} names reserved inode {ino}"
+        );
+        let Some(t_info) = self.inodes.get(&ino).filter(|_| self.inode_used(ino)) else {
+            return err(
+                w,
+                format!("entry {shown:?} names inode {ino}, which is not in use"),
+            );
+        };
+        let want_ft = match t_info.mode & S_IFMT {
+            S_IFREG => 1,
+            S_IFDIR => 2,
+            S_IFCHR => 3,
+            S_IFBLK => 4,
+            S_IFIFO => 5,
+            S_IFSOCK => 6,
+            _ => 7,
+        };
+        ensure!(
+            ft == want_ft,
+            w,
+            "entry {shown:?}: file_type {ft}, inode {ino} has mode {:#o}",
+            t_info.mode
+        );
+        if let Some((key, next)) = range {
+            let (h, _) = half_md4(name, &self.hash_seed, false);
+            ensure!(
+                h >= key & !1,
+                Structure::Htree { ino: d },
+                "entry {shown:?} hash {h:#x} below its leaf's key {key:#x} (block {lblk})"
+            );
+            if let Some(nk) = next {
+                ensure!(
+                    h < nk & !1 || (h == nk & !1 && nk & 1 == 1),
+                    Structure::Htree { ino: d },
+                    "entry {shown:?} hash {h:#x} not below the next leaf's key {nk:#x} (block {lblk})"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -1678,6 +1504,292 @@ impl<'a> Checker<'a> {
         }
         Ok(())
     }
+}
+
+/// dx_root's "." and ".." and its dx_root_info (half_md4, at most one
+/// level of dx_nodes); returns indirect_levels.
+fn check_dx_root_header(w: &Structure, hw: &Structure, root: &[u8], d: u32, parent: u32) -> R<u8> {
+    check_dot(w, root, 0, d, ".", 12)?;
+    check_dot(w, root, 12, parent, "..", (BS - 12) as u16)?;
+    ensure!(
+        u32le(root, 0x18) == 0,
+        hw.clone(),
+        "dx_root reserved_zero is not zero"
+    );
+    ensure!(
+        root[0x1C] == 1,
+        hw.clone(),
+        "hash version {} (want half_md4)",
+        root[0x1C]
+    );
+    ensure!(root[0x1D] == 8, hw.clone(), "info_length {}", root[0x1D]);
+    let levels = root[0x1E];
+    ensure!(
+        levels <= 1,
+        hw.clone(),
+        "indirect_levels {levels} needs large_dir"
+    );
+    ensure!(root[0x1F] == 0, hw.clone(), "unused_flags {}", root[0x1F]);
+    Ok(levels)
+}
+
+/// A directory leaf block's 12-byte checksum tail: the fake dirent and the
+/// CRC32C of everything before it, seeded with the inode's seed.
+fn check_leaf_tail(w: &Structure, lblk: usize, b: &[u8], iseed: u32) -> R<()> {
+    let t = BS - 12;
+    ensure!(
+        u32le(b, t) == 0 && u16le(b, t + 4) == 12 && b[t + 6] == 0 && b[t + 7] == 0xDE,
+        w.clone(),
+        "block {lblk}: malformed checksum tail"
+    );
+    let c = raw(iseed, &b[..t]);
+    ensure!(
+        c == u32le(b, t + 8),
+        w.clone(),
+        "block {lblk}: checksum {:#010x} stored, {c:#010x} computed",
+        u32le(b, t + 8)
+    );
+    Ok(())
+}
+
+/// The primary superblock at byte 1024, with its magic and CRC32C checked.
+fn read_superblock(src: &dyn ImageSource) -> R<Vec<u8>> {
+    let sbw = Structure::Superblock;
+    let mut sb = vec![0u8; 1024];
+    src.read_at(1024, &mut sb).map_err(|e| VerifyError {
+        what: sbw.clone(),
+        detail: format!("cannot read: {e}"),
+    })?;
+    ensure!(
+        u16le(&sb, 0x38) == 0xEF53,
+        sbw,
+        "bad magic {:#06x}",
+        u16le(&sb, 0x38)
+    );
+    let c = raw(!0, &sb[..0x3FC]);
+    ensure!(
+        c == u32le(&sb, 0x3FC),
+        sbw,
+        "checksum {:#010x} stored, {c:#010x} computed",
+        u32le(&sb, 0x3FC)
+    );
+    Ok(sb)
+}
+
+/// Superblock fields the writer always sets to one value: (name, offset,
+/// width in bytes, the value). A table, checked in this order.
+const FIXED_FIELDS: &[(&str, usize, usize, u32)] = &[
+    ("s_feature_compat", 0x5C, 4, FEATURE_COMPAT),
+    ("s_feature_incompat", 0x60, 4, FEATURE_INCOMPAT),
+    ("s_feature_ro_compat", 0x64, 4, FEATURE_RO_COMPAT),
+    ("s_first_data_block", 0x14, 4, 0),
+    ("s_log_block_size", 0x18, 4, 2),
+    ("s_log_cluster_size", 0x1C, 4, 2),
+    ("s_blocks_per_group", 0x20, 4, BPG as u32),
+    ("s_clusters_per_group", 0x24, 4, BPG as u32),
+    ("s_rev_level", 0x4C, 4, 1),
+    ("s_first_ino", 0x54, 4, FIRST_INO),
+    ("s_inode_size", 0x58, 2, INODE_SIZE as u32),
+    ("s_block_group_nr", 0x5A, 2, 0),
+    ("s_reserved_gdt_blocks", 0xCE, 2, 0),
+    ("s_journal_inum", 0xE0, 4, JOURNAL_INO),
+    ("s_def_hash_version", 0xFC, 1, 1),
+    ("s_jnl_backup_type", 0xFD, 1, 1),
+    ("s_desc_size", 0xFE, 2, 64),
+    ("s_first_meta_bg", 0x104, 4, 0),
+    ("s_min_extra_isize", 0x15C, 2, 32),
+    ("s_checksum_type", 0x175, 1, 1),
+    ("s_state", 0x3A, 2, 1),
+];
+
+/// Every [`FIXED_FIELDS`] entry, then s_flags (the unsigned hash flag).
+fn check_fixed_fields(sb: &[u8]) -> R<()> {
+    for &(name, off, width, want) in FIXED_FIELDS {
+        let got = match width {
+            1 => sb[off] as u32,
+            2 => u16le(sb, off) as u32,
+            _ => u32le(sb, off),
+        };
+        ensure!(
+            got == want,
+            Structure::Superblock,
+            "{name} (at {off:#x}) is {got:#x}, expected {want:#x}"
+        );
+    }
+    ensure!(
+        u32le(sb, 0x160) & 0x3 == 0x2,
+        Structure::Superblock,
+        "s_flags {:#x}: expected the unsigned directory hash flag (0x2) only",
+        u32le(sb, 0x160)
+    );
+    Ok(())
+}
+
+/// The filesystem's size and shape as the superblock gives them.
+struct Geometry {
+    blocks: u64,
+    groups: u64,
+    ipg: u32,
+    inodes_count: u32,
+}
+
+/// Block and inode counts consistent with each other, with the image's
+/// size (`image_size` bytes) and with a last group big enough for its own
+/// metadata.
+fn check_geometry(sb: &[u8], image_size: u64) -> R<Geometry> {
+    let sbw = Structure::Superblock;
+    let blocks = u32le(sb, 0x04) as u64 | (u32le(sb, 0x150) as u64) << 32;
+    let r_blocks = u32le(sb, 0x08) as u64 | (u32le(sb, 0x154) as u64) << 32;
+    ensure!(blocks > 0, sbw, "s_blocks_count is 0");
+    ensure!(
+        r_blocks <= blocks,
+        sbw,
+        "s_r_blocks_count {r_blocks} > s_blocks_count {blocks}"
+    );
+    let need = blocks.checked_mul(BSU);
+    ensure!(
+        need.is_some_and(|n| n <= image_size),
+        Structure::Image,
+        "image is {image_size} bytes, the superblock claims {blocks} blocks"
+    );
+    let groups = blocks.div_ceil(BPG);
+    let ipg = u32le(sb, 0x28);
+    ensure!(
+        ipg > 0 && ipg <= BPG as u32 && ipg.is_multiple_of(16),
+        sbw,
+        "s_inodes_per_group {ipg} is not a positive multiple of 16 up to {BPG}"
+    );
+    let inodes_count = u32le(sb, 0x00);
+    ensure!(
+        inodes_count as u64 == ipg as u64 * groups,
+        sbw,
+        "s_inodes_count {inodes_count} != inodes_per_group {ipg} * {groups} groups"
+    );
+    let last = groups - 1;
+    ensure!(
+        blocks - last * BPG > group_overhead(last),
+        sbw,
+        "last group ({} blocks) is too small for its own metadata",
+        blocks - last * BPG
+    );
+    Ok(Geometry {
+        blocks,
+        groups,
+        ipg,
+        inodes_count,
+    })
+}
+
+/// The fields of an inode record the checks read, decoded once.
+struct InodeFields<'a> {
+    mode: u16,
+    links: u16,
+    size: u64,
+    flags: u32,
+    blocks512: u64,
+    file_acl: u64,
+    /// i_block: the extent tree root, a fast symlink's target or a device
+    /// number.
+    ib: &'a [u8],
+}
+
+impl<'a> InodeFields<'a> {
+    fn decode(rec: &'a [u8]) -> Self {
+        InodeFields {
+            mode: u16le(rec, 0x00),
+            links: u16le(rec, 0x1A),
+            size: u32le(rec, 0x04) as u64 | (u32le(rec, 0x6C) as u64) << 32,
+            flags: u32le(rec, 0x20),
+            blocks512: u32le(rec, 0x1C) as u64 | (u16le(rec, 0x74) as u64) << 32,
+            file_acl: u32le(rec, 0x68) as u64 | (u16le(rec, 0x76) as u64) << 32,
+            ib: &rec[0x28..0x28 + 60],
+        }
+    }
+
+    fn fmt(&self) -> u16 {
+        self.mode & S_IFMT
+    }
+}
+
+/// A valid file type, a link, only the flags the writer sets, and the root
+/// and journal inodes of the type they must be.
+fn check_inode_type(ino: u32, f: &InodeFields<'_>) -> R<()> {
+    let w = Structure::Inode { ino };
+    let (mode, fmt, flags) = (f.mode, f.fmt(), f.flags);
+    ensure!(
+        matches!(
+            fmt,
+            S_IFIFO | S_IFCHR | S_IFDIR | S_IFBLK | S_IFREG | S_IFLNK | S_IFSOCK
+        ),
+        w.clone(),
+        "mode {mode:#o} has no valid file type"
+    );
+    ensure!(f.links > 0, w.clone(), "in use but i_links_count is 0");
+    ensure!(
+        flags & !(EXTENTS_FL | INDEX_FL) == 0,
+        w.clone(),
+        "unexpected i_flags {flags:#x}"
+    );
+    ensure!(
+        flags & INDEX_FL == 0 || fmt == S_IFDIR,
+        w.clone(),
+        "INDEX_FL on a non-directory"
+    );
+    if ino == ROOT_INO {
+        ensure!(
+            fmt == S_IFDIR,
+            w.clone(),
+            "root is not a directory (mode {mode:#o})"
+        );
+    }
+    if ino == JOURNAL_INO {
+        ensure!(
+            fmt == S_IFREG,
+            w,
+            "journal is not a regular file (mode {mode:#o})"
+        );
+    }
+    Ok(())
+}
+
+/// A fast symlink, device, fifo or socket: no blocks, everything in
+/// i_block, and i_size saying exactly what is there.
+fn check_inline_inode(ino: u32, f: &InodeFields<'_>) -> R<()> {
+    let w = Structure::Inode { ino };
+    let (mode, size, ib) = (f.mode, f.size, f.ib);
+    ensure!(
+        f.flags & EXTENTS_FL == 0,
+        w.clone(),
+        "EXTENTS_FL on mode {mode:#o}"
+    );
+    match f.fmt() {
+        S_IFLNK => {
+            ensure!(size > 0, w.clone(), "empty symlink");
+            let n = ib.iter().position(|&x| x == 0).unwrap_or(60) as u64;
+            ensure!(
+                n == size && ib[size as usize..].iter().all(|&x| x == 0),
+                w,
+                "fast symlink: i_size {size} but target is {n} bytes"
+            );
+        }
+        S_IFCHR | S_IFBLK => {
+            ensure!(size == 0, w.clone(), "device with i_size {size}");
+            ensure!(
+                ib[8..].iter().all(|&x| x == 0) && (u32le(ib, 0) == 0 || u32le(ib, 4) == 0),
+                w,
+                "device number words malformed"
+            );
+        }
+        _ => {
+            ensure!(size == 0, w.clone(), "fifo/socket with i_size {size}");
+            ensure!(
+                ib.iter().all(|&x| x == 0),
+                w,
+                "fifo/socket with non-zero i_block"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check_dot(w: &Structure, b: &[u8], off: usize, ino: u32, name: &str, rec_len: u16) -> R<()> {
@@ -1901,6 +2013,7 @@ mod tests {
     use crate::ext4::{Builder, Options};
     use crate::tree::{Entry, EntryKind, FileData, Segment, Timestamp};
     use std::io::Read;
+    use std::os::unix::fs::FileExt;
 
     struct VecData(std::io::Cursor<Vec<u8>>);
 
@@ -1911,19 +2024,11 @@ mod tests {
     }
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
+        let mtime = Timestamp::new(1_700_000_000, 5);
         Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
             uid: 1000,
             gid: 1000,
-            mtime: Timestamp::new(1_700_000_000, 5),
-            atime: None,
-            ctime: None,
-            xattrs: Vec::new(),
-            size: 0,
-            segments: Vec::new(),
-            source_offset: 0,
+            ..Entry::new(path.as_bytes().to_vec(), kind, 0o644, mtime)
         }
     }
 
@@ -1964,15 +2069,10 @@ mod tests {
         let f = tmp.reopen().unwrap();
         let opts = Options {
             label: *b"verify-test\0\0\0\0\0",
-            uuid: None,
-            size_blocks: None,
-            extra_blocks: 0,
             max_resize_bytes,
             fit_ceiling: false,
-            density: Default::default(),
-            reserved_per_mille: 50,
-            journal_blocks: None,
             source_date_epoch: Some(1_700_000_000),
+            ..Default::default()
         };
         let mut b = Builder::new(f, tmp.path().to_path_buf(), opts).unwrap();
         for (e, d) in items {

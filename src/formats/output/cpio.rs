@@ -113,12 +113,9 @@ struct Header {
     rdev: (u32, u32),
 }
 
-const S_IFREG: u32 = 0o100000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFBLK: u32 = 0o060000;
-const S_IFIFO: u32 = 0o010000;
+// newc's c_mode carries POSIX st_mode, whose file-type bits are libc's
+// (mode_t is u32 on Linux).
+use libc::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
 
 /// Write `src` as a newc archive to `out` (compression is the caller's).
 pub fn write_newc<W: Write>(

@@ -1,4 +1,5 @@
-//! Writing outputs: atomic files and raw → qcow2 / vhd converters.
+//! Writing outputs: atomic files, raw → qcow2 / vhd converters (and the
+//! qcow2 reader, `qcow2::read`), cpio archives and output sets.
 
 pub mod atomic;
 pub mod cpio;

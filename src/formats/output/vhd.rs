@@ -271,12 +271,7 @@ fn dynamic_header(blocks: u64) -> [u8; 1024] {
 mod tests {
     use super::*;
 
-    fn be32(b: &[u8], at: usize) -> u32 {
-        u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
-    }
-    fn be64(b: &[u8], at: usize) -> u64 {
-        u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
-    }
+    use crate::le::{get_be32 as be32, get_be64 as be64};
 
     /// The footer's fields at the specification's offsets, and its
     /// checksum: the one's complement of the byte sum with the checksum

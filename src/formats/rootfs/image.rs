@@ -45,6 +45,15 @@ impl Extracted {
         }
     }
 
+    /// `what` (a file of the archive) is not JSON.
+    fn json_err(&self, what: String, source: serde_json::Error) -> UnpackError {
+        UnpackError::Json {
+            archive: self.archive.clone(),
+            what,
+            source,
+        }
+    }
+
     /// Resolve `rel` (archive path) through the archive's symlinks.
     fn file(&self, rel: &str) -> Result<PathBuf, UnpackError> {
         let mut cur = rel.trim_start_matches("./").to_string();
@@ -74,7 +83,7 @@ impl Extracted {
             path: p.display().to_string(),
             source,
         })?;
-        serde_json::from_slice(&text).map_err(|e| self.err(format!("{rel} is not valid JSON: {e}")))
+        serde_json::from_slice(&text).map_err(|source| self.json_err(rel.to_string(), source))
     }
 
     /// A blob by digest, its content checked.
@@ -193,7 +202,7 @@ pub fn oci_layers(x: &Extracted, arch: &str) -> Result<Vec<Layer>, UnpackError> 
                 path: blob.display().to_string(),
                 source,
             })?)
-            .map_err(|e| x.err(format!("manifest {digest} is not valid JSON: {e}")))?;
+            .map_err(|source| x.json_err(format!("manifest {digest}"), source))?;
         let mt = chosen
             .get("mediaType")
             .or_else(|| doc.get("mediaType"))

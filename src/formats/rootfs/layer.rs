@@ -150,6 +150,9 @@ pub fn apply_entries<R: TarSource>(
     Ok(())
 }
 
+/// One entry, as a table of contents: a whiteout applied, a device
+/// skipped, the root's metadata set, or whatever is at the path replaced
+/// by the entry.
 fn one<R: TarSource>(
     st: &mut State<'_>,
     rd: &mut TarReader<R>,
@@ -158,34 +161,8 @@ fn one<R: TarSource>(
 ) -> Result<(), UnpackError> {
     let (parent, name) = split(&e.path);
     let opts = st.opts;
-    if st.opts.whiteouts && name.starts_with(WHITEOUT) {
-        let dir = st.cache.get(opts, e, parent)?;
-        if name == OPAQUE {
-            let created = &st.created;
-            let mut prefix = parent.to_vec();
-            if !prefix.is_empty() {
-                prefix.push(b'/');
-            }
-            let keep = |child: &[u8]| {
-                let mut p = prefix.clone();
-                p.extend_from_slice(child);
-                created.contains(&p)
-            };
-            fsops::clear_dir(dir, keep)
-                .map_err(|s| err(opts, e, "emptying (opaque whiteout)", s))?;
-        } else {
-            let victim = &name[WHITEOUT.len()..];
-            let mut p = parent.to_vec();
-            if !p.is_empty() {
-                p.push(b'/');
-            }
-            p.extend_from_slice(victim);
-            if !st.created.contains(&p) {
-                fsops::remove_at(dir, victim)
-                    .map_err(|s| err(opts, e, "removing (whiteout)", s))?;
-            }
-        }
-        st.cache.0 = None;
+    if opts.whiteouts && name.starts_with(WHITEOUT) {
+        whiteout(st, e, parent, name)?;
         report.whiteouts += 1;
         return Ok(());
     }
@@ -207,52 +184,17 @@ fn one<R: TarSource>(
         st.dir_times.push((Vec::new(), atime, e.mtime));
         return Ok(());
     }
-    // Whatever is there goes, unless directory meets directory.
-    let existing = {
-        let dir = st.cache.get(opts, e, parent)?;
-        fsops::kind_at(dir, name).map_err(|s| err(opts, e, "looking at what is there", s))?
-    };
-    let dir_over_dir =
-        e.kind == EntryKind::Dir && existing == Some(rustix::fs::FileType::Directory);
-    if existing.is_some() && !dir_over_dir {
-        let dir = st.cache.get(opts, e, parent)?;
-        fsops::remove_at(dir, name).map_err(|s| err(opts, e, "replacing what is there", s))?;
-        // A removed directory may be the cached parent of later entries.
-        st.cache.0 = None;
-    }
+    let dir_over_dir = make_room(st, e, parent, name)?;
     st.created.insert(e.path.clone());
+    let at = At {
+        e,
+        parent,
+        name,
+        atime,
+    };
     match &e.kind {
-        EntryKind::Dir => {
-            let dir = st.cache.get(opts, e, parent)?;
-            if !dir_over_dir {
-                fsops::mkdir_at(dir, name).map_err(|s| err(opts, e, "creating it", s))?;
-            }
-            let fd = fsops::open_subdir(dir, name).map_err(|s| err(opts, e, "opening it", s))?;
-            if opts.owners {
-                fsops::fchown(&fd, e.uid, e.gid).map_err(|s| owner_err(opts, e, s))?;
-            }
-            fsops::fchmod(&fd, e.mode).map_err(|s| err(opts, e, "setting its mode", s))?;
-            set_xattrs(opts, e, &fd, report)?;
-            st.dir_times.push((e.path.clone(), atime, e.mtime));
-        }
-        EntryKind::File => {
-            let dir = st.cache.get(opts, e, parent)?;
-            let mut f =
-                fsops::create_file(dir, name).map_err(|s| err(opts, e, "creating it", s))?;
-            let mut buf = std::mem::take(&mut st.buf);
-            let r = write_data(rd, e, &mut f, &mut buf);
-            st.buf = buf;
-            r.map_err(|s| err(opts, e, "writing its data", s))?;
-            if opts.owners {
-                fsops::fchown(&f, e.uid, e.gid).map_err(|s| owner_err(opts, e, s))?;
-            }
-            // After chown, which clears setuid/setgid.
-            fsops::fchmod(&f, e.mode).map_err(|s| err(opts, e, "setting its mode", s))?;
-            set_xattrs(opts, e, &f, report)?;
-            fsops::set_times(&f, atime, e.mtime)
-                .map_err(|s| err(opts, e, "setting its times", s))?;
-            report.bytes += e.size;
-        }
+        EntryKind::Dir => create_dir(st, &at, dir_over_dir, report),
+        EntryKind::File => create_file(st, rd, &at, report),
         EntryKind::Symlink(target) => {
             let dir = st.cache.get(opts, e, parent)?;
             fsops::symlink_at(target, dir, name).map_err(|s| err(opts, e, "creating it", s))?;
@@ -262,7 +204,7 @@ fn one<R: TarSource>(
             }
             let dir = st.cache.get(opts, e, parent)?;
             fsops::set_times_at(dir, name, atime, e.mtime)
-                .map_err(|s| err(opts, e, "setting its times", s))?;
+                .map_err(|s| err(opts, e, "setting its times", s))
         }
         EntryKind::HardLink(target) => {
             let (tp, tn) = split(target);
@@ -276,7 +218,7 @@ fn one<R: TarSource>(
             })?;
             let dir = st.cache.get(opts, e, parent)?;
             fsops::link_at(&from, tn, dir, name)
-                .map_err(|s| err(opts, e, &format!("linking to {}", display_path(target)), s))?;
+                .map_err(|s| err(opts, e, &format!("linking to {}", display_path(target)), s))
         }
         EntryKind::Fifo => {
             let dir = st.cache.get(opts, e, parent)?;
@@ -286,12 +228,126 @@ fn one<R: TarSource>(
                 fsops::chown_at(dir, name, e.uid, e.gid).map_err(|s| owner_err(opts, e, s))?;
             }
             let dir = st.cache.get(opts, e, parent)?;
-            fsops::chmod_at(dir, name, e.mode).map_err(|s| err(opts, e, "setting its mode", s))?;
+            fsops::chmod_at(dir, name, e.mode).map_err(|s| err(opts, e, "setting its mode", s))
         }
         EntryKind::CharDev { .. } | EntryKind::BlockDev { .. } | EntryKind::Socket => {
             unreachable!("skipped above")
         }
     }
+}
+
+/// Where an entry goes: its parent directory and name, and the atime it
+/// gets (its mtime when the tar has none).
+struct At<'e> {
+    e: &'e Entry,
+    parent: &'e [u8],
+    name: &'e [u8],
+    atime: Timestamp,
+}
+
+/// A whiteout entry `parent/name`: the opaque one empties `parent` of what
+/// lower layers put there, `.wh.NAME` removes `NAME` unless this layer
+/// made it.
+fn whiteout(st: &mut State<'_>, e: &Entry, parent: &[u8], name: &[u8]) -> Result<(), UnpackError> {
+    let opts = st.opts;
+    let dir = st.cache.get(opts, e, parent)?;
+    if name == OPAQUE {
+        let created = &st.created;
+        let mut prefix = parent.to_vec();
+        if !prefix.is_empty() {
+            prefix.push(b'/');
+        }
+        let keep = |child: &[u8]| {
+            let mut p = prefix.clone();
+            p.extend_from_slice(child);
+            created.contains(&p)
+        };
+        fsops::clear_dir(dir, keep).map_err(|s| err(opts, e, "emptying (opaque whiteout)", s))?;
+    } else {
+        let victim = &name[WHITEOUT.len()..];
+        let mut p = parent.to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(victim);
+        if !st.created.contains(&p) {
+            fsops::remove_at(dir, victim).map_err(|s| err(opts, e, "removing (whiteout)", s))?;
+        }
+    }
+    st.cache.0 = None;
+    Ok(())
+}
+
+/// Whatever is at `parent/name` goes, unless directory meets directory
+/// (then the entry only updates its metadata); returns whether it did.
+fn make_room(
+    st: &mut State<'_>,
+    e: &Entry,
+    parent: &[u8],
+    name: &[u8],
+) -> Result<bool, UnpackError> {
+    let opts = st.opts;
+    let existing = {
+        let dir = st.cache.get(opts, e, parent)?;
+        fsops::kind_at(dir, name).map_err(|s| err(opts, e, "looking at what is there", s))?
+    };
+    let dir_over_dir =
+        e.kind == EntryKind::Dir && existing == Some(rustix::fs::FileType::Directory);
+    if existing.is_some() && !dir_over_dir {
+        let dir = st.cache.get(opts, e, parent)?;
+        fsops::remove_at(dir, name).map_err(|s| err(opts, e, "replacing what is there", s))?;
+        // A removed directory may be the cached parent of later entries.
+        st.cache.0 = None;
+    }
+    Ok(dir_over_dir)
+}
+
+/// A directory entry: made (unless one is there), owner, mode and xattrs
+/// set; its times wait until the layer is complete.
+fn create_dir(
+    st: &mut State<'_>,
+    at: &At<'_>,
+    dir_over_dir: bool,
+    report: &mut Report,
+) -> Result<(), UnpackError> {
+    let (opts, e, name) = (st.opts, at.e, at.name);
+    let dir = st.cache.get(opts, e, at.parent)?;
+    if !dir_over_dir {
+        fsops::mkdir_at(dir, name).map_err(|s| err(opts, e, "creating it", s))?;
+    }
+    let fd = fsops::open_subdir(dir, name).map_err(|s| err(opts, e, "opening it", s))?;
+    if opts.owners {
+        fsops::fchown(&fd, e.uid, e.gid).map_err(|s| owner_err(opts, e, s))?;
+    }
+    fsops::fchmod(&fd, e.mode).map_err(|s| err(opts, e, "setting its mode", s))?;
+    set_xattrs(opts, e, &fd, report)?;
+    st.dir_times.push((e.path.clone(), at.atime, e.mtime));
+    Ok(())
+}
+
+/// A regular file: created, its data written from `rd`, then owner, mode,
+/// xattrs and times.
+fn create_file<R: TarSource>(
+    st: &mut State<'_>,
+    rd: &mut TarReader<R>,
+    at: &At<'_>,
+    report: &mut Report,
+) -> Result<(), UnpackError> {
+    let (opts, e) = (st.opts, at.e);
+    let dir = st.cache.get(opts, e, at.parent)?;
+    let mut f = fsops::create_file(dir, at.name).map_err(|s| err(opts, e, "creating it", s))?;
+    let mut buf = std::mem::take(&mut st.buf);
+    let r = write_data(rd, e, &mut f, &mut buf);
+    st.buf = buf;
+    r.map_err(|s| err(opts, e, "writing its data", s))?;
+    if opts.owners {
+        fsops::fchown(&f, e.uid, e.gid).map_err(|s| owner_err(opts, e, s))?;
+    }
+    // After chown, which clears setuid/setgid.
+    fsops::fchmod(&f, e.mode).map_err(|s| err(opts, e, "setting its mode", s))?;
+    set_xattrs(opts, e, &f, report)?;
+    fsops::set_times(&f, at.atime, e.mtime).map_err(|s| err(opts, e, "setting its times", s))?;
+    report.bytes += e.size;
     Ok(())
 }
 

@@ -49,6 +49,15 @@ pub enum UnpackError {
     Io { path: String, source: io::Error },
     #[error("{archive}: {detail}")]
     Image { archive: String, detail: String },
+    /// A container image's JSON file (index, manifest) that does not parse;
+    /// `what` names it ("index.json", "manifest sha256:…").
+    #[error("{archive}: {what} is not valid JSON: {source}")]
+    Json {
+        archive: String,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{archive}: {blob} has sha256 {got}, but the image names it {want}: the download is damaged or was altered; delete it and fetch it again")]
     Digest {
         archive: String,

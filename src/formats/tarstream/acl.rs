@@ -1,7 +1,8 @@
 //! POSIX.1e text ACLs, as GNU tar `--acls` stores them in `SCHILY.acl.access`
 //! and `SCHILY.acl.default` (the `acl_to_text` long or abbreviated form,
 //! entries separated by ',' or newlines), converted to the Linux VFS xattr
-//! value of `system.posix_acl_access` / `system.posix_acl_default`.
+//! value of `system.posix_acl_access` / `system.posix_acl_default` when
+//! reading, and back when writing ([`xattr_to_text`]).
 //!
 //! VFS format (linux/posix_acl_xattr.h): little-endian u32 version 2, then
 //! per entry u16 tag, u16 perm, u32 id; entries sorted by tag then id, id
@@ -14,6 +15,8 @@ const GROUP: u16 = 0x08;
 const MASK: u16 = 0x10;
 const OTHER: u16 = 0x20;
 const UNDEFINED_ID: u32 = u32::MAX;
+/// The VFS value's leading version word.
+const VERSION: u32 = 2;
 
 /// Convert a text ACL to the VFS xattr value. Returns `Ok(None)` for an
 /// empty text (GNU tar writes an empty default ACL for non-directories).
@@ -87,13 +90,51 @@ pub fn text_to_xattr(text: &[u8]) -> Result<Option<Vec<u8>>, String> {
         return Err("named entries without a mask:: entry".into());
     }
     let mut out = Vec::with_capacity(4 + 8 * entries.len());
-    out.extend_from_slice(&2u32.to_le_bytes());
+    out.extend_from_slice(&VERSION.to_le_bytes());
     for (tag, id, perm) in entries {
         out.extend_from_slice(&tag.to_le_bytes());
         out.extend_from_slice(&perm.to_le_bytes());
         out.extend_from_slice(&id.to_le_bytes());
     }
     Ok(Some(out))
+}
+
+/// The VFS xattr value as the text GNU tar stores (`acl_to_any_text` long
+/// form with numeric ids, one entry per line), or None if the value is not
+/// a well-formed v2 ACL.
+///
+/// The capture writes both the binary `SCHILY.xattr.system.posix_acl_*`
+/// record and this text, as GNU tar `--xattrs --acls` does: GNU tar
+/// extracting with `--acls` applies the text form after the xattrs and
+/// removes a directory's default ACL when the text is missing.
+pub fn xattr_to_text(v: &[u8]) -> Option<String> {
+    if v.len() < 4 || !(v.len() - 4).is_multiple_of(8) {
+        return None;
+    }
+    if u32::from_le_bytes(v[..4].try_into().ok()?) != VERSION {
+        return None;
+    }
+    let mut out = String::new();
+    for e in v[4..].chunks_exact(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        let head = match tag {
+            USER_OBJ => "user::".to_string(),
+            USER => format!("user:{id}:"),
+            GROUP_OBJ => "group::".to_string(),
+            GROUP => format!("group:{id}:"),
+            MASK => "mask::".to_string(),
+            OTHER => "other::".to_string(),
+            _ => return None,
+        };
+        out.push_str(&head);
+        for (bit, c) in [(4, 'r'), (2, 'w'), (1, 'x')] {
+            out.push(if perm & bit != 0 { c } else { '-' });
+        }
+        out.push('\n');
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -147,5 +188,25 @@ mod tests {
         assert!(text_to_xattr(b"user::rwz,group::r,other::r").is_err());
         assert!(text_to_xattr(b"user::r,user:1:r,group::r,other::r").is_err());
         assert!(text_to_xattr(b"bogus::r").is_err());
+    }
+
+    #[test]
+    fn to_text_like_gnu_tar() {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (t, p, i) in [
+            (USER_OBJ, 6, u32::MAX),
+            (USER, 5, 1234),
+            (GROUP_OBJ, 4, u32::MAX),
+            (MASK, 5, u32::MAX),
+            (OTHER, 4, u32::MAX),
+        ] {
+            v.extend(entry(t, p, i));
+        }
+        assert_eq!(
+            xattr_to_text(&v).unwrap(),
+            "user::rw-\nuser:1234:r-x\ngroup::r--\nmask::r-x\nother::r--\n"
+        );
+        assert!(xattr_to_text(&v[..7]).is_none());
+        assert!(xattr_to_text(&[1, 0, 0, 0]).is_none());
     }
 }

@@ -1,6 +1,7 @@
-//! Reading tar streams (ustar, GNU, PAX; gzip/zstd detected by magic) into
-//! [`crate::tree::Entry`] values, streaming file data through
-//! [`crate::tree::FileData`].
+//! Tar, both directions: reading tar streams (ustar, GNU, PAX; gzip/zstd
+//! detected by magic) into [`crate::tree::Entry`] values, streaming file
+//! data through [`crate::tree::FileData`]; and `writer`, the deterministic
+//! pax writer the capture uses.
 //!
 //! ```ignore
 //! let input = open_input(path_or_stdin)?;              // detects gzip / zstd / plain by magic
@@ -25,9 +26,10 @@
 //!
 //! Modules, one job each: `header` (one 512-byte block), `pax` (extended
 //! header records), `sparse` (GNU sparse maps), `xattrs` (an entry's
-//! xattrs by name), `acl` (text ACL to VFS xattr), `source` (input
-//! abstraction and buffer), `input` (opening files and decompression),
-//! `reader` (the archive state machine).
+//! xattrs by name), `acl` (text ACL to VFS xattr and back), `source`
+//! (input abstraction and buffer), `input` (opening files and
+//! decompression), `reader` (the archive state machine), `writer` (pax
+//! members out).
 
 mod acl;
 mod error;
@@ -37,6 +39,7 @@ mod pax;
 mod reader;
 mod source;
 mod sparse;
+pub mod writer;
 mod xattrs;
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::ext4::verify::ImageSource;
+use crate::image_io::ImageSource;
+use crate::le::{get_be32 as be32, get_be64 as be64};
 
 pub const MAGIC: &[u8; 4] = b"QFI\xfb";
 
@@ -63,6 +64,20 @@ pub enum Qcow2Error {
     CompressionType(u8),
     #[error("corrupt qcow2: {0}")]
     Corrupt(String),
+    /// A compressed cluster that raw deflate refuses.
+    #[error("corrupt qcow2: guest cluster {cluster}: compressed data: {source}")]
+    Deflate {
+        cluster: u64,
+        #[source]
+        source: flate2::DecompressError,
+    },
+    /// A compressed cluster that zstd refuses (or a decoder not made).
+    #[error("corrupt qcow2: guest cluster {cluster}: compressed data: {source}")]
+    Zstd {
+        cluster: u64,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading qcow2 {what} at byte {offset}: {source}")]
     Io {
         what: &'static str,
@@ -90,13 +105,6 @@ pub struct Header {
     /// The image was not closed cleanly (refcounts may be stale; the data
     /// mapping is still valid).
     pub dirty: bool,
-}
-
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-fn be64(b: &[u8], o: usize) -> u64 {
-    u64::from_be_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]))
 }
 
 /// Parses and checks the header at the start of `src`.
@@ -338,20 +346,26 @@ impl<'a> Qcow2<'a> {
                         d.total_out(),
                         out.len()
                     ))),
-                    Err(e) => Err(bad(e.to_string())),
+                    Err(source) => Err(Qcow2Error::Deflate {
+                        cluster: gc,
+                        source,
+                    }),
                 }
             }
             Compression::Zstd => {
                 // qemu's qcow2_zstd_decompress: stream until the cluster is
                 // full; trailing padding is ignored.
                 use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
-                let mut d = Decoder::new().map_err(|e| bad(e.to_string()))?;
+                let zstd = |source| Qcow2Error::Zstd {
+                    cluster: gc,
+                    source,
+                };
+                let mut d = Decoder::new().map_err(zstd)?;
                 let mut input = InBuffer::around(raw);
                 let mut output = OutBuffer::around(out);
                 while output.pos() < output.capacity() {
                     let before = (input.pos(), output.pos());
-                    d.run(&mut input, &mut output)
-                        .map_err(|e| bad(e.to_string()))?;
+                    d.run(&mut input, &mut output).map_err(zstd)?;
                     if (input.pos(), output.pos()) == before {
                         return Err(bad("zstd stream ended early".into()));
                     }

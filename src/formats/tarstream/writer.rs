@@ -10,9 +10,8 @@
 
 use std::io::{self, Write};
 
+use super::header::BLOCK;
 use crate::tree::Timestamp;
-
-pub const BLOCK: usize = 512;
 
 /// Name of every PAX extended header member (as the `tar` crate and star
 /// write it; readers that know pax never extract it).
@@ -235,7 +234,7 @@ impl<W: Write> TarWriter<W> {
                 b"system.posix_acl_default" => b"SCHILY.acl.default",
                 _ => continue,
             };
-            if let Some(text) = super::acl_text::xattr_to_text(v) {
+            if let Some(text) = super::acl::xattr_to_text(v) {
                 pax_record(&mut rec, key, text.as_bytes());
             }
         }

@@ -26,6 +26,9 @@
 //! All-zero clusters stay unallocated. The raw input is read sparsely with
 //! SEEK_DATA/SEEK_HOLE; clusters are read and compressed in parallel (rayon)
 //! and appended in guest order, so the output is deterministic.
+//!
+//! The reader (`read`, for `dibr get-kernel`/`check`) lives beside the
+//! writer: the format's two directions in one place.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -37,6 +40,8 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
 use super::atomic::AtomicFile;
+
+pub mod read;
 
 /// Errors from the image converters; every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -408,16 +413,9 @@ struct Job<'a> {
 }
 
 fn convert(job: &Job) -> Result<Qcow2Stats, OutputError> {
-    let Job {
-        dst,
-        out,
-        vsize,
-        extents,
-        opts,
-        ..
-    } = *job;
+    let (dst, out, vsize) = (job.dst, job.out, job.vsize);
     let werr = OutputError::io;
-    let layout = Layout::plan(vsize, extents, out)?;
+    let layout = Layout::plan(vsize, job.extents, out)?;
     let mut stats = Qcow2Stats {
         virtual_size: vsize,
         ..Default::default()
@@ -432,7 +430,7 @@ fn convert(job: &Job) -> Result<Qcow2Stats, OutputError> {
     }
     let meta = metadata(&layout, &l2s, &alloc.refs);
     dst.write_all_at(&meta, CLUSTER_SIZE).map_err(werr(out))?;
-    dst.write_all_at(&header(&layout, vsize, opts.compat), 0)
+    dst.write_all_at(&header(&layout, vsize, job.opts.compat), 0)
         .map_err(werr(out))?;
     // End on a sector boundary so a compressed cluster's last sector is
     // whole (qemu reads compressed data in sectors).
@@ -563,12 +561,7 @@ fn header(layout: &Layout, vsize: u64, compat: Qcow2Compat) -> [u8; HEADER_LENGT
 mod tests {
     use super::*;
 
-    fn be32(h: &[u8], at: usize) -> u32 {
-        u32::from_be_bytes(h[at..at + 4].try_into().unwrap())
-    }
-    fn be64(h: &[u8], at: usize) -> u64 {
-        u64::from_be_bytes(h[at..at + 8].try_into().unwrap())
-    }
+    use crate::le::{get_be32 as be32, get_be64 as be64};
 
     /// The header fields at the offsets of qemu's docs/interop/qcow2.txt,
     /// for a 3 GiB disk with data in its first and last MiB.

@@ -4,7 +4,6 @@
 //! `dibr mkfs` that `e2fsck -fn` must accept. Plus reproducibility in every
 //! output type, the synthesized /dev and excludes.
 
-#[path = "../vendor-tests/common/mod.rs"]
 mod common;
 use common::*;
 
