@@ -1,5 +1,5 @@
 //! The environment hooks see, as diskimage-builder gives it
-//! (../shared/reference/diskimage-builder.md §2.2; recorded from DIB 3.43
+//! (DIB's `diskimage_builder/lib/disk-image-create` and `lib/img-defaults`; recorded from DIB 3.43
 //! in vendor-tests/fixtures/dib-env/ and compared by the `dib_env` test).
 //!
 //! DIB's `disk-image-create` is one bash script that exports what it sets,

@@ -1,8 +1,8 @@
 //! `dibr build`: diskimage-builder's build flow, rootless.
 //!
 //! The table of contents is [`build_image`]; it follows
-//! `diskimage_builder/lib/disk-image-create` (see
-//! ../shared/reference/diskimage-builder.md §2.1): resolve elements, lay out
+//! `diskimage_builder/lib/disk-image-create` (and `lib/common-functions`,
+//! `lib/img-functions` in DIB's source): resolve elements, lay out
 //! the hooks, run root.d … cleanup.d in DIB's order (in the target chroot or
 //! outside it, as DIB does) inside the user-namespace sandbox, then capture
 //! the tree as a tar stream from inside the namespace.

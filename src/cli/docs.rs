@@ -84,19 +84,32 @@ pub fn run_man(a: &ManArgs) -> Result<(), Box<dyn std::error::Error>> {
             out.flush()?;
         }
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("creating {}: {e}{}", dir.display(), user_man_hint(&e)))?;
             let cmd = command();
             let mut pages = vec![cmd.clone()];
             pages.extend(visible_subcommands(&cmd).into_iter().cloned());
             for page in pages {
-                let path = man(page)
-                    .generate_to(dir)
-                    .map_err(|e| format!("writing into {}: {e}", dir.display()))?;
+                let path = man(page).generate_to(dir).map_err(|e| {
+                    format!("writing into {}: {e}{}", dir.display(), user_man_hint(&e))
+                })?;
                 println!("{}", path.display());
             }
         }
     }
     Ok(())
+}
+
+/// A directory an ordinary user cannot write (the system's man tree): say
+/// where a user's pages go instead.
+fn user_man_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        "; as an ordinary user, write the pages under your home instead: \
+         `dibr man -o ~/.local/share/man/man1` (man finds them there when \
+         ~/.local/bin is on PATH; else set MANPATH=~/.local/share/man:)"
+    } else {
+        ""
+    }
 }
 
 pub fn run_completions(a: &CompletionsArgs) -> Result<(), Box<dyn std::error::Error>> {

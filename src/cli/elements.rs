@@ -16,14 +16,32 @@ pub struct ElementsArgs {
     /// Accepted for compatibility with old element-info; expansion is the default
     #[arg(short = 'd', long = "expand-dependencies", hide = true)]
     pub expand_dependencies: bool,
+    /// List every element found (ELEMENTS_PATH, then dibr's own elements),
+    /// one name a line with its directory, instead of expanding
+    #[arg(short = 'l', long, conflicts_with_all = ["env", "skip_base"])]
+    pub list: bool,
     /// Elements to expand (searched on ELEMENTS_PATH, then dibr's own elements)
-    #[arg(required = true)]
+    #[arg(required_unless_present = "list")]
     pub elements: Vec<String>,
 }
 
 pub fn run(a: &ElementsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let path = ElementsPath::from_env()?;
     let all = path.discover()?;
+    if a.list {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for (name, e) in &all {
+            // `dibr elements --list | head` closes the pipe early: not an error.
+            if let Err(e) = writeln!(out, "{name}\t{}", e.path.display()) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(e.into());
+            }
+        }
+        return Ok(());
+    }
     let requested = resolve::requested_elements(&a.elements, a.skip_base);
     let r = resolve::resolve(&requested, &all)?;
     if a.env {

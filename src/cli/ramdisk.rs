@@ -54,7 +54,10 @@ fn is_boot_image(p: &[u8]) -> bool {
 /// and the tree is not packed again; a lone one of the pair is dropped.
 /// Returns whether it adopted the pair.
 fn adopt_elements_ramdisk(tree_name: &Path, name: &Path) -> std::io::Result<bool> {
-    let made = (with_ext(tree_name, "initramfs"), with_ext(tree_name, "kernel"));
+    let made = (
+        with_ext(tree_name, "initramfs"),
+        with_ext(tree_name, "kernel"),
+    );
     let _strays = (Temp(made.0.clone()), Temp(made.1.clone()));
     if !(made.0.is_file() && made.1.is_file()) {
         return Ok(false);

@@ -1,8 +1,8 @@
 //! GRUB for BIOS: boot.img in sector 0, core.img in the BIOS boot partition
 //! (GPT) or the gap after the MBR (msdos), patched exactly as
-//! `grub-bios-setup --no-rs-codes` does (GRUB 2.06 `util/setup.c`; the byte
-//! recipe and its verification are in
-//! `../shared/reference/rootless-and-boot.md` §4.1–4.2).
+//! `grub-bios-setup --no-rs-codes` does (GRUB 2.06 `util/setup.c`, function
+//! `grub_util_bios_setup`; the boot.img layout is `grub-core/boot/i386/pc/boot.S`
+//! and the core.img blocklist is `grub-core/boot/i386/pc/diskboot.S`).
 //!
 //! boot.img (`grub-core/boot/i386/pc/boot.S`) offsets:
 //! - 0x03..0x5A  BPB, copied from the existing sector 0 (`setup.c:385`)
