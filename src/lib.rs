@@ -24,6 +24,7 @@ pub mod assemble;
 pub mod build;
 pub mod capture;
 pub mod cli;
+pub mod console;
 pub mod elements;
 #[doc(hidden)]
 pub mod fuzz_harness;

@@ -41,6 +41,10 @@ pub struct Phase {
     name: String,
     started: Instant,
     bar: Option<ProgressBar>,
+    /// Without a terminal: the total, and the last quarter reported (a
+    /// log gets four lines, not a bar's redraws).
+    total: std::sync::atomic::AtomicU64,
+    quarter: std::sync::atomic::AtomicU64,
 }
 
 impl Phase {
@@ -64,20 +68,59 @@ impl Phase {
             b.enable_steady_tick(std::time::Duration::from_millis(120));
             Some(b)
         } else {
-            eprintln!("[{}] {name} ...", now_stamp());
+            crate::console::say(&format!("[{}] {name} ...", now_stamp()));
             None
         };
         Phase {
             name: name.to_string(),
             started: Instant::now(),
             bar,
+            total: total_bytes.unwrap_or(0).into(),
+            quarter: 0.into(),
         }
     }
 
-    /// Bytes processed so far (cheap: the bar redraws on its own tick).
+    /// The total, once known (a bar gets its end).
+    pub fn set_total(&self, total: u64) {
+        self.total
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+        }
+    }
+
+    /// Bytes processed so far (cheap: the bar redraws on its own tick;
+    /// without a terminal a line at each quarter, with the rate).
     pub fn set_bytes(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
         if let Some(b) = &self.bar {
             b.set_position(n);
+            return;
+        }
+        let total = self.total.load(Relaxed);
+        if total == 0 {
+            return;
+        }
+        let q = (n.min(total) * 4 / total).min(3);
+        if q > self.quarter.load(Relaxed) {
+            self.quarter.store(q, Relaxed);
+            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+            crate::console::say(&format!(
+                "[{}] {}: {}% ({} of {}, {}/s)",
+                now_stamp(),
+                self.name,
+                q * 25,
+                crate::units::human(n),
+                crate::units::human(total),
+                crate::units::human((n as f64 / secs) as u64)
+            ));
         }
     }
 
@@ -87,9 +130,13 @@ impl Phase {
         match &self.bar {
             Some(b) => {
                 b.finish_and_clear();
-                eprintln!("{} done in {secs:.2}s", self.name);
+                crate::console::say(&format!("{} done in {secs:.2}s", self.name));
             }
-            None => eprintln!("[{}] {} done in {secs:.2}s", now_stamp(), self.name),
+            None => crate::console::say(&format!(
+                "[{}] {} done in {secs:.2}s",
+                now_stamp(),
+                self.name
+            )),
         }
     }
 }

@@ -72,6 +72,8 @@ fn upstream_dib_elements_build_rootless() {
     let o = build_cmd(
         &s,
         &[
+            // -v: dib-run-parts' lines are read from the terminal.
+            "-v",
             "-n",
             "-t",
             "tar",

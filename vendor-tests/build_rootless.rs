@@ -28,6 +28,8 @@ fn build_as_user_keeps_owners_caps_links_and_leaves_nothing() {
     let o = build_cmd(
         &s,
         &[
+            // -v: the hooks' output (the PROFILING table) on the terminal.
+            "-v",
             "-n",
             "-t",
             "tar,tgz",
@@ -708,7 +710,8 @@ fn hooks_cannot_leave_the_tree_or_see_secrets() {
     );
     let mut child = build_cmd(
         &s,
-        &["-n", "-t", "tar", "-o", "escape", "dibr-test-escape"],
+        // -v: the probes' lines are read from the terminal.
+        &["-v", "-n", "-t", "tar", "-o", "escape", "dibr-test-escape"],
         &[
             ("DIB_TEST_PROBE", probe_s.as_str()),
             ("DIB_TEST_SECRET", secret_s.as_str()),

@@ -153,6 +153,19 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
         "{test}: dibr build -o debian.qcow2 debian vm: {:?}",
         t0.elapsed()
     );
+    // The default terminal (issue 15): compact, with progress while the
+    // qcow2 is compressed, ending with the summary; hooks' output in the log.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines().count() < 60
+            && err.contains("qcow2: compressing debian.qcow2: 50% (")
+            && err.contains("debian.qcow2: ")
+            && err
+                .lines()
+                .last()
+                .is_some_and(|l| l.contains("dibr check debian.qcow2")),
+        "{test}: the build's terminal output is not compact, or has no progress or summary\n{err}"
+    );
     let disk = s.out.join("debian.qcow2");
     run_ok(
         Command::new(tool("qemu-img"))
@@ -1084,6 +1097,8 @@ fn tripleo_image_elements_build_rootless() {
         home.display().to_string(),
     );
     let mut args = vec![
+        // -v: pkg-map's lines are read from the terminal.
+        "-v",
         "-o",
         "tie",
         "-t",

@@ -603,3 +603,138 @@ fn dir_for_extract(out: &Path) -> PathBuf {
     fs::create_dir_all(&x).unwrap();
     x
 }
+
+/// A test element whose hooks print `lines` (and the last one fails with
+/// `fail`), in post-root.d.
+fn noisy_element(s: &common::build::Stage, name: &str, hooks: &[(&str, &str)]) {
+    let d = s.elements.join(name).join("post-root.d");
+    fs::create_dir_all(&d).unwrap();
+    for (hook, body) in hooks {
+        let p = d.join(hook);
+        fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+    }
+    run_ok(
+        Command::new("chmod")
+            .args(["-R", "a+rX,a+x"])
+            .arg(s.elements.join(name)),
+    );
+}
+
+/// dibr build's default terminal: a line per phase (with its hooks), the
+/// summary; the hooks' output only in the build log the summary names.
+/// A failing hook's whole output is shown, and only that hook's.
+#[test]
+fn build_output_is_compact_and_a_failing_hook_is_shown_whole() {
+    let test = "build_output_is_compact_and_a_failing_hook_is_shown_whole";
+    let _serial = common::build::serial();
+    if !require(test, true, &["tar"]) {
+        return;
+    }
+    let Some(s) = common::build::stage(test) else {
+        return;
+    };
+    noisy_element(
+        &s,
+        "dibr-test-noisy",
+        &[(
+            "10-talk",
+            "for i in $(seq 1 200); do echo hook-output-line-$i; done",
+        )],
+    );
+    let o = common::build::build_cmd(
+        &s,
+        &[
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "img",
+            "dibr-test-os",
+            "dibr-test-noisy",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: build failed\n{text}");
+    assert!(
+        !text.contains("hook-output-line"),
+        "{test}: hook output on the terminal\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("dibr: post-root.d done in") && l.ends_with("(1 hook)")),
+        "{test}: no phase line\n{text}"
+    );
+    assert!(
+        text.lines().count() < 30,
+        "{test}: {} lines\n{text}",
+        text.lines().count()
+    );
+    let log = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("build log: "))
+        .unwrap_or_else(|| panic!("{test}: the summary names no build log\n{text}"));
+    let log_text = fs::read_to_string(log).unwrap();
+    assert!(
+        log_text.contains(" | hook-output-line-200")
+            && log_text.contains(" | dibr: build finished"),
+        "{test}: the build log lacks the hook's output or dibr's lines\n{log_text}"
+    );
+    assert!(
+        text.contains("img.tar: ")
+            && text
+                .lines()
+                .last()
+                .is_some_and(|l| l.contains("build log: ")),
+        "{test}: no summary at the end\n{text}"
+    );
+
+    // A failing hook: its 300 lines on the terminal, not the hook before.
+    noisy_element(
+        &s,
+        "dibr-test-failing",
+        &[
+            ("10-fine", "echo earlier-hook-line"),
+            (
+                "20-fail",
+                "for i in $(seq 1 300); do echo failing-hook-line-$i; done; echo to-stderr >&2; exit 3",
+            ),
+        ],
+    );
+    let o = common::build::build_cmd(
+        &s,
+        &[
+            "-n",
+            "-t",
+            "tar",
+            "-o",
+            "bad",
+            "dibr-test-os",
+            "dibr-test-failing",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(
+        !o.status.success(),
+        "{test}: the failing build succeeded\n{text}"
+    );
+    assert!(
+        text.contains("post-root.d failed in 20-fail")
+            && (1..=300).all(|i| text.contains(&format!("| failing-hook-line-{i}\n")))
+            && text.contains("| to-stderr"),
+        "{test}: the failing hook's output is not shown whole\n{text}"
+    );
+    assert!(
+        !text.contains("earlier-hook-line"),
+        "{test}: an earlier hook's output shown\n{text}"
+    );
+    assert!(
+        !s.out.join("bad.tar").exists(),
+        "{test}: an output of a failed build"
+    );
+}

@@ -421,7 +421,9 @@ fn build(
     let cache_s = cache.display().to_string();
     let mut all_env = vec![("DIB_IMAGE_CACHE", cache_s.as_str())];
     all_env.extend_from_slice(env);
-    let mut args = vec!["-o", name, "-t", "tar"];
+    // -v: the root.d hooks' lines (checksums verified) are read from the
+    // terminal.
+    let mut args = vec!["-v", "-o", name, "-t", "tar"];
     args.extend_from_slice(elements);
     let t0 = Instant::now();
     let o = build_cmd(s, &args, &all_env).output().unwrap();

@@ -107,7 +107,7 @@ impl AssembleHooks for BootHooks {
             }
         }
         for line in &bp.report {
-            eprintln!("dibr assemble: {line}");
+            crate::detail!("dibr assemble: {line}");
         }
         Ok(())
     }

@@ -151,7 +151,16 @@ fn fat_seed(epoch: i64, label: &str) -> u64 {
 
 /// Assemble the disk with GRUB (BIOS) and the EFI loaders the tree has;
 /// returns the outputs written.
-pub fn assemble(cfg: &AssembleConfig) -> Result<Vec<PathBuf>, AssembleError> {
+/// What an assembly wrote.
+#[derive(Debug)]
+pub struct Assembled {
+    /// The outputs, in the order of the types asked for.
+    pub outputs: Vec<PathBuf>,
+    /// How far the root ext4 can grow online (none: the root is not ext4).
+    pub root_growth_ceiling: Option<u64>,
+}
+
+pub fn assemble(cfg: &AssembleConfig) -> Result<Assembled, AssembleError> {
     assemble_with(cfg, &mut boot::BootHooks::new(cfg.settings.boot.clone()))
 }
 
@@ -159,7 +168,7 @@ pub fn assemble(cfg: &AssembleConfig) -> Result<Vec<PathBuf>, AssembleError> {
 pub fn assemble_with(
     cfg: &AssembleConfig,
     hooks: &mut dyn AssembleHooks,
-) -> Result<Vec<PathBuf>, AssembleError> {
+) -> Result<Assembled, AssembleError> {
     let (plan, placement) = plan_disk(cfg)?;
     let wants_tar = cfg.types.iter().any(|t| matches!(t, OutputKind::Tar(_)));
     if wants_tar && cfg.from.as_os_str() == "-" {
@@ -215,7 +224,7 @@ pub fn assemble_with(
     write_side_files(cfg, &outs, &manifests)?;
     set.commit()
         .map_err(io_err(format!("naming the outputs {}", list(&outs))))?;
-    eprintln!(
+    crate::say!(
         "dibr assemble: disk {} ({}; block-device config {}): {}",
         crate::units::human(disk_size),
         match layout.as_ref().map(|l| l.kind) {
@@ -226,7 +235,10 @@ pub fn assemble_with(
         cfg.block_device.origin,
         finished.summary.join(", ")
     );
-    Ok(outs)
+    Ok(Assembled {
+        outputs: outs,
+        root_growth_ceiling: finished.root_ceiling,
+    })
 }
 
 fn plan_err(origin: &str) -> impl Fn(PlanError) -> AssembleError + '_ {
@@ -411,6 +423,8 @@ fn too_small_hint(
 /// summary line.
 struct Finished {
     root_uuid: [u8; 16],
+    /// How far the root ext4 can grow online.
+    root_ceiling: Option<u64>,
     /// Bytes the filesystem without a fixed size ended up with.
     grow_need: Option<u64>,
     /// One part of the summary line per filesystem.
@@ -428,6 +442,7 @@ fn finish_filesystems(
 ) -> Result<Finished, AssembleError> {
     let root_idx = plan.root();
     let mut root_uuid = [0u8; 16];
+    let mut root_ceiling = None;
     let mut grow_need = None;
     let mut summary_line = Vec::new();
     for (i, w) in writers.into_iter().enumerate() {
@@ -466,7 +481,8 @@ fn finish_filesystems(
                 })?;
                 if i == root_idx {
                     root_uuid = s.uuid;
-                    eprintln!("dibr: {}", ceiling_line(&s));
+                    root_ceiling = Some(s.growth_ceiling_bytes);
+                    crate::say!("dibr: {}", ceiling_line(&s));
                 }
                 let bytes = s.blocks_count * BLOCK_SIZE;
                 if regions[i].size.is_none() {
@@ -513,6 +529,7 @@ fn finish_filesystems(
     }
     Ok(Finished {
         root_uuid,
+        root_ceiling,
         grow_need,
         summary: summary_line,
     })
@@ -569,7 +586,14 @@ fn convert_outputs(
         match t {
             OutputKind::Disk(DiskType::Raw) => continue,
             OutputKind::Disk(DiskType::Qcow2) => {
-                qcow2::write_qcow2(
+                let what = if cfg.uncompressed {
+                    "writing"
+                } else {
+                    "compressing"
+                };
+                let name = out.file_name().unwrap_or(out.as_os_str()).to_string_lossy();
+                let phase = crate::progress::Phase::start(&format!("qcow2: {what} {name}"), None);
+                qcow2::write_qcow2_reporting(
                     &raw_fd_path,
                     &out,
                     &Qcow2Options {
@@ -577,7 +601,14 @@ fn convert_outputs(
                         compat: cfg.qcow2_compat,
                         ..Default::default()
                     },
+                    &|done, total| {
+                        if done == 0 {
+                            phase.set_total(total);
+                        }
+                        phase.set_bytes(done);
+                    },
                 )?;
+                phase.done();
             }
             OutputKind::Disk(DiskType::Vhd) => {
                 vhd::write_vhd_at(&raw_fd_path, &out, cfg.source_date_epoch)?
@@ -701,7 +732,7 @@ mod tests {
             settings: AssembleSettings::default(),
         };
         let mut p = Probe::default();
-        let outs = assemble_with(&cfg, &mut p).unwrap();
+        let outs = assemble_with(&cfg, &mut p).unwrap().outputs;
         assert_eq!(outs, [t.path().join("disk.raw")]);
         assert_eq!(
             p.kept,

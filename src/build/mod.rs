@@ -10,6 +10,7 @@
 pub mod env;
 pub mod first_boot;
 pub mod hooks_dir;
+mod summary;
 pub mod workdir;
 
 use std::ffi::OsString;
@@ -161,14 +162,17 @@ fn run_phase(w: &WorkDir, phase: Phase, env: &env::HookEnv) -> Result<(), BuildE
         return Ok(());
     }
     let started = Instant::now();
-    eprintln!(
-        "dibr: running {} ({})",
+    crate::console::phase_started(
         phase.dir_name(),
-        if phase.in_target() {
-            "in target"
-        } else {
-            "outside"
-        }
+        &format!(
+            "dibr: running {} ({})",
+            phase.dir_name(),
+            if phase.in_target() {
+                "in target"
+            } else {
+                "outside"
+            }
+        ),
     );
     let cfg = if phase.in_target() {
         let in_target = w.target().join("tmp/in_target.d");
@@ -210,17 +214,39 @@ fn run_phase(w: &WorkDir, phase: Phase, env: &env::HookEnv) -> Result<(), BuildE
         let _ = std::fs::remove_dir(w.target().join("tmp/in_target.d"));
     }
     if !status.success() {
+        show_failed_hook(phase.dir_name());
         return Err(BuildError::HookFailed {
             phase: phase.dir_name().to_string(),
             status: status.to_string(),
         });
     }
-    eprintln!(
+    crate::console::phase_done(&format!(
         "dibr: {} done in {:.1}s",
         phase.dir_name(),
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(())
+}
+
+/// A compact build kept the hooks' output in the log: show the failing
+/// hook's whole output on the terminal, as a verbose build would have.
+fn show_failed_hook(what: &str) {
+    let Some((hook, lines)) = crate::console::failed_hook_output() else {
+        return;
+    };
+    let log = crate::console::log_path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let head = match hook {
+        Some(h) => {
+            format!("dibr: {what} failed in {h}; its output (the whole build log is {log}):")
+        }
+        None => format!("dibr: {what} failed; its output (the whole build log is {log}):"),
+    };
+    crate::console::say(&head);
+    for l in &lines {
+        crate::console::say(&format!("  | {l}"));
+    }
 }
 
 /// `-p`: install extra packages with the image's install-packages.
@@ -244,6 +270,7 @@ fn install_extra_packages(
     argv.extend(cfg.packages.iter().map(OsString::from));
     let status = sandbox::run(&sb, &argv)?;
     if !status.success() {
+        show_failed_hook("-p packages (install-packages)");
         return Err(BuildError::HookFailed {
             phase: "-p packages (install-packages)".into(),
             status: status.to_string(),
@@ -365,7 +392,7 @@ fn assemble_disk(
     a: &AssembleOpts,
     env: &env::HookEnv,
     resolved: &elements::resolve::Resolved,
-) -> Result<Vec<PathBuf>, BuildError> {
+) -> Result<crate::assemble::Assembled, BuildError> {
     use crate::assemble::{self, AssembleConfig, BlockDeviceConfig};
     let tree = w.image_dir().join("tree.tar");
     capture_one(w, cfg, env, &tree)?;
@@ -374,7 +401,7 @@ fn assemble_disk(
         None => BlockDeviceConfig::from_elements(&resolved.elements, &cfg.arch)
             .unwrap_or_else(BlockDeviceConfig::fallback),
     };
-    eprintln!("dibr: block-device config: {}", block_device.origin);
+    crate::detail!("dibr: block-device config: {}", block_device.origin);
     let mut root_params = crate::settings::root_params();
     if let Some(l) = &cfg.root_label {
         root_params.label = Some(l.clone());
@@ -412,7 +439,7 @@ fn assemble_disk(
     if let Some(h) = remover {
         // Not fatal: the work directory's removal at the end retries.
         if let Ok(Err(e)) = h.join() {
-            eprintln!("dibr: note: removing the tree during assembly: {e}");
+            crate::say!("dibr: note: removing the tree during assembly: {e}");
         }
     }
     let outs = outs?;
@@ -429,13 +456,13 @@ pub fn recover_outputs(image_name: &Path) {
     };
     let (finished, removed) = crate::output::set::recover(dir);
     if finished > 0 {
-        eprintln!(
+        crate::say!(
             "dibr: finished naming the outputs of {finished} build(s) killed while naming them, in {}",
             dir.display()
         );
     }
     if removed > 0 {
-        eprintln!(
+        crate::say!(
             "dibr: removed {removed} temporary output(s) of builds that died, in {}",
             dir.display()
         );
@@ -456,7 +483,7 @@ pub fn reclaim_stale() -> usize {
                 freed += size;
                 n += 1;
             }
-            Err(e) => eprintln!(
+            Err(e) => crate::say!(
                 "dibr: cannot remove the stale work directory {}: {e}",
                 d.display()
             ),
@@ -464,7 +491,7 @@ pub fn reclaim_stale() -> usize {
     }
     sandbox::remove_stale_status_files();
     if n > 0 {
-        eprintln!(
+        crate::say!(
             "dibr: removed {n} work director{} of builds that died, freeing {:.1} MiB",
             if n == 1 { "y" } else { "ies" },
             freed as f64 / (1 << 20) as f64
@@ -477,15 +504,15 @@ pub fn reclaim_stale() -> usize {
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
-    eprintln!("{}", sandbox::chosen()?.line());
+    crate::say!("{}", sandbox::chosen()?.line());
     if let Some(w) = sandbox::mapping()?.warning() {
-        eprintln!("dibr: warning: {w}");
+        crate::say!("dibr: warning: {w}");
     }
     let path = elements::path::ElementsPath::from_env()?;
     let (available, substituted) = path.discover_noting()?;
     let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
     let resolved = elements::resolve::resolve(&requested, &available)?;
-    eprintln!(
+    crate::say!(
         "dibr: building {} with elements: {}",
         cfg.image_name.display(),
         resolved.names().join(" ")
@@ -494,14 +521,15 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         .iter()
         .filter(|s| resolved.elements.iter().any(|(n, _)| *n == s.element))
     {
-        eprintln!("dibr: {sub}");
+        crate::say!("dibr: {sub}");
     }
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
     reclaim_stale();
     recover_outputs(&cfg.image_name);
+    let existing = existing_outputs(&cfg.image_name);
     let w = WorkDir::create(cfg.tmpfs_min_gib).map_err(io("creating the work directory"))?;
-    eprintln!("dibr: work directory {}", w.root().display());
+    crate::detail!("dibr: work directory {}", w.root().display());
     if let Ok(mut a) = ACTIVE.lock() {
         a.push(w.root().to_path_buf());
     }
@@ -522,7 +550,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         if first_boot::install(&w.hooks(), &w.target())
             .map_err(io("installing first-boot.d hooks"))?
         {
-            eprintln!(
+            crate::detail!(
                 "dibr: first-boot.d hooks installed with {}",
                 first_boot::UNIT_NAME
             );
@@ -540,11 +568,17 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         // DIB: `no-final-image` in IMAGE_ELEMENT skips the image (elements
         // that make their own outputs, such as ramdisks, use it).
         if resolved.elements.iter().any(|(n, _)| n == "no-final-image") {
-            eprintln!("dibr: no-final-image: not writing an image");
-            return Ok(Vec::new());
+            crate::say!("dibr: no-final-image: not writing an image");
+            return Ok(crate::assemble::Assembled {
+                outputs: Vec::new(),
+                root_growth_ceiling: None,
+            });
         }
         match &cfg.assemble {
-            None => capture(&w, cfg, &env),
+            None => Ok(crate::assemble::Assembled {
+                outputs: capture(&w, cfg, &env)?,
+                root_growth_ceiling: None,
+            }),
             Some(a) => assemble_disk(&w, cfg, a, &env, &resolved),
         }
     })();
@@ -563,7 +597,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let keep = result.is_err() && cfg.keep_on_error;
     if keep {
         let _ = w.keep();
-        eprintln!(
+        crate::say!(
             "dibr: keeping the work directory {} (--keep-on-error). Enter the tree with:\n  dibr shell {}\nRemove it with: dibr rm-workdir {}",
             w.root().display(),
             w.target().display(),
@@ -575,27 +609,56 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     if let Ok(mut a) = ACTIVE.lock() {
         a.retain(|p| p != w.root());
     }
-    let outs = result?;
-    let listed = if outs.is_empty() {
+    let done = result?;
+    let by_elements = if done.outputs.is_empty() {
         // no-final-image: the elements wrote their own (a ramdisk's
         // NAME.initramfs and NAME.kernel, say).
-        let own = written_by_hooks(&cfg.image_name, started_wall);
-        if own.is_empty() {
-            "no image (no-final-image)".to_string()
-        } else {
-            format!("{} (written by the elements)", own.join(", "))
-        }
+        written_by_hooks(&cfg.image_name, started_wall)
     } else {
-        outs.iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Vec::new()
     };
-    eprintln!(
-        "dibr: build finished in {:.1}s: {listed}",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(outs)
+    let replaced: Vec<PathBuf> = done
+        .outputs
+        .iter()
+        .filter(|o| existing.contains(o))
+        .cloned()
+        .collect();
+    let lines = summary::lines(&summary::Summary {
+        outputs: &done.outputs,
+        by_elements: &by_elements,
+        replaced: &replaced,
+        growth_ceiling: done.root_growth_ceiling,
+        seconds: started.elapsed().as_secs_f64(),
+        log: crate::console::log_path(),
+    });
+    for l in lines {
+        crate::console::say(&l);
+    }
+    Ok(done.outputs)
+}
+
+/// Files named `NAME.*` beside the image name, as absolute paths (to
+/// tell which outputs replace a file).
+fn existing_outputs(image_name: &Path) -> Vec<PathBuf> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let abs = cwd.join(image_name);
+    let (Some(dir), Some(base)) = (abs.parent(), abs.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let prefix = format!("{base}.");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(|e| dir.join(e.file_name()))
+        .collect()
 }
 
 /// Files named `NAME.*` beside the image name, changed since `since`.

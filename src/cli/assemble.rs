@@ -144,7 +144,7 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
 pub fn run(a: &AssembleArgs) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = config(a)?;
     crate::build::recover_outputs(&cfg.image_name);
-    let outs = assemble(&cfg)?;
+    let outs = assemble(&cfg)?.outputs;
     for o in outs {
         eprintln!("dibr assemble: wrote {}", o.display());
     }

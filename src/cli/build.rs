@@ -70,6 +70,9 @@ pub struct BuildArgs {
     /// Append the whole build log (dibr's and the hooks' output) to FILE as DIB's timestamped lines; the terminal then stays quiet unless DIB_QUIET=0 (as DIB)
     #[arg(long, value_name = "FILE")]
     pub logfile: Option<PathBuf>,
+    /// Show every hook's output live, as disk-image-create does (which dibr, called by that name, always does); by default the terminal shows a line per phase and progress, and the hooks' output goes to a log file under the image cache (shown in full when a hook fails)
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Clear the environment before starting (DIB's -c): dibr runs itself again with only PATH (bash's default) and HOME, so no DIB_* or other variable of the caller reaches the build or its hooks
     #[arg(short = 'c')]
     pub clear_env: bool,
@@ -263,12 +266,43 @@ fn image_name(name: &std::path::Path, types: &[OutputKind]) -> PathBuf {
     name.to_path_buf()
 }
 
+/// `-o debian.qcow2 -t raw,qcow2` writes `debian.qcow2.raw` and
+/// `debian.qcow2.qcow2`, as disk-image-create does (only the first
+/// type's extension comes off the name): say so, since it surprises.
+fn naming_note(output: &std::path::Path, name: &std::path::Path, types: &str) -> Option<String> {
+    let all = crate::assemble::parse_types(types).ok()?;
+    if all.len() < 2 || output != name {
+        return None;
+    }
+    let given = output.to_str()?;
+    let t = all
+        .iter()
+        .find(|t| given.ends_with(&format!(".{}", t.ext())))?;
+    let names: Vec<String> = all
+        .iter()
+        .map(|k| crate::assemble::output_path(name, *k).display().to_string())
+        .collect();
+    Some(format!(
+        "dibr: note: -o {given} with -t {types}: the outputs are {} (as disk-image-create names them: only the first type's extension, .{}, is taken off -o; give -o {} for {})",
+        names.join(", "),
+        all[0].ext(),
+        given.strip_suffix(&format!(".{}", t.ext())).unwrap_or(given),
+        all.iter()
+            .map(|k| format!("{}.{}", given.strip_suffix(&format!(".{}", t.ext())).unwrap_or(given), k.ext()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
 pub fn run(a: &BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
     if a.ramdisk_element.is_some() {
         eprintln!("dibr: note: --ramdisk-element is for ramdisk-image-create (dibr ramdisk); ignored, as disk-image-create ignores it");
     }
     session(a, || {
         let cfg = config(a)?;
+        if let Some(n) = naming_note(&a.output, &cfg.image_name, &a.types) {
+            crate::console::say(&n);
+        }
         std::fs::create_dir_all(&cfg.image_cache).map_err(|e| {
             format!(
                 "creating the image cache {}: {e}",
@@ -302,7 +336,18 @@ pub fn session(
         )?),
         None => None,
     };
+    let compact = tee.is_none() && !a.verbose;
+    if compact {
+        let log = crate::console::log_file_for(&image_cache(a).join("logs"), &a.output, 20);
+        crate::console::start_compact(&log)?;
+    }
     let r = build();
+    if compact {
+        if let Err(e) = &r {
+            crate::console::detail(&format!("dibr: error: {e}"));
+        }
+        crate::console::finish();
+    }
     if let Some(t) = tee {
         t.finish(r.as_ref().err().map(|e| format!("dibr: error: {e}")));
     }
@@ -367,5 +412,22 @@ mod tests {
         );
         assert_eq!(name(&["-o", "debian.img"]), PathBuf::from("debian.img"));
         assert_eq!(name(&["-o", ".qcow2"]), PathBuf::from(".qcow2"));
+    }
+
+    #[test]
+    fn several_types_naming_is_said() {
+        let p = std::path::Path::new;
+        let n = naming_note(p("debian.qcow2"), p("debian.qcow2"), "raw,qcow2").unwrap();
+        assert!(
+            n.contains("debian.qcow2.raw, debian.qcow2.qcow2")
+                && n.contains("give -o debian for debian.raw, debian.qcow2"),
+            "{n}"
+        );
+        assert_eq!(
+            naming_note(p("debian.qcow2"), p("debian"), "qcow2,raw"),
+            None
+        );
+        assert_eq!(naming_note(p("debian"), p("debian"), "qcow2,raw"), None);
+        assert_eq!(naming_note(p("debian.qcow2"), p("debian"), "qcow2"), None);
     }
 }

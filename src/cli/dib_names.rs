@@ -21,18 +21,28 @@ pub fn parse(args: &[OsString]) -> Option<Cli> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let command = match called.as_str() {
-        "disk-image-create" => Command::Build(parse_as::<BuildArgs>(
-            "disk-image-create",
-            "Build an image from diskimage-builder elements, rootless (dibr build)",
-            "disk-image-create [OPTION]... [ELEMENT]...",
-            args,
-        )),
-        "ramdisk-image-create" => Command::Ramdisk(parse_as::<RamdiskArgs>(
-            "ramdisk-image-create",
-            "Build a ramdisk from elements: NAME.kernel + NAME.initramfs (dibr ramdisk)",
-            "ramdisk-image-create [OPTION]... [ELEMENT]...",
-            args,
-        )),
+        // DIB's callers (nodepool's build log, the Ironic builder) read
+        // every hook's output: live, as disk-image-create prints it.
+        "disk-image-create" => {
+            let mut a = parse_as::<BuildArgs>(
+                "disk-image-create",
+                "Build an image from diskimage-builder elements, rootless (dibr build)",
+                "disk-image-create [OPTION]... [ELEMENT]...",
+                args,
+            );
+            a.verbose = true;
+            Command::Build(a)
+        }
+        "ramdisk-image-create" => {
+            let mut a = parse_as::<RamdiskArgs>(
+                "ramdisk-image-create",
+                "Build a ramdisk from elements: NAME.kernel + NAME.initramfs (dibr ramdisk)",
+                "ramdisk-image-create [OPTION]... [ELEMENT]...",
+                args,
+            );
+            a.build.verbose = true;
+            Command::Ramdisk(a)
+        }
         // element-info expands exactly what it is given (no implicit base).
         "element-info" => {
             let mut a = parse_as::<ElementsArgs>(

@@ -57,7 +57,10 @@ impl Tee {
             .open(path)
             .map_err(|e| fail("opening", e))?;
         eprintln!("Output logs going to: {}", path.display());
-        let (r, w) = rustix::pipe::pipe().map_err(|e| fail("making a pipe", e.into()))?;
+        // Close-on-exec: children get the write end as their standard
+        // output and error (dup2 clears the flag there), never the read end.
+        let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| fail("making a pipe", e.into()))?;
         let out = std::io::stdout();
         let err = std::io::stderr();
         let _ = out.lock().flush();

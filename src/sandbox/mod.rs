@@ -269,10 +269,13 @@ fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
     let mut args = args.clone();
     args.env.clear();
     args.env_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&memfd));
-    let child = Command::new(&helper)
-        .arg("__sandbox")
-        .args(args.to_args())
-        .spawn();
+    let mut cmd = Command::new(&helper);
+    cmd.arg("__sandbox").args(args.to_args());
+    // In a compact build the hooks' output goes to the build log.
+    if let Some((out, err)) = crate::console::child_output() {
+        cmd.stdout(out).stderr(err);
+    }
+    let child = cmd.spawn();
     drop(memfd);
     let mut child = child.map_err(|source| SandboxError::Spawn {
         helper: helper.clone(),

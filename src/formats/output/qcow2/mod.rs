@@ -256,6 +256,17 @@ impl Refcounts {
 /// Convert the raw image `raw` to qcow2 at `out` (written under a temporary
 /// name and renamed into place).
 pub fn write_qcow2(raw: &Path, out: &Path, opts: &Qcow2Options) -> Result<Qcow2Stats, OutputError> {
+    write_qcow2_reporting(raw, out, opts, &|_, _| {})
+}
+
+/// [`write_qcow2`], calling `report(bytes_done, bytes_total)` as the data
+/// clusters are read and compressed (the slow part: a progress display).
+pub fn write_qcow2_reporting(
+    raw: &Path,
+    out: &Path,
+    opts: &Qcow2Options,
+    report: &dyn Fn(u64, u64),
+) -> Result<Qcow2Stats, OutputError> {
     if opts.level > 9 {
         return Err(OutputError::Invalid {
             path: out.to_path_buf(),
@@ -274,6 +285,7 @@ pub fn write_qcow2(raw: &Path, out: &Path, opts: &Qcow2Options) -> Result<Qcow2S
         vsize,
         extents: &extents,
         opts,
+        report,
     };
     let stats = convert(&job)?;
     dst.commit().map_err(OutputError::io(out))?;
@@ -410,6 +422,8 @@ struct Job<'a> {
     /// (start, end) byte ranges that may hold data.
     extents: &'a [(u64, u64)],
     opts: &'a Qcow2Options,
+    /// Progress: (bytes read, bytes to read).
+    report: &'a dyn Fn(u64, u64),
 }
 
 fn convert(job: &Job) -> Result<Qcow2Stats, OutputError> {
@@ -456,11 +470,14 @@ fn write_data(
         vsize,
         extents,
         opts,
+        report,
     } = *job;
     let werr = OutputError::io;
     let mut l2s: Vec<Vec<u64>> = vec![vec![0u64; L2_ENTRIES as usize]; layout.l2_idx.len()];
+    let total = chunks_touched(extents, CLUSTER_SIZE).count() as u64 * CLUSTER_SIZE;
     let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
     while todo.peek().is_some() {
+        report(stats.clusters_read * CLUSTER_SIZE, total);
         let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
         let done: Vec<io::Result<Cluster>> = batch
             .par_iter()
