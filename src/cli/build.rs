@@ -338,7 +338,9 @@ pub fn session(
     };
     let compact = tee.is_none() && !a.verbose;
     if compact {
-        let log = crate::console::log_file_for(&image_cache(a).join("logs"), &a.output, 20);
+        let types = crate::assemble::parse_types(&a.types).unwrap_or_default();
+        let name = image_name(&a.output, &types);
+        let log = crate::console::log_file_for(&image_cache(a).join("logs"), &name, 20);
         crate::console::start_compact(&log)?;
     }
     let r = build();
