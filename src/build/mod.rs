@@ -481,10 +481,14 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     if let Some(w) = sandbox::mapping()?.warning() {
         eprintln!("dibr: warning: {w}");
     }
-    let path = elements::path::ElementsPath::from_env()?;
+    let path = crate::settings::elements_path()?;
     let (available, substituted) = path.discover_noting()?;
     let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
-    let resolved = elements::resolve::resolve(&requested, &available)?;
+    let resolved = elements::resolve::resolve(
+        &requested,
+        &available,
+        &crate::settings::block_device_kind(),
+    )?;
     eprintln!(
         "dibr: building {} with elements: {}",
         cfg.image_name.display(),
