@@ -473,14 +473,11 @@ pub fn reclaim_stale() -> usize {
     n
 }
 
-/// The whole build. Prints DIB-style progress; returns the output paths.
-pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
-    let started = Instant::now();
-    let started_wall = std::time::SystemTime::now();
-    eprintln!("{}", sandbox::chosen()?.line());
-    if let Some(w) = sandbox::mapping()?.warning() {
-        eprintln!("dibr: warning: {w}");
-    }
+/// The element path (`ELEMENTS_PATH` and dibr's library) and the elements
+/// the build uses, said on stderr with the DIB elements dibr's replaced.
+fn resolve_elements(
+    cfg: &BuildConfig,
+) -> Result<(elements::path::ElementsPath, elements::resolve::Resolved), BuildError> {
     let path = crate::settings::elements_path()?;
     let (available, substituted) = path.discover_noting()?;
     let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
@@ -500,6 +497,18 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     {
         eprintln!("dibr: {sub}");
     }
+    Ok((path, resolved))
+}
+
+/// The whole build. Prints DIB-style progress; returns the output paths.
+pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
+    let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
+    eprintln!("{}", sandbox::chosen()?.line());
+    if let Some(w) = sandbox::mapping()?.warning() {
+        eprintln!("dibr: warning: {w}");
+    }
+    let (path, resolved) = resolve_elements(cfg)?;
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
     reclaim_stale();
