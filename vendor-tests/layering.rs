@@ -450,7 +450,7 @@ fn no_function_is_longer_than_a_screenful_or_two() {
             let Some(p) = words.iter().position(|w| *w == "fn") else {
                 continue;
             };
-            if !words.get(p + 1).is_some_and(|w| !w.is_empty()) {
+            if words.get(p + 1).is_none_or(|w| w.is_empty()) {
                 continue; // `fn(` as a type
             }
             let end = item_end(&lines, n);

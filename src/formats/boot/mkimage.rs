@@ -67,7 +67,7 @@ pub fn core_img(
     }
     write(&scratch.0, "early.cfg", early_cfg.as_bytes())?;
     let out = scratch.0.join("core.img");
-    let res = Command::new(&tool)
+    let res = Command::new(tool)
         .arg("-O")
         .arg("i386-pc")
         .arg("-d")
