@@ -3,12 +3,15 @@
 //! Every setting dibr takes from the environment — `SOURCE_DATE_EPOCH`
 //! (reproducible-builds.org's specification), diskimage-builder's `DIB_*`
 //! variables as `disk-image-create` reads them, dibr's own `DIBR_*` knobs
-//! — is resolved here into a typed value. Only the command line (`cli/`)
-//! and the build pipeline (`build/`) call these functions; they hand the
-//! values down as options, so the stages and format writers below them
-//! never read `std::env` and can be driven (and tested) with any settings.
-//! The one other place that touches the environment is where a hook's
-//! environment is put together for element scripts.
+//! and the host lookups that depend on it (`TMPDIR`, tools on `PATH`,
+//! where dibr's own elements and libraries are installed) — is resolved
+//! here into a typed value. Only `main.rs` (the sandbox's settings, once
+//! per process), the command line (`cli/`) and the build pipeline
+//! (`build/`) call these functions; they hand the values down as options,
+//! so the stages and format writers below them never read `std::env` and
+//! can be driven (and tested) with any settings. The one other place that
+//! touches the environment is where a hook's environment is put together
+//! for element scripts (`build/env.rs`).
 
 use std::num::ParseIntError;
 use std::path::{Path, PathBuf};
