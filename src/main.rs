@@ -11,7 +11,11 @@ fn main() {
         std::process::exit(dibr::cli::sandbox_cmd::run(a));
     }
     // Output sets are named by a child of ours that outlives a kill.
-    dibr::output::set::use_committer(dibr::sandbox::helper_exe());
+    // The sandbox's settings (helper, temporary directory, preflight's
+    // variables) are read here once and installed for the whole process.
+    let sandbox = dibr::settings::sandbox();
+    dibr::output::set::use_committer(sandbox.helper.clone());
+    dibr::sandbox::configure(sandbox);
     // Interrupted builds leave no temporary files behind, and kill sandboxes.
     // Outputs being named are named first: the message says which.
     let _ = ctrlc::set_handler(|| {

@@ -3,19 +3,27 @@
 //! Every setting dibr takes from the environment — `SOURCE_DATE_EPOCH`
 //! (reproducible-builds.org's specification), diskimage-builder's `DIB_*`
 //! variables as `disk-image-create` reads them, dibr's own `DIBR_*` knobs
-//! — is resolved here into a typed value. Only the command line (`cli/`)
-//! and the build pipeline (`build/`) call these functions; they hand the
-//! values down as options, so the stages and format writers below them
-//! never read `std::env` and can be driven (and tested) with any settings.
-//! The one other place that touches the environment is where a hook's
-//! environment is put together for element scripts.
+//! and the host lookups that depend on it (`TMPDIR`, tools on `PATH`,
+//! where dibr's own elements and libraries are installed) — is resolved
+//! here into a typed value. Only `main.rs` (the sandbox's settings, once
+//! per process), the command line (`cli/`) and the build pipeline
+//! (`build/`) call these functions; they hand the values down as options,
+//! so the stages and format writers below them never read `std::env` and
+//! can be driven (and tested) with any settings. The one other place that
+//! touches the environment is where a hook's environment is put together
+//! for element scripts (`build/env.rs`).
 
 use std::num::ParseIntError;
+use std::path::{Path, PathBuf};
 
 use crate::assemble::AssembleSettings;
 use crate::boot::BootSettings;
 use crate::disk::config::RootParams;
+use crate::elements::package_installs::Env;
+use crate::elements::path::{ElementsPath, PathError};
 use crate::ext4::IoOptions;
+use crate::sandbox::mode::Runtime;
+use crate::sandbox::{HostEnv, SandboxSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingError {
@@ -89,9 +97,15 @@ pub fn root_params() -> RootParams {
 /// `DIB_BOOTLOADER_DEFAULT_CMDLINE` (set but empty means no extra
 /// options) and `DIB_GRUB_TIMEOUT` (a number, else DIB's default), as the
 /// bootloader element's `finalise.d/50-bootloader` reads them.
+///
+/// Also the host tools the boot planner may run: `grub-mkimage` (or
+/// Fedora's `grub2-mkimage`) found on `PATH`, and the temporary directory
+/// (`TMPDIR`) it works in.
 pub fn boot() -> BootSettings {
     let default = BootSettings::default();
     BootSettings {
+        mkimage: on_path(&["grub-mkimage", "grub2-mkimage"]),
+        scratch_dir: std::env::temp_dir(),
         cmdline_extra: std::env::var("DIB_BOOTLOADER_DEFAULT_CMDLINE")
             .unwrap_or(default.cmdline_extra),
         timeout: std::env::var("DIB_GRUB_TIMEOUT")
@@ -118,6 +132,107 @@ pub fn assemble() -> AssembleSettings {
         block_size: non_empty("DIB_BLOCK_SIZE"),
         boot: boot(),
         ext4_io: ext4_io(),
+    }
+}
+
+/// `DIB_BLOCK_DEVICE` (default `efi`): the `block-device-*` element added
+/// when an element needs the virtual `block-device` and none provides it
+/// (`crate::elements::resolve::resolve`).
+pub fn block_device_kind() -> String {
+    non_empty("DIB_BLOCK_DEVICE").unwrap_or_else(|| "efi".into())
+}
+
+/// The process environment as a map, for package-installs' `when`
+/// conditions (variables that are not UTF-8 are left out).
+pub fn process_env() -> Env {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// `ELEMENTS_PATH` (colon list, highest priority first) with dibr's own
+/// element library ([`shipped_elements_dir`]) appended last.
+pub fn elements_path() -> Result<ElementsPath, PathError> {
+    let v = std::env::var("ELEMENTS_PATH").ok();
+    ElementsPath::parse(v.as_deref(), shipped_elements_dir().as_deref())
+}
+
+/// dibr's element library: `$DIBR_ELEMENTS_DIR` if set, else
+/// `share/dibr/elements` beside the executable's `bin/` (an installed
+/// copy, e.g. `/usr/local/bin/dibr` with `/usr/local/share/dibr/elements`
+/// in a container image), else the `elements/` directory of the source
+/// tree dibr was built from, if it still exists.
+pub fn shipped_elements_dir() -> Option<PathBuf> {
+    shipped("DIBR_ELEMENTS_DIR", "elements")
+}
+
+/// dibr's shell libraries for hooks (`_LIB`: `die`, `img-functions`, …),
+/// found as [`shipped_elements_dir`] is: `$DIBR_LIB_DIR`, `share/dibr/lib`,
+/// or the source tree's `lib/`.
+pub fn shipped_lib_dir() -> Option<PathBuf> {
+    shipped("DIBR_LIB_DIR", "lib")
+}
+
+/// A directory dibr ships: `$var` if set, else `share/dibr/<name>` beside
+/// the executable's `bin/`, else `<name>` in the source tree dibr was
+/// built from, if it still exists.
+fn shipped(var: &str, name: &str) -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(var) {
+        return Some(PathBuf::from(d));
+    }
+    let installed = std::env::current_exe().ok().and_then(|exe| {
+        let d = exe.parent()?.parent()?.join("share/dibr").join(name);
+        d.is_dir().then_some(d)
+    });
+    installed.or_else(|| {
+        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        d.is_dir().then_some(d)
+    })
+}
+
+/// The directories of `PATH`, in order (none when it is unset).
+fn path_dirs() -> Vec<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default()
+}
+
+/// The first of `names` found as a file on `PATH` (each name is looked
+/// for in every directory before the next name is tried).
+fn on_path(names: &[&str]) -> Option<PathBuf> {
+    let dirs = path_dirs();
+    names
+        .iter()
+        .flat_map(|n| dirs.iter().map(move |d| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// The sandbox's view of the process: the helper binary
+/// (`$DIBR_SANDBOX_HELPER`, else this executable, else `dibr` on `PATH`),
+/// the temporary directory for its status files (`TMPDIR`), and what
+/// preflight takes from the environment (`PATH` for newuidmap and
+/// fakeroot, `DIBR_USERNS=single`, `DIBR_SANDBOX`, the CI runtime
+/// variables). Handed to `crate::sandbox::configure` once, at start.
+pub fn sandbox() -> SandboxSettings {
+    let mut path = path_dirs();
+    for d in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        path.push(d.into());
+    }
+    SandboxSettings {
+        helper: std::env::var_os("DIBR_SANDBOX_HELPER")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_exe().ok())
+            .unwrap_or_else(|| PathBuf::from("dibr")),
+        scratch_dir: std::env::temp_dir(),
+        host: HostEnv {
+            path_dirs: path,
+            force_single: std::env::var("DIBR_USERNS").as_deref() == Ok("single"),
+            forced: non_empty("DIBR_SANDBOX"),
+            runtime_vars: Runtime::ENV_VARS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), std::env::var(k).ok()?)))
+                .collect(),
+        },
     }
 }
 

@@ -45,6 +45,9 @@ fn euid() -> u32 {
 /// Returns false in the child itself (the caller then runs the body).
 fn outer(name: &str, as_root: bool, env: &[(&str, &str)]) -> bool {
     if inner() {
+        // As dibr's main does: the environment (DIBR_SANDBOX_HELPER, TMPDIR,
+        // DIBR_USERNS, …) read once and installed for the process.
+        sandbox::configure(dibr::settings::sandbox());
         return false;
     }
     let is_root = euid() == 0;

@@ -206,7 +206,7 @@ impl HookEnv {
         if let Some(b) = cfg.image_size {
             e.push(("DIB_IMAGE_SIZE".into(), gib_text(b)));
         }
-        match ElementsPath::shipped_lib_dir() {
+        match crate::settings::shipped_lib_dir() {
             Some(d) => e.push(("_LIB".into(), s(&d))),
             None => eprintln!(
                 "dibr: warning: no lib/ directory found (set DIBR_LIB_DIR): hooks that source $_LIB/… will fail"

@@ -500,18 +500,19 @@ pub fn reclaim_stale() -> usize {
     n
 }
 
-/// The whole build. Prints DIB-style progress; returns the output paths.
-pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
-    let started = Instant::now();
-    let started_wall = std::time::SystemTime::now();
-    crate::say!("{}", sandbox::chosen()?.line());
-    if let Some(w) = sandbox::mapping()?.warning() {
-        crate::say!("dibr: warning: {w}");
-    }
-    let path = elements::path::ElementsPath::from_env()?;
+/// The element path (`ELEMENTS_PATH` and dibr's library) and the elements
+/// the build uses, said on stderr with the DIB elements dibr's replaced.
+fn resolve_elements(
+    cfg: &BuildConfig,
+) -> Result<(elements::path::ElementsPath, elements::resolve::Resolved), BuildError> {
+    let path = crate::settings::elements_path()?;
     let (available, substituted) = path.discover_noting()?;
     let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
-    let resolved = elements::resolve::resolve(&requested, &available)?;
+    let resolved = elements::resolve::resolve(
+        &requested,
+        &available,
+        &crate::settings::block_device_kind(),
+    )?;
     crate::say!(
         "dibr: building {} with elements: {}",
         cfg.image_name.display(),
@@ -523,6 +524,18 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     {
         crate::say!("dibr: {sub}");
     }
+    Ok((path, resolved))
+}
+
+/// The whole build. Prints DIB-style progress; returns the output paths.
+pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
+    let started = Instant::now();
+    let started_wall = std::time::SystemTime::now();
+    crate::say!("{}", sandbox::chosen()?.line());
+    if let Some(w) = sandbox::mapping()?.warning() {
+        crate::say!("dibr: warning: {w}");
+    }
+    let (path, resolved) = resolve_elements(cfg)?;
     let hooks = elements::hooks::Hooks::assemble(&resolved.elements)?;
 
     reclaim_stale();
@@ -610,6 +623,18 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         a.retain(|p| p != w.root());
     }
     let done = result?;
+    say_summary(cfg, &done, started, started_wall, &existing);
+    Ok(done.outputs)
+}
+
+/// The end summary ([`summary`]): outputs, sizes, the log, what next.
+fn say_summary(
+    cfg: &BuildConfig,
+    done: &crate::assemble::Assembled,
+    started: Instant,
+    started_wall: std::time::SystemTime,
+    existing: &[PathBuf],
+) {
     let by_elements = if done.outputs.is_empty() {
         // no-final-image: the elements wrote their own (a ramdisk's
         // NAME.initramfs and NAME.kernel, say).
@@ -634,7 +659,6 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     for l in lines {
         crate::console::say(&l);
     }
-    Ok(done.outputs)
 }
 
 /// Files named `NAME.*` beside the image name, as absolute paths (to

@@ -3,7 +3,7 @@
 //! or with `--env` the eval-able `IMAGE_ELEMENT` / `IMAGE_ELEMENT_YAML` /
 //! `get_image_element_array` text `disk-image-create` evaluates.
 
-use crate::elements::{resolve, ElementsPath};
+use crate::elements::resolve;
 
 #[derive(clap::Args, Debug)]
 pub struct ElementsArgs {
@@ -26,7 +26,7 @@ pub struct ElementsArgs {
 }
 
 pub fn run(a: &ElementsArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let path = ElementsPath::from_env()?;
+    let path = crate::settings::elements_path()?;
     let all = path.discover()?;
     if a.list {
         use std::io::Write;
@@ -43,7 +43,7 @@ pub fn run(a: &ElementsArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let requested = resolve::requested_elements(&a.elements, a.skip_base);
-    let r = resolve::resolve(&requested, &all)?;
+    let r = resolve::resolve(&requested, &all, &crate::settings::block_device_kind())?;
     if a.env {
         print!("{}", r.env_script());
     } else {

@@ -219,11 +219,11 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::ElementTables { out } => {
-            use crate::elements::{package_installs, tables};
+            use crate::elements::tables;
             let yaml = std::env::var("IMAGE_ELEMENT_YAML")
                 .map_err(|_| "IMAGE_ELEMENT_YAML is not set: run this from an element hook")?;
             let elements = tables::elements_from_yaml(&yaml)?;
-            let s = tables::write_tables(&elements, &package_installs::process_env(), &out)?;
+            let s = tables::write_tables(&elements, &crate::settings::process_env(), &out)?;
             eprintln!(
                 "dibr: package-installs: {} packages, {} pkg-maps -> {}",
                 s.packages,

@@ -81,16 +81,9 @@ pub enum PackageInstallsError {
 type Result<T> = std::result::Result<T, PackageInstallsError>;
 
 /// The environment the squash is judged against (`ARCH`, `DIB_*`, and any
-/// variable a `when` names).
+/// variable a `when` names); the process's, as
+/// `crate::settings::process_env` reads it, or any other.
 pub type Env = BTreeMap<String, String>;
-
-/// The process environment as an [`Env`] (variables that are not UTF-8 are
-/// left out).
-pub fn process_env() -> Env {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
-}
 
 /// `(package, element)` pairs of one operation.
 pub type Entries = Vec<(String, String)>;

@@ -79,15 +79,27 @@ pub fn is_dib_library(dir: &Path) -> bool {
 }
 
 /// The ordered list of element directories; earlier entries win.
+///
+/// Built from the environment by `crate::settings::elements_path`
+/// (`ELEMENTS_PATH` and dibr's shipped library), or from any list by
+/// [`ElementsPath::new`]/[`ElementsPath::parse`]: nothing here reads the
+/// environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElementsPath {
     dirs: Vec<PathBuf>,
+    /// dibr's own library, when it is on the path: its copies of
+    /// [`KEPT_FROM_DIBR`] win over DIB's.
+    shipped: Option<PathBuf>,
 }
 
 impl ElementsPath {
-    /// From an explicit list of directories, highest priority first.
+    /// From an explicit list of directories, highest priority first (no
+    /// shipped library: every element is taken as found).
     pub fn new(dirs: Vec<PathBuf>) -> ElementsPath {
-        ElementsPath { dirs }
+        ElementsPath {
+            dirs,
+            shipped: None,
+        }
     }
 
     /// From an `ELEMENTS_PATH` value (colon list, highest priority first),
@@ -108,29 +120,10 @@ impl ElementsPath {
         if let Some(s) = shipped {
             dirs.push(s.to_owned());
         }
-        Ok(ElementsPath { dirs })
-    }
-
-    /// `ELEMENTS_PATH` from the process environment plus [`Self::shipped_dir`].
-    pub fn from_env() -> Result<Self, PathError> {
-        let v = std::env::var("ELEMENTS_PATH").ok();
-        Self::parse(v.as_deref(), Self::shipped_dir().as_deref())
-    }
-
-    /// dibr's element library: `$DIBR_ELEMENTS_DIR` if set, else
-    /// `share/dibr/elements` beside the executable's `bin/` (an installed
-    /// copy, e.g. `/usr/local/bin/dibr` with `/usr/local/share/dibr/elements`
-    /// in a container image), else the `elements/` directory of the source
-    /// tree dibr was built from, if it still exists.
-    pub fn shipped_dir() -> Option<PathBuf> {
-        shipped("DIBR_ELEMENTS_DIR", "elements")
-    }
-
-    /// dibr's shell libraries for hooks (`_LIB`: `die`, `img-functions`, …),
-    /// found as [`Self::shipped_dir`] is: `$DIBR_LIB_DIR`, `share/dibr/lib`,
-    /// or the source tree's `lib/`.
-    pub fn shipped_lib_dir() -> Option<PathBuf> {
-        shipped("DIBR_LIB_DIR", "lib")
+        Ok(ElementsPath {
+            dirs,
+            shipped: shipped.map(Path::to_owned),
+        })
     }
 
     /// The directories, highest priority first.
@@ -186,7 +179,7 @@ impl ElementsPath {
     ) -> Result<(BTreeMap<String, Element>, Vec<Substitution>), PathError> {
         let mut all: BTreeMap<String, Element> = BTreeMap::new();
         let mut substituted = Vec::new();
-        let shipped = Self::shipped_dir().and_then(|d| d.canonicalize().ok());
+        let shipped = self.shipped.as_ref().and_then(|d| d.canonicalize().ok());
         for dir in self.dirs.iter().rev() {
             if !dir.is_dir() {
                 return Err(PathError::InvalidElementDir(dir.clone()));
@@ -225,23 +218,6 @@ impl ElementsPath {
         }
         Ok((all, substituted))
     }
-}
-
-/// A directory dibr ships: `$var` if set, else `share/dibr/<name>` beside
-/// the executable's `bin/`, else `<name>` in the source tree dibr was
-/// built from, if it still exists.
-fn shipped(var: &str, name: &str) -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os(var) {
-        return Some(PathBuf::from(d));
-    }
-    let installed = std::env::current_exe().ok().and_then(|exe| {
-        let d = exe.parent()?.parent()?.join("share/dibr").join(name);
-        d.is_dir().then_some(d)
-    });
-    installed.or_else(|| {
-        let d = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
-        d.is_dir().then_some(d)
-    })
 }
 
 #[cfg(test)]

@@ -82,18 +82,16 @@ pub fn requested_elements(user: &[String], skip_base: bool) -> Vec<String> {
 /// `block-device` (as `vm` does) and no element provides it, DIB stops with
 /// "Element 'block-device' not found"; dibr adds
 /// `block-device-${DIB_BLOCK_DEVICE:-efi}` (GPT that boots from BIOS and
-/// UEFI), so `dibr build debian vm` makes a bootable disk.
+/// UEFI), so `dibr build debian vm` makes a bootable disk. `block_device`
+/// is that kind, resolved by the caller (`crate::settings::block_device_kind`).
 pub fn resolve(
     requested: &[String],
     all: &BTreeMap<String, Element>,
+    block_device: &str,
 ) -> Result<Resolved, ResolveError> {
     match resolve_once(requested, all) {
         Err(ResolveError::MissingElement { element, .. }) if element == "block-device" => {
-            let kind = std::env::var("DIB_BLOCK_DEVICE")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "efi".into());
-            let default = format!("block-device-{kind}");
+            let default = format!("block-device-{block_device}");
             let mut with = requested.to_vec();
             with.push(default.clone());
             let r = resolve_once(&with, all)?;

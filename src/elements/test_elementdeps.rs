@@ -71,7 +71,7 @@ impl Fixture {
 
     fn get(&self, req: &[&str]) -> Result<Resolved, ResolveError> {
         let req: Vec<String> = req.iter().map(|s| s.to_string()).collect();
-        resolve(&req, &self.all())
+        resolve(&req, &self.all(), "efi")
     }
 
     fn e(&self, name: &str) -> (String, PathBuf) {
@@ -316,7 +316,7 @@ fn base_is_prepended_unless_skipped() {
     assert_eq!(requested_elements(&user, true), ["foo"]);
     let f = Fixture::new();
     populate(&f.element_dir, "base", &["requires-foo"], &[]);
-    let r = resolve(&requested_elements(&user, false), &f.all()).unwrap();
+    let r = resolve(&requested_elements(&user, false), &f.all(), "efi").unwrap();
     assert_eq!(r.names(), ["base", "foo", "requires-foo"]);
 }
 

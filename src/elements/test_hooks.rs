@@ -141,7 +141,7 @@ fn elements_path_override_replaces_the_whole_element() {
     fs::write(os_u.join("element-provides"), "operating-system\n").unwrap();
     script(&os_u, "root.d", "10-user", 0o755);
     let p = ElementsPath::parse(Some(user.to_str().unwrap()), Some(shipped.as_path())).unwrap();
-    let r = resolve(&["os".to_string()], &p.discover().unwrap()).unwrap();
+    let r = resolve(&["os".to_string()], &p.discover().unwrap(), "efi").unwrap();
     assert_eq!(r.elements[0].1, os_u);
     let h = Hooks::assemble(&r.elements).unwrap();
     let names: Vec<&str> = h

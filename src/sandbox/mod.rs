@@ -9,7 +9,8 @@
 //! because unshare(CLONE_NEWUSER) refuses multi-threaded callers.
 //!
 //! ```no_run
-//! use dibr::sandbox::{run, Bind, SandboxConfig};
+//! use dibr::sandbox::{configure, run, Bind, SandboxConfig};
+//! configure(dibr::settings::sandbox());
 //! let cfg = SandboxConfig {
 //!     root: "/tmp/target".into(),
 //!     binds: vec![Bind::ro("/tmp/hooks", "/tmp/in_target.d")],
@@ -38,7 +39,7 @@ use std::sync::{Mutex, OnceLock};
 pub use idmap::{FlattenReason, IdMapping, IdRange};
 pub use mode::{Chosen, Mode, ProcSource};
 pub use plan::{Bind, FsOp};
-pub use preflight::PreflightError;
+pub use preflight::{HostEnv, PreflightError};
 
 /// How to run a command in the sandbox.
 #[derive(Debug, Clone)]
@@ -95,6 +96,10 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    /// [`configure`] was not called: a program that uses this module
+    /// installs its settings first.
+    #[error("the sandbox is not configured: call dibr::sandbox::configure(dibr::settings::sandbox()) first")]
+    NotConfigured,
     #[error("sandbox status file {}: {source}", path.display())]
     StatusFile {
         path: PathBuf,
@@ -103,13 +108,35 @@ pub enum SandboxError {
     },
 }
 
-/// The `dibr` binary that serves as the helper: `$DIBR_SANDBOX_HELPER`, or
-/// this executable.
-pub fn helper_exe() -> PathBuf {
-    std::env::var_os("DIBR_SANDBOX_HELPER")
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_exe().ok())
-        .unwrap_or_else(|| PathBuf::from("dibr"))
+/// What the sandbox takes from the process environment, resolved once at
+/// start (`crate::settings::sandbox`) and installed with [`configure`], so
+/// that nothing below the command line reads the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// The `dibr` binary that serves as the helper (`dibr __sandbox`,
+    /// `dibr __capture`).
+    pub helper: PathBuf,
+    /// Where the helpers' status files go (the temporary directory).
+    pub scratch_dir: PathBuf,
+    /// What preflight takes from the environment.
+    pub host: HostEnv,
+}
+
+static SETTINGS: OnceLock<SandboxSettings> = OnceLock::new();
+
+/// Install this process's sandbox settings, before the first sandbox runs.
+///
+/// The settings are process-wide rather than an argument of [`run`]
+/// because the sandbox is: the mode is chosen once per process, and the
+/// interrupt handler removes trees and kills sandboxes with no caller to
+/// hand it anything. A second call is ignored (the mode may already have
+/// been chosen with the first).
+pub fn configure(settings: SandboxSettings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> Result<&'static SandboxSettings, SandboxError> {
+    SETTINGS.get().ok_or(SandboxError::NotConfigured)
 }
 
 static CHOSEN: OnceLock<Result<Chosen, PreflightError>> = OnceLock::new();
@@ -117,10 +144,11 @@ static CHOSEN: OnceLock<Result<Chosen, PreflightError>> = OnceLock::new();
 /// The sandbox mode preflight chose (computed once per process, probing
 /// the kernel with the helper). Print [`Chosen::line`] once per build.
 pub fn chosen() -> Result<&'static Chosen, SandboxError> {
+    let s = settings()?;
     CHOSEN
         .get_or_init(|| {
-            let facts = preflight::HostFacts::current();
-            preflight::choose(&facts, &mut run_probe)
+            let facts = preflight::HostFacts::current(&s.host);
+            preflight::choose(&facts, &mut |m| run_probe(&s.helper, m))
         })
         .as_ref()
         .map_err(|e| SandboxError::from(e.clone()))
@@ -136,9 +164,9 @@ pub fn mapping() -> Result<IdMapping, SandboxError> {
     })
 }
 
-fn run_probe(m: &IdMapping) -> preflight::Probe {
+fn run_probe(helper: &Path, m: &IdMapping) -> preflight::Probe {
     let args = enter::HelperArgs::new("probe", std::process::id(), m.clone());
-    let out = Command::new(helper_exe())
+    let out = Command::new(helper)
         .arg("__sandbox")
         .args(args.to_args())
         .stdin(Stdio::null())
@@ -147,7 +175,7 @@ fn run_probe(m: &IdMapping) -> preflight::Probe {
     let fail = |step: String, errno| preflight::Probe::Failed { step, errno };
     match out {
         Err(e) => fail(
-            format!("starting {}", helper_exe().display()),
+            format!("starting {}", helper.display()),
             e.raw_os_error().unwrap_or(libc::ENOENT),
         ),
         Ok(o) => {
@@ -202,7 +230,10 @@ struct StatusFile(PathBuf);
 pub fn remove_stale_status_files() {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::getuid().as_raw();
-    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Some(s) = SETTINGS.get() else {
+        return; // nothing configured, so nothing of ours to look for
+    };
+    let Ok(rd) = std::fs::read_dir(&s.scratch_dir) else {
         return;
     };
     for e in rd.flatten() {
@@ -230,7 +261,7 @@ impl StatusFile {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
+        let p = settings()?.scratch_dir.join(format!(
             "dibr-sandbox-{}-{}-{nanos}.status",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
@@ -261,7 +292,7 @@ impl Drop for StatusFile {
 }
 
 fn spawn_helper(args: &enter::HelperArgs) -> Result<ExitStatus, SandboxError> {
-    let helper = helper_exe();
+    let helper = settings()?.helper.clone();
     // The environment (DIB_DEV_USER_PASSWORD, tokens) goes through an
     // inherited memfd, not argv, which every local user can read in ps.
     let memfd =
@@ -351,7 +382,7 @@ pub fn run(cfg: &SandboxConfig, argv: &[OsString]) -> Result<ExitStatus, Sandbox
 /// programs using libc see: GNU tar reads the tree through it and dibr
 /// re-encodes that stream as its own capture.
 pub fn capture_argv(target: &Path, out: &Path) -> Result<Vec<OsString>, SandboxError> {
-    let dibr: OsString = helper_exe().into();
+    let dibr: OsString = settings()?.helper.clone().into();
     Ok(match &chosen()?.mode {
         Mode::Fakeroot(_) => {
             let owner = format!(

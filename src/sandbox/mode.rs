@@ -106,6 +106,11 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// The environment variables [`Runtime::detect`] looks at, so the
+    /// caller can read just these (`crate::settings::sandbox`).
+    pub const ENV_VARS: &'static [&'static str] =
+        &["KUBERNETES_SERVICE_HOST", "GITLAB_CI", "GITHUB_ACTIONS"];
+
     /// From the markers runtimes leave: `KUBERNETES_SERVICE_HOST` (every
     /// pod), `GITLAB_CI`/`GITHUB_ACTIONS` (set by the runners),
     /// `/run/.containerenv` (Podman), `/.dockerenv` (Docker), and

@@ -5,6 +5,7 @@
 //! helper binaries — read from a root directory so tests can fake them) and
 //! of the outcome of one probe (a helper that really unshares).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -155,26 +156,38 @@ impl HostFacts {
         }
     }
 
-    /// The real host, for the current process.
-    pub fn current() -> Self {
-        let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).collect())
-            .unwrap_or_default();
-        for d in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
-            dirs.push(d.into());
-        }
+    /// The real host, for the current process, with what the environment
+    /// says of it (`env`, resolved by the caller).
+    pub fn current(env: &HostEnv) -> Self {
         let mut f = HostFacts::gather(
             Path::new("/"),
             rustix::process::geteuid().as_raw(),
             rustix::process::getuid().as_raw(),
             rustix::process::getgid().as_raw(),
-            &dirs,
+            &env.path_dirs,
         );
-        f.force_single = std::env::var("DIBR_USERNS").as_deref() == Ok("single");
-        f.forced = std::env::var("DIBR_SANDBOX").ok().filter(|v| !v.is_empty());
-        f.runtime = Runtime::detect(Path::new("/"), &|k| std::env::var(k).ok(), f.in_container);
+        f.force_single = env.force_single;
+        f.forced = env.forced.clone();
+        let var = |k: &str| env.runtime_vars.get(k).cloned();
+        f.runtime = Runtime::detect(Path::new("/"), &var, f.in_container);
         f
     }
+}
+
+/// What preflight takes from the environment, resolved once by the caller
+/// (`crate::settings::sandbox`) so that this module reads only the host's
+/// files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostEnv {
+    /// Where newuidmap, newgidmap, fakeroot and fakechroot are looked for:
+    /// `PATH`, then the standard system directories.
+    pub path_dirs: Vec<PathBuf>,
+    /// `DIBR_USERNS=single`: map one uid even when subordinate ids exist.
+    pub force_single: bool,
+    /// `DIBR_SANDBOX`: a mode asked for by name (unset or empty: none).
+    pub forced: Option<String>,
+    /// The variables of [`Runtime::ENV_VARS`] that are set.
+    pub runtime_vars: BTreeMap<String, String>,
 }
 
 /// Result of really trying to enter namespaces (see `enter::probe`).

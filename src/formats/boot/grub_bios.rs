@@ -86,7 +86,13 @@ pub fn prepare(
         ),
         None => {
             let early = grub_cfg::early_bios(&o.root_label);
-            let core = mkimage::core_img(c, &early, CORE_MODULES)?;
+            let core = mkimage::core_img(
+                c,
+                &early,
+                CORE_MODULES,
+                o.mkimage.as_deref(),
+                &o.scratch_dir,
+            )?;
             (
                 core,
                 "made by the host's grub-mkimage from the tree's modules".to_string(),

@@ -14,26 +14,11 @@ use std::process::Command;
 use super::collect::{BootCollector, GRUB_I386_DIR};
 use super::{io_err, BootError};
 
-/// `grub-mkimage` (Debian/Ubuntu) or `grub2-mkimage` (Fedora) on PATH.
-pub fn find_mkimage() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for name in ["grub-mkimage", "grub2-mkimage"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
 /// A private scratch directory, removed on drop.
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Scratch, BootError> {
-        let base = std::env::temp_dir();
+    fn new(base: &Path) -> Result<Scratch, BootError> {
         for i in 0..100u32 {
             let p = base.join(format!("dibr-grub.{}.{i}", std::process::id()));
             match std::fs::create_dir(&p) {
@@ -60,14 +45,18 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> Result<(), BootError> {
     std::fs::write(&p, data).map_err(io_err(format!("writing {}", p.display())))
 }
 
-/// `grub-mkimage -O i386-pc -d <tree's modules> -c early.cfg MODULES`.
+/// `grub-mkimage -O i386-pc -d <tree's modules> -c early.cfg MODULES`, with
+/// the tool and the scratch directory's parent as the caller found them
+/// ([`super::BootSettings`]).
 pub fn core_img(
     c: &BootCollector,
     early_cfg: &str,
     modules: &[&str],
+    tool: Option<&Path>,
+    scratch_base: &Path,
 ) -> Result<Vec<u8>, BootError> {
-    let tool = find_mkimage().ok_or(BootError::NoMkimage)?;
-    let scratch = Scratch::new()?;
+    let tool = tool.ok_or(BootError::NoMkimage)?;
+    let scratch = Scratch::new(scratch_base)?;
     let dir = scratch.0.join("i386-pc");
     std::fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
     for (path, data) in c.files_under(GRUB_I386_DIR) {
@@ -78,7 +67,7 @@ pub fn core_img(
     }
     write(&scratch.0, "early.cfg", early_cfg.as_bytes())?;
     let out = scratch.0.join("core.img");
-    let res = Command::new(&tool)
+    let res = Command::new(tool)
         .arg("-O")
         .arg("i386-pc")
         .arg("-d")

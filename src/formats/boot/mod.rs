@@ -27,6 +27,7 @@ pub mod mkimage;
 pub use collect::BootCollector;
 
 use std::io;
+use std::path::PathBuf;
 
 /// What the boot planner needs to know about the disk and the root.
 #[derive(Clone, Debug)]
@@ -42,6 +43,10 @@ pub struct BootOptions {
     pub cmdline: String,
     /// GRUB menu timeout in seconds (DIB_GRUB_TIMEOUT, DIB's default 5).
     pub timeout: u32,
+    /// The host's `grub-mkimage`, for a tree without a core.img.
+    pub mkimage: Option<PathBuf>,
+    /// Where `grub-mkimage` gets a private scratch directory.
+    pub scratch_dir: PathBuf,
 }
 
 /// The boot loader's share of DIB's environment, resolved once by the
@@ -52,15 +57,24 @@ pub struct BootSettings {
     pub cmdline_extra: String,
     /// `DIB_GRUB_TIMEOUT`: GRUB menu timeout in seconds.
     pub timeout: u32,
+    /// `grub-mkimage` (Debian/Ubuntu) or `grub2-mkimage` (Fedora) as found
+    /// on the host's `PATH`; none means a tree without a core.img cannot
+    /// boot from BIOS ([`BootError::NoMkimage`]).
+    pub mkimage: Option<PathBuf>,
+    /// The temporary directory `grub-mkimage`'s scratch files go in.
+    pub scratch_dir: PathBuf,
 }
 
 impl Default for BootSettings {
     /// DIB's defaults (`elements/bootloader/finalise.d/50-bootloader`):
-    /// `nofb nomodeset gfxpayload=text` and a 5-second timeout.
+    /// `nofb nomodeset gfxpayload=text` and a 5-second timeout; no host
+    /// tools, and `/tmp` (what an unset `TMPDIR` means).
     fn default() -> Self {
         BootSettings {
             cmdline_extra: "nofb nomodeset gfxpayload=text".into(),
             timeout: 5,
+            mkimage: None,
+            scratch_dir: PathBuf::from("/tmp"),
         }
     }
 }
@@ -81,6 +95,8 @@ impl BootOptions {
             .trim()
             .to_string(),
             timeout: settings.timeout,
+            mkimage: settings.mkimage.clone(),
+            scratch_dir: settings.scratch_dir.clone(),
         }
     }
 }
