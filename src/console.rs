@@ -18,7 +18,8 @@
 //!
 //! In compact mode dibr's own standard error stays the terminal; only the
 //! sandbox's processes (every hook) write into a pipe ([`child_output`]),
-//! read by one thread that writes each line to the log, follows
+//! read by one thread that writes each line to the log (and to the
+//! terminal when it is one of dibr's helpers' `dibr: …` lines), follows
 //! `dib-run-parts Running …` to know the current hook, counts packages
 //! set up, and keeps the current hook's lines for a failure report.
 
@@ -177,6 +178,14 @@ fn copy_lines(
             continue;
         }
         log_line(log, line);
+        // dibr's own helpers (the sandbox, the capture) speak in lines
+        // that start with "dibr": those are for the user too.
+        if line.starts_with("dibr: ") || line.starts_with("dibr sandbox: ") {
+            match bar {
+                Some(b) => b.suspend(|| eprintln!("{line}")),
+                None => eprintln!("{line}"),
+            }
+        }
         t.see(line);
         if let (Some(b), Some(h)) = (bar, &t.hook) {
             b.set_message(status(&t.phase, h, t.packages));
