@@ -95,7 +95,7 @@ fn fat_clean(test: &str, img: &Path) {
 }
 
 fn blkid(img: &Path, tag: &str) -> String {
-    let b = run(Command::new("blkid")
+    let b = run(Command::new(tool("blkid"))
         .args(["-s", tag, "-o", "value"])
         .arg(img));
     String::from_utf8_lossy(&b.stdout).trim().to_string()
