@@ -107,7 +107,7 @@ fn any_exists(view: &View, paths: &[&str]) -> Result<Option<String>, InspectErro
     Ok(None)
 }
 
-fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
+pub(crate) fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
     let mut out = Vec::new();
     for dir in [
         "/etc/systemd/system",
