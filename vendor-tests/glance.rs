@@ -56,11 +56,20 @@ fn guest_tree(root: &Path, g: &Guest) {
     w("/etc/hostname", b"glance\n");
     if g.kernel {
         w(&format!("/boot/vmlinuz-{KVER}"), &prng_bytes(61, 3 << 20));
-        w(&format!("/boot/initrd.img-{KVER}"), &prng_bytes(62, 2 << 20));
+        w(
+            &format!("/boot/initrd.img-{KVER}"),
+            &prng_bytes(62, 2 << 20),
+        );
         symlink(format!("boot/vmlinuz-{KVER}"), root.join("vmlinuz")).unwrap();
         symlink(format!("boot/initrd.img-{KVER}"), root.join("initrd.img")).unwrap();
-        w(&format!("/lib/modules/{KVER}/modules.builtin"), g.builtin.as_bytes());
-        w(&format!("/lib/modules/{KVER}/modules.dep"), g.dep.as_bytes());
+        w(
+            &format!("/lib/modules/{KVER}/modules.builtin"),
+            g.builtin.as_bytes(),
+        );
+        w(
+            &format!("/lib/modules/{KVER}/modules.dep"),
+            g.dep.as_bytes(),
+        );
     }
     if g.guest_agent {
         w("/usr/sbin/qemu-ga", &elf(g.machine));
@@ -113,7 +122,14 @@ fn tree_only() -> Guest {
 
 fn assemble(dir: &Path, tree: &Path, name: &str, extra: &[&str]) {
     let tar = dir.join(format!("{name}.tar"));
-    run_ok(Command::new("tar").arg("-C").arg(tree).arg("-cf").arg(&tar).arg("."));
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(tree)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
     let o = run(Command::new(dibr_bin())
         .args(["assemble", "--from"])
         .arg(&tar)
@@ -123,7 +139,11 @@ fn assemble(dir: &Path, tree: &Path, name: &str, extra: &[&str]) {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .env_remove("DIB_BLOCK_DEVICE_CONFIG")
         .env_remove("DIB_IMAGE_SIZE"));
-    assert!(o.status.success(), "assemble {name} {extra:?}\n{}", out_text(&o));
+    assert!(
+        o.status.success(),
+        "assemble {name} {extra:?}\n{}",
+        out_text(&o)
+    );
 }
 
 fn props(path: &Path) -> BTreeMap<String, Value> {
@@ -136,8 +156,15 @@ fn side(img: &Path) -> PathBuf {
 }
 
 fn check_glance(img: &Path) -> BTreeMap<String, Value> {
-    let o = run(Command::new(dibr_bin()).arg("check").arg("--glance").arg(img));
-    assert!(o.status.success(), "check --glance {img:?}\n{}", out_text(&o));
+    let o = run(Command::new(dibr_bin())
+        .arg("check")
+        .arg("--glance")
+        .arg(img));
+    assert!(
+        o.status.success(),
+        "check --glance {img:?}\n{}",
+        out_text(&o)
+    );
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out_text(&o)))
 }
 
@@ -151,17 +178,27 @@ fn sha512sum(p: &Path) -> String {
 }
 
 fn s(p: &BTreeMap<String, Value>, k: &str) -> Option<String> {
-    p.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+    p.get(k).map(|v| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    })
 }
 
 /// The osinfo-db entry whose short-id is os_distro + os_version must
 /// have that `<distro>` and `<version>`.
 fn in_osinfo(test: &str, p: &BTreeMap<String, Value>) {
     if !Path::new(OSINFO).is_dir() {
-        skip(test, "osinfo-db is not installed (apt-get install osinfo-db)");
+        skip(
+            test,
+            "osinfo-db is not installed (apt-get install osinfo-db)",
+        );
         return;
     }
-    let (d, v) = (s(p, "os_distro").unwrap(), s(p, "os_version").unwrap_or_default());
+    let (d, v) = (
+        s(p, "os_distro").unwrap(),
+        s(p, "os_version").unwrap_or_default(),
+    );
     let short = format!("<short-id>{d}{v}</short-id>");
     let mut found = None;
     for vendor in fs::read_dir(OSINFO).unwrap() {
@@ -174,8 +211,14 @@ fn in_osinfo(test: &str, p: &BTreeMap<String, Value>) {
         }
     }
     let (path, t) = found.unwrap_or_else(|| panic!("{test}: no osinfo-db entry {short}"));
-    assert!(t.contains(&format!("<distro>{d}</distro>")), "{test}: {path:?}: distro is not {d}");
-    assert!(t.contains(&format!("<version>{v}</version>")), "{test}: {path:?}: version is not {v}");
+    assert!(
+        t.contains(&format!("<distro>{d}</distro>")),
+        "{test}: {path:?}: distro is not {d}"
+    );
+    assert!(
+        t.contains(&format!("<version>{v}</version>")),
+        "{test}: {path:?}: version is not {v}"
+    );
 }
 
 fn expect(test: &str, p: &BTreeMap<String, Value>, want: &[(&str, &str)], absent: &[&str]) {
@@ -205,16 +248,26 @@ fn osc_python(test: &str) -> Option<PathBuf> {
     if !have(&py) {
         let _ = fs::remove_dir_all(&venv);
         fs::create_dir_all(test_cache()).unwrap();
-        let o = run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv));
+        let o = run(Command::new("/usr/bin/python3")
+            .args(["-m", "venv"])
+            .arg(&venv));
         if !o.status.success() {
             assert!(!is_ci(), "{test}: python3 -m venv failed\n{}", out_text(&o));
             skip(test, "python3 -m venv does not work (install python3-venv)");
             return None;
         }
-        let o = run(Command::new(venv.join("bin/pip")).args(["install", "-q", "python-openstackclient"]));
+        let o = run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "python-openstackclient",
+        ]));
         if !o.status.success() {
             let _ = fs::remove_dir_all(&venv);
-            assert!(!is_ci(), "{test}: pip install python-openstackclient failed\n{}", out_text(&o));
+            assert!(
+                !is_ci(),
+                "{test}: pip install python-openstackclient failed\n{}",
+                out_text(&o)
+            );
             skip(test, "pip install python-openstackclient failed (offline?)");
             return None;
         }
@@ -244,12 +297,22 @@ fn openstack_line_parses(test: &str, img: &Path) {
     let line = dibr::inspect::glance::openstack::command_for_output(img).unwrap();
     let t0 = std::time::Instant::now();
     let o = run(Command::new(py).args(["-c", PARSE, &line]));
-    assert!(o.status.success(), "{test}: the openstack parser refused\n{line}\n{}", out_text(&o));
-    eprintln!("{test}: openstackclient parsed the line in {:.2}s", t0.elapsed().as_secs_f64());
+    assert!(
+        o.status.success(),
+        "{test}: the openstack parser refused\n{line}\n{}",
+        out_text(&o)
+    );
+    eprintln!(
+        "{test}: openstackclient parsed the line in {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
     let ns: Value = serde_json::from_slice(&o.stdout).unwrap();
     let p = props(&side(img));
     assert_eq!(ns["filename"], img.display().to_string());
-    assert_eq!(ns["name"], img.file_stem().unwrap().to_string_lossy().as_ref());
+    assert_eq!(
+        ns["name"],
+        img.file_stem().unwrap().to_string_lossy().as_ref()
+    );
     for (k, v) in &p {
         match k.as_str() {
             "os_hash_algo" | "os_hash_value" => assert!(!line.contains(k.as_str()), "{line}"),
@@ -273,7 +336,12 @@ fn debian_x86_64_outputs_carry_their_properties() {
     let again = dir.join("again");
     fs::create_dir_all(&again).unwrap();
     for d in [dir, again.as_path()] {
-        assemble(d, &dir.join("tree"), "deb", &["-t", "raw,qcow2,vhd", "--layout", "efi"]);
+        assemble(
+            d,
+            &dir.join("tree"),
+            "deb",
+            &["-t", "raw,qcow2,vhd", "--layout", "efi"],
+        );
     }
     let raw_len = fs::metadata(dir.join("deb.raw")).unwrap().len();
     for ext in ["raw", "qcow2", "vhd"] {
@@ -300,10 +368,18 @@ fn debian_x86_64_outputs_carry_their_properties() {
         );
         assert_eq!(p["min_ram"], 512);
         assert_eq!(p["min_disk"], raw_len.div_ceil(1 << 30));
-        assert_eq!(s(&p, "os_hash_value").unwrap(), sha512sum(&img), "{test}: {ext}");
+        assert_eq!(
+            s(&p, "os_hash_value").unwrap(),
+            sha512sum(&img),
+            "{test}: {ext}"
+        );
         // Two assemblies, same SOURCE_DATE_EPOCH: the same JSON, byte for byte.
         let other = again.join(format!("deb.{ext}"));
-        assert_eq!(fs::read(side(&img)).unwrap(), fs::read(side(&other)).unwrap(), "{test}: {ext}");
+        assert_eq!(
+            fs::read(side(&img)).unwrap(),
+            fs::read(side(&other)).unwrap(),
+            "{test}: {ext}"
+        );
         if ext != "vhd" {
             // check --glance reads the same from the image (no provenance).
             let mut p = p.clone();
@@ -338,7 +414,12 @@ fn ubuntu_arm64_uefi_only() {
     let work = scratch(test);
     let dir = work.path();
     guest_tree(&dir.join("tree"), &ubuntu_arm64());
-    assemble(dir, &dir.join("tree"), "noble", &["-t", "qcow2", "--layout", "efi"]);
+    assemble(
+        dir,
+        &dir.join("tree"),
+        "noble",
+        &["-t", "qcow2", "--layout", "efi"],
+    );
     let img = dir.join("noble.qcow2");
     let p = props(&side(&img));
     expect(
@@ -369,27 +450,52 @@ fn tree_only_image_and_bios_boot_code() {
     let work = scratch(test);
     let dir = work.path();
     guest_tree(&dir.join("tree"), &tree_only());
-    assemble(dir, &dir.join("tree"), "plain", &["-t", "raw", "--layout", "mbr"]);
+    assemble(
+        dir,
+        &dir.join("tree"),
+        "plain",
+        &["-t", "raw", "--layout", "mbr"],
+    );
     let img = dir.join("plain.raw");
     let p = props(&side(&img));
     expect(
         test,
         &p,
-        &[("architecture", "x86_64"), ("os_distro", "debian"), ("os_version", "11"), ("disk_format", "raw")],
-        &["hw_firmware_type", "hw_disk_bus", "hw_vif_model", "hw_machine_type", "hw_qemu_guest_agent"],
+        &[
+            ("architecture", "x86_64"),
+            ("os_distro", "debian"),
+            ("os_version", "11"),
+            ("disk_format", "raw"),
+        ],
+        &[
+            "hw_firmware_type",
+            "hw_disk_bus",
+            "hw_vif_model",
+            "hw_machine_type",
+            "hw_qemu_guest_agent",
+        ],
     );
     assert_eq!(p["min_ram"], 512);
     assert_eq!(s(&p, "os_hash_value").unwrap(), sha512sum(&img));
     let bios = dir.join("bios.raw");
     fs::copy(&img, &bios).unwrap();
     put_boot_code(&bios);
-    expect(test, &check_glance(&bios), &[("hw_firmware_type", "bios")], &[]);
+    expect(
+        test,
+        &check_glance(&bios),
+        &[("hw_firmware_type", "bios")],
+        &[],
+    );
     // The flavor disk: WARN when the virtual size is larger.
     let gib = fs::metadata(&img).unwrap().len().div_ceil(1 << 30);
     for (flavor, want) in [(gib - 1, "WARN flavor-disk"), (gib, "PASS flavor-disk")] {
         let o = run(Command::new(dibr_bin())
             .args(["check", "--flavor-disk", &flavor.to_string()])
             .arg(&img));
-        assert!(out_text(&o).contains(want), "{test}: --flavor-disk {flavor}\n{}", out_text(&o));
+        assert!(
+            out_text(&o).contains(want),
+            "{test}: --flavor-disk {flavor}\n{}",
+            out_text(&o)
+        );
     }
 }

@@ -53,9 +53,9 @@ pub use output_kind::{output_path, parse_types, DiskType, OutputKind};
 pub use plan::{FsPlan, FsType, Placement, Plan, PlanError, Region, Target};
 pub use router::Assembly;
 use router::{Added, Writer};
+use side_files::write_glance;
 use side_files::write_tar_output;
 pub use side_files::{manifest_files, write_checksum, write_manifests, ManifestFile};
-use side_files::write_glance;
 
 const MIB: u64 = 1 << 20;
 /// Growth ceiling for ext4 filesystems not mounted at `/` (/boot, /var …):

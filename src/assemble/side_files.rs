@@ -171,7 +171,10 @@ pub(super) fn write_glance(cfg: &AssembleConfig, raw: &File) -> Result<(), Assem
             crate::detail!("dibr assemble: {}: Glance properties: {n}", out.display());
         }
         provenance.add_to(&mut r.properties);
-        write_atomic(&glance::side_file(&out), glance::to_json(&r.properties).as_bytes())?;
+        write_atomic(
+            &glance::side_file(&out),
+            glance::to_json(&r.properties).as_bytes(),
+        )?;
     }
     Ok(())
 }

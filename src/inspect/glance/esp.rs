@@ -39,7 +39,11 @@ impl<'a> Fat<'a> {
         let fats = bs[16] as u64;
         let root_entries = le16(&bs, 17);
         let fat16_size = le16(&bs, 22);
-        let fat_size = if fat16_size != 0 { fat16_size } else { le32(&bs, 36) };
+        let fat_size = if fat16_size != 0 {
+            fat16_size
+        } else {
+            le32(&bs, 36)
+        };
         if !matches!(sector, 512 | 1024 | 2048 | 4096) || per_cluster == 0 || fats == 0 {
             return None;
         }
@@ -131,9 +135,6 @@ pub fn loaders(src: &dyn ImageSource, start: u64) -> Vec<String> {
     let Some(fat) = Fat::open(src, start) else {
         return Vec::new();
     };
-    if fat.sector == 0 {
-        return Vec::new();
-    }
     let Some(efi) = fat.subdir(None, b"EFI        ") else {
         return Vec::new();
     };

@@ -10,7 +10,12 @@ use super::super::InspectError;
 
 /// Programs every Linux userland has; the first found names the
 /// architecture.
-const PROGRAMS: &[&str] = &["/bin/sh", "/usr/bin/env", "/sbin/init", "/lib/systemd/systemd"];
+const PROGRAMS: &[&str] = &[
+    "/bin/sh",
+    "/usr/bin/env",
+    "/sbin/init",
+    "/lib/systemd/systemd",
+];
 
 /// Keeps the first bytes written to it and drops the rest.
 struct Head(Vec<u8>);
@@ -124,7 +129,11 @@ pub fn guest_agent(view: &View) -> Result<bool, InspectError> {
     {
         return Ok(true);
     }
-    for dir in ["/etc/udev/rules.d", "/lib/udev/rules.d", "/usr/lib/udev/rules.d"] {
+    for dir in [
+        "/etc/udev/rules.d",
+        "/lib/udev/rules.d",
+        "/usr/lib/udev/rules.d",
+    ] {
         for e in view.list_dir(dir)?.as_deref().unwrap_or_default() {
             let name = String::from_utf8_lossy(&e.name).into_owned();
             if !name.contains("qemu-guest-agent") || !name.ends_with(".rules") {

@@ -168,7 +168,11 @@ fn guest_properties(view: &View, r: &mut Report, min_ram: &mut u64) {
     match boot_kernel(view) {
         Ok((release, bytes)) => {
             *min_ram = ram_rule(bytes);
-            let has = |d: &[&str]| release.as_deref().map(|rel| guest::has_drivers(view, rel, d));
+            let has = |d: &[&str]| {
+                release
+                    .as_deref()
+                    .map(|rel| guest::has_drivers(view, rel, d))
+            };
             match has(&["virtio_pci", "virtio_blk"]) {
                 Some(Ok(true)) => put("hw_disk_bus", "virtio"),
                 Some(Err(e)) => notes.push(format!("hw_disk_bus: {e}")),

@@ -57,7 +57,11 @@ pub fn from_os_release(text: &str) -> Option<Os> {
         ),
         "centos" | "rocky" | "almalinux" => os(&id, version.map(|v| parts(&v, 1))),
         "rhel" | "alpine" => os(
-            if id == "alpine" { "alpinelinux" } else { "rhel" },
+            if id == "alpine" {
+                "alpinelinux"
+            } else {
+                "rhel"
+            },
             version.map(|v| parts(&v, 2)),
         ),
         "opensuse-leap" => os("opensuse", version),
@@ -92,8 +96,14 @@ mod tests {
             of("NAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nID=ubuntu\nID_LIKE=debian\n"),
             ("ubuntu".into(), s("24.04"))
         );
-        assert_eq!(of("ID=\"rocky\"\nVERSION_ID=\"9.4\"\n"), ("rocky".into(), s("9")));
-        assert_eq!(of("ID=\"rhel\"\nVERSION_ID=\"9.4\"\n"), ("rhel".into(), s("9.4")));
+        assert_eq!(
+            of("ID=\"rocky\"\nVERSION_ID=\"9.4\"\n"),
+            ("rocky".into(), s("9"))
+        );
+        assert_eq!(
+            of("ID=\"rhel\"\nVERSION_ID=\"9.4\"\n"),
+            ("rhel".into(), s("9.4"))
+        );
         assert_eq!(
             of("ID=alpine\nVERSION_ID=3.19.1\n"),
             ("alpinelinux".into(), s("3.19"))
