@@ -21,7 +21,7 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-const TOOLS: &[&str] = &["tar", "sha512sum"];
+const TOOLS: &[&str] = &["tar", "sha512sum", "cpio", "zstd"];
 const KVER: &str = "6.1.0-13-test";
 const OSINFO: &str = "/usr/share/osinfo/os";
 
@@ -46,6 +46,35 @@ struct Guest {
     dep: &'static str,
     guest_agent: bool,
     esp_loader: Option<&'static str>,
+    /// Modules of a real initramfs (newc cpio, zstd); None: random bytes.
+    initrd_modules: Option<&'static [&'static str]>,
+}
+
+/// An initramfs as initramfs-tools makes it: an uncompressed early
+/// archive, then a zstd-compressed one with the modules.
+fn initramfs(dir: &Path, modules: &[&str]) -> Vec<u8> {
+    let early = dir.join("early");
+    let main = dir.join("main");
+    write_file(
+        &early.join("kernel/x86/microcode/GenuineIntel.bin"),
+        b"ucode",
+    );
+    for m in modules {
+        write_file(
+            &main.join(format!("usr/lib/modules/{KVER}/kernel/drivers/{m}.ko")),
+            b"\x7fELF",
+        );
+    }
+    write_file(&main.join("init"), b"#!/bin/sh\n");
+    let out = dir.join("initrd.img");
+    let o = sh(&format!(
+        "set -e; (cd {e} && find . | cpio -o -H newc --quiet) > {o}; (cd {m} && find . | cpio -o -H newc --quiet | zstd -q -c) >> {o}",
+        e = q(&early),
+        m = q(&main),
+        o = q(&out)
+    ));
+    assert!(o.status.success(), "{}", out_text(&o));
+    fs::read(out).unwrap()
 }
 
 fn guest_tree(root: &Path, g: &Guest) {
@@ -56,10 +85,11 @@ fn guest_tree(root: &Path, g: &Guest) {
     w("/etc/hostname", b"glance\n");
     if g.kernel {
         w(&format!("/boot/vmlinuz-{KVER}"), &prng_bytes(61, 3 << 20));
-        w(
-            &format!("/boot/initrd.img-{KVER}"),
-            &prng_bytes(62, 2 << 20),
-        );
+        let initrd = match g.initrd_modules {
+            Some(m) => initramfs(&root.with_extension("initramfs"), m),
+            None => prng_bytes(62, 2 << 20),
+        };
+        w(&format!("/boot/initrd.img-{KVER}"), &initrd);
         symlink(format!("boot/vmlinuz-{KVER}"), root.join("vmlinuz")).unwrap();
         symlink(format!("boot/initrd.img-{KVER}"), root.join("initrd.img")).unwrap();
         w(
@@ -92,6 +122,7 @@ fn debian() -> Guest {
         dep: "kernel/drivers/virtio/virtio_pci.ko:\nkernel/drivers/block/virtio_blk.ko:\nkernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko\n",
         guest_agent: true,
         esp_loader: Some("BOOTX64.EFI"),
+        initrd_modules: Some(&["virtio/virtio_pci", "block/virtio_blk", "scsi/sd_mod"]),
     }
 }
 
@@ -105,6 +136,7 @@ fn ubuntu_arm64() -> Guest {
         dep: "kernel/drivers/net/e1000e/e1000e.ko:\n",
         guest_agent: false,
         esp_loader: Some("BOOTAA64.EFI"),
+        initrd_modules: None,
     }
 }
 
@@ -117,6 +149,7 @@ fn tree_only() -> Guest {
         dep: "",
         guest_agent: false,
         esp_loader: None,
+        initrd_modules: None,
     }
 }
 
@@ -498,4 +531,40 @@ fn tree_only_image_and_bios_boot_code() {
             out_text(&o)
         );
     }
+}
+
+#[test]
+fn virtio_blk_missing_from_the_initramfs() {
+    let test = "virtio_blk_missing_from_the_initramfs";
+    if !require(test, false, &["tar", "cpio", "zstd"]) {
+        return;
+    }
+    let work = scratch(test);
+    let dir = work.path();
+    // virtio_blk is a module of the kernel but not in the initramfs: the
+    // root disk would not be found on a virtio bus; the NIC's module is
+    // loaded from the root, so hw_vif_model stays.
+    let g = Guest {
+        initrd_modules: Some(&["virtio/virtio_pci", "scsi/sd_mod"]),
+        ..debian()
+    };
+    guest_tree(&dir.join("tree"), &g);
+    assemble(
+        dir,
+        &dir.join("tree"),
+        "noblk",
+        &["-t", "raw", "--layout", "efi"],
+    );
+    let img = dir.join("noblk.raw");
+    let o = run(Command::new(dibr_bin())
+        .arg("check")
+        .arg("--glance")
+        .arg(&img));
+    let p = props(&side(&img));
+    let text = out_text(&o);
+    expect(test, &p, &[("hw_vif_model", "virtio")], &[]);
+    assert!(
+        !p.contains_key("hw_disk_bus"),
+        "{test}: hw_disk_bus\n{text}"
+    );
 }

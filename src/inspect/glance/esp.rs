@@ -12,7 +12,6 @@ const MAX_DIR_CLUSTERS: usize = 256;
 struct Fat<'a> {
     src: &'a dyn ImageSource,
     start: u64,
-    sector: u64,
     cluster: u64,
     fat_at: u64,
     fat32: bool,
@@ -56,7 +55,6 @@ impl<'a> Fat<'a> {
         Some(Fat {
             src,
             start,
-            sector,
             cluster: sector * per_cluster,
             fat_at: reserved * sector,
             fat32,

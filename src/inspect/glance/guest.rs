@@ -4,7 +4,9 @@
 
 use super::super::check::enabled_units;
 use super::super::kernel::Choice;
-use super::super::limits::CONFIG_FILE;
+use std::collections::BTreeSet;
+
+use super::super::limits::{self, CONFIG_FILE};
 use super::super::view::View;
 use super::super::InspectError;
 
@@ -16,6 +18,9 @@ const PROGRAMS: &[&str] = &[
     "/sbin/init",
     "/lib/systemd/systemd",
 ];
+
+/// The largest initrd read for its modules.
+const MAX_INITRD: u64 = 1 << 30;
 
 /// Keeps the first bytes written to it and drops the rest.
 struct Head(Vec<u8>);
@@ -86,29 +91,68 @@ pub fn kernel_release(c: &Choice) -> Option<String> {
     dir.rsplit_once("/modules/").map(|(_, r)| r.to_string())
 }
 
-/// Whether the kernel `release` has each driver (module name, `-` as
-/// `_`), built in (`modules.builtin`) or as a module (`modules.dep`).
-pub fn has_drivers(view: &View, release: &str, drivers: &[&str]) -> Result<bool, InspectError> {
-    let mut text = String::new();
-    for base in ["/lib/modules", "/usr/lib/modules"] {
-        for f in ["modules.builtin", "modules.dep"] {
-            if let Some(b) = view.read_file(&format!("{base}/{release}/{f}"), CONFIG_FILE * 4)? {
-                text.push_str(&String::from_utf8_lossy(&b));
-                text.push('\n');
-            }
-        }
-        if !text.is_empty() {
-            break;
-        }
-    }
-    let names: Vec<String> = text
+/// The drivers of kernel `release`: built in (`modules.builtin`) and
+/// as modules (`modules.dep`), by module name (`-` as `_`).
+#[derive(Debug, Default)]
+pub struct Drivers {
+    pub builtin: BTreeSet<String>,
+    pub modules: BTreeSet<String>,
+}
+
+fn names(text: &[u8]) -> BTreeSet<String> {
+    String::from_utf8_lossy(text)
         .lines()
         .filter_map(|l| l.split(':').next())
         .filter_map(|p| p.rsplit('/').next())
         .filter_map(|b| b.split(".ko").next())
+        .filter(|m| !m.is_empty())
         .map(|m| m.replace('-', "_"))
-        .collect();
-    Ok(drivers.iter().all(|d| names.iter().any(|n| n == d)))
+        .collect()
+}
+
+pub fn drivers(view: &View, release: &str) -> Result<Drivers, InspectError> {
+    let mut d = Drivers::default();
+    for base in ["/lib/modules", "/usr/lib/modules"] {
+        let read = |f: &str| view.read_file(&format!("{base}/{release}/{f}"), CONFIG_FILE * 4);
+        if let Some(b) = read("modules.builtin")? {
+            d.builtin = names(&b);
+        }
+        if let Some(b) = read("modules.dep")? {
+            d.modules = names(&b);
+        }
+        if !d.builtin.is_empty() || !d.modules.is_empty() {
+            break;
+        }
+    }
+    Ok(d)
+}
+
+/// The module names in the initrd(s) the kernel boots with; Err (as
+/// text) when one cannot be read (a compression dibr does not read).
+pub fn initramfs_modules(
+    view: &View,
+    c: &Choice,
+) -> Result<Result<BTreeSet<String>, String>, InspectError> {
+    let mut all = BTreeSet::new();
+    for p in &c.initrds {
+        let Some(n) = view.resolve(p, true)? else {
+            continue;
+        };
+        if n.inode.size > MAX_INITRD {
+            return Ok(Err(format!(
+                "{p}: {} is more than the {} dibr reads",
+                limits::bytes(n.inode.size),
+                limits::bytes(MAX_INITRD)
+            )));
+        }
+        let mut data = Vec::new();
+        view.copy_node(&n, &mut data)?;
+        match super::initramfs::modules(&data) {
+            Ok(m) => all.extend(m),
+            Err(e) => return Ok(Err(format!("{p}: {e}"))),
+        }
+    }
+    Ok(Ok(all))
 }
 
 /// qemu-guest-agent installed and started at boot: an enabled unit, a

@@ -11,6 +11,7 @@
 pub mod esp;
 pub mod file;
 pub mod guest;
+pub mod initramfs;
 pub mod openstack;
 pub mod os;
 
@@ -165,33 +166,62 @@ fn guest_properties(view: &View, r: &mut Report, min_ram: &mut u64) {
         Ok(None) => notes.push("os_distro: no /etc/os-release with an ID".into()),
         Err(e) => notes.push(format!("os_distro: {e}")),
     }
-    match boot_kernel(view) {
-        Ok((release, bytes)) => {
-            *min_ram = ram_rule(bytes);
-            let has = |d: &[&str]| {
-                release
-                    .as_deref()
-                    .map(|rel| guest::has_drivers(view, rel, d))
-            };
-            match has(&["virtio_pci", "virtio_blk"]) {
-                Some(Ok(true)) => put("hw_disk_bus", "virtio"),
-                Some(Err(e)) => notes.push(format!("hw_disk_bus: {e}")),
-                _ => {}
-            }
-            match has(&["virtio_pci", "virtio_net"]) {
-                Some(Ok(true)) => put("hw_vif_model", "virtio"),
-                Some(Err(e)) => notes.push(format!("hw_vif_model: {e}")),
-                _ => {}
-            }
-        }
-        Err(e) => notes.push(format!("hw_disk_bus, hw_vif_model: {e}")),
-    }
     match guest::guest_agent(view) {
         Ok(true) => put("hw_qemu_guest_agent", "yes"),
         Ok(false) => {}
         Err(e) => notes.push(format!("hw_qemu_guest_agent: {e}")),
     }
+    match boot_kernel(view) {
+        Ok((c, bytes)) => {
+            *min_ram = ram_rule(bytes);
+            if let Err(e) = virtio(view, &c, &mut r.properties, &mut notes) {
+                notes.push(format!("hw_disk_bus, hw_vif_model: {e}"));
+            }
+        }
+        Err(e) => notes.push(format!("hw_disk_bus, hw_vif_model: {e}")),
+    }
     r.notes.extend(notes);
+}
+
+/// `hw_disk_bus=virtio` when virtio_pci and virtio_blk are built in or
+/// modules in the initramfs (the root disk is found before the root is
+/// mounted); `hw_vif_model=virtio` when virtio_pci and virtio_net are
+/// built in or modules (loaded from the root).
+fn virtio(
+    view: &View,
+    c: &kernel::Choice,
+    p: &mut Properties,
+    notes: &mut Vec<String>,
+) -> Result<(), InspectError> {
+    let Some(rel) = guest::kernel_release(c) else {
+        notes.push(format!(
+            "hw_disk_bus, hw_vif_model: no kernel release in {}",
+            c.kernel
+        ));
+        return Ok(());
+    };
+    let d = guest::drivers(view, &rel)?;
+    let early = match guest::initramfs_modules(view, c)? {
+        Ok(m) => Some(m),
+        Err(e) => {
+            notes.push(format!(
+                "hw_disk_bus: the initramfs is not judged ({e}): the kernel's modules decide"
+            ));
+            None
+        }
+    };
+    let at_boot = |m: &str| {
+        d.builtin.contains(m)
+            || (d.modules.contains(m) && early.as_ref().is_none_or(|e| e.contains(m)))
+    };
+    let later = |m: &str| d.builtin.contains(m) || d.modules.contains(m);
+    if at_boot("virtio_pci") && at_boot("virtio_blk") {
+        p.insert("hw_disk_bus".into(), "virtio".into());
+    }
+    if later("virtio_pci") && later("virtio_net") {
+        p.insert("hw_vif_model".into(), "virtio".into());
+    }
+    Ok(())
 }
 
 fn os_release(view: &View) -> Result<Option<os::Os>, InspectError> {
@@ -205,7 +235,7 @@ fn os_release(view: &View) -> Result<Option<os::Os>, InspectError> {
 
 /// The release of the kernel the image boots and its size with the
 /// initrds.
-fn boot_kernel(view: &View) -> Result<(Option<String>, u64), InspectError> {
+fn boot_kernel(view: &View) -> Result<(kernel::Choice, u64), InspectError> {
     let c = kernel::choose(view)?;
     let mut bytes = 0u64;
     for p in std::iter::once(&c.kernel).chain(&c.initrds) {
@@ -213,7 +243,7 @@ fn boot_kernel(view: &View) -> Result<(Option<String>, u64), InspectError> {
             bytes = bytes.saturating_add(n.inode.size);
         }
     }
-    Ok((guest::kernel_release(&c), bytes))
+    Ok((c, bytes))
 }
 
 /// `min_ram` in MiB: four times the kernel and initrds (the initramfs
