@@ -568,3 +568,56 @@ fn virtio_blk_missing_from_the_initramfs() {
         "{test}: hw_disk_bus\n{text}"
     );
 }
+
+/// The boot test's Debian bookworm tree (real kernel, zstd initramfs,
+/// GRUB for BIOS and UEFI), when the test cache has it.
+#[test]
+fn bookworm_tree_properties() {
+    let test = "bookworm_tree_properties";
+    let tar = test_cache().join("boot/bookworm-boot.tar");
+    if !tar.exists() {
+        skip(
+            test,
+            "no bookworm-boot.tar in the test cache (the boot test makes it)",
+        );
+        return;
+    }
+    let work = scratch(test);
+    let dir = work.path();
+    let o = run(Command::new(dibr_bin())
+        .args([
+            "assemble", "-t", "qcow2", "--layout", "efi", "-o", "bw", "--from",
+        ])
+        .arg(&tar)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env_remove("DIB_BLOCK_DEVICE_CONFIG")
+        .env_remove("DIB_IMAGE_SIZE"));
+    assert!(o.status.success(), "{}", out_text(&o));
+    let img = dir.join("bw.qcow2");
+    let p = props(&side(&img));
+    // Both boot paths (GRUB in the MBR and BOOTX64.EFI): no firmware type.
+    expect(
+        test,
+        &p,
+        &[
+            ("architecture", "x86_64"),
+            ("os_distro", "debian"),
+            ("os_version", "12"),
+            ("hw_disk_bus", "virtio"),
+            ("hw_vif_model", "virtio"),
+            ("disk_format", "qcow2"),
+        ],
+        &["hw_firmware_type", "hw_machine_type"],
+    );
+    assert_eq!(s(&p, "os_hash_value").unwrap(), sha512sum(&img));
+    let short = Path::new(OSINFO).join("debian.org/debian-12.xml");
+    if short.exists() {
+        in_osinfo(test, &p);
+    } else {
+        eprintln!("{test}: this osinfo-db has no debian12 (bookworm's 0.20221130 predates it)");
+    }
+    let mut p = p;
+    p.retain(|k, _| !k.starts_with("dibr_"));
+    assert_eq!(check_glance(&img), p);
+}

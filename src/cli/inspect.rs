@@ -143,7 +143,7 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
 /// not be judged on stderr.
 pub fn glance(a: &CheckArgs) -> Result<(), GlanceError> {
     let r = crate::inspect::glance::read(&a.image, &a.image)?;
-    for n in &r.notes {
+    for n in r.read_notes.iter().chain(&r.notes) {
         eprintln!("dibr: {n}");
     }
     print!("{}", crate::inspect::glance::to_json(&r.properties));

@@ -51,7 +51,10 @@ pub enum GlanceError {
 #[derive(Debug, Default)]
 pub struct Report {
     pub properties: Properties,
+    /// Properties left out, and why.
     pub notes: Vec<String>,
+    /// What reading the disk noticed (the root found, a stale GPT backup).
+    pub read_notes: Vec<String>,
     /// The disk's virtual size in bytes.
     pub virtual_size: u64,
 }
@@ -102,14 +105,14 @@ pub fn from_image(img: &Image, lay: &Layout) -> Report {
         virtual_size: img.disk().size(),
         ..Report::default()
     };
-    r.notes.extend(lay.notes.iter().cloned());
+    r.read_notes.extend(lay.notes.iter().cloned());
     if let Some(fw) = firmware(img, lay) {
         r.properties.insert("hw_firmware_type".into(), fw.into());
     }
     let mut min_ram = MIN_RAM_FLOOR;
     match View::open(img, lay) {
         Ok(view) => {
-            r.notes.extend(view.notes.iter().cloned());
+            r.read_notes.extend(view.notes.iter().cloned());
             guest_properties(&view, &mut r, &mut min_ram);
         }
         Err(e) => r.notes.push(format!(
