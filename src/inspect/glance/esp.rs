@@ -8,6 +8,8 @@ use crate::image_io::ImageSource;
 /// Directory clusters followed per directory (a loader directory holds
 /// a few entries; this bounds a looping FAT chain).
 const MAX_DIR_CLUSTERS: usize = 256;
+/// Bytes of one directory read at most (clusters can be 32 KiB or more).
+const MAX_DIR_BYTES: u64 = 4 << 20;
 
 struct Fat<'a> {
     src: &'a dyn ImageSource,
@@ -88,8 +90,8 @@ impl<'a> Fat<'a> {
             (None, Some((at, len))) => chunks.push((at, len.min(1 << 20))),
             (first, _) => {
                 let mut c = first.unwrap_or(self.root_cluster);
-                for _ in 0..MAX_DIR_CLUSTERS {
-                    if c < 2 {
+                for i in 0..MAX_DIR_CLUSTERS {
+                    if c < 2 || (i as u64 + 1) * self.cluster > MAX_DIR_BYTES {
                         break;
                     }
                     chunks.push((self.data_at + (c as u64 - 2) * self.cluster, self.cluster));

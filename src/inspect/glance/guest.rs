@@ -19,8 +19,9 @@ const PROGRAMS: &[&str] = &[
     "/lib/systemd/systemd",
 ];
 
-/// The largest initrd read for its modules.
-const MAX_INITRD: u64 = 1 << 30;
+/// The largest initrd read (into memory) for its modules; a larger one
+/// is not judged (the kernel's modules decide).
+const MAX_INITRD: u64 = 256 << 20;
 
 /// Keeps the first bytes written to it and drops the rest.
 struct Head(Vec<u8>);
