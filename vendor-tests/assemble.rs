@@ -666,6 +666,8 @@ fn interrupted_assembly_leaves_all_or_nothing_and_says_which() {
         .iter()
         .flat_map(|o| [o.to_string(), format!("{o}.sha256"), format!("{o}.md5")])
         .collect();
+    // Every disk output's Glance properties (issue 19) join the set.
+    full.extend(["a.raw.glance.json".into(), "a.qcow2.glance.json".into()]);
     full.sort();
     let names = |d: &Path| -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(d)

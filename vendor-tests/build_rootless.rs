@@ -816,10 +816,12 @@ fn killed_builds_are_reclaimed_by_the_next() {
         "k",
         "dibr-test-hooks",
     ];
-    let full: Vec<String> = ["k.tar", "k.qcow2"]
+    let mut full: Vec<String> = ["k.tar", "k.qcow2"]
         .iter()
         .flat_map(|o| [o.to_string(), format!("{o}.sha256"), format!("{o}.md5")])
         .collect();
+    // The qcow2's Glance properties (issue 19) join the set.
+    full.push("k.qcow2.glance.json".into());
     let visible = |dir: &std::path::Path| -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .map(|r| {

@@ -15,6 +15,12 @@ use crate::output::qcow2;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AssembleError {
+    #[error("the Glance properties of {}: {source}", output.display())]
+    Glance {
+        output: std::path::PathBuf,
+        #[source]
+        source: Box<crate::inspect::glance::GlanceError>,
+    },
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
     #[error("block-device config ({origin}): {source}")]

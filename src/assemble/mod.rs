@@ -53,6 +53,7 @@ pub use output_kind::{output_path, parse_types, DiskType, OutputKind};
 pub use plan::{FsPlan, FsType, Placement, Plan, PlanError, Region, Target};
 pub use router::Assembly;
 use router::{Added, Writer};
+use side_files::write_glance;
 use side_files::write_tar_output;
 pub use side_files::{manifest_files, write_checksum, write_manifests, ManifestFile};
 
@@ -79,6 +80,9 @@ pub struct AssembleConfig {
     pub source_date_epoch: Option<i64>,
     /// Write NAME.<type>.sha256/.md5 next to each output.
     pub checksum: bool,
+    /// The build's elements, recorded in each disk output's Glance side
+    /// file (`dibr_elements`; empty for `dibr assemble`).
+    pub elements: Vec<String>,
     /// What the environment says, resolved by the caller
     /// (`crate::settings::assemble`).
     pub settings: AssembleSettings,
@@ -220,6 +224,7 @@ pub fn assemble_with(
         .sync_all()
         .map_err(io_err("syncing the disk image"))?;
     let converted = convert_outputs(cfg, &plan, &disk.file, &added)?;
+    write_glance(cfg, &disk.file)?;
     let outs = name_raw_disk(cfg, disk, converted)?;
     write_side_files(cfg, &outs, &manifests)?;
     set.commit()
@@ -729,6 +734,7 @@ mod tests {
             root_fs: RootFsOptions::default(),
             source_date_epoch: Some(1_700_000_000),
             checksum: false,
+            elements: Vec::new(),
             settings: AssembleSettings::default(),
         };
         let mut p = Probe::default();

@@ -137,3 +137,44 @@ pub fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), 
     }
     Ok(())
 }
+
+/// `NAME.<type>.glance.json` beside every disk output: the properties
+/// read back from the finished disk (what `dibr check --glance` prints)
+/// and the build's provenance. A VHD's guest is read from the raw disk
+/// it was made from (`raw`, still unnamed); its format and hash are the
+/// VHD file's. The side files join the output set.
+pub(super) fn write_glance(cfg: &AssembleConfig, raw: &File) -> Result<(), AssembleError> {
+    use super::{output_path, DiskType, OutputKind};
+    use crate::inspect::glance::{self, Provenance};
+    let raw_path = {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", raw.as_raw_fd()))
+    };
+    let provenance = Provenance {
+        elements: cfg.elements.clone(),
+        source_date_epoch: cfg.source_date_epoch,
+    };
+    for &t in &cfg.types {
+        let OutputKind::Disk(d) = t else { continue };
+        let out = output_path(&cfg.image_name, t);
+        let file = match d {
+            DiskType::Raw => raw_path.clone(),
+            _ => crate::output::set::readable(&out),
+        };
+        let image = if d == DiskType::Vhd { &raw_path } else { &file };
+        let err = |source| AssembleError::Glance {
+            output: out.clone(),
+            source: Box::new(source),
+        };
+        let mut r = glance::read(image, &file).map_err(err)?;
+        for n in &r.notes {
+            crate::detail!("dibr assemble: {}: Glance properties: {n}", out.display());
+        }
+        provenance.add_to(&mut r.properties);
+        write_atomic(
+            &glance::side_file(&out),
+            glance::to_json(&r.properties).as_bytes(),
+        )?;
+    }
+    Ok(())
+}

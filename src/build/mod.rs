@@ -425,6 +425,7 @@ fn assemble_disk(
         root_fs: cfg.root_fs.clone(),
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,
+        elements: resolved.elements.iter().map(|(n, _)| n.clone()).collect(),
         settings: crate::settings::assemble(),
     };
     // The captured tar is all the assembler reads: the target tree can go

@@ -137,6 +137,7 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         root_fs,
         source_date_epoch: SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?,
         checksum: a.checksum,
+        elements: Vec::new(),
         settings: settings::assemble(),
     })
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use super::size::parse_size;
 use crate::inspect::check::{self, Status};
 use crate::inspect::disk::{layout, Image};
+use crate::inspect::glance::GlanceError;
 use crate::inspect::kernel;
 use crate::inspect::limits::Limits;
 use crate::inspect::view::View;
@@ -57,6 +58,12 @@ pub struct CheckArgs {
     /// Print the results as JSON
     #[arg(long)]
     pub json: bool,
+    /// Print the image's Glance properties (JSON, as in the NAME.<type>.glance.json a build writes) instead of the checks
+    #[arg(long)]
+    pub glance: bool,
+    /// The disk of the flavor the image will boot on, in GiB: WARN when the image's virtual size is larger
+    #[arg(long, value_name = "GIB")]
+    pub flavor_disk: Option<u64>,
     #[command(flatten)]
     pub read: ReadArgs,
 }
@@ -132,12 +139,24 @@ pub fn get_kernel(a: &GetKernelArgs) -> Result<(), InspectError> {
     Ok(())
 }
 
+/// `check --glance`: the image's Glance properties on stdout, what could
+/// not be judged on stderr.
+pub fn glance(a: &CheckArgs) -> Result<(), GlanceError> {
+    let r = crate::inspect::glance::read(&a.image, &a.image)?;
+    for n in r.read_notes.iter().chain(&r.notes) {
+        eprintln!("dibr: {n}");
+    }
+    print!("{}", crate::inspect::glance::to_json(&r.properties));
+    Ok(())
+}
+
 /// Runs the checks; returns whether any failed.
 pub fn check(a: &CheckArgs) -> Result<bool, InspectError> {
     let img = Image::open(&a.image)?;
     let lay = layout(&img)?;
     let view = View::open_with(&img, &lay, a.read.limits(Limits::default().max_output))?;
-    let items = check::run(&view, &lay);
+    let mut items = check::run(&view, &lay);
+    items.push(check::flavor_disk(img.disk().size(), a.flavor_disk));
     let failed = items.iter().any(|i| i.status == Status::Fail);
     if a.json {
         let v = serde_json::json!({

@@ -185,6 +185,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         } => capture_cmd(&tree, &output, from_tar.as_deref(), real_owner.as_deref())?,
         Command::Elements(a) => elements::run(&a)?,
         Command::GetKernel(a) => inspect::get_kernel(&a)?,
+        Command::Check(a) if a.glance => inspect::glance(&a)?,
         Command::Check(a) => {
             if inspect::check(&a)? {
                 std::process::exit(1);

@@ -107,7 +107,7 @@ fn any_exists(view: &View, paths: &[&str]) -> Result<Option<String>, InspectErro
     Ok(None)
 }
 
-fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
+pub(crate) fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
     let mut out = Vec::new();
     for dir in [
         "/etc/systemd/system",
@@ -773,4 +773,28 @@ fn machine_id(view: &View) -> Result<Item, InspectError> {
             }
         }
     })
+}
+
+/// The virtual size against the flavor's disk: Nova refuses to boot an
+/// image larger than the flavor's root disk (at boot, not at upload).
+pub fn flavor_disk(virtual_size: u64, flavor_gib: Option<u64>) -> Item {
+    let min = virtual_size.div_ceil(1 << 30);
+    let size = super::limits::bytes(virtual_size);
+    match flavor_gib {
+        Some(f) if min > f => item(
+            Status::Warn,
+            "flavor-disk",
+            format!("the virtual size {size} needs a flavor disk of {min} GiB (min_disk); a {f} GiB flavor disk is too small: Nova fails at boot"),
+        ),
+        Some(f) => item(
+            Status::Pass,
+            "flavor-disk",
+            format!("the virtual size {size} fits a {f} GiB flavor disk (min_disk {min} GiB)"),
+        ),
+        None => item(
+            Status::Pass,
+            "flavor-disk",
+            format!("the virtual size {size} needs a flavor disk of at least {min} GiB (min_disk; --flavor-disk GIB to compare)"),
+        ),
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod check;
 pub mod disk;
+pub mod glance;
 pub mod grub;
 pub mod kernel;
 pub mod limits;
