@@ -18,6 +18,7 @@ fn main() {
         dibr::build::note_interrupt();
         let written = dibr::output::set::interrupt();
         dibr::build::interrupt_cleanup();
+        dibr::cli::vm::interrupt_cleanup();
         dibr::output::atomic::cleanup_pending();
         if written.is_empty() {
             eprintln!("dibr: interrupted; nothing was written");

@@ -13,6 +13,7 @@ pub mod ramdisk;
 pub mod root_fs;
 pub mod sandbox_cmd;
 pub mod size;
+pub mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -103,6 +104,8 @@ pub enum Command {
     GetKernel(inspect::GetKernelArgs),
     /// Check an image (raw or qcow2) against OpenStack's image requirements, without mounting it
     Check(inspect::CheckArgs),
+    /// Boot an image under qemu with your ssh key (NoCloud seed), ssh forwarded, console on the terminal
+    Vm(vm::VmArgs),
     /// Write the manual pages (dibr.1, dibr-build.1, …), generated from these definitions
     Man(docs::ManArgs),
     /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to standard output
@@ -190,6 +193,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 std::process::exit(1);
             }
         }
+        Command::Vm(a) => std::process::exit(vm::run(&a)?),
         Command::Man(a) => docs::run_man(&a)?,
         Command::Completions(a) => docs::run_completions(&a)?,
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),

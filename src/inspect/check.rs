@@ -163,7 +163,7 @@ fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
 /// top-level keys replacing earlier ones (cloud-init's default merge for
 /// lists and scalars). A file that cannot be read or parsed is named in
 /// the notes (and the config judged without it).
-fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
+pub(crate) fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
     let mut notes = Vec::new();
     let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
     // list_dir gives the names sorted: cloud-init's order.
