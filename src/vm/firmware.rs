@@ -140,7 +140,7 @@ mod tests {
         // Code without the 55AA signature is not boot code.
         let mut unsigned = code;
         unsigned[510] = 0;
-        assert!(!modes_of(&unsigned, &lay(Table::Mbr, &[ext4.clone()])).bios);
+        assert!(!modes_of(&unsigned, &lay(Table::Mbr, std::slice::from_ref(&ext4))).bios);
         // Nothing bootable: BIOS (qemu's default) all the same.
         let m = modes_of(&protective, &lay(Table::None, &[ext4]));
         assert!(!wants_uefi(m, false));
