@@ -380,9 +380,10 @@ fn block_device_config(
 
 /// disk-image-create's `dib-block-device writefstab`, which runs before
 /// pre-finalise.d and finalise.d: the image's `/etc/fstab` is in the tree
-/// when those hooks run (the bootloader element rebuilds the initramfs
-/// then, and initramfs-tools copies fsck into it only for a root that
-/// fstab gives a pass number). The assembler writes the same file again.
+/// when those hooks run (the debootstrap element's
+/// finalise.d/80-update-initramfs rebuilds the initramfs then, and
+/// initramfs-tools copies fsck into it only for a root that fstab gives a
+/// pass number). The assembler writes the same file again.
 fn write_fstab(
     w: &WorkDir,
     cfg: &BuildConfig,
