@@ -27,7 +27,8 @@ use clap::{Parser, Subcommand};
 dibr builds bootable cloud and bare-metal images from diskimage-builder elements as an \
 ordinary user: hooks run in a user namespace, the tree leaves it as a tarball, and dibr \
 writes ext4, FAT, the partition table, the boot loaders and qcow2/vhd itself — no sudo, \
-loop devices or mounts. Everyday use: `dibr build -o debian.qcow2 debian vm`.",
+loop devices or mounts. Everyday use: `dibr build -o debian.qcow2 debian vm`, then \
+`dibr vm debian.qcow2` to boot it and log in over ssh.",
     after_help = "Run `dibr <COMMAND> --help` for a command's options. \
 `dibr man -o DIR` writes the manual pages; README.md and docs/ are the user guide.",
     after_long_help = "ENVIRONMENT (the main ones; see each command's help and docs/moving-from-dib.md):\n  \
