@@ -99,16 +99,20 @@ impl Drop for TempDir {
     }
 }
 
-/// From the ^C/SIGTERM handler: stop qemu and remove the seed.
-pub fn interrupt_cleanup() {
-    if let Ok(mut a) = ACTIVE.try_lock() {
-        if let Some((dir, pid)) = a.take() {
-            if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            let _ = std::fs::remove_dir_all(dir);
-        }
+/// From the ^C/SIGTERM handler: stop qemu and remove the seed. Returns
+/// whether a VM was running.
+pub fn interrupt_cleanup() -> bool {
+    let Ok(mut a) = ACTIVE.try_lock() else {
+        return false;
+    };
+    let Some((dir, pid)) = a.take() else {
+        return false;
+    };
+    if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
+    let _ = std::fs::remove_dir_all(dir);
+    true
 }
 
 fn find_on_path(tool: &str) -> Option<PathBuf> {
