@@ -479,6 +479,10 @@ const MAY_DIFFER: &[common::leak::Allowed] = &[
         "grub2-common postinst (ucf from /usr/share/grub/default)",
     ),
     ("/etc/locale.gen", "locales postinst"),
+    (
+        "/etc/locale.conf",
+        "the debootstrap element's LANG= (DIB_DEBOOTSTRAP_DEFAULT_LOCALE), through Ubuntu's /etc/default/locale symlink",
+    ),
     ("/etc/localtime", "tzdata postinst"),
     ("/etc/timezone", "tzdata postinst"),
     ("/etc/vconsole.conf", "systemd postinst"),
