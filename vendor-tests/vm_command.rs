@@ -4,7 +4,8 @@
 //! a fresh ed25519 key, and runs `dibr vm --no-kvm --ssh-key KEY.pub
 //! --ssh-port PORT IMAGE` with the console on a log file. The test waits
 //! for ssh to answer, logs in as the image's default user (debian) with
-//! the key, and runs `systemctl is-system-running --wait`: `running` or
+//! the key, and runs `sudo systemctl is-system-running --wait` (the image
+//! has sudo for cloud-init's default user, no D-Bus system bus): `running` or
 //! `degraded` with nothing in `systemctl --failed`. The console must show
 //! the root filesystem fsck'ed in the initramfs (no "fsck not present"),
 //! dibr must have printed the ssh line and how to quit, and after a
@@ -243,18 +244,18 @@ fn dibr_vm_boots_debian_and_logs_in_over_ssh() {
     }
     eprintln!("{test}: ssh login after {:?}", t0.elapsed());
 
-    let o = ssh(&key, port, "systemctl is-system-running --wait")
+    let o = ssh(&key, port, "sudo systemctl is-system-running --wait")
         .output()
         .unwrap();
     let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let failed = ssh(&key, port, "systemctl --failed --no-legend --plain")
+    let failed = ssh(&key, port, "sudo systemctl --failed --no-legend --plain")
         .output()
         .unwrap();
     let failed_text = String::from_utf8_lossy(&failed.stdout).trim().to_string();
     let mut why = String::new();
     if !failed_text.is_empty() {
         // Each failed unit's status, to say why.
-        let o = ssh(&key, port, "systemctl --failed --no-legend --plain | awk '{print $1}' | xargs -r systemctl status --no-pager -n 20").output().unwrap();
+        let o = ssh(&key, port, "sudo systemctl --failed --no-legend --plain | awk '{print $1}' | xargs -r sudo systemctl status --no-pager -n 20").output().unwrap();
         why = out_text(&o);
     }
     assert!(
