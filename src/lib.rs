@@ -34,3 +34,4 @@ pub mod sandbox;
 pub mod settings;
 #[cfg(test)]
 mod test_rng;
+pub mod vm;

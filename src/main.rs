@@ -22,8 +22,11 @@ fn main() {
         dibr::build::note_interrupt();
         let written = dibr::output::set::interrupt();
         dibr::build::interrupt_cleanup();
+        let vm = dibr::cli::vm::interrupt_cleanup();
         dibr::output::atomic::cleanup_pending();
-        if written.is_empty() {
+        if vm {
+            eprintln!("dibr: interrupted; stopped qemu and removed the seed");
+        } else if written.is_empty() {
             eprintln!("dibr: interrupted; nothing was written");
         } else {
             let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();

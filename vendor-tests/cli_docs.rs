@@ -689,7 +689,12 @@ fn check_command(
     while j < words.len() {
         let w = &words[j];
         j += 1;
-        if w == "--" || is_placeholder(w) {
+        // After `--` the words are another program's (`dibr vm IMAGE --
+        // -device …` passes them to qemu).
+        if w == "--" {
+            break;
+        }
+        if is_placeholder(w) {
             continue;
         }
         if w.starts_with('-') && w.len() > 1 {

@@ -483,12 +483,19 @@ const MAY_DIFFER: &[common::leak::Allowed] = &[
     ),
     ("/etc/machine-id", "empty (sysprep), checked below"),
     ("/etc/mtab", "the bootstrap: a link to /proc/self/mounts"),
-    ("/etc/default/locale", "locales postinst"),
+    (
+        "/etc/default/locale",
+        "locales postinst; LANG= by the debootstrap element (DIB_DEBOOTSTRAP_DEFAULT_LOCALE)",
+    ),
     (
         "/etc/default/grub",
         "grub2-common postinst (ucf from /usr/share/grub/default)",
     ),
     ("/etc/locale.gen", "locales postinst"),
+    (
+        "/etc/locale.conf",
+        "the debootstrap element's LANG= (DIB_DEBOOTSTRAP_DEFAULT_LOCALE), through Ubuntu's /etc/default/locale symlink",
+    ),
     ("/etc/localtime", "tzdata postinst"),
     ("/etc/timezone", "tzdata postinst"),
     ("/etc/vconsole.conf", "systemd postinst"),

@@ -42,6 +42,13 @@ enum Variant {
     Firewall,
     SshdDisabled,
     NoCloudInit,
+    /// Host keys made only by cloud-init (as Debian's openssh-server
+    /// without runtime-ssh-host-keys): sshd fails at a boot without a
+    /// datasource.
+    KeysOnlyFromCloudInit,
+    /// Host keys made by the ssh unit itself (`ExecStartPre=ssh-keygen -A`
+    /// in a drop-in), no cloud-init.
+    KeygenInSshUnit,
 }
 
 /// A fake cloud image tree: everything `dibr check` looks for, a kernel
@@ -123,6 +130,24 @@ fn cloud_tree(root: &Path, v: Variant, grub: bool) {
         );
     }
     w("/etc/ssh/sshd_config", b"PermitRootLogin no\n");
+    // Host keys at first boot without cloud-init: dibr's
+    // runtime-ssh-host-keys unit, enabled.
+    if !matches!(v, Variant::KeysOnlyFromCloudInit | Variant::KeygenInSshUnit) {
+        w(
+            "/usr/lib/systemd/system/ssh-keygen.service",
+            b"[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n",
+        );
+        ln(
+            "/usr/lib/systemd/system/ssh-keygen.service",
+            "/etc/systemd/system/multi-user.target.wants/ssh-keygen.service",
+        );
+    }
+    if v == Variant::KeygenInSshUnit {
+        w(
+            "/etc/systemd/system/ssh.service.d/keygen.conf",
+            b"[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n",
+        );
+    }
     if v == Variant::HostKey {
         w(
             "/etc/ssh/ssh_host_ed25519_key",
@@ -280,6 +305,15 @@ fn good_image_passes_and_gives_its_kernel() {
                 "{test}: {ext}: {name} did not pass\n{out}"
             );
         }
+        // The last line counts the items.
+        let n = it.len();
+        assert_eq!(
+            String::from_utf8_lossy(&dibr(&["check".as_ref(), img.as_os_str()]).stdout)
+                .lines()
+                .last(),
+            Some(format!("{n} passed, 0 warnings, 0 failed").as_str()),
+            "{test}: {ext}: summary line\n{out}"
+        );
         // The grub.cfg's default entry, not the older kernel.
         let text = get_kernel_is(
             &img,
@@ -389,6 +423,68 @@ fn broken_images_name_the_failing_item() {
         );
         fs::remove_dir_all(&tree).unwrap();
     }
+}
+
+/// Host keys that only cloud-init makes: sshd fails at a boot without a
+/// datasource, so sshd and ssh-host-keys warn (saying why) instead of
+/// passing; the summary line counts the warnings. A keygen in the ssh
+/// unit's drop-in counts as making them without cloud-init.
+#[test]
+fn host_keys_only_from_cloud_init_warn() {
+    let test = "host_keys_only_from_cloud_init_warn";
+    if !require(test, false, TOOLS) {
+        return;
+    }
+    let work = scratch(test);
+    let dir = work.path();
+    let tree = dir.join("tree");
+    cloud_tree(&tree, Variant::KeysOnlyFromCloudInit, true);
+    tree_image(dir, &tree, "ci-keys", &["-t", "raw", "--layout", "mbr"]);
+    let (ok, out) = check(&dir.join("ci-keys.raw"));
+    assert!(ok, "{test}: warnings must not fail the check\n{out}");
+    let line = |item: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" {item}:")))
+            .unwrap_or_else(|| panic!("{test}: no {item} line\n{out}"))
+            .to_string()
+    };
+    let keys = line("ssh-host-keys");
+    assert!(
+        keys.starts_with("WARN ")
+            && keys.contains("only by cloud-init")
+            && keys.contains("sshd fails"),
+        "{test}: {keys}"
+    );
+    assert!(
+        line("sshd").starts_with("WARN "),
+        "{test}: {}",
+        line("sshd")
+    );
+    let passed = items(&out).iter().filter(|(s, _)| s == "PASS").count();
+    assert!(
+        out.lines()
+            .any(|l| l == format!("{passed} passed, 2 warnings, 0 failed")),
+        "{test}: no summary line for 2 warnings\n{out}"
+    );
+    fs::remove_dir_all(&tree).unwrap();
+
+    let tree = dir.join("tree2");
+    cloud_tree(&tree, Variant::KeygenInSshUnit, true);
+    tree_image(dir, &tree, "unit-keys", &["-t", "raw", "--layout", "mbr"]);
+    let (ok, out) = check(&dir.join("unit-keys.raw"));
+    assert!(ok, "{test}: keygen in ssh.service.d\n{out}");
+    let keys = out
+        .lines()
+        .find(|l| l.contains(" ssh-host-keys:"))
+        .unwrap_or_default();
+    assert!(
+        keys.starts_with("PASS ") && keys.contains("/etc/systemd/system/ssh.service.d/keygen.conf"),
+        "{test}: {keys}\n{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("PASS sshd:")),
+        "{test}\n{out}"
+    );
 }
 
 #[test]

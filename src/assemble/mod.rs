@@ -253,6 +253,26 @@ fn plan_err(origin: &str) -> impl Fn(PlanError) -> AssembleError + '_ {
     }
 }
 
+/// `/etc/fstab` as `dib-block-device writefstab` writes it for this
+/// block-device config, without the tree: the build writes it into the
+/// tree before finalise.d, as disk-image-create does, so that the hooks
+/// there (the initramfs's fsck hook) see the image's real fstab.
+pub fn fstab_for(
+    block_device: &BlockDeviceConfig,
+    root_params: &RootParams,
+    block_size: Option<&str>,
+) -> Result<String, AssembleError> {
+    let origin = &block_device.origin;
+    let graph = config::load_with_params(&block_device.text, root_params).map_err(|source| {
+        AssembleError::Config {
+            origin: origin.clone(),
+            source,
+        }
+    })?;
+    let plan = Plan::new(graph, block_size).map_err(plan_err(origin))?;
+    Ok(plan.fstab())
+}
+
 /// The block-device config, parsed and checked, as a [`Plan`] placed on
 /// the disk ([`Plan::place`]).
 fn plan_disk(cfg: &AssembleConfig) -> Result<(Plan, Placement), AssembleError> {

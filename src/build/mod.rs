@@ -380,6 +380,87 @@ fn capture_one(
     Ok(())
 }
 
+/// The block-device config DIB would use and the root's parameters
+/// (label, filesystem type) for this build.
+fn block_device_config(
+    cfg: &BuildConfig,
+    resolved: &elements::resolve::Resolved,
+) -> Result<
+    (
+        crate::assemble::BlockDeviceConfig,
+        crate::disk::config::RootParams,
+    ),
+    BuildError,
+> {
+    use crate::assemble::BlockDeviceConfig;
+    let block_device = match crate::settings::block_device_config() {
+        Some(v) => BlockDeviceConfig::from_value(&v)?,
+        None => BlockDeviceConfig::from_elements(&resolved.elements, &cfg.arch)
+            .unwrap_or_else(BlockDeviceConfig::fallback),
+    };
+    let mut root_params = crate::settings::root_params();
+    if let Some(l) = &cfg.root_label {
+        root_params.label = Some(l.clone());
+    }
+    Ok((block_device, root_params))
+}
+
+/// disk-image-create's `dib-block-device writefstab`, which runs before
+/// pre-finalise.d and finalise.d: the image's `/etc/fstab` is in the tree
+/// when those hooks run (the debootstrap element's
+/// finalise.d/80-update-initramfs rebuilds the initramfs then, and
+/// initramfs-tools copies fsck into it only for a root that fstab gives a
+/// pass number). The assembler writes the same file again.
+fn write_fstab(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+    resolved: &elements::resolve::Resolved,
+) -> Result<(), BuildError> {
+    let (block_device, root_params) = block_device_config(cfg, resolved)?;
+    let block_size = crate::settings::assemble().block_size;
+    let fstab = crate::assemble::fstab_for(&block_device, &root_params, block_size.as_deref())?;
+    let file = w.image_dir().join("fstab");
+    std::fs::write(&file, &fstab).map_err(io(format!("writing {}", file.display())))?;
+    let script = "set -e; mkdir -p \"$TARGET_ROOT/etc\"; \
+        if [ ! -d \"$TARGET_ROOT/etc/fstab\" ]; then \
+        rm -f \"$TARGET_ROOT/etc/fstab\"; cat \"$1\" > \"$TARGET_ROOT/etc/fstab\"; \
+        chmod 644 \"$TARGET_ROOT/etc/fstab\"; fi";
+    let sb = SandboxConfig {
+        root: w.target(),
+        binds: Vec::new(),
+        env: env.outside(Phase::BlockDevice),
+        cwd: w.root().to_path_buf(),
+        chroot: false,
+        tree_dev: false,
+    };
+    let argv: Vec<OsString> = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        script.into(),
+        "sh".into(),
+        file.clone().into(),
+    ];
+    let st = sandbox::run(&sb, &argv)?;
+    let _ = std::fs::remove_file(&file);
+    if !st.success() {
+        return Err(BuildError::HookFailed {
+            phase: "writing /etc/fstab (dib-block-device writefstab)".into(),
+            status: st.to_string(),
+        });
+    }
+    crate::detail!(
+        "dibr: wrote /etc/fstab ({} entr{}) before pre-finalise.d",
+        fstab.lines().count(),
+        if fstab.lines().count() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    );
+    Ok(())
+}
+
 /// Disk outputs: the tree is captured once into the work directory, then
 /// assembled with the block-device config DIB would use
 /// (`block_device_create_config_file` in `lib/common-functions`):
@@ -393,19 +474,11 @@ fn assemble_disk(
     env: &env::HookEnv,
     resolved: &elements::resolve::Resolved,
 ) -> Result<crate::assemble::Assembled, BuildError> {
-    use crate::assemble::{self, AssembleConfig, BlockDeviceConfig};
+    use crate::assemble::{self, AssembleConfig};
     let tree = w.image_dir().join("tree.tar");
     capture_one(w, cfg, env, &tree)?;
-    let block_device = match crate::settings::block_device_config() {
-        Some(v) => BlockDeviceConfig::from_value(&v)?,
-        None => BlockDeviceConfig::from_elements(&resolved.elements, &cfg.arch)
-            .unwrap_or_else(BlockDeviceConfig::fallback),
-    };
+    let (block_device, root_params) = block_device_config(cfg, resolved)?;
     crate::detail!("dibr: block-device config: {}", block_device.origin);
-    let mut root_params = crate::settings::root_params();
-    if let Some(l) = &cfg.root_label {
-        root_params.label = Some(l.clone());
-    }
     let image_name = if cfg.image_name.is_absolute() {
         cfg.image_name.clone()
     } else {
@@ -569,13 +642,15 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
                 first_boot::UNIT_NAME
             );
         }
-        for p in [
-            Phase::PostRoot,
-            Phase::BlockDevice,
-            Phase::PreFinalise,
-            Phase::Finalise,
-            Phase::Cleanup,
-        ] {
+        for p in [Phase::PostRoot, Phase::BlockDevice] {
+            run_phase(&w, p, &env)?;
+        }
+        let disk =
+            cfg.assemble.is_some() && !resolved.elements.iter().any(|(n, _)| n == "no-final-image");
+        if disk {
+            write_fstab(&w, cfg, &env, &resolved)?;
+        }
+        for p in [Phase::PreFinalise, Phase::Finalise, Phase::Cleanup] {
             run_phase(&w, p, &env)?;
         }
         finalise_base(&w, &env)?;

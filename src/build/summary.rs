@@ -139,11 +139,17 @@ fn next_commands(outputs: &[PathBuf]) -> Vec<String> {
         return Vec::new();
     };
     let shown = shell_word(disk);
-    vec![
+    let mut next = vec![
         "next:".to_string(),
         format!("  dibr vm {shown}      boot it; log in with `ssh` as the command prints (your ~/.ssh key, through a NoCloud seed)"),
         format!("  dibr check {shown}   check it as OpenStack would boot it"),
-    ]
+    ];
+    // The upload, with the properties read from the image
+    // (NAME.TYPE.glance.json beside it; docs/glance.md).
+    if let Ok(line) = crate::inspect::glance::openstack::command_for_output(disk) {
+        next.push(format!("  {line}"));
+    }
+    next
 }
 
 /// The path as the user would type it: relative to the working

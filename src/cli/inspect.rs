@@ -157,13 +157,20 @@ pub fn check(a: &CheckArgs) -> Result<bool, InspectError> {
     let view = View::open_with(&img, &lay, a.read.limits(Limits::default().max_output))?;
     let mut items = check::run(&view, &lay);
     items.push(check::flavor_disk(img.disk().size(), a.flavor_disk));
-    let failed = items.iter().any(|i| i.status == Status::Fail);
+    let count = |st: Status| items.iter().filter(|i| i.status == st).count();
+    let (passes, warnings, fails) = (
+        count(Status::Pass),
+        count(Status::Warn),
+        count(Status::Fail),
+    );
+    let failed = fails > 0;
     if a.json {
         let v = serde_json::json!({
             "image": a.image.display().to_string(),
             "format": format!("{:?}", img.format).to_lowercase(),
             "notes": lay.notes.iter().chain(view.notes.iter()).collect::<Vec<_>>(),
             "passed": !failed,
+            "summary": {"passed": passes, "warnings": warnings, "failed": fails},
             "items": items.iter().map(|i| serde_json::json!({
                 "item": i.name,
                 "status": i.status.as_str(),
@@ -178,6 +185,26 @@ pub fn check(a: &CheckArgs) -> Result<bool, InspectError> {
         for i in &items {
             println!("{} {}: {}", i.status.as_str(), i.name, i.detail);
         }
+        println!("{}", summary_line(passes, warnings, fails));
     }
     Ok(failed)
+}
+
+/// `12 passed, 1 warning, 0 failed`: the last line of `dibr check`.
+pub fn summary_line(passed: usize, warnings: usize, failed: usize) -> String {
+    format!(
+        "{passed} passed, {warnings} warning{}, {failed} failed",
+        if warnings == 1 { "" } else { "s" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary_line;
+
+    #[test]
+    fn summary_counts_each_status() {
+        assert_eq!(summary_line(12, 0, 0), "12 passed, 0 warnings, 0 failed");
+        assert_eq!(summary_line(10, 1, 1), "10 passed, 1 warning, 1 failed");
+    }
 }

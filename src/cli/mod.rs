@@ -13,6 +13,7 @@ pub mod ramdisk;
 pub mod root_fs;
 pub mod sandbox_cmd;
 pub mod size;
+pub mod vm;
 
 use clap::{Parser, Subcommand};
 
@@ -26,7 +27,8 @@ use clap::{Parser, Subcommand};
 dibr builds bootable cloud and bare-metal images from diskimage-builder elements as an \
 ordinary user: hooks run in a user namespace, the tree leaves it as a tarball, and dibr \
 writes ext4, FAT, the partition table, the boot loaders and qcow2/vhd itself — no sudo, \
-loop devices or mounts. Everyday use: `dibr build -o debian.qcow2 debian vm`.",
+loop devices or mounts. Everyday use: `dibr build -o debian.qcow2 debian vm`, then \
+`dibr vm debian.qcow2` to boot it and log in over ssh.",
     after_help = "Run `dibr <COMMAND> --help` for a command's options. \
 `dibr man -o DIR` writes the manual pages; README.md and docs/ are the user guide.",
     after_long_help = "ENVIRONMENT (the main ones; see each command's help and docs/moving-from-dib.md):\n  \
@@ -103,6 +105,8 @@ pub enum Command {
     GetKernel(inspect::GetKernelArgs),
     /// Check an image (raw or qcow2) against OpenStack's image requirements, without mounting it
     Check(inspect::CheckArgs),
+    /// Boot an image under qemu with your ssh key (NoCloud seed), ssh forwarded, console on the terminal
+    Vm(vm::VmArgs),
     /// Write the manual pages (dibr.1, dibr-build.1, …), generated from these definitions
     Man(docs::ManArgs),
     /// Write a shell completion script (bash, zsh, fish, elvish, powershell) to standard output
@@ -191,6 +195,7 @@ pub fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 std::process::exit(1);
             }
         }
+        Command::Vm(a) => std::process::exit(vm::run(&a)?),
         Command::Man(a) => docs::run_man(&a)?,
         Command::Completions(a) => docs::run_completions(&a)?,
         Command::Sandbox(a) => std::process::exit(sandbox_cmd::run(&a)),

@@ -163,7 +163,7 @@ pub(crate) fn enabled_units(view: &View) -> Result<Vec<String>, InspectError> {
 /// top-level keys replacing earlier ones (cloud-init's default merge for
 /// lists and scalars). A file that cannot be read or parsed is named in
 /// the notes (and the config judged without it).
-fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
+pub(crate) fn cloud_config(view: &View) -> (serde_json::Map<String, Value>, Vec<String>) {
     let mut notes = Vec::new();
     let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
     // list_dir gives the names sorted: cloud-init's order.
@@ -487,13 +487,110 @@ fn sshd(view: &View, f: &Facts) -> Result<Item, InspectError> {
         )
     } else {
         let names: Vec<&str> = units.iter().map(|s| s.as_str()).collect();
-        item(
-            Status::Pass,
-            "sshd",
-            format!("{bin}, enabled ({})", names.join(", ")),
-        )
+        let enabled = format!("{bin}, enabled ({})", names.join(", "));
+        if has_host_keys_without_cloud_init(view, f)? {
+            item(Status::Pass, "sshd", enabled)
+        } else {
+            item(
+                Status::Warn,
+                "sshd",
+                format!("{enabled}, but it starts only once host keys exist: see ssh-host-keys"),
+            )
+        }
     })
 }
+
+/// The ssh server's unit files and their drop-ins, where a first boot's
+/// `ssh-keygen -A` (or a distribution's `sshd-keygen`) would be run from.
+const SSH_UNITS: &[&str] = &["ssh.service", "sshd.service"];
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// Whether a unit file line runs a host key generator before sshd.
+fn runs_keygen(line: &str) -> bool {
+    let l = line.trim();
+    let Some((key, cmd)) = l.split_once('=') else {
+        return false;
+    };
+    matches!(key.trim(), "ExecStartPre" | "ExecStart")
+        && ((cmd.contains("ssh-keygen") && cmd.split_whitespace().any(|w| w == "-A"))
+            || cmd.contains("sshd-keygen"))
+}
+
+/// What makes the host keys at first boot without cloud-init: an enabled
+/// key generating unit (dibr's runtime-ssh-host-keys, Raspberry Pi OS's
+/// regenerate-ssh-host-keys), the Red Hat and SUSE families' sshd-keygen
+/// units (pulled in by sshd.service), or the ssh unit running
+/// `ssh-keygen -A` itself.
+fn keygen_without_cloud_init(view: &View, f: &Facts) -> Result<Vec<String>, InspectError> {
+    let mut gen = Vec::new();
+    for u in f
+        .enabled()?
+        .iter()
+        .filter(|u| u.contains("keygen") || u.contains("host-keys"))
+    {
+        gen.push(format!("{u} (enabled)"));
+    }
+    if let Some(p) = any_exists(
+        view,
+        &[
+            "/usr/lib/systemd/system/sshd-keygen@.service",
+            "/usr/lib/systemd/system/sshd-keygen.service",
+            "/lib/systemd/system/sshd-keygen@.service",
+            "/lib/systemd/system/sshd-keygen.service",
+        ],
+    )? {
+        gen.push(p);
+    }
+    for dir in UNIT_DIRS {
+        for unit in SSH_UNITS {
+            let mut files = vec![format!("{dir}/{unit}")];
+            let dropins = format!("{dir}/{unit}.d");
+            files.extend(
+                view.list_dir(&dropins)?
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+                    .filter(|n| n.ends_with(".conf"))
+                    .map(|n| format!("{dropins}/{n}")),
+            );
+            for file in files {
+                let Some(t) = view.read_file(&file, SMALL)? else {
+                    continue;
+                };
+                if text(t).lines().any(runs_keygen) {
+                    gen.push(format!("{file} (ssh-keygen before sshd)"));
+                }
+            }
+        }
+    }
+    Ok(gen)
+}
+
+/// sshd finds host keys at a boot without cloud-init: baked in (a FAIL
+/// of ssh-host-keys, but sshd starts) or made by something else.
+fn has_host_keys_without_cloud_init(view: &View, f: &Facts) -> Result<bool, InspectError> {
+    let baked = view
+        .list_dir("/etc/ssh")?
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.name.starts_with(b"ssh_host_") && e.name.ends_with(b"_key"));
+    Ok(baked || !keygen_without_cloud_init(view, f)?.is_empty())
+}
+
+/// cloud-init will run at boot (installed, not disabled).
+fn cloud_init_on(f: &Facts) -> Result<bool, InspectError> {
+    Ok(f.cloud_init()? && !f.cloud_init_disabled()?)
+}
+
+const ONLY_CLOUD_INIT: &str = "host keys are made only by cloud-init's ssh module: without a \
+datasource (no metadata service, no NoCloud seed) cloud-init does nothing and sshd fails to start; \
+add the runtime-ssh-host-keys element to make them at every boot that lacks them";
 
 fn ssh_host_keys(view: &View, f: &Facts) -> Result<Item, InspectError> {
     let baked: Vec<String> = view
@@ -515,40 +612,28 @@ fn ssh_host_keys(view: &View, f: &Facts) -> Result<Item, InspectError> {
             ),
         ));
     }
-    let mut gen = Vec::new();
-    if f.cloud_init()? && !f.cloud_init_disabled()? {
-        gen.push("cloud-init's ssh module".to_string());
-    }
-    if let Some(p) = any_exists(
-        view,
-        &[
-            "/usr/lib/systemd/system/sshd-keygen@.service",
-            "/usr/lib/systemd/system/sshd-keygen.service",
-            "/lib/systemd/system/regenerate-ssh-host-keys.service",
-            "/usr/lib/systemd/system/regenerate-ssh-host-keys.service",
-            "/etc/systemd/system/regenerate-ssh-host-keys.service",
-        ],
-    )? {
-        gen.push(p);
-    }
-    if let Some(u) = f
-        .enabled()?
-        .iter()
-        .find(|u| u.contains("keygen") || u.contains("host-keys"))
-    {
-        gen.push(format!("{u} (enabled)"));
-    }
-    Ok(if gen.is_empty() {
-        item(
-            Status::Warn,
-            "ssh-host-keys",
-            "none baked in, but nothing found that makes them at first boot (cloud-init, sshd-keygen): sshd may not start",
-        )
-    } else {
+    let mut gen = keygen_without_cloud_init(view, f)?;
+    let ci = cloud_init_on(f)?;
+    Ok(if !gen.is_empty() {
+        if ci {
+            gen.push("cloud-init's ssh module".into());
+        }
         item(
             Status::Pass,
             "ssh-host-keys",
             format!("none baked in; made at first boot by {}", gen.join(", ")),
+        )
+    } else if ci {
+        item(
+            Status::Warn,
+            "ssh-host-keys",
+            format!("none baked in; {ONLY_CLOUD_INIT}"),
+        )
+    } else {
+        item(
+            Status::Warn,
+            "ssh-host-keys",
+            "none baked in, but nothing found that makes them at first boot (cloud-init, sshd-keygen, ssh-keygen -A): sshd will not start; add the runtime-ssh-host-keys element",
         )
     })
 }
