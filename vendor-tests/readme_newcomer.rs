@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(360);
 const BUILD_LINE: &str = "dibr build -o debian.qcow2 debian vm";
+const VM_LINE: &str = "dibr vm debian.qcow2";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,13 +104,7 @@ fn quick_start_is_marked_and_complete() {
         "the set-up: the root part, then the user's"
     );
     assert!(run.lines.iter().any(|l| l == BUILD_LINE), "{run:?}");
-    let boot: Vec<_> = run
-        .lines
-        .iter()
-        .filter(|l| l.starts_with("qemu-system-x86_64 "))
-        .collect();
-    assert_eq!(boot.len(), 1, "one qemu-system-x86_64 line: {run:?}");
-    assert!(boot[0].contains("debian.qcow2") && boot[0].contains("-nographic"));
+    assert!(run.lines.iter().any(|l| l == VM_LINE), "{run:?}");
     assert!(
         !run.lines.iter().any(|l| l.starts_with("sudo")),
         "the build and the boot must not need sudo: {run:?}"
@@ -232,18 +227,18 @@ fn run_line(test: &str, what: &str, mut c: Command) {
     eprintln!("{test}: done in {:?}", t0.elapsed());
 }
 
-/// Runs the boot line; returns when the serial console shows the login
-/// prompt, panics on exit or timeout. The VM is killed either way.
-fn boot(test: &str, line: &str, mut c: Command, log: &Path) {
-    eprintln!("{test}: $ {line}   (until the login prompt, at most {BOOT_TIMEOUT:?})");
+/// Runs `dibr vm …` as the user; waits for the ssh line it prints, logs
+/// in with it (the user's key) and asks systemd how the boot went:
+/// `running` or `degraded` with no failed unit. The VM is killed after.
+fn vm_login(test: &str, line: &str, mut c: Command, log: &Path, env: &Env) {
+    eprintln!("{test}: $ {line}   (until ssh logs in, at most {BOOT_TIMEOUT:?})");
     let out = fs::File::create(log).unwrap();
     c.stdin(Stdio::piped())
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .process_group(0);
-    let mut child = c.spawn().expect("starting the boot line");
+    let mut child = c.spawn().expect("starting the vm line");
     let _stdin = child.stdin.take(); // kept open: qemu's console input
-    let pgid = child.id() as i32;
     struct KillGroup(i32);
     impl Drop for KillGroup {
         fn drop(&mut self) {
@@ -253,19 +248,62 @@ fn boot(test: &str, line: &str, mut c: Command, log: &Path) {
             }
         }
     }
-    let _guard = KillGroup(pgid);
+    let _guard = KillGroup(child.id() as i32);
     let t0 = Instant::now();
-    let mut vm = vm::Vm(child);
-    vm::wait_for(
-        &mut vm,
-        log,
-        " login:",
-        &format!("{test}: the boot line"),
-        t0,
-        BOOT_TIMEOUT,
+    let console = || String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
+    let mut login: Option<String> = None;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("{test}: `{line}` exited ({st})\n{}", tail(&console(), 6000));
+        }
+        assert!(
+            t0.elapsed() < BOOT_TIMEOUT,
+            "{test}: no ssh login within {BOOT_TIMEOUT:?}\n{}",
+            tail(&console(), 6000)
+        );
+        if login.is_none() {
+            // dibr's line: `  ssh -p PORT -i … debian@localhost`.
+            login = console()
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("ssh -p ") && l.ends_with("@localhost"))
+                .map(str::to_string);
+        }
+        if let Some(ssh) = &login {
+            let probe = ssh_line(ssh, "true");
+            if run(&mut env.as_user(&probe, &env.work)).status.success() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    let ssh = login.unwrap();
+    eprintln!("{test}: ssh login after {:?} with: {ssh}", t0.elapsed());
+    let state = run(&mut env.as_user(
+        &ssh_line(&ssh, "sudo systemctl is-system-running --wait"),
+        &env.work,
+    ));
+    let state = String::from_utf8_lossy(&state.stdout).trim().to_string();
+    let failed = run(&mut env.as_user(
+        &ssh_line(&ssh, "sudo systemctl --failed --no-legend --plain"),
+        &env.work,
+    ));
+    let failed = String::from_utf8_lossy(&failed.stdout).trim().to_string();
+    assert!(
+        matches!(state.as_str(), "running" | "degraded") && failed.is_empty(),
+        "{test}: is-system-running: {state:?}; failed units: {failed:?}\n{}",
+        tail(&console(), 6000)
     );
-    eprintln!("{test}: login prompt after {:?}", t0.elapsed());
-    drop(_guard);
+    eprintln!(
+        "{test}: the system is {state}, nothing failed, after {:?}",
+        t0.elapsed()
+    );
+}
+
+/// The ssh line dibr printed, made batch-friendly, running `command`.
+fn ssh_line(printed: &str, command: &str) -> String {
+    let rest = printed.strip_prefix("ssh ").unwrap_or(printed);
+    format!("ssh -o BatchMode=yes -o ConnectTimeout=10 -o LogLevel=ERROR {rest} '{command}'")
 }
 
 /// The machine state that broke the old setup line (issue 15): qemu-utils
@@ -432,18 +470,28 @@ fn newcomer_builds_and_boots_the_readme_image() {
             run_line(test, line, env.as_user(line, &env.src));
         }
     }
+    // The user's ssh key, as the README asks a user without one to make.
+    run_line(
+        test,
+        "ssh-keygen (the user's key)",
+        env.as_user(
+            "mkdir -p ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519",
+            &env.home,
+        ),
+    );
     for line in &run_block.lines {
         assert!(!line.starts_with("sudo "), "{line}");
-        if line.starts_with("qemu-system-x86_64 ") {
+        if line.starts_with("dibr vm ") {
             assert!(
                 env.work.join("debian.qcow2").is_file(),
-                "{test}: no debian.qcow2 before the boot line"
+                "{test}: no debian.qcow2 before the vm line"
             );
-            boot(
+            vm_login(
                 test,
                 line,
                 env.as_user(line, &env.work),
                 &d.join("console.log"),
+                &env,
             );
         } else {
             run_line(test, line, env.as_user(line, &env.work));
