@@ -43,6 +43,7 @@ use crate::fat::{self, FatEntry, FatOptions};
 use crate::output::atomic::AtomicFile;
 use crate::output::qcow2::{self, Qcow2Options};
 use crate::output::vhd;
+use crate::output::vmdk;
 use crate::tree::Timestamp;
 pub use block_device::{BlockDeviceConfig, EFI_YAML, FALLBACK_YAML, GPT_YAML, MBR_YAML};
 use error::io_err;
@@ -568,7 +569,7 @@ fn write_partition_table(
     Ok((disk_size, layout))
 }
 
-/// qcow2, vhd and tar outputs; conversions read the raw disk through its
+/// qcow2, vhd, vmdk and tar outputs; conversions read the raw disk through its
 /// open descriptor (it has no name yet).
 fn convert_outputs(
     cfg: &AssembleConfig,
@@ -613,6 +614,7 @@ fn convert_outputs(
             OutputKind::Disk(DiskType::Vhd) => {
                 vhd::write_vhd_at(&raw_fd_path, &out, cfg.source_date_epoch)?
             }
+            OutputKind::Disk(DiskType::Vmdk) => vmdk::write_vmdk(&raw_fd_path, &out)?,
             OutputKind::Tar(ty) => {
                 write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?
             }

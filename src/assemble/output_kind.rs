@@ -10,6 +10,7 @@ pub enum DiskType {
     Raw,
     Qcow2,
     Vhd,
+    Vmdk,
 }
 
 /// One requested output: a disk format or a tarball of the same tree.
@@ -20,12 +21,13 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
-    /// `-t` names: raw, qcow2, vhd (vpc), tar, tgz, tar.zst (tzst).
+    /// `-t` names: raw, qcow2, vhd (vpc), vmdk, tar, tgz, tar.zst (tzst).
     pub fn parse(t: &str) -> Option<OutputKind> {
         Some(match t {
             "raw" => OutputKind::Disk(DiskType::Raw),
             "qcow2" => OutputKind::Disk(DiskType::Qcow2),
             "vhd" | "vpc" => OutputKind::Disk(DiskType::Vhd),
+            "vmdk" => OutputKind::Disk(DiskType::Vmdk),
             "tar" => OutputKind::Tar(OutputType::Tar),
             "tgz" => OutputKind::Tar(OutputType::Tgz),
             "tar.zst" | "tzst" => OutputKind::Tar(OutputType::TarZst),
@@ -38,6 +40,7 @@ impl OutputKind {
             OutputKind::Disk(DiskType::Raw) => "raw",
             OutputKind::Disk(DiskType::Qcow2) => "qcow2",
             OutputKind::Disk(DiskType::Vhd) => "vhd",
+            OutputKind::Disk(DiskType::Vmdk) => "vmdk",
             OutputKind::Tar(OutputType::Tar) => "tar",
             OutputKind::Tar(OutputType::Tgz) => "tgz",
             OutputKind::Tar(OutputType::TarZst) => "tar.zst",
@@ -50,14 +53,16 @@ pub fn parse_types(list: &str) -> Result<Vec<OutputKind>, String> {
     let mut v = Vec::new();
     for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let k = OutputKind::parse(t).ok_or_else(|| {
-            format!("unknown output type {t:?}: expected raw, qcow2, vhd, tar, tgz or tar.zst")
+            format!(
+                "unknown output type {t:?}: expected raw, qcow2, vhd, vmdk, tar, tgz or tar.zst"
+            )
         })?;
         if !v.contains(&k) {
             v.push(k);
         }
     }
     if v.is_empty() {
-        return Err("-t needs at least one of raw, qcow2, vhd, tar, tgz, tar.zst".into());
+        return Err("-t needs at least one of raw, qcow2, vhd, vmdk, tar, tgz, tar.zst".into());
     }
     Ok(v)
 }

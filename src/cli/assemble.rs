@@ -16,10 +16,10 @@ pub struct AssembleArgs {
     /// Root tree: a tar archive (plain, gzip or zstd; `-` for stdin) or a directory
     #[arg(long, value_name = "SRC")]
     pub from: PathBuf,
-    /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd, NAME.tar, …
+    /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd, NAME.vmdk, NAME.tar, …
     #[arg(short = 'o', default_value = "image")]
     pub output: PathBuf,
-    /// Output types, comma separated: raw, qcow2, vhd, tar, tgz, tar.zst
+    /// Output types, comma separated: raw, qcow2, vhd, vmdk, tar, tgz, tar.zst
     #[arg(short = 't', default_value = "qcow2")]
     pub types: String,
     /// Partition layout from dibr's block-device elements: efi (ESP + BIOS boot + root), gpt (BIOS boot + root) or mbr (one primary root partition)

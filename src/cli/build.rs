@@ -20,7 +20,7 @@ pub struct BuildArgs {
     /// Image name; outputs are NAME.<type> for each -t type (NAME.qcow2, NAME.raw, …). With one type, a NAME ending in .<type> is used as is (as DIB: -o debian.qcow2 writes debian.qcow2)
     #[arg(short = 'o', default_value = "image", value_name = "NAME")]
     pub output: PathBuf,
-    /// Output types, comma separated: qcow2, raw, vhd, tar, tgz, tar.zst
+    /// Output types, comma separated: qcow2, raw, vhd, vmdk, tar, tgz, tar.zst
     #[arg(short = 't', default_value = "qcow2", value_name = "TYPES")]
     pub types: String,
     /// Architecture (DIB's -a): amd64/x86_64 only for now
@@ -134,10 +134,10 @@ fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
         return Err("--install-type needs a value: source or package".into());
     }
     for t in a.types.split(',').map(str::trim) {
-        if matches!(t, "vmdk" | "squashfs" | "docker" | "aci") {
+        if matches!(t, "squashfs" | "docker" | "aci") {
             return Err(refuse(
                 &format!("-t {t}"),
-                "dibr writes qcow2, raw, vhd, tar, tgz and tar.zst",
+                "dibr writes qcow2, raw, vhd, vmdk, tar, tgz and tar.zst",
             ));
         }
     }
@@ -198,7 +198,7 @@ fn root_filesystem(
     if image_size.is_some() && !disk {
         return Err(refuse(
             "--image-size",
-            "tar outputs have no size; add a disk type (-t raw, qcow2, vhd)",
+            "tar outputs have no size; add a disk type (-t raw, qcow2, vhd, vmdk)",
         ));
     }
     let (root_fs, notes) = super::root_fs::resolve(

@@ -1,4 +1,4 @@
-//! Writing outputs: atomic files, raw → qcow2 / vhd converters (and the
+//! Writing outputs: atomic files, raw → qcow2 / vhd / vmdk converters (and the
 //! qcow2 reader, `qcow2::read`), cpio archives and output sets.
 
 pub mod atomic;
@@ -6,3 +6,4 @@ pub mod cpio;
 pub mod qcow2;
 pub mod set;
 pub mod vhd;
+pub mod vmdk;
