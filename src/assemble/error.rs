@@ -67,6 +67,8 @@ pub enum AssembleError {
     Output(#[from] qcow2::OutputError),
     #[error("tar output: {0}")]
     Tar(#[from] CaptureError),
+    #[error("container image output: {0}")]
+    Container(#[from] crate::output::container::ContainerError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -41,6 +41,7 @@ use crate::disk::layout::{self, TableKind};
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::fat::{self, FatEntry, FatOptions};
 use crate::output::atomic::AtomicFile;
+use crate::output::container::{default_reference, ImageMeta, Reference};
 use crate::output::qcow2::{self, Qcow2Options};
 use crate::output::vhd;
 use crate::output::vmdk;
@@ -54,8 +55,8 @@ pub use output_kind::{output_path, parse_types, DiskType, OutputKind};
 pub use plan::{FsPlan, FsType, Placement, Plan, PlanError, Region, Target};
 pub use router::Assembly;
 use router::{Added, Writer};
-use side_files::write_tar_output;
 pub use side_files::{manifest_files, write_checksum, write_manifests, ManifestFile};
+use side_files::{write_container_output, write_tar_output};
 
 const MIB: u64 = 1 << 20;
 /// Growth ceiling for ext4 filesystems not mounted at `/` (/boot, /var …):
@@ -83,6 +84,9 @@ pub struct AssembleConfig {
     /// What the environment says, resolved by the caller
     /// (`crate::settings::assemble`).
     pub settings: AssembleSettings,
+    /// The docker/oci outputs' `repository:tag` (DIB's `--docker-target`);
+    /// None: the image name's, `:latest`.
+    pub image_reference: Option<Reference>,
 }
 
 /// How the root ext4 filesystem is made: what disk-image-create's
@@ -171,7 +175,10 @@ pub fn assemble_with(
     hooks: &mut dyn AssembleHooks,
 ) -> Result<Assembled, AssembleError> {
     let (plan, placement) = plan_disk(cfg)?;
-    let wants_tar = cfg.types.iter().any(|t| matches!(t, OutputKind::Tar(_)));
+    let wants_tar = cfg
+        .types
+        .iter()
+        .any(|t| matches!(t, OutputKind::Tar(_) | OutputKind::Container(_)));
     if wants_tar && cfg.from.as_os_str() == "-" {
         return Err(AssembleError::TarFromStdin);
     }
@@ -618,10 +625,33 @@ fn convert_outputs(
             OutputKind::Tar(ty) => {
                 write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?
             }
+            OutputKind::Container(ty) => {
+                let meta = image_meta(cfg);
+                write_container_output(cfg, &out, ty, &meta, plan, &added.entries, &added.data)?
+            }
         }
         outs.push(out);
     }
     Ok(outs)
+}
+
+/// What the docker/oci outputs say of the image: the reference asked for
+/// or the image name's, created at `SOURCE_DATE_EPOCH` (else now).
+fn image_meta(cfg: &AssembleConfig) -> ImageMeta {
+    let name = cfg
+        .image_name
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    ImageMeta {
+        reference: cfg
+            .image_reference
+            .clone()
+            .unwrap_or_else(|| default_reference(&name)),
+        created: epoch_now(cfg.source_date_epoch),
+        architecture: "amd64".into(),
+        created_by: concat!("dibr ", env!("CARGO_PKG_VERSION")).into(),
+    }
 }
 
 /// The outputs in order: the raw disk first, if it was asked for (it
@@ -732,6 +762,7 @@ mod tests {
             source_date_epoch: Some(1_700_000_000),
             checksum: false,
             settings: AssembleSettings::default(),
+            image_reference: None,
         };
         let mut p = Probe::default();
         let outs = assemble_with(&cfg, &mut p).unwrap().outputs;

@@ -1,9 +1,11 @@
-//! The output-type vocabulary of `-t`: disk formats and tarballs, their
-//! names and the files they are written to (DIB's `NAME.<type>` naming).
+//! The output-type vocabulary of `-t`: disk formats, tarballs and
+//! container image archives, their names and the files they are written
+//! to (DIB's `NAME.<type>` naming; `NAME.docker.tar`, `NAME.oci.tar`).
 
 use std::path::{Path, PathBuf};
 
 use crate::capture::OutputType;
+pub use crate::output::container::ContainerType;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskType {
@@ -13,15 +15,17 @@ pub enum DiskType {
     Vmdk,
 }
 
-/// One requested output: a disk format or a tarball of the same tree.
+/// One requested output: a disk format, a tarball of the same tree, or a
+/// container image archive with the tree as its layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputKind {
     Disk(DiskType),
     Tar(OutputType),
+    Container(ContainerType),
 }
 
 impl OutputKind {
-    /// `-t` names: raw, qcow2, vhd (vpc), vmdk, tar, tgz, tar.zst (tzst).
+    /// `-t` names: raw, qcow2, vhd (vpc), vmdk, tar, tgz, tar.zst (tzst), docker, oci.
     pub fn parse(t: &str) -> Option<OutputKind> {
         Some(match t {
             "raw" => OutputKind::Disk(DiskType::Raw),
@@ -31,6 +35,8 @@ impl OutputKind {
             "tar" => OutputKind::Tar(OutputType::Tar),
             "tgz" => OutputKind::Tar(OutputType::Tgz),
             "tar.zst" | "tzst" => OutputKind::Tar(OutputType::TarZst),
+            "docker" => OutputKind::Container(ContainerType::Docker),
+            "oci" => OutputKind::Container(ContainerType::Oci),
             _ => return None,
         })
     }
@@ -44,6 +50,8 @@ impl OutputKind {
             OutputKind::Tar(OutputType::Tar) => "tar",
             OutputKind::Tar(OutputType::Tgz) => "tgz",
             OutputKind::Tar(OutputType::TarZst) => "tar.zst",
+            OutputKind::Container(ContainerType::Docker) => "docker.tar",
+            OutputKind::Container(ContainerType::Oci) => "oci.tar",
         }
     }
 }
@@ -54,7 +62,7 @@ pub fn parse_types(list: &str) -> Result<Vec<OutputKind>, String> {
     for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let k = OutputKind::parse(t).ok_or_else(|| {
             format!(
-                "unknown output type {t:?}: expected raw, qcow2, vhd, vmdk, tar, tgz or tar.zst"
+                "unknown output type {t:?}: expected raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker or oci"
             )
         })?;
         if !v.contains(&k) {
@@ -62,7 +70,9 @@ pub fn parse_types(list: &str) -> Result<Vec<OutputKind>, String> {
         }
     }
     if v.is_empty() {
-        return Err("-t needs at least one of raw, qcow2, vhd, vmdk, tar, tgz, tar.zst".into());
+        return Err(
+            "-t needs at least one of raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker, oci".into(),
+        );
     }
     Ok(v)
 }

@@ -10,6 +10,7 @@ use super::router::{fstab_replacement, read_all, Bytes};
 use super::{io_err, AssembleConfig, AssembleError};
 use crate::capture::{self, CaptureError, CaptureOptions, EntryTar, OutputType};
 use crate::output::atomic::AtomicFile;
+use crate::output::container::{write_container, ContainerType, ImageMeta};
 use crate::source::Source;
 use crate::tree::{Entry, EntryKind};
 
@@ -28,26 +29,72 @@ pub(super) fn write_tar_output(
         no_fsync: !cfg.settings.ext4_io.fsync,
         ..Default::default()
     };
-    let fstab = plan.fstab().into_bytes();
     capture::write_output_with(out, ty, opts.no_fsync, &mut |w| {
-        let mut t = EntryTar::new(w, &opts, &cfg.from);
-        let mut src = Source::open(&cfg.from).map_err(CaptureError::from)?;
-        let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
-        while let Some(e) = src.next_entry().map_err(CaptureError::from)? {
-            if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
-                continue; // replaced by a hook's entry, written below
-            }
-            if let Some(fe) = fstab_replacement(&e, fstab.len() as u64) {
-                t.add(&fe, &mut Bytes(&fstab))?;
-                continue;
-            }
-            t.add(&e, src.data())?;
-        }
-        for (e, d) in added.iter().zip(added_data) {
-            t.add(e, &mut Bytes(d))?;
-        }
-        t.finish()
+        fill_tree(cfg, &opts, plan, added, added_data, w)
     })?;
+    Ok(())
+}
+
+/// The tree as the disk got it, as a tar into `w`.
+fn fill_tree(
+    cfg: &AssembleConfig,
+    opts: &CaptureOptions,
+    plan: &Plan,
+    added: &[Entry],
+    added_data: &[Vec<u8>],
+    w: &mut dyn std::io::Write,
+) -> Result<capture::CaptureStats, CaptureError> {
+    let fstab = plan.fstab().into_bytes();
+    let mut t = EntryTar::new(w, opts, &cfg.from);
+    let mut src = Source::open(&cfg.from).map_err(CaptureError::from)?;
+    let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
+    while let Some(e) = src.next_entry().map_err(CaptureError::from)? {
+        if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
+            continue; // replaced by a hook's entry, written below
+        }
+        if let Some(fe) = fstab_replacement(&e, fstab.len() as u64) {
+            t.add(&fe, &mut Bytes(&fstab))?;
+            continue;
+        }
+        t.add(&e, src.data())?;
+    }
+    for (e, d) in added.iter().zip(added_data) {
+        t.add(e, &mut Bytes(d))?;
+    }
+    t.finish()
+}
+
+/// docker/oci outputs: the tar of [`write_tar_output`] into an unnamed
+/// scratch file beside `out` (never named: gone when dropped), then the
+/// image archive with it as the layer.
+pub(super) fn write_container_output(
+    cfg: &AssembleConfig,
+    out: &Path,
+    ty: ContainerType,
+    meta: &ImageMeta,
+    plan: &Plan,
+    added: &[Entry],
+    added_data: &[Vec<u8>],
+) -> Result<(), AssembleError> {
+    let opts = CaptureOptions {
+        source_date_epoch: cfg.source_date_epoch,
+        no_fsync: true,
+        ..Default::default()
+    };
+    let mut scratch = out.as_os_str().to_owned();
+    scratch.push(".layer");
+    let scratch = PathBuf::from(scratch);
+    let layer = AtomicFile::create(&scratch).map_err(io_err(format!(
+        "creating a scratch layer beside {}",
+        out.display()
+    )))?;
+    let file = layer.file();
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill_tree(cfg, &opts, plan, added, added_data, &mut w)?;
+        std::io::Write::flush(&mut w).map_err(io_err("writing the scratch layer"))?;
+    }
+    write_container(ty, file, &scratch, out, meta)?;
     Ok(())
 }
 

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crate::capture::OutputType;
 use crate::elements::{self, Phase};
+use crate::output::container::{ContainerType, Reference};
 use crate::sandbox::{self, Bind, SandboxConfig};
 use workdir::WorkDir;
 
@@ -31,6 +32,11 @@ pub struct BuildConfig {
     /// Output name without extension (DIB's `-o`).
     pub image_name: PathBuf,
     pub types: Vec<OutputType>,
+    /// docker/oci archives of the captured tree (without a disk type;
+    /// with one, the assembler writes them).
+    pub containers: Vec<ContainerType>,
+    /// `--docker-target`: their `repository:tag` (None: the image name's).
+    pub image_reference: Option<Reference>,
     pub arch: String,
     /// `-p`: packages installed after install.d.
     pub packages: Vec<String>,
@@ -100,6 +106,8 @@ pub enum BuildError {
     Usage(String),
     #[error(transparent)]
     Assemble(#[from] crate::assemble::AssembleError),
+    #[error(transparent)]
+    Container(#[from] crate::output::container::ContainerError),
 }
 
 /// Work directories to remove if the process is interrupted.
@@ -324,6 +332,7 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         }
         outs.push(out_abs);
     }
+    outs.extend(capture_containers(w, cfg, env)?);
     // DIB's manifests element: /etc/dib-manifests → NAME.d/dib-manifests,
     // read from the tree itself (a few small files; the tar is not read
     // again). Only a real directory inside the tree counts: a hook's
@@ -348,6 +357,57 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
             })?;
         }
     }
+    Ok(outs)
+}
+
+/// docker/oci outputs: the tree captured once into the work directory,
+/// then each archive written with that tar as its layer.
+fn capture_containers(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+) -> Result<Vec<PathBuf>, BuildError> {
+    if cfg.containers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layer_path = w.image_dir().join("layer.tar");
+    capture_one(w, cfg, env, &layer_path)?;
+    let layer = std::fs::File::open(&layer_path).map_err(io("opening the captured layer"))?;
+    let name = cfg
+        .image_name
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = crate::output::container::ImageMeta {
+        reference: cfg
+            .image_reference
+            .clone()
+            .unwrap_or_else(|| crate::output::container::default_reference(&name)),
+        created: cfg.source_date_epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        }),
+        architecture: cfg.arch.clone(),
+        created_by: format!(
+            "dibr {} {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.elements.join(" ")
+        ),
+    };
+    let mut outs = Vec::new();
+    for &t in &cfg.containers {
+        let kind = crate::assemble::OutputKind::Container(t);
+        let out = std::path::absolute(crate::assemble::output_path(&cfg.image_name, kind))
+            .map_err(io("current directory"))?;
+        crate::output::container::write_container(t, &layer, &layer_path, &out, &meta)?;
+        if cfg.checksum {
+            crate::assemble::write_checksum(&out)?;
+        }
+        outs.push(out);
+    }
+    drop(layer);
+    let _ = std::fs::remove_file(&layer_path);
     Ok(outs)
 }
 
@@ -426,6 +486,7 @@ fn assemble_disk(
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,
         settings: crate::settings::assemble(),
+        image_reference: cfg.image_reference.clone(),
     };
     // The captured tar is all the assembler reads: the target tree can go
     // while the disk is written (removing tens of thousands of files takes

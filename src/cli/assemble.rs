@@ -45,6 +45,9 @@ pub struct AssembleArgs {
     /// Write NAME.<type>.sha256 and .md5 next to each output (as DIB)
     #[arg(long)]
     pub checksum: bool,
+    /// The docker/oci outputs' repository[:tag] (default: the image name, :latest)
+    #[arg(long, value_name = "REPO:TAG")]
+    pub docker_target: Option<String>,
 }
 
 /// DIB's image size: `--image-size`/`DIB_IMAGE_SIZE` are GiB (fractions
@@ -138,6 +141,12 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         source_date_epoch: SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?,
         checksum: a.checksum,
         settings: settings::assemble(),
+        image_reference: a
+            .docker_target
+            .as_deref()
+            .map(crate::output::container::parse_reference)
+            .transpose()
+            .map_err(|e| format!("--docker-target: {e}"))?,
     })
 }
 
