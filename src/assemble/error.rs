@@ -69,6 +69,8 @@ pub enum AssembleError {
     Tar(#[from] CaptureError),
     #[error("container image output: {0}")]
     Container(#[from] crate::output::container::ContainerError),
+    #[error("squashfs output: {0}")]
+    Squashfs(#[from] crate::output::squashfs::SquashfsError),
     #[error("{what}: {source}")]
     Io {
         what: String,

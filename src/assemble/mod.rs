@@ -27,6 +27,7 @@ mod block_device;
 pub mod boot;
 mod error;
 mod hooks;
+mod layer_outputs;
 mod output_kind;
 pub mod plan;
 mod router;
@@ -41,7 +42,7 @@ use crate::disk::layout::{self, TableKind};
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::fat::{self, FatEntry, FatOptions};
 use crate::output::atomic::AtomicFile;
-use crate::output::container::{default_reference, ImageMeta, Reference};
+use crate::output::container::Reference;
 use crate::output::qcow2::{self, Qcow2Options};
 use crate::output::vhd;
 use crate::output::vmdk;
@@ -51,12 +52,13 @@ use error::io_err;
 pub use error::AssembleError;
 use hooks::disk_info;
 pub use hooks::{AssembleHooks, DiskInfo, ExtraEntry, HookError, NoHooks, KEEP_LIMIT};
+pub use layer_outputs::{image_meta, is_layer_output, write_from_layer};
 pub use output_kind::{output_path, parse_types, DiskType, OutputKind};
 pub use plan::{FsPlan, FsType, Placement, Plan, PlanError, Region, Target};
 pub use router::Assembly;
 use router::{Added, Writer};
 pub use side_files::{manifest_files, write_checksum, write_manifests, ManifestFile};
-use side_files::{write_container_output, write_tar_output};
+use side_files::{write_layer_output, write_tar_output};
 
 const MIB: u64 = 1 << 20;
 /// Growth ceiling for ext4 filesystems not mounted at `/` (/boot, /var …):
@@ -178,7 +180,7 @@ pub fn assemble_with(
     let wants_tar = cfg
         .types
         .iter()
-        .any(|t| matches!(t, OutputKind::Tar(_) | OutputKind::Container(_)));
+        .any(|&t| matches!(t, OutputKind::Tar(_)) || is_layer_output(t));
     if wants_tar && cfg.from.as_os_str() == "-" {
         return Err(AssembleError::TarFromStdin);
     }
@@ -625,33 +627,13 @@ fn convert_outputs(
             OutputKind::Tar(ty) => {
                 write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?
             }
-            OutputKind::Container(ty) => {
-                let meta = image_meta(cfg);
-                write_container_output(cfg, &out, ty, &meta, plan, &added.entries, &added.data)?
+            OutputKind::Container(_) | OutputKind::Squashfs => {
+                write_layer_output(cfg, &out, t, plan, &added.entries, &added.data)?
             }
         }
         outs.push(out);
     }
     Ok(outs)
-}
-
-/// What the docker/oci outputs say of the image: the reference asked for
-/// or the image name's, created at `SOURCE_DATE_EPOCH` (else now).
-fn image_meta(cfg: &AssembleConfig) -> ImageMeta {
-    let name = cfg
-        .image_name
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    ImageMeta {
-        reference: cfg
-            .image_reference
-            .clone()
-            .unwrap_or_else(|| default_reference(&name)),
-        created: epoch_now(cfg.source_date_epoch),
-        architecture: "amd64".into(),
-        created_by: concat!("dibr ", env!("CARGO_PKG_VERSION")).into(),
-    }
 }
 
 /// The outputs in order: the raw disk first, if it was asked for (it

@@ -1,6 +1,6 @@
 //! The output-type vocabulary of `-t`: disk formats, tarballs and
-//! container image archives, their names and the files they are written
-//! to (DIB's `NAME.<type>` naming; `NAME.docker.tar`, `NAME.oci.tar`).
+//! container image archives and squashfs, their names and the files they are written
+//! to (DIB's `NAME.<type>` naming; `NAME.docker.tar`, `NAME.oci.tar`, `NAME.squash`).
 
 use std::path::{Path, PathBuf};
 
@@ -22,10 +22,12 @@ pub enum OutputKind {
     Disk(DiskType),
     Tar(OutputType),
     Container(ContainerType),
+    /// squashfs of the tree (DIB's `NAME.squash`).
+    Squashfs,
 }
 
 impl OutputKind {
-    /// `-t` names: raw, qcow2, vhd (vpc), vmdk, tar, tgz, tar.zst (tzst), docker, oci.
+    /// `-t` names: raw, qcow2, vhd (vpc), vmdk, tar, tgz, tar.zst (tzst), docker, oci, squashfs.
     pub fn parse(t: &str) -> Option<OutputKind> {
         Some(match t {
             "raw" => OutputKind::Disk(DiskType::Raw),
@@ -37,6 +39,7 @@ impl OutputKind {
             "tar.zst" | "tzst" => OutputKind::Tar(OutputType::TarZst),
             "docker" => OutputKind::Container(ContainerType::Docker),
             "oci" => OutputKind::Container(ContainerType::Oci),
+            "squashfs" => OutputKind::Squashfs,
             _ => return None,
         })
     }
@@ -52,6 +55,7 @@ impl OutputKind {
             OutputKind::Tar(OutputType::TarZst) => "tar.zst",
             OutputKind::Container(ContainerType::Docker) => "docker.tar",
             OutputKind::Container(ContainerType::Oci) => "oci.tar",
+            OutputKind::Squashfs => "squash",
         }
     }
 }
@@ -62,7 +66,7 @@ pub fn parse_types(list: &str) -> Result<Vec<OutputKind>, String> {
     for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         let k = OutputKind::parse(t).ok_or_else(|| {
             format!(
-                "unknown output type {t:?}: expected raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker or oci"
+                "unknown output type {t:?}: expected raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker, oci or squashfs"
             )
         })?;
         if !v.contains(&k) {
@@ -71,7 +75,7 @@ pub fn parse_types(list: &str) -> Result<Vec<OutputKind>, String> {
     }
     if v.is_empty() {
         return Err(
-            "-t needs at least one of raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker, oci".into(),
+            "-t needs at least one of raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker, oci, squashfs".into(),
         );
     }
     Ok(v)

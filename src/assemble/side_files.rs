@@ -10,7 +10,6 @@ use super::router::{fstab_replacement, read_all, Bytes};
 use super::{io_err, AssembleConfig, AssembleError};
 use crate::capture::{self, CaptureError, CaptureOptions, EntryTar, OutputType};
 use crate::output::atomic::AtomicFile;
-use crate::output::container::{write_container, ContainerType, ImageMeta};
 use crate::source::Source;
 use crate::tree::{Entry, EntryKind};
 
@@ -64,14 +63,13 @@ fn fill_tree(
     t.finish()
 }
 
-/// docker/oci outputs: the tar of [`write_tar_output`] into an unnamed
-/// scratch file beside `out` (never named: gone when dropped), then the
-/// image archive with it as the layer.
-pub(super) fn write_container_output(
+/// docker/oci/squashfs outputs: the tar of [`write_tar_output`] into an
+/// unnamed scratch file beside `out` (never named: gone when dropped),
+/// then the output made from it.
+pub(super) fn write_layer_output(
     cfg: &AssembleConfig,
     out: &Path,
-    ty: ContainerType,
-    meta: &ImageMeta,
+    kind: super::OutputKind,
     plan: &Plan,
     added: &[Entry],
     added_data: &[Vec<u8>],
@@ -94,8 +92,14 @@ pub(super) fn write_container_output(
         fill_tree(cfg, &opts, plan, added, added_data, &mut w)?;
         std::io::Write::flush(&mut w).map_err(io_err("writing the scratch layer"))?;
     }
-    write_container(ty, file, &scratch, out, meta)?;
-    Ok(())
+    let meta = super::image_meta(
+        &cfg.image_name,
+        cfg.image_reference.as_ref(),
+        super::epoch_now(cfg.source_date_epoch),
+        "amd64",
+        concat!("dibr ", env!("CARGO_PKG_VERSION")).into(),
+    );
+    super::write_from_layer(kind, file, &scratch, out, &meta, cfg.source_date_epoch)
 }
 
 /// `--checksum`: NAME.<ext>.sha256 and .md5 side files, as DIB's

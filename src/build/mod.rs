@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::capture::OutputType;
 use crate::elements::{self, Phase};
-use crate::output::container::{ContainerType, Reference};
+use crate::output::container::Reference;
 use crate::sandbox::{self, Bind, SandboxConfig};
 use workdir::WorkDir;
 
@@ -32,9 +32,9 @@ pub struct BuildConfig {
     /// Output name without extension (DIB's `-o`).
     pub image_name: PathBuf,
     pub types: Vec<OutputType>,
-    /// docker/oci archives of the captured tree (without a disk type;
-    /// with one, the assembler writes them).
-    pub containers: Vec<ContainerType>,
+    /// docker/oci/squashfs outputs made from the captured tree's tar
+    /// (without a disk type; with one, the assembler writes them).
+    pub layer_outputs: Vec<crate::assemble::OutputKind>,
     /// `--docker-target`: their `repository:tag` (None: the image name's).
     pub image_reference: Option<Reference>,
     pub arch: String,
@@ -106,8 +106,6 @@ pub enum BuildError {
     Usage(String),
     #[error(transparent)]
     Assemble(#[from] crate::assemble::AssembleError),
-    #[error(transparent)]
-    Container(#[from] crate::output::container::ContainerError),
 }
 
 /// Work directories to remove if the process is interrupted.
@@ -332,7 +330,7 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         }
         outs.push(out_abs);
     }
-    outs.extend(capture_containers(w, cfg, env)?);
+    outs.extend(capture_layer_outputs(w, cfg, env)?);
     // DIB's manifests element: /etc/dib-manifests → NAME.d/dib-manifests,
     // read from the tree itself (a few small files; the tar is not read
     // again). Only a real directory inside the tree counts: a hook's
@@ -360,47 +358,47 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
     Ok(outs)
 }
 
-/// docker/oci outputs: the tree captured once into the work directory,
-/// then each archive written with that tar as its layer.
-fn capture_containers(
+/// docker/oci/squashfs outputs: the tree captured once into the work
+/// directory, then each output made from that tar.
+fn capture_layer_outputs(
     w: &WorkDir,
     cfg: &BuildConfig,
     env: &env::HookEnv,
 ) -> Result<Vec<PathBuf>, BuildError> {
-    if cfg.containers.is_empty() {
+    if cfg.layer_outputs.is_empty() {
         return Ok(Vec::new());
     }
     let layer_path = w.image_dir().join("layer.tar");
     capture_one(w, cfg, env, &layer_path)?;
     let layer = std::fs::File::open(&layer_path).map_err(io("opening the captured layer"))?;
-    let name = cfg
-        .image_name
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let meta = crate::output::container::ImageMeta {
-        reference: cfg
-            .image_reference
-            .clone()
-            .unwrap_or_else(|| crate::output::container::default_reference(&name)),
-        created: cfg.source_date_epoch.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64)
-        }),
-        architecture: cfg.arch.clone(),
-        created_by: format!(
+    let created = cfg.source_date_epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let meta = crate::assemble::image_meta(
+        &cfg.image_name,
+        cfg.image_reference.as_ref(),
+        created,
+        &cfg.arch,
+        format!(
             "dibr {} {}",
             env!("CARGO_PKG_VERSION"),
             cfg.elements.join(" ")
         ),
-    };
+    );
     let mut outs = Vec::new();
-    for &t in &cfg.containers {
-        let kind = crate::assemble::OutputKind::Container(t);
+    for &kind in &cfg.layer_outputs {
         let out = std::path::absolute(crate::assemble::output_path(&cfg.image_name, kind))
             .map_err(io("current directory"))?;
-        crate::output::container::write_container(t, &layer, &layer_path, &out, &meta)?;
+        crate::assemble::write_from_layer(
+            kind,
+            &layer,
+            &layer_path,
+            &out,
+            &meta,
+            cfg.source_date_epoch,
+        )?;
         if cfg.checksum {
             crate::assemble::write_checksum(&out)?;
         }

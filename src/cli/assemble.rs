@@ -19,7 +19,7 @@ pub struct AssembleArgs {
     /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd, NAME.vmdk, NAME.tar, …
     #[arg(short = 'o', default_value = "image")]
     pub output: PathBuf,
-    /// Output types, comma separated: raw, qcow2, vhd, vmdk, tar, tgz, tar.zst
+    /// Output types, comma separated: raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker (NAME.docker.tar), oci (NAME.oci.tar), squashfs (NAME.squash)
     #[arg(short = 't', default_value = "qcow2")]
     pub types: String,
     /// Partition layout from dibr's block-device elements: efi (ESP + BIOS boot + root), gpt (BIOS boot + root) or mbr (one primary root partition)

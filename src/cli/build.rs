@@ -11,7 +11,7 @@ use clap::Args;
 use crate::assemble::OutputKind;
 use crate::build::{build_image, AssembleOpts, BuildConfig};
 use crate::capture::OutputType;
-use crate::output::container::{parse_reference, ContainerType, Reference};
+use crate::output::container::{parse_reference, Reference};
 
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
@@ -21,7 +21,7 @@ pub struct BuildArgs {
     /// Image name; outputs are NAME.<type> for each -t type (NAME.qcow2, NAME.raw, …). With one type, a NAME ending in .<type> is used as is (as DIB: -o debian.qcow2 writes debian.qcow2)
     #[arg(short = 'o', default_value = "image", value_name = "NAME")]
     pub output: PathBuf,
-    /// Output types, comma separated: qcow2, raw, vhd, vmdk, tar, tgz, tar.zst
+    /// Output types, comma separated: qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker (NAME.docker.tar), oci (NAME.oci.tar), squashfs (NAME.squash)
     #[arg(short = 't', default_value = "qcow2", value_name = "TYPES")]
     pub types: String,
     /// Architecture (DIB's -a): amd64/x86_64 only for now
@@ -104,7 +104,7 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         skip_base: a.skip_base,
         image_name: image_name(&a.output, &outputs.all),
         types: outputs.tar_types,
-        containers: outputs.containers,
+        layer_outputs: outputs.layer_outputs,
         image_reference: image_reference(a)?,
         arch,
         packages: a.packages.clone(),
@@ -132,10 +132,10 @@ fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
         return Err("--install-type needs a value: source or package".into());
     }
     for t in a.types.split(',').map(str::trim) {
-        if matches!(t, "squashfs" | "aci") {
+        if matches!(t, "aci") {
             return Err(refuse(
                 &format!("-t {t}"),
-                "dibr writes qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker and oci",
+                "dibr writes qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker, oci and squashfs",
             ));
         }
     }
@@ -157,8 +157,8 @@ struct Outputs {
     all: Vec<OutputKind>,
     /// Without a disk type the tree is captured straight into these.
     tar_types: Vec<OutputType>,
-    /// Without a disk type, these archives take the captured tree as layer.
-    containers: Vec<ContainerType>,
+    /// Without a disk type, these are made from the captured tree's tar.
+    layer_outputs: Vec<OutputKind>,
     /// With a disk type the assembler writes every output from one capture.
     assemble: Option<AssembleOpts>,
 }
@@ -172,16 +172,14 @@ fn outputs(a: &BuildArgs) -> Result<Outputs, String> {
         all.iter()
             .filter_map(|t| match t {
                 OutputKind::Tar(t) => Some(*t),
-                OutputKind::Disk(_) | OutputKind::Container(_) => None,
+                OutputKind::Disk(_) | OutputKind::Container(_) | OutputKind::Squashfs => None,
             })
             .collect()
     };
-    let containers = all
+    let layer_outputs = all
         .iter()
-        .filter_map(|t| match t {
-            OutputKind::Container(c) if !disk => Some(*c),
-            _ => None,
-        })
+        .copied()
+        .filter(|&t| !disk && crate::assemble::is_layer_output(t))
         .collect();
     let qcow2_compat = crate::cli::assemble::qemu_img_options(a.qemu_img_options.as_deref())?;
     let assemble = disk.then(|| AssembleOpts {
@@ -192,7 +190,7 @@ fn outputs(a: &BuildArgs) -> Result<Outputs, String> {
     Ok(Outputs {
         all,
         tar_types,
-        containers,
+        layer_outputs,
         assemble,
     })
 }
