@@ -5,8 +5,9 @@
 //! `SOURCE_DATE_EPOCH`: the archives are byte-identical. As root,
 //! `podman load` of each archive names the image as asked, and `podman
 //! run` of it finds the test OS's /etc/os-release, /f42 owned 0:42, /suid
-//! 4755 and cap_net_raw on /capbin (`getcap`); `docker load` too when a
-//! Docker daemon already answers. `dibr assemble -t raw,docker` gives the
+//! 4755 and cap_net_raw on /capbin (`getcap`); `docker load` of both too
+//! when a Docker daemon already answers (the OCI archive carries Docker
+//! 25's `manifest.json` beside `index.json`). `dibr assemble -t raw,docker` gives the
 //! image of the tree the disk got (the generated fstab), named after the
 //! image by default; a bad `--docker-target` is refused naming it.
 
@@ -131,6 +132,7 @@ fn docker_and_oci_archives_load_run_and_reproduce() {
     load_and_check(test, "podman", &s.out.join("a.oci.tar"), REF);
     if docker_answers() {
         load_and_check(test, "docker", &s.out.join("a.docker.tar"), REF);
+        load_and_check(test, "docker", &s.out.join("a.oci.tar"), REF);
     } else {
         println!("{test}: no Docker daemon answers `docker info`: docker load not tried");
     }

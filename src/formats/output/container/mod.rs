@@ -109,7 +109,9 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// An OCI image layout ("image-layout.md" of the image spec) in a tar,
 /// as `skopeo copy … oci-archive:` writes it: the reference's name in
-/// `org.opencontainers.image.ref.name`.
+/// `org.opencontainers.image.ref.name`. Docker 25's `docker save` adds a
+/// `manifest.json` naming the same blobs, so that `docker load` (older
+/// ones too) takes the archive: so does this one.
 fn oci(
     a: &mut Archive,
     layer: &File,
@@ -143,6 +145,16 @@ fn oci(
             },
         }],
     });
+    let config_blob = format!("blobs/sha256/{}", hex(config));
+    let layer_blob = format!(
+        "blobs/sha256/{}",
+        layer_digest.trim_start_matches("sha256:")
+    );
+    let docker_manifest = json!([{
+        "Config": config_blob,
+        "RepoTags": [meta.reference.to_string()],
+        "Layers": [layer_blob],
+    }]);
     a.blob(
         "oci-layout",
         Blob::Bytes(br#"{"imageLayoutVersion":"1.0.0"}"#),
@@ -150,19 +162,11 @@ fn oci(
     a.blob("index.json", Blob::Bytes(&to_bytes(&index)))?;
     a.dir("blobs/")?;
     a.dir("blobs/sha256/")?;
-    a.blob(
-        &format!("blobs/sha256/{}", hex(config)),
-        Blob::Bytes(config),
-    )?;
-    a.blob(
-        &format!("blobs/sha256/{}", hex(&manifest)),
-        Blob::Bytes(&manifest),
-    )?;
-    let name = format!(
-        "blobs/sha256/{}",
-        layer_digest.trim_start_matches("sha256:")
-    );
-    a.blob(&name, Blob::File(layer))
+    a.blob(&config_blob, Blob::Bytes(config))?;
+    let manifest_blob = format!("blobs/sha256/{}", hex(&manifest));
+    a.blob(&manifest_blob, Blob::Bytes(&manifest))?;
+    a.blob(&layer_blob, Blob::File(layer))?;
+    a.blob("manifest.json", Blob::Bytes(&to_bytes(&docker_manifest)))
 }
 
 /// The image config (OCI image spec "config.md", which Docker's is):

@@ -106,6 +106,8 @@ fn archives_name_their_blobs_by_digest() {
                 assert_eq!(man["layers"][0]["size"], 3000);
                 assert!(find(&format!("blobs/sha256/{layer_hex}")).is_some());
                 assert!(find("oci-layout").is_some());
+                let dm: Value = serde_json::from_slice(&find("manifest.json").unwrap()).unwrap();
+                assert_eq!(dm[0]["Layers"][0], format!("blobs/sha256/{layer_hex}"));
             }
         }
     }
