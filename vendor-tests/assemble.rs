@@ -5,7 +5,7 @@
 //! `e2fsck -fn` on every ext4 partition (copied out with dd: e2fsck has no
 //! offset option), `fsck.fat -n` and mtools on the vfat ones, `blkid`
 //! labels against the generated fstab, debugfs for which filesystem got
-//! which file, `qemu-img check`/`compare` for qcow2 and vhd, byte-identical
+//! which file, `qemu-img check`/`compare` for qcow2, vhd and vmdk, byte-identical
 //! outputs with SOURCE_DATE_EPOCH, and the refusals (xfs, lvm, a tree that
 //! does not fit --image-size) leaving nothing behind. Nothing here needs
 //! root.
@@ -107,8 +107,10 @@ fn debugfs(img: &Path, req: &str) -> String {
 }
 
 fn qemu_ok(test: &str, raw: &Path, other: &Path, fmt: &str) {
-    if fmt == "qcow2" {
-        let c = run(Command::new("qemu-img").arg("check").arg(other));
+    if fmt == "qcow2" || fmt == "vmdk" {
+        let c = run(Command::new("qemu-img")
+            .args(["check", "-f", fmt])
+            .arg(other));
         assert!(
             c.status.success() && out_text(&c).contains("No errors"),
             "{test}: qemu-img check\n{}",
@@ -156,7 +158,13 @@ fn efi_layout_disk_is_clean_for_every_tool() {
         dir,
         &tar,
         "disk",
-        &["-t", "raw,qcow2,vhd,tar", "--layout", "efi", "--checksum"],
+        &[
+            "-t",
+            "raw,qcow2,vhd,vmdk,tar",
+            "--layout",
+            "efi",
+            "--checksum",
+        ],
     );
     let raw = dir.join("disk.raw");
 
@@ -239,6 +247,7 @@ fn efi_layout_disk_is_clean_for_every_tool() {
     // Conversions, the tar of the same tree, checksums, manifests.
     qemu_ok(test, &raw, &dir.join("disk.qcow2"), "qcow2");
     qemu_ok(test, &raw, &dir.join("disk.vhd"), "vpc");
+    qemu_ok(test, &raw, &dir.join("disk.vmdk"), "vmdk");
     let t = run_ok(
         Command::new("tar")
             .arg("-xOf")
@@ -250,7 +259,7 @@ fn efi_layout_disk_is_clean_for_every_tool() {
         fstab,
         "{test}: tar fstab"
     );
-    for ext in ["raw", "qcow2", "vhd", "tar"] {
+    for ext in ["raw", "qcow2", "vhd", "vmdk", "tar"] {
         let c = run(Command::new("sha256sum")
             .arg("-c")
             .arg(format!("disk.{ext}.sha256"))
@@ -264,12 +273,14 @@ fn efi_layout_disk_is_clean_for_every_tool() {
         "{test}: manifests in NAME.d"
     );
 
-    // Reproducible: a second assembly is byte-identical.
-    assemble(dir, &tar, "again", &["-t", "raw,qcow2"]);
-    for ext in ["raw", "qcow2"] {
+    // Reproducible: a second assembly is byte-identical (under the same
+    // name: the vmdk's descriptor names its file).
+    fs::create_dir(dir.join("again")).unwrap();
+    assemble(dir, &tar, "again/disk", &["-t", "raw,qcow2,vmdk"]);
+    for ext in ["raw", "qcow2", "vmdk"] {
         assert_eq!(
             sha256_file(&dir.join(format!("disk.{ext}"))),
-            sha256_file(&dir.join(format!("again.{ext}"))),
+            sha256_file(&dir.join(format!("again/disk.{ext}"))),
             "{test}: {ext} differs between two assemblies"
         );
     }

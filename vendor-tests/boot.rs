@@ -7,9 +7,11 @@
 //! then the qcow2 boots under qemu-system-x86_64 with TCG (no KVM for the
 //! user) twice at once: SeaBIOS (GRUB's boot.img → core.img in the BIOS boot
 //! partition) and OVMF (shim → signed GRUB from the ESP), together with the
-//! same tree assembled with `--layout mbr` under SeaBIOS (core.img in the
-//! gap after the MBR). Each must print the kernel command line dibr wrote
-//! and reach the serial login prompt within 5 minutes. A second assembly
+//! same tree assembled with `--layout mbr -t qcow2,vmdk` under SeaBIOS
+//! (core.img in the gap after the MBR), booted from its streamOptimized
+//! vmdk (`qemu-img check`, and `compare` with its qcow2). Each must print
+//! the kernel command line dibr wrote and reach the serial login prompt
+//! within 5 minutes. A second assembly
 //! must give byte-identical raw and qcow2.
 //!
 //! Then `dibr build dibr-test-bootable vm block-device-efi -t qcow2` (the
@@ -58,8 +60,13 @@ fn boot_rootfs(test: &str) -> Option<PathBuf> {
 
 fn start_vm(disk: &Path, log: &Path, uefi_vars: Option<&Path>) -> Vm {
     let mut c = vm::qemu(log, 1024, uefi_vars);
+    // qcow2, or vmdk (streamOptimized) by the extension.
+    let format = match disk.extension().and_then(|e| e.to_str()) {
+        Some("vmdk") => "vmdk",
+        _ => "qcow2",
+    };
     c.arg("-drive").arg(format!(
-        "file={},format=qcow2,if=virtio,snapshot=on",
+        "file={},format={format},if=virtio,snapshot=on",
         disk.display()
     ));
     vm::start(c)
@@ -181,8 +188,21 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
         fs::remove_file(s.out.join(format!("again.{ext}"))).unwrap();
     }
     fs::remove_file(&raw).unwrap();
-    assemble(&s.bin, &tar, &s.out.join("mbr"), "mbr", "qcow2");
-    let mbr = s.out.join("mbr.qcow2");
+    // The mbr disk boots from its streamOptimized vmdk (issue 17), the
+    // same disk as its qcow2.
+    assemble(&s.bin, &tar, &s.out.join("mbr"), "mbr", "qcow2,vmdk");
+    let mbr = s.out.join("mbr.vmdk");
+    run_ok(
+        Command::new(tool("qemu-img"))
+            .args(["check", "-q", "-f", "vmdk"])
+            .arg(&mbr),
+    );
+    run_ok(
+        Command::new(tool("qemu-img"))
+            .args(["compare", "-q", "-f", "qcow2", "-F", "vmdk"])
+            .arg(s.out.join("mbr.qcow2"))
+            .arg(&mbr),
+    );
 
     boot_all(
         test,
@@ -190,7 +210,7 @@ fn efi_disk_boots_with_seabios_and_ovmf() {
         &[
             (&qcow2, false, "efi-layout-seabios", 3),
             (&qcow2, true, "efi-layout-ovmf", 3),
-            (&mbr, false, "mbr-layout-seabios", 1),
+            (&mbr, false, "mbr-layout-vmdk-seabios", 1),
         ],
     );
 }

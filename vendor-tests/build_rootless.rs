@@ -309,12 +309,12 @@ fn dib_command_names_dispatch() {
     let dic = s.bin.with_file_name("disk-image-create");
     std::os::unix::fs::symlink(&s.bin, &dic).unwrap();
     let o = Command::new(&dic)
-        .args(["-t", "vmdk", "dibr-test-os"])
+        .args(["-t", "aci", "dibr-test-os"])
         .output()
         .unwrap();
     let text = out_text(&o);
     assert!(
-        !o.status.success() && text.contains("-t vmdk is not supported yet"),
+        !o.status.success() && text.contains("-t aci is not supported yet"),
         "{test}: disk-image-create did not act as dibr build\n{text}"
     );
 }

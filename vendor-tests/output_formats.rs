@@ -1,4 +1,4 @@
-//! qcow2 and vhd outputs written by dibr itself, judged by the real
+//! qcow2, vhd and streamOptimized vmdk outputs written by dibr itself, judged by the real
 //! qemu-img: `check` (qcow2), `compare` against the raw input, `info`
 //! (format and virtual size); compressed size against `qemu-img convert -c`.
 
@@ -12,6 +12,7 @@ use std::process::Command;
 
 use dibr::output::qcow2::{write_qcow2, Qcow2Options};
 use dibr::output::vhd::{vpc_size, write_vhd};
+use dibr::output::vmdk::write_vmdk;
 use sha2::{Digest, Sha256};
 
 const MIB: u64 = 1 << 20;
@@ -111,6 +112,52 @@ fn check_vhd(raw: &Path, img: &Path, scratch: &Path) {
     assert_eq!(ours["virtual-size"], theirs["virtual-size"]);
     assert_eq!(ours["virtual-size"].as_u64(), Some(vpc_size(size).3 * 512));
     assert!(ours["virtual-size"].as_u64().unwrap() >= size);
+}
+
+/// `qemu-img check` and `compare` against the raw input; `info` says
+/// streamOptimized with the raw size; the size is near qemu's own
+/// `convert -O vmdk -o subformat=streamOptimized`.
+fn check_vmdk(raw: &Path, img: &Path, scratch: &Path) {
+    let (ok, out) = qemu_img(&[&"check", &"-f", &"vmdk", &img]);
+    assert!(
+        ok && out.contains("No errors were found"),
+        "qemu-img check {img:?}: {out}"
+    );
+    let (ok, out) = qemu_img(&[&"compare", &"-f", &"raw", &"-F", &"vmdk", &raw, &img]);
+    assert!(ok && out.contains("Images are identical"), "compare: {out}");
+    let ours = info(img, "vmdk");
+    assert_eq!(ours["format"], "vmdk");
+    assert_eq!(
+        ours["format-specific"]["data"]["create-type"],
+        "streamOptimized"
+    );
+    let size = fs::metadata(raw).unwrap().len();
+    assert_eq!(
+        ours["virtual-size"].as_u64(),
+        Some(size.next_multiple_of(512))
+    );
+    let theirs_p = scratch.join("qemu.vmdk");
+    let (ok, out) = qemu_img(&[
+        &"convert",
+        &"-f",
+        &"raw",
+        &"-O",
+        &"vmdk",
+        &"-o",
+        &"subformat=streamOptimized",
+        &raw,
+        &theirs_p,
+    ]);
+    assert!(ok, "qemu-img convert -O vmdk: {out}");
+    let (o, t) = (
+        fs::metadata(img).unwrap().len(),
+        fs::metadata(&theirs_p).unwrap().len(),
+    );
+    println!("vmdk: raw {size}, dibr {o} bytes, qemu-img convert {t} bytes");
+    assert!(
+        o as f64 <= t as f64 * 1.05 + 65536.0,
+        "dibr {o} vs qemu {t}"
+    );
 }
 
 fn sha(p: &Path) -> String {
@@ -358,4 +405,43 @@ fn qcow2_multi_l2_odd_size() {
     let img = d.path().join("m.vhd");
     write_vhd(&raw, &img).unwrap();
     check_vhd(&raw, &img, d.path());
+}
+
+#[test]
+fn vmdk_stream_optimized() {
+    let Some((d, raw)) = setup("vmdk_stream_optimized") else {
+        return;
+    };
+    make_raw(&raw);
+    let img = d.path().join("dibr.vmdk");
+    write_vmdk(&raw, &img).unwrap();
+    check_vmdk(&raw, &img, d.path());
+    // The same raw image gives the same file.
+    let again = d.path().join("again");
+    fs::create_dir(&again).unwrap();
+    write_vmdk(&raw, &again.join("dibr.vmdk")).unwrap();
+    assert_eq!(sha(&img), sha(&again.join("dibr.vmdk")));
+}
+
+/// Odd sizes: a hole-only disk (no grain, no grain table), and one whose
+/// size is not a whole grain nor a whole grain table, data in the last
+/// sector and across a grain-table boundary.
+#[test]
+fn vmdk_holes_and_odd_sizes() {
+    let Some((d, raw)) = setup("vmdk_holes_and_odd_sizes") else {
+        return;
+    };
+    File::create(&raw).unwrap().set_len(64 * MIB).unwrap();
+    let img = d.path().join("hole.vmdk");
+    write_vmdk(&raw, &img).unwrap();
+    check_vmdk(&raw, &img, d.path());
+    let odd = d.path().join("odd.raw");
+    let f = File::create(&odd).unwrap();
+    f.set_len(100 * MIB + 3 * 512).unwrap();
+    f.write_all_at(&[0x5a; 4096], 32 * MIB - 2048).unwrap();
+    f.write_all_at(&[0xa5; 512], 100 * MIB + 2 * 512).unwrap();
+    drop(f);
+    let img = d.path().join("odd.vmdk");
+    write_vmdk(&odd, &img).unwrap();
+    check_vmdk(&odd, &img, d.path());
 }

@@ -73,6 +73,10 @@ pub enum AssembleError {
     Output(#[from] qcow2::OutputError),
     #[error("tar output: {0}")]
     Tar(#[from] CaptureError),
+    #[error("container image output: {0}")]
+    Container(#[from] crate::output::container::ContainerError),
+    #[error("squashfs output: {0}")]
+    Squashfs(#[from] crate::output::squashfs::SquashfsError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -27,6 +27,7 @@ mod block_device;
 pub mod boot;
 mod error;
 mod hooks;
+mod layer_outputs;
 mod output_kind;
 pub mod plan;
 mod router;
@@ -41,21 +42,24 @@ use crate::disk::layout::{self, TableKind};
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::fat::{self, FatEntry, FatOptions};
 use crate::output::atomic::AtomicFile;
+use crate::output::container::Reference;
 use crate::output::qcow2::{self, Qcow2Options};
 use crate::output::vhd;
+use crate::output::vmdk;
 use crate::tree::Timestamp;
 pub use block_device::{BlockDeviceConfig, EFI_YAML, FALLBACK_YAML, GPT_YAML, MBR_YAML};
 use error::io_err;
 pub use error::AssembleError;
 use hooks::disk_info;
 pub use hooks::{AssembleHooks, DiskInfo, ExtraEntry, HookError, NoHooks, KEEP_LIMIT};
+pub use layer_outputs::{image_meta, is_layer_output, write_from_layer};
 pub use output_kind::{output_path, parse_types, DiskType, OutputKind};
 pub use plan::{FsPlan, FsType, Placement, Plan, PlanError, Region, Target};
 pub use router::Assembly;
 use router::{Added, Writer};
 use side_files::write_glance;
-use side_files::write_tar_output;
 pub use side_files::{manifest_files, write_checksum, write_manifests, ManifestFile};
+use side_files::{write_layer_output, write_tar_output};
 
 const MIB: u64 = 1 << 20;
 /// Growth ceiling for ext4 filesystems not mounted at `/` (/boot, /var …):
@@ -86,6 +90,9 @@ pub struct AssembleConfig {
     /// What the environment says, resolved by the caller
     /// (`crate::settings::assemble`).
     pub settings: AssembleSettings,
+    /// The docker/oci outputs' `repository:tag` (DIB's `--docker-target`);
+    /// None: the image name's, `:latest`.
+    pub image_reference: Option<Reference>,
 }
 
 /// How the root ext4 filesystem is made: what disk-image-create's
@@ -174,7 +181,10 @@ pub fn assemble_with(
     hooks: &mut dyn AssembleHooks,
 ) -> Result<Assembled, AssembleError> {
     let (plan, placement) = plan_disk(cfg)?;
-    let wants_tar = cfg.types.iter().any(|t| matches!(t, OutputKind::Tar(_)));
+    let wants_tar = cfg
+        .types
+        .iter()
+        .any(|&t| matches!(t, OutputKind::Tar(_)) || is_layer_output(t));
     if wants_tar && cfg.from.as_os_str() == "-" {
         return Err(AssembleError::TarFromStdin);
     }
@@ -593,7 +603,7 @@ fn write_partition_table(
     Ok((disk_size, layout))
 }
 
-/// qcow2, vhd and tar outputs; conversions read the raw disk through its
+/// qcow2, vhd, vmdk and tar outputs; conversions read the raw disk through its
 /// open descriptor (it has no name yet).
 fn convert_outputs(
     cfg: &AssembleConfig,
@@ -638,8 +648,12 @@ fn convert_outputs(
             OutputKind::Disk(DiskType::Vhd) => {
                 vhd::write_vhd_at(&raw_fd_path, &out, cfg.source_date_epoch)?
             }
+            OutputKind::Disk(DiskType::Vmdk) => vmdk::write_vmdk(&raw_fd_path, &out)?,
             OutputKind::Tar(ty) => {
                 write_tar_output(cfg, &out, ty, plan, &added.entries, &added.data)?
+            }
+            OutputKind::Container(_) | OutputKind::Squashfs => {
+                write_layer_output(cfg, &out, t, plan, &added.entries, &added.data)?
             }
         }
         outs.push(out);
@@ -756,6 +770,7 @@ mod tests {
             checksum: false,
             elements: Vec::new(),
             settings: AssembleSettings::default(),
+            image_reference: None,
         };
         let mut p = Probe::default();
         let outs = assemble_with(&cfg, &mut p).unwrap().outputs;

@@ -28,27 +28,78 @@ pub(super) fn write_tar_output(
         no_fsync: !cfg.settings.ext4_io.fsync,
         ..Default::default()
     };
-    let fstab = plan.fstab().into_bytes();
     capture::write_output_with(out, ty, opts.no_fsync, &mut |w| {
-        let mut t = EntryTar::new(w, &opts, &cfg.from);
-        let mut src = Source::open(&cfg.from).map_err(CaptureError::from)?;
-        let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
-        while let Some(e) = src.next_entry().map_err(CaptureError::from)? {
-            if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
-                continue; // replaced by a hook's entry, written below
-            }
-            if let Some(fe) = fstab_replacement(&e, fstab.len() as u64) {
-                t.add(&fe, &mut Bytes(&fstab))?;
-                continue;
-            }
-            t.add(&e, src.data())?;
-        }
-        for (e, d) in added.iter().zip(added_data) {
-            t.add(e, &mut Bytes(d))?;
-        }
-        t.finish()
+        fill_tree(cfg, &opts, plan, added, added_data, w)
     })?;
     Ok(())
+}
+
+/// The tree as the disk got it, as a tar into `w`.
+fn fill_tree(
+    cfg: &AssembleConfig,
+    opts: &CaptureOptions,
+    plan: &Plan,
+    added: &[Entry],
+    added_data: &[Vec<u8>],
+    w: &mut dyn std::io::Write,
+) -> Result<capture::CaptureStats, CaptureError> {
+    let fstab = plan.fstab().into_bytes();
+    let mut t = EntryTar::new(w, opts, &cfg.from);
+    let mut src = Source::open(&cfg.from).map_err(CaptureError::from)?;
+    let added_paths: Vec<&[u8]> = added.iter().map(|e| e.path.as_slice()).collect();
+    while let Some(e) = src.next_entry().map_err(CaptureError::from)? {
+        if added_paths.contains(&e.path.as_slice()) && e.path != b"etc/fstab" {
+            continue; // replaced by a hook's entry, written below
+        }
+        if let Some(fe) = fstab_replacement(&e, fstab.len() as u64) {
+            t.add(&fe, &mut Bytes(&fstab))?;
+            continue;
+        }
+        t.add(&e, src.data())?;
+    }
+    for (e, d) in added.iter().zip(added_data) {
+        t.add(e, &mut Bytes(d))?;
+    }
+    t.finish()
+}
+
+/// docker/oci/squashfs outputs: the tar of [`write_tar_output`] into an
+/// unnamed scratch file beside `out` (never named: gone when dropped),
+/// then the output made from it.
+pub(super) fn write_layer_output(
+    cfg: &AssembleConfig,
+    out: &Path,
+    kind: super::OutputKind,
+    plan: &Plan,
+    added: &[Entry],
+    added_data: &[Vec<u8>],
+) -> Result<(), AssembleError> {
+    let opts = CaptureOptions {
+        source_date_epoch: cfg.source_date_epoch,
+        no_fsync: true,
+        ..Default::default()
+    };
+    let mut scratch = out.as_os_str().to_owned();
+    scratch.push(".layer");
+    let scratch = PathBuf::from(scratch);
+    let layer = AtomicFile::create(&scratch).map_err(io_err(format!(
+        "creating a scratch layer beside {}",
+        out.display()
+    )))?;
+    let file = layer.file();
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        fill_tree(cfg, &opts, plan, added, added_data, &mut w)?;
+        std::io::Write::flush(&mut w).map_err(io_err("writing the scratch layer"))?;
+    }
+    let meta = super::image_meta(
+        &cfg.image_name,
+        cfg.image_reference.as_ref(),
+        super::epoch_now(cfg.source_date_epoch),
+        "amd64",
+        concat!("dibr ", env!("CARGO_PKG_VERSION")).into(),
+    );
+    super::write_from_layer(kind, file, &scratch, out, &meta, cfg.source_date_epoch)
 }
 
 /// `--checksum`: NAME.<ext>.sha256 and .md5 side files, as DIB's
@@ -161,7 +212,13 @@ pub(super) fn write_glance(cfg: &AssembleConfig, raw: &File) -> Result<(), Assem
             DiskType::Raw => raw_path.clone(),
             _ => crate::output::set::readable(&out),
         };
-        let image = if d == DiskType::Vhd { &raw_path } else { &file };
+        // dibr reads raw and qcow2 disks; a vhd's or vmdk's guest is the
+        // raw disk it was converted from.
+        let image = if matches!(d, DiskType::Vhd | DiskType::Vmdk) {
+            &raw_path
+        } else {
+            &file
+        };
         let err = |source| AssembleError::Glance {
             output: out.clone(),
             source: Box::new(source),

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use crate::capture::OutputType;
 use crate::elements::{self, Phase};
+use crate::output::container::Reference;
 use crate::sandbox::{self, Bind, SandboxConfig};
 use workdir::WorkDir;
 
@@ -31,6 +32,11 @@ pub struct BuildConfig {
     /// Output name without extension (DIB's `-o`).
     pub image_name: PathBuf,
     pub types: Vec<OutputType>,
+    /// docker/oci/squashfs outputs made from the captured tree's tar
+    /// (without a disk type; with one, the assembler writes them).
+    pub layer_outputs: Vec<crate::assemble::OutputKind>,
+    /// `--docker-target`: their `repository:tag` (None: the image name's).
+    pub image_reference: Option<Reference>,
     pub arch: String,
     /// `-p`: packages installed after install.d.
     pub packages: Vec<String>,
@@ -324,6 +330,7 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
         }
         outs.push(out_abs);
     }
+    outs.extend(capture_layer_outputs(w, cfg, env)?);
     // DIB's manifests element: /etc/dib-manifests → NAME.d/dib-manifests,
     // read from the tree itself (a few small files; the tar is not read
     // again). Only a real directory inside the tree counts: a hook's
@@ -348,6 +355,57 @@ fn capture(w: &WorkDir, cfg: &BuildConfig, env: &env::HookEnv) -> Result<Vec<Pat
             })?;
         }
     }
+    Ok(outs)
+}
+
+/// docker/oci/squashfs outputs: the tree captured once into the work
+/// directory, then each output made from that tar.
+fn capture_layer_outputs(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+) -> Result<Vec<PathBuf>, BuildError> {
+    if cfg.layer_outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let layer_path = w.image_dir().join("layer.tar");
+    capture_one(w, cfg, env, &layer_path)?;
+    let layer = std::fs::File::open(&layer_path).map_err(io("opening the captured layer"))?;
+    let created = cfg.source_date_epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let meta = crate::assemble::image_meta(
+        &cfg.image_name,
+        cfg.image_reference.as_ref(),
+        created,
+        &cfg.arch,
+        format!(
+            "dibr {} {}",
+            env!("CARGO_PKG_VERSION"),
+            cfg.elements.join(" ")
+        ),
+    );
+    let mut outs = Vec::new();
+    for &kind in &cfg.layer_outputs {
+        let out = std::path::absolute(crate::assemble::output_path(&cfg.image_name, kind))
+            .map_err(io("current directory"))?;
+        crate::assemble::write_from_layer(
+            kind,
+            &layer,
+            &layer_path,
+            &out,
+            &meta,
+            cfg.source_date_epoch,
+        )?;
+        if cfg.checksum {
+            crate::assemble::write_checksum(&out)?;
+        }
+        outs.push(out);
+    }
+    drop(layer);
+    let _ = std::fs::remove_file(&layer_path);
     Ok(outs)
 }
 
@@ -500,6 +558,7 @@ fn assemble_disk(
         checksum: cfg.checksum,
         elements: resolved.elements.iter().map(|(n, _)| n.clone()).collect(),
         settings: crate::settings::assemble(),
+        image_reference: cfg.image_reference.clone(),
     };
     // The captured tar is all the assembler reads: the target tree can go
     // while the disk is written (removing tens of thousands of files takes

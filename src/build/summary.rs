@@ -103,6 +103,15 @@ fn virtual_size(path: &Path) -> Option<u64> {
             (&foot[0..8] == b"conectix")
                 .then(|| u64::from_be_bytes(foot[48..56].try_into().unwrap_or_default()))
         }
+        "vmdk" => {
+            // A sparse extent header: "KDMV", version, flags, then the
+            // capacity in sectors, little-endian (VMware's Virtual Disk
+            // Format 5.0).
+            let mut h = [0u8; 20];
+            f.read_exact_at(&mut h, 0).ok()?;
+            (&h[0..4] == b"KDMV")
+                .then(|| u64::from_le_bytes(h[12..20].try_into().unwrap_or_default()) * 512)
+        }
         "raw" => Some(len),
         _ => None,
     }
@@ -133,8 +142,8 @@ fn side_files(outputs: &[PathBuf]) -> Vec<String> {
 /// How to use what was built: boot and check a disk image.
 fn next_commands(outputs: &[PathBuf]) -> Vec<String> {
     let Some(disk) = outputs.iter().find(|o| {
-        o.extension()
-            .is_some_and(|e| e == "qcow2" || e == "raw" || e == "vhd")
+        // What `dibr vm` and `dibr check` read.
+        o.extension().is_some_and(|e| e == "qcow2" || e == "raw")
     }) else {
         return Vec::new();
     };

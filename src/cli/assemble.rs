@@ -16,10 +16,10 @@ pub struct AssembleArgs {
     /// Root tree: a tar archive (plain, gzip or zstd; `-` for stdin) or a directory
     #[arg(long, value_name = "SRC")]
     pub from: PathBuf,
-    /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd, NAME.tar, …
+    /// Image name; outputs are NAME.raw, NAME.qcow2, NAME.vhd, NAME.vmdk, NAME.tar, …
     #[arg(short = 'o', default_value = "image")]
     pub output: PathBuf,
-    /// Output types, comma separated: raw, qcow2, vhd, tar, tgz, tar.zst
+    /// Output types, comma separated: raw, qcow2, vhd, vmdk, tar, tgz, tar.zst, docker (NAME.docker.tar), oci (NAME.oci.tar), squashfs (NAME.squash)
     #[arg(short = 't', default_value = "qcow2")]
     pub types: String,
     /// Partition layout from dibr's block-device elements: efi (ESP + BIOS boot + root), gpt (BIOS boot + root) or mbr (one primary root partition)
@@ -45,6 +45,9 @@ pub struct AssembleArgs {
     /// Write NAME.<type>.sha256 and .md5 next to each output (as DIB)
     #[arg(long)]
     pub checksum: bool,
+    /// The docker/oci outputs' repository[:tag] (default: the image name, :latest)
+    #[arg(long, value_name = "REPO:TAG")]
+    pub docker_target: Option<String>,
 }
 
 /// DIB's image size: `--image-size`/`DIB_IMAGE_SIZE` are GiB (fractions
@@ -139,6 +142,12 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         checksum: a.checksum,
         elements: Vec::new(),
         settings: settings::assemble(),
+        image_reference: a
+            .docker_target
+            .as_deref()
+            .map(crate::output::container::parse_reference)
+            .transpose()
+            .map_err(|e| format!("--docker-target: {e}"))?,
     })
 }
 

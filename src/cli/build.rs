@@ -11,6 +11,7 @@ use clap::Args;
 use crate::assemble::OutputKind;
 use crate::build::{build_image, AssembleOpts, BuildConfig};
 use crate::capture::OutputType;
+use crate::output::container::{parse_reference, Reference};
 
 #[derive(Args, Debug, Clone)]
 pub struct BuildArgs {
@@ -20,7 +21,7 @@ pub struct BuildArgs {
     /// Image name; outputs are NAME.<type> for each -t type (NAME.qcow2, NAME.raw, …). With one type, a NAME ending in .<type> is used as is (as DIB: -o debian.qcow2 writes debian.qcow2)
     #[arg(short = 'o', default_value = "image", value_name = "NAME")]
     pub output: PathBuf,
-    /// Output types, comma separated: qcow2, raw, vhd, tar, tgz, tar.zst
+    /// Output types, comma separated: qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker (NAME.docker.tar), oci (NAME.oci.tar), squashfs (NAME.squash)
     #[arg(short = 't', default_value = "qcow2", value_name = "TYPES")]
     pub types: String,
     /// Architecture (DIB's -a): amd64/x86_64 only for now
@@ -82,7 +83,7 @@ pub struct BuildArgs {
     /// Main element of a ramdisk (DIB's --ramdisk-element, e.g. dracut-ramdisk): `dibr ramdisk` builds it first; default $RAMDISK_ELEMENT, else none (DIB adds `ramdisk`). Ignored by `dibr build`, as disk-image-create ignores it
     #[arg(long, value_name = "ELEMENT")]
     pub ramdisk_element: Option<String>,
-    /// Refused: the docker output type it names an image for (DIB's --docker-target) is not written by dibr; build -t tar and run `docker import NAME.tar TARGET`
+    /// The docker/oci outputs' repository[:tag] (default: the image name, :latest)
     #[arg(long, value_name = "REPO:TAG")]
     pub docker_target: Option<String>,
 }
@@ -103,6 +104,8 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         skip_base: a.skip_base,
         image_name: image_name(&a.output, &outputs.all),
         types: outputs.tar_types,
+        layer_outputs: outputs.layer_outputs,
+        image_reference: image_reference(a)?,
         arch,
         packages: a.packages.clone(),
         keep_on_error: a.keep_on_error || env_is("break", |b| b.contains("after-error")),
@@ -122,11 +125,6 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
 
 /// Options dibr refuses, naming the alternative.
 fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
-    if let Some(t) = &a.docker_target {
-        return Err(format!(
-            "--docker-target {t}: dibr has no docker output type; build -t tar and run `docker import NAME.tar {t}`"
-        ));
-    }
     if a.install_type
         .as_deref()
         .is_some_and(|t| t.trim().is_empty())
@@ -134,10 +132,10 @@ fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
         return Err("--install-type needs a value: source or package".into());
     }
     for t in a.types.split(',').map(str::trim) {
-        if matches!(t, "vmdk" | "squashfs" | "docker" | "aci") {
+        if matches!(t, "aci") {
             return Err(refuse(
                 &format!("-t {t}"),
-                "dibr writes qcow2, raw, vhd, tar, tgz and tar.zst",
+                "dibr writes qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker, oci and squashfs",
             ));
         }
     }
@@ -159,6 +157,8 @@ struct Outputs {
     all: Vec<OutputKind>,
     /// Without a disk type the tree is captured straight into these.
     tar_types: Vec<OutputType>,
+    /// Without a disk type, these are made from the captured tree's tar.
+    layer_outputs: Vec<OutputKind>,
     /// With a disk type the assembler writes every output from one capture.
     assemble: Option<AssembleOpts>,
 }
@@ -172,10 +172,15 @@ fn outputs(a: &BuildArgs) -> Result<Outputs, String> {
         all.iter()
             .filter_map(|t| match t {
                 OutputKind::Tar(t) => Some(*t),
-                OutputKind::Disk(_) => None,
+                OutputKind::Disk(_) | OutputKind::Container(_) | OutputKind::Squashfs => None,
             })
             .collect()
     };
+    let layer_outputs = all
+        .iter()
+        .copied()
+        .filter(|&t| !disk && crate::assemble::is_layer_output(t))
+        .collect();
     let qcow2_compat = crate::cli::assemble::qemu_img_options(a.qemu_img_options.as_deref())?;
     let assemble = disk.then(|| AssembleOpts {
         types: all.clone(),
@@ -185,8 +190,17 @@ fn outputs(a: &BuildArgs) -> Result<Outputs, String> {
     Ok(Outputs {
         all,
         tar_types,
+        layer_outputs,
         assemble,
     })
+}
+
+/// `--docker-target`, checked as Docker's reference grammar asks.
+fn image_reference(a: &BuildArgs) -> Result<Option<Reference>, String> {
+    a.docker_target
+        .as_deref()
+        .map(|t| parse_reference(t).map_err(|e| format!("--docker-target: {e}")))
+        .transpose()
 }
 
 /// `--image-size` and the root filesystem's options (their notes printed).
@@ -198,7 +212,7 @@ fn root_filesystem(
     if image_size.is_some() && !disk {
         return Err(refuse(
             "--image-size",
-            "tar outputs have no size; add a disk type (-t raw, qcow2, vhd)",
+            "tar outputs have no size; add a disk type (-t raw, qcow2, vhd, vmdk)",
         ));
     }
     let (root_fs, notes) = super::root_fs::resolve(

@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
     long_about = "Rootless disk-image builder, compatible with diskimage-builder elements.\n\n\
 dibr builds bootable cloud and bare-metal images from diskimage-builder elements as an \
 ordinary user: hooks run in a user namespace, the tree leaves it as a tarball, and dibr \
-writes ext4, FAT, the partition table, the boot loaders and qcow2/vhd itself — no sudo, \
+writes ext4, FAT, the partition table, the boot loaders and qcow2/vhd/vmdk itself — no sudo, \
 loop devices or mounts. Everyday use: `dibr build -o debian.qcow2 debian vm`, then \
 `dibr vm debian.qcow2` to boot it and log in over ssh.",
     after_help = "Run `dibr <COMMAND> --help` for a command's options. \
@@ -48,7 +48,7 @@ pub struct Cli {
 pub enum Command {
     /// Make an ext4 image from a tarball or directory, in userspace, as an ordinary user
     Mkfs(mkfs::MkfsArgs),
-    /// Assemble a root tarball or directory into a partitioned disk image (raw, qcow2, vhd)
+    /// Assemble a root tarball or directory into a partitioned disk image (raw, qcow2, vhd, vmdk)
     Assemble(assemble::AssembleArgs),
     /// Build an image from diskimage-builder elements, rootless (disk-image-create)
     Build(build::BuildArgs),

@@ -16,12 +16,16 @@ pub struct Described {
     pub sha512: String,
 }
 
-/// `qcow2` (its magic), `vhd` (the `conectix` footer), else `raw`.
+/// `qcow2` (its magic), `vmdk` (a sparse extent's `KDMV` magic, VMware's
+/// Virtual Disk Format 5.0), `vhd` (the `conectix` footer), else `raw`.
 pub fn disk_format(f: &File, len: u64) -> std::io::Result<&'static str> {
     let mut magic = [0u8; 8];
     let n = f.read_at(&mut magic, 0)?;
     if n >= 4 && &magic[..4] == crate::output::qcow2::read::MAGIC {
         return Ok("qcow2");
+    }
+    if n >= 4 && &magic[..4] == b"KDMV" {
+        return Ok("vmdk");
     }
     if len >= 512 {
         f.read_exact_at(&mut magic, len - 512)?;
