@@ -160,10 +160,11 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
         err.lines().count() < 60
             && err.contains("qcow2: compressing debian.qcow2: 50% (")
             && err.contains("debian.qcow2: ")
+            && err.contains("  dibr check debian.qcow2")
             && err
                 .lines()
                 .last()
-                .is_some_and(|l| l.contains("dibr check debian.qcow2")),
+                .is_some_and(|l| l.contains("openstack image create")),
         "{test}: the build's terminal output is not compact, or has no progress or summary\n{err}"
     );
     let disk = s.out.join("debian.qcow2");
