@@ -480,13 +480,15 @@ fn dib_names_show_their_name_in_help() {
             "{name} --help\n{text}"
         );
     }
+    // --docker-target names the docker output (issue 17): a name Docker
+    // would refuse is refused up front, naming the option.
     let o = Command::new(t.path().join("disk-image-create"))
-        .args(["--docker-target", "me/img:1", "-t", "tar", "vm"])
+        .args(["--docker-target", "Me/Img:1", "-t", "docker", "vm"])
         .output()
         .unwrap();
     let text = out_text(&o);
     assert!(
-        !o.status.success() && text.contains("--docker-target") && text.contains("docker import"),
+        !o.status.success() && text.contains("--docker-target"),
         "{text}"
     );
 }

@@ -222,6 +222,81 @@ pub fn ssh_line(port: u16, private_key: Option<&str>, user: &str) -> String {
     )
 }
 
+/// What `dibr vm` says before qemu starts: the VM, the seed, the login
+/// line, how to quit, the qemu command line.
+struct Announce<'a> {
+    a: &'a VmArgs,
+    plan: &'a VmPlan,
+    qemu: &'a Path,
+    args: &'a [std::ffi::OsString],
+    key: &'a Key,
+    guest: &'a crate::vm::guest::Guest,
+    home: Option<&'a Path>,
+    user: &'a str,
+}
+
+fn announce(n: &Announce) {
+    let Announce {
+        a,
+        plan,
+        qemu,
+        args,
+        key,
+        guest,
+        home,
+        user,
+    } = *n;
+    let image = &plan.image;
+    let format = plan.format;
+    let fw_text = match &plan.firmware {
+        Firmware::Bios => "BIOS (SeaBIOS)".to_string(),
+        Firmware::Uefi { code, .. } => format!("UEFI ({})", code.display()),
+    };
+    let accel_text = match plan.accel {
+        Accel::Kvm => "KVM",
+        Accel::Tcg if a.no_kvm => "TCG (--no-kvm; slow: the boot takes minutes)",
+        Accel::Tcg => "TCG (no usable /dev/kvm; slow: the boot takes minutes)",
+    };
+    eprintln!(
+        "dibr: booting {} ({}, {fw_text}, {accel_text}, {} MiB, {} CPUs); {}",
+        image.display(),
+        format.as_str(),
+        plan.memory_mib,
+        plan.cpus,
+        if a.persistent {
+            "changes are written to the image (--persistent)"
+        } else {
+            "changes are discarded when qemu exits (-snapshot; --persistent keeps them)"
+        }
+    );
+    eprintln!(
+        "dibr: NoCloud seed (vfat 'cidata') authorising {}",
+        tilde(&key.public, home)
+    );
+    if !guest.cloud_init {
+        eprintln!(
+            "dibr: warning: the image has no cloud-init (/usr/bin/cloud-init): nothing will install the key; log in on the console"
+        );
+    }
+    let private = key.private.as_deref().map(|p| tilde(p, home));
+    eprintln!("dibr: log in, once the boot has finished, with:");
+    eprintln!("  {}", ssh_line(plan.ssh_port, private.as_deref(), user));
+    if guest.default_user.is_none() && a.user.is_none() {
+        eprintln!(
+            "dibr: (USER: the image's cloud config names no default user; give it with --user NAME)"
+        );
+    }
+    eprintln!("dibr: the serial console is this terminal; quit qemu with Ctrl-A X (Ctrl-A H: the other keys)");
+    eprintln!(
+        "dibr: {} {}",
+        qemu.display(),
+        args.iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
 /// Runs qemu; returns its exit code.
 pub fn run(a: &VmArgs) -> Result<i32, Box<dyn std::error::Error>> {
     let home = std::env::var_os("HOME")
@@ -295,53 +370,16 @@ pub fn run(a: &VmArgs) -> Result<i32, Box<dyn std::error::Error>> {
     };
     let args = plan.args();
 
-    let fw_text = match &fw {
-        Firmware::Bios => "BIOS (SeaBIOS)".to_string(),
-        Firmware::Uefi { code, .. } => format!("UEFI ({})", code.display()),
-    };
-    let accel_text = match accel {
-        Accel::Kvm => "KVM",
-        Accel::Tcg if a.no_kvm => "TCG (--no-kvm; slow: the boot takes minutes)",
-        Accel::Tcg => "TCG (no usable /dev/kvm; slow: the boot takes minutes)",
-    };
-    eprintln!(
-        "dibr: booting {} ({}, {fw_text}, {accel_text}, {} MiB, {} CPUs); {}",
-        image.display(),
-        format.as_str(),
-        plan.memory_mib,
-        plan.cpus,
-        if a.persistent {
-            "changes are written to the image (--persistent)"
-        } else {
-            "changes are discarded when qemu exits (-snapshot; --persistent keeps them)"
-        }
-    );
-    eprintln!(
-        "dibr: NoCloud seed (vfat 'cidata') authorising {}",
-        tilde(&key.public, home.as_deref())
-    );
-    if !guest.cloud_init {
-        eprintln!(
-            "dibr: warning: the image has no cloud-init (/usr/bin/cloud-init): nothing will install the key; log in on the console"
-        );
-    }
-    let private = key.private.as_deref().map(|p| tilde(p, home.as_deref()));
-    eprintln!("dibr: log in, once the boot has finished, with:");
-    eprintln!("  {}", ssh_line(port, private.as_deref(), &user));
-    if guest.default_user.is_none() && a.user.is_none() {
-        eprintln!(
-            "dibr: (USER: the image's cloud config names no default user; give it with --user NAME)"
-        );
-    }
-    eprintln!("dibr: the serial console is this terminal; quit qemu with Ctrl-A X (Ctrl-A H: the other keys)");
-    eprintln!(
-        "dibr: {} {}",
-        qemu.display(),
-        args.iter()
-            .map(|x| x.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    announce(&Announce {
+        a,
+        plan: &plan,
+        qemu: &qemu,
+        args: &args,
+        key: &key,
+        guest: &guest,
+        home: home.as_deref(),
+        user: &user,
+    });
     let mut child = Command::new(&qemu)
         .args(&args)
         .spawn()
