@@ -245,6 +245,8 @@ fn dibr_build_vm_boots_with_seabios_and_ovmf() {
     let o = build_cmd(
         &s,
         &[
+            // -v: the bootloader hook's line is read from the terminal.
+            "-v",
             "-n",
             "-t",
             "qcow2",
