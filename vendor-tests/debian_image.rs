@@ -624,7 +624,8 @@ fn dib_library_first_debian_vm_boots_with_dib_elements() {
         "selinux-permissive",
         "baremetal",
     ];
-    let mut args = vec!["-o", "dibdeb", "-t", "qcow2", "debian-minimal", "vm"];
+    // -v: dib-run-parts' "completed" lines are read from the terminal.
+    let mut args = vec!["-v", "-o", "dibdeb", "-t", "qcow2", "debian-minimal", "vm"];
     args.extend(dib_run);
     let t0 = Instant::now();
     let o = build_cmd(
