@@ -92,10 +92,10 @@ fn virtual_size(path: &Path) -> Option<u64> {
     let ext = path.extension()?.to_str()?;
     match ext {
         "qcow2" => {
-            let mut h = [0u8; 32];
-            f.read_exact_at(&mut h, 0).ok()?;
-            (&h[0..4] == b"QFI\xfb")
-                .then(|| u64::from_be_bytes(h[24..32].try_into().unwrap_or_default()))
+            let src = crate::image_io::FileSource { file: &f, len };
+            crate::output::qcow2::read::read_header(&src)
+                .ok()
+                .map(|h| h.size)
         }
         "vhd" => {
             let mut foot = [0u8; 512];
@@ -187,10 +187,19 @@ mod tests {
     fn sizes_of_qcow2_vhd_and_raw() {
         let d = std::env::temp_dir().join(format!("dibr-summary-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
-        let mut q = vec![0u8; 64];
-        q[0..4].copy_from_slice(b"QFI\xfb");
-        q[24..32].copy_from_slice(&(7u64 << 30).to_be_bytes());
-        std::fs::write(d.join("a.qcow2"), &q).unwrap();
+        // A real qcow2 of a sparse 7 GiB raw disk.
+        let raw = std::fs::File::create(d.join("src.raw")).unwrap();
+        raw.set_len(7 << 30).unwrap();
+        crate::output::qcow2::write_qcow2(
+            &d.join("src.raw"),
+            &d.join("a.qcow2"),
+            &crate::output::qcow2::Qcow2Options {
+                compress: true,
+                level: 6,
+                compat: Default::default(),
+            },
+        )
+        .unwrap();
         let mut v = vec![0u8; 1024];
         v[512..520].copy_from_slice(b"conectix");
         v[512 + 48..512 + 56].copy_from_slice(&(3u64 << 20).to_be_bytes());
@@ -212,7 +221,7 @@ mod tests {
         });
         assert!(l[0].starts_with("dibr: build finished in 1.0s: "), "{l:?}");
         assert!(
-            l[1].contains("a.qcow2: 64 B, a 7.00 GiB disk (replaced"),
+            l[1].contains("a.qcow2: 256.00 KiB, a 7.00 GiB disk (replaced"),
             "{l:?}"
         );
         assert!(l[2].ends_with("up to 1.00 PiB"), "{l:?}");
