@@ -278,6 +278,86 @@ fn qcow2_compat_0_10_as_nodepool_asks() {
     );
 }
 
+/// `--qemu-img-options compression_type=zstd` (DIB's option, qemu ≥ 5.1):
+/// qemu-img checks and compares the file, `info` says zstd, the file is
+/// no larger than `qemu-img convert -c -o compression_type=zstd` of the
+/// same raw, and the same input gives the same bytes; with compat=0.10
+/// it is refused before any output.
+#[test]
+fn qcow2_zstd_as_qemu_img_options_ask() {
+    let test = "qcow2_zstd_as_qemu_img_options_ask";
+    let Some((d, raw)) = setup(test) else {
+        return;
+    };
+    make_raw(&raw);
+    let tar = d.path().join("tree.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .arg("src"),
+    );
+    let assemble = |name: &str, opts: &str| {
+        run(Command::new(dibr_bin())
+            .args(["assemble", "--layout", "mbr", "-t", "raw,qcow2"])
+            .args(["--qemu-img-options", opts, "--from"])
+            .arg(&tar)
+            .arg("-o")
+            .arg(d.path().join(name))
+            .env("SOURCE_DATE_EPOCH", "1700000000"))
+    };
+    for name in ["z1", "z2"] {
+        let o = assemble(name, "compression_type=zstd");
+        assert!(o.status.success(), "{test}: {}", out_text(&o));
+    }
+    let (raw1, img1) = (d.path().join("z1.raw"), d.path().join("z1.qcow2"));
+    check_qcow2(&raw1, &img1);
+    let i = info(&img1, "qcow2");
+    assert_eq!(
+        i["format-specific"]["data"]["compression-type"], "zstd",
+        "{test}: {i}"
+    );
+    assert_eq!(
+        sha(&img1),
+        sha(&d.path().join("z2.qcow2")),
+        "{test}: not reproducible"
+    );
+    let theirs = d.path().join("qemu-zstd.qcow2");
+    let (ok, out) = qemu_img(&[
+        &"convert",
+        &"-c",
+        &"-f",
+        &"raw",
+        &"-O",
+        &"qcow2",
+        &"-o",
+        &"compression_type=zstd",
+        &raw1,
+        &theirs,
+    ]);
+    assert!(ok, "{out}");
+    let (ours, theirs) = (
+        fs::metadata(&img1).unwrap().len(),
+        fs::metadata(&theirs).unwrap().len(),
+    );
+    println!("{test}: zstd qcow2 ours {ours} bytes, qemu-img's {theirs}");
+    assert!(ours <= theirs, "{test}: ours {ours} > qemu-img's {theirs}");
+    // zlib stays the default: no compression-type change without asking.
+    let o = assemble("zl", "compat=1.1");
+    assert!(o.status.success(), "{test}: {}", out_text(&o));
+    let i = info(&d.path().join("zl.qcow2"), "qcow2");
+    assert_eq!(i["format-specific"]["data"]["compression-type"], "zlib");
+    let o = assemble("v2", "compat=0.10,compression_type=zstd");
+    let text = out_text(&o);
+    assert!(
+        !o.status.success() && text.contains("compression_type=zstd needs qcow2 version 3"),
+        "{test}: {text}"
+    );
+    assert!(!d.path().join("v2.qcow2").exists() && !d.path().join("v2.raw").exists());
+}
+
 #[test]
 fn qcow2_uncompressed() {
     let Some((d, raw)) = setup("qcow2_uncompressed") else {

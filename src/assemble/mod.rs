@@ -77,8 +77,8 @@ pub struct AssembleConfig {
     /// `--image-size` / `DIB_IMAGE_SIZE` in bytes (already rounded as DIB).
     pub image_size: Option<u64>,
     pub uncompressed: bool,
-    /// qcow2 version (qemu-img's `compat`).
-    pub qcow2_compat: qcow2::Qcow2Compat,
+    /// qcow2 version and compression (qemu-img's `compat`, `compression_type`).
+    pub qcow2: qcow2::Qcow2Format,
     /// How the root filesystem is made (growth ceiling, mkfs options).
     pub root_fs: RootFsOptions,
     pub source_date_epoch: Option<i64>,
@@ -633,7 +633,8 @@ fn convert_outputs(
                     &out,
                     &Qcow2Options {
                         compress: !cfg.uncompressed,
-                        compat: cfg.qcow2_compat,
+                        compat: cfg.qcow2.compat,
+                        compression: cfg.qcow2.compression,
                         ..Default::default()
                     },
                     &|done, total| {
@@ -764,7 +765,7 @@ mod tests {
             root_params: RootParams::default(),
             image_size: None,
             uncompressed: false,
-            qcow2_compat: Default::default(),
+            qcow2: Default::default(),
             root_fs: RootFsOptions::default(),
             source_date_epoch: Some(1_700_000_000),
             checksum: false,

@@ -68,8 +68,8 @@ pub struct AssembleOpts {
     /// Every requested output, disk and tar.
     pub types: Vec<crate::assemble::OutputKind>,
     pub uncompressed: bool,
-    /// `--qemu-img-options compat=…`.
-    pub qcow2_compat: crate::output::qcow2::Qcow2Compat,
+    /// `--qemu-img-options compat=…,compression_type=…`.
+    pub qcow2: crate::output::qcow2::Qcow2Format,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -552,7 +552,7 @@ fn assemble_disk(
         root_params,
         image_size: cfg.image_size,
         uncompressed: a.uncompressed,
-        qcow2_compat: a.qcow2_compat,
+        qcow2: a.qcow2,
         root_fs: cfg.root_fs.clone(),
         source_date_epoch: cfg.source_date_epoch,
         checksum: cfg.checksum,

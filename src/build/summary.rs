@@ -193,11 +193,7 @@ mod tests {
         crate::output::qcow2::write_qcow2(
             &d.join("src.raw"),
             &d.join("a.qcow2"),
-            &crate::output::qcow2::Qcow2Options {
-                compress: true,
-                level: 6,
-                compat: Default::default(),
-            },
+            &crate::output::qcow2::Qcow2Options::default(),
         )
         .unwrap();
         let mut v = vec![0u8; 1024];

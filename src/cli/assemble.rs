@@ -1,6 +1,6 @@
 //! `dibr assemble`: a root tarball or directory into a whole-disk image.
 
-use crate::output::qcow2::Qcow2Compat;
+use crate::output::qcow2::{Qcow2Compat, Qcow2Compression, Qcow2Format};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -34,7 +34,7 @@ pub struct AssembleArgs {
     /// Do not compress qcow2 (DIB's -u)
     #[arg(short = 'u')]
     pub uncompressed: bool,
-    /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2) or compat=1.1 (version 3, the default)
+    /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2) or compat=1.1 (version 3, the default); compression_type=zlib (default) or zstd (qemu >= 5.1, version 3 only)
     #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
     pub qemu_img_options: Option<String>,
     /// Largest size the root filesystem must be able to grow to, in bytes with a unit (64T, 1P); the same as --max-online-resize. Default 1P, lowered to fit an --image-size too small for it
@@ -78,10 +78,10 @@ pub fn image_size(arg: Option<&str>) -> Result<Option<u64>, String> {
 }
 
 /// `--qemu-img-options` (DIB's, passed to `qemu-img convert -o`): a comma
-/// list of `key=value`. dibr writes qcow2 itself and honours `compat`;
-/// any other key is refused by name.
-pub fn qemu_img_options(v: Option<&str>) -> Result<Qcow2Compat, String> {
-    let mut compat = Qcow2Compat::default();
+/// list of `key=value`. dibr writes qcow2 itself and honours `compat` and
+/// `compression_type`; any other key is refused by name.
+pub fn qemu_img_options(v: Option<&str>) -> Result<Qcow2Format, String> {
+    let mut f = Qcow2Format::default();
     for kv in v
         .unwrap_or("")
         .split(',')
@@ -91,19 +91,31 @@ pub fn qemu_img_options(v: Option<&str>) -> Result<Qcow2Compat, String> {
         let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
         match k {
             "compat" => {
-                compat = Qcow2Compat::from_qemu_img(val).ok_or_else(|| {
+                f.compat = Qcow2Compat::from_qemu_img(val).ok_or_else(|| {
                     format!("--qemu-img-options: compat={val}: expected 0.10 (qcow2 version 2) or 1.1 (version 3)")
+                })?
+            }
+            "compression_type" => {
+                f.compression = Qcow2Compression::from_qemu_img(val).ok_or_else(|| {
+                    format!("--qemu-img-options: compression_type={val}: expected zlib or zstd")
                 })?
             }
             other => {
                 return Err(format!(
                     "--qemu-img-options: {other} is not supported: dibr writes qcow2 itself (64 KiB clusters, \
-                     deflate) and honours only compat=0.10|1.1"
+                     deflate or zstd) and honours only compat=0.10|1.1 and compression_type=zlib|zstd"
                 ))
             }
         }
     }
-    Ok(compat)
+    if f.compat == Qcow2Compat::V2 && f.compression != Qcow2Compression::Zlib {
+        return Err(
+            "--qemu-img-options: compression_type=zstd needs qcow2 version 3: drop compat=0.10 \
+                    (readers that need version 2 predate zstd clusters too)"
+                .into(),
+        );
+    }
+    Ok(f)
 }
 
 pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
@@ -136,7 +148,7 @@ pub fn config(a: &AssembleArgs) -> Result<AssembleConfig, String> {
         root_params: settings::root_params(),
         image_size,
         uncompressed: a.uncompressed,
-        qcow2_compat: qemu_img_options(a.qemu_img_options.as_deref())?,
+        qcow2: qemu_img_options(a.qemu_img_options.as_deref())?,
         root_fs,
         source_date_epoch: SourceDateEpoch::secs_from_env().map_err(|e| e.to_string())?,
         checksum: a.checksum,

@@ -65,7 +65,7 @@ pub struct BuildArgs {
     pub root_label: Option<String>,
     #[command(flatten)]
     pub root_fs: super::root_fs::RootFsArgs,
-    /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2, as nodepool passes) or compat=1.1 (version 3, the default); others are refused
+    /// qcow2 options as qemu-img's -o: compat=0.10 (qcow2 version 2, as nodepool passes) or compat=1.1 (version 3, the default); compression_type=zlib (default) or zstd (qemu >= 5.1, version 3 only); others are refused
     #[arg(long, value_name = "OPTS", allow_hyphen_values = true)]
     pub qemu_img_options: Option<String>,
     /// Append the whole build log (dibr's and the hooks' output) to FILE as DIB's timestamped lines; the terminal then stays quiet unless DIB_QUIET=0 (as DIB)
@@ -181,11 +181,11 @@ fn outputs(a: &BuildArgs) -> Result<Outputs, String> {
         .copied()
         .filter(|&t| !disk && crate::assemble::is_layer_output(t))
         .collect();
-    let qcow2_compat = crate::cli::assemble::qemu_img_options(a.qemu_img_options.as_deref())?;
+    let qcow2 = crate::cli::assemble::qemu_img_options(a.qemu_img_options.as_deref())?;
     let assemble = disk.then(|| AssembleOpts {
         types: all.clone(),
         uncompressed: a.uncompressed,
-        qcow2_compat,
+        qcow2,
     });
     Ok(Outputs {
         all,
