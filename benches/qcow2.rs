@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use dibr::output::qcow2::{write_qcow2, Qcow2Options};
+use dibr::output::qcow2::{write_qcow2, Qcow2Compression, Qcow2Options};
 use dibr::output::vhd::write_vhd;
 
 const MIB: u64 = 1 << 20;
@@ -85,6 +85,34 @@ fn main() {
         "qcow2 -c: dibr {t_ours:.2}s {} bytes | qemu-img {t_qemu:.2}s {} bytes",
         size(&d("a.qcow2")),
         size(&d("b.qcow2"))
+    );
+    // compression_type=zstd (qemu >= 5.1): the same comparison.
+    let zstd = Qcow2Options {
+        compression: Qcow2Compression::Zstd,
+        ..Default::default()
+    };
+    let t_ours = median(|| {
+        write_qcow2(&raw, &d("a-zstd.qcow2"), &zstd).unwrap();
+    });
+    let t_qemu = median(|| {
+        qemu(&[
+            "convert",
+            "-c",
+            "-o",
+            "compression_type=zstd",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            &s(&raw),
+            &s(&d("b-zstd.qcow2")),
+        ])
+    });
+    println!(
+        "qcow2 -c zstd: dibr {t_ours:.2}s {} bytes | qemu-img {t_qemu:.2}s {} bytes | ratio {:.2}x",
+        size(&d("a-zstd.qcow2")),
+        size(&d("b-zstd.qcow2")),
+        t_qemu / t_ours
     );
     let t_ours = median(|| write_vhd(&raw, &d("a.vhd")).unwrap());
     let t_qemu = median(|| {
