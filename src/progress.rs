@@ -3,7 +3,7 @@
 //! watching and a log reader can tell where time went.
 
 use std::io::IsTerminal;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -34,6 +34,44 @@ fn now_stamp() -> String {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     utc_stamp(s)
+}
+
+/// Wall time per named step of a command, for the one line it ends with
+/// (`dibr assemble: times: tree 3.10s, …, total 30.12s`): where the time
+/// went, without a profiler, like mkfs's per-phase lines.
+pub struct Laps {
+    start: Instant,
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    pub fn start() -> Laps {
+        let now = Instant::now();
+        Laps {
+            start: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends the step `name` (the time since the previous lap).
+    pub fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// `name 1.23s, …, total 4.56s`.
+    pub fn line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .laps
+            .iter()
+            .map(|(n, d)| format!("{n} {:.2}s", d.as_secs_f64()))
+            .collect();
+        parts.push(format!("total {:.2}s", self.start.elapsed().as_secs_f64()));
+        parts.join(", ")
+    }
 }
 
 /// One phase of work: announced when it starts, timed when it ends.

@@ -180,6 +180,7 @@ pub fn assemble_with(
     cfg: &AssembleConfig,
     hooks: &mut dyn AssembleHooks,
 ) -> Result<Assembled, AssembleError> {
+    let mut laps = crate::progress::Laps::start();
     let (plan, placement) = plan_disk(cfg)?;
     let wants_tar = cfg
         .types
@@ -202,6 +203,7 @@ pub fn assemble_with(
     );
     a.place_tree(&cfg.from)?;
     let added = a.add_missing()?;
+    laps.lap("tree");
     let Assembly {
         plan,
         writers,
@@ -218,6 +220,7 @@ pub fn assemble_with(
         epoch,
         placement.disk_size,
     )?;
+    laps.lap("filesystems");
     let (disk_size, layout) = write_partition_table(cfg, &plan, &placement, &disk.file, &finished)?;
     // Seam (c).
     let info = disk_info(
@@ -230,15 +233,19 @@ pub fn assemble_with(
     hooks
         .after_table(&disk.file, &info)
         .map_err(AssembleError::Hook)?;
+    laps.lap("partition table");
     disk.file
         .sync_all()
         .map_err(io_err("syncing the disk image"))?;
+    laps.lap("sync");
     let converted = convert_outputs(cfg, &plan, &disk.file, &added)?;
+    laps.lap("outputs");
     write_glance(cfg, &disk.file)?;
     let outs = name_raw_disk(cfg, disk, converted)?;
     write_side_files(cfg, &outs, &manifests)?;
     set.commit()
         .map_err(io_err(format!("naming the outputs {}", list(&outs))))?;
+    laps.lap("glance+checksums");
     crate::say!(
         "dibr assemble: disk {} ({}; block-device config {}): {}",
         crate::units::human(disk_size),
@@ -250,6 +257,7 @@ pub fn assemble_with(
         cfg.block_device.origin,
         finished.summary.join(", ")
     );
+    crate::say!("dibr assemble: times: {}", laps.line());
     Ok(Assembled {
         outputs: outs,
         root_growth_ceiling: finished.root_ceiling,
