@@ -10,10 +10,12 @@
 
 mod images;
 mod metadata;
+mod outputs;
 mod tar;
 
 pub use images::{block_device_yaml, inspect_image, partition_tables};
 pub use metadata::element_metadata;
+pub use outputs::{describe_disk, output_writers, write_raw_disk};
 pub use tar::{mkfs_tar, rootfs_unpack, tar_reader};
 
 /// A fuzz body: returns on any input, panics on a bug.
@@ -25,6 +27,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("element_metadata", element_metadata),
     ("inspect_image", inspect_image),
     ("mkfs_tar", mkfs_tar),
+    ("output_writers", output_writers),
     ("partition_tables", partition_tables),
     ("rootfs_unpack", rootfs_unpack),
     ("tar_reader", tar_reader),
