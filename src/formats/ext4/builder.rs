@@ -561,13 +561,19 @@ impl Builder {
         let mut data_blocks = 0u64;
         // Logical block → physical mapping of the current segment's blocks.
         let mut seg_runs: Vec<(u64, Run)> = Vec::new();
-        let raw = data.raw_location().map(|r| (r.file.try_clone(), r.offsets));
-        let mut raw_file = None;
-        let mut raw_offsets = Vec::new();
-        if let Some((Ok(f), offs)) = raw {
-            raw_file = Some(f);
-            raw_offsets = offs;
-        }
+        // The source's own file when it has one (copy_file_range-able), else
+        // its stream: borrowed, not dup'ed — a dup and a close per file were
+        // half the syscalls of a small file.
+        let mut src = match data.raw_location().is_some() {
+            true => match data.raw_location() {
+                Some(r) => CopySource::Raw {
+                    file: r.file,
+                    offsets: r.offsets,
+                },
+                None => return Err(Self::read_err(e, io::ErrorKind::NotFound.into())),
+            },
+            false => CopySource::Stream(&mut *data),
+        };
         for (si, seg) in e.segments.iter().enumerate() {
             if seg.len == 0 {
                 continue;
@@ -614,22 +620,29 @@ impl Builder {
                 }
                 let n = run_end.min(end) - pos;
                 let phys = (run.start + (pos / BLOCK_SIZE - rl)) * BLOCK_SIZE + pos % BLOCK_SIZE;
-                match &raw_file {
-                    Some(f) => {
-                        let src = raw_offsets[si] + (pos - seg.offset);
-                        self.copy_raw(f, src, phys, n, e)?;
+                match &mut src {
+                    CopySource::Raw { file, offsets } => {
+                        let at = offsets[si] + (pos - seg.offset);
+                        self.copy_raw(file, at, phys, n, e)?;
                     }
-                    None => self.copy_stream(data, phys, n, e)?,
+                    CopySource::Stream(d) => self.copy_stream(&mut **d, phys, n, e)?,
                 }
                 pos += n;
                 self.stats.data_bytes += n;
             }
         }
-        if raw_file.is_some() {
+        if matches!(src, CopySource::Raw { .. }) {
             data.mark_consumed();
         }
         Ok((extents, data_blocks))
     }
+}
+
+/// Where a regular file's bytes come from: the source's underlying file
+/// at known offsets (tar on disk, a directory's file), or its stream.
+enum CopySource<'a> {
+    Raw { file: &'a File, offsets: Vec<u64> },
+    Stream(&'a mut dyn FileData),
 }
 
 impl Builder {
