@@ -234,9 +234,11 @@ pub fn assemble_with(
         .after_table(&disk.file, &info)
         .map_err(AssembleError::Hook)?;
     laps.lap("partition table");
-    disk.file
-        .sync_all()
-        .map_err(io_err("syncing the disk image"))?;
+    if disk_io(cfg).fsync {
+        disk.file
+            .sync_all()
+            .map_err(io_err("syncing the disk image"))?;
+    }
     laps.lap("sync");
     let converted = convert_outputs(cfg, &plan, &disk.file, &added)?;
     laps.lap("outputs");
@@ -262,6 +264,19 @@ pub fn assemble_with(
         outputs: outs,
         root_growth_ceiling: finished.root_ceiling,
     })
+}
+
+/// How the disk image is written. When raw is not an output the image is
+/// a scratch file the converters read straight back: no fsync and no
+/// writeback hints, so qcow2/vhd/vmdk read it from the page cache instead
+/// of waiting for the disk to take it and give it back (issue 18: the raw
+/// was fsynced, dropped from the cache, then re-read).
+fn disk_io(cfg: &AssembleConfig) -> ext4::IoOptions {
+    let raw_out = cfg.types.contains(&OutputKind::Disk(DiskType::Raw));
+    ext4::IoOptions {
+        fsync: cfg.settings.ext4_io.fsync && raw_out,
+        ..cfg.settings.ext4_io
+    }
 }
 
 fn plan_err(origin: &str) -> impl Fn(PlanError) -> AssembleError + '_ {
@@ -364,7 +379,7 @@ fn open_filesystems(
                         source: Box::new(source),
                     },
                 )?;
-                b.set_io(cfg.settings.ext4_io);
+                b.set_io(disk_io(cfg));
                 Writer::Ext4(Box::new(b))
             }
             FsType::Vfat => Writer::Vfat(Vec::new(), 0),

@@ -709,8 +709,13 @@ impl Builder {
     /// below `dst` is finished: start its writeback now (fadvise DONTNEED
     /// starts asynchronous writeback of dirty pages), so the final fsync
     /// waits for the tail only and disk I/O overlaps the copying.
+    /// Without a final fsync (a scratch image that is read back at once)
+    /// there is nothing to overlap: the pages stay cached for the reader.
     fn kick_writeback(&mut self, dst: u64) {
         const STEP: u64 = 64 << 20;
+        if !self.fsync {
+            return;
+        }
         if dst >= self.kicked + 2 * STEP {
             let end = dst - STEP;
             let _ = rustix::fs::fadvise(
