@@ -174,6 +174,7 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
             .arg(&disk),
     );
     let dibr = &s.bin;
+    default_release_is_stable(test, &err, &s.out.join("debian.tar"));
 
     // dibr check: the image meets OpenStack's requirements, item by item…
     let o = run(vm::as_user(dibr, &[]).arg("check").arg(&disk));
@@ -344,6 +345,32 @@ fn debian_vm_builds_rootless_and_boots_with_cloud_init() {
             "{name}: cloud-init did not report fresh host keys"
         );
     }
+}
+
+/// Issue 16: without DIB_RELEASE the build is DIB's default, Debian's
+/// `stable`, as the codename the build announced (trixie today): the
+/// image's os-release and apt sources name it.
+fn default_release_is_stable(test: &str, err: &str, tar: &Path) {
+    let codename = err
+        .lines()
+        .find_map(|l| l.strip_prefix("dibr: debian-minimal: DIB_RELEASE=stable is "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{test}: the build did not say what stable is\n{err}"));
+    for (member, want) in [
+        ("./etc/os-release", format!("VERSION_CODENAME={codename}")),
+        (
+            "./etc/apt/sources.list",
+            format!("deb http://deb.debian.org/debian {codename} main"),
+        ),
+    ] {
+        let o = run_ok(Command::new("tar").arg("-xOf").arg(tar).arg(member));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.lines().any(|l| l == want),
+            "{test}: {member} lacks {want:?}:\n{text}"
+        );
+    }
+    eprintln!("{test}: the default release is {codename} (Debian stable)");
 }
 
 /// Issue 5, acceptance 3: `dibr ramdisk -o deploy debian-minimal ramdisk`
