@@ -352,13 +352,13 @@ fn build_and_boot(
     );
     let disk = s.out.join(&name);
     let tar = s.out.join(format!("{release}.tar"));
-    let os = member(&tar, "./etc/os-release");
+    let os = member(&tar, "usr/lib/os-release");
     assert!(
         os.lines()
             .any(|l| l == format!("VERSION_CODENAME={release}")),
         "{test}: the image is not {release}:\n{os}"
     );
-    let packages = installed(&member(&tar, "./var/lib/dpkg/status"));
+    let packages = installed(&member(&tar, "var/lib/dpkg/status"));
 
     let seed = seed(&s.out);
     let t0 = Instant::now();
