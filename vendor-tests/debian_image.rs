@@ -476,6 +476,10 @@ const MAY_DIFFER: &[common::leak::Allowed] = &[
         "units enabled by deb-systemd-helper and the cloud-init element",
     ),
     (
+        "/etc/systemd/user/*",
+        "user units enabled for every user by deb-systemd-helper --user (Debian 13's openssh-client: ssh-agent.socket)",
+    ),
+    (
         "/etc/runit/runsvdir/default/*",
         "openssh-server's postinst (runit integration)",
     ),
