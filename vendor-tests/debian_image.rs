@@ -104,11 +104,24 @@ fn image_test(test: &str, slow: &str, tools: &[&str]) -> bool {
     require(test, true, tools)
 }
 
+/// The number after `key` on the serial console. The console is shared
+/// with getty and the kernel, so the marker may start mid-line (trixie's
+/// login prompt comes up while the user-data prints: "dibr-test login:
+/// DIBR-…").
 fn field(text: &str, key: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} line on the serial console"))
+        .find_map(|l| l.find(key).map(|i| &l[i + key.len()..]))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} line on the serial console\n{}", tail(text)))
+}
+
+/// The end of a serial log, for a failure message.
+fn tail(text: &str) -> &str {
+    let mut i = text.len().saturating_sub(3000);
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    &text[i..]
 }
 
 #[test]
