@@ -22,6 +22,13 @@ pub fn test_cache() -> PathBuf {
     )
 }
 
+/// `DIBR_RELEASE_TESTS=1`: the releases besides the defaults (a Debian
+/// bookworm and an Ubuntu noble cloud image, each built and booted; about
+/// 10 minutes each on 2 cores), with `DIBR_IMAGE_TESTS=1`.
+pub fn release_tests() -> bool {
+    std::env::var("DIBR_RELEASE_TESTS").as_deref() == Ok("1")
+}
+
 pub fn slow_tests() -> bool {
     std::env::var("DIBR_SLOW_TESTS").as_deref() == Ok("1")
 }
