@@ -7,9 +7,8 @@
 //! labels against the generated fstab, debugfs for which filesystem got
 //! which file, `qemu-img check`/`compare` for qcow2, vhd and vmdk, byte-identical
 //! outputs with SOURCE_DATE_EPOCH, and the refusals (xfs, an lvm entry
-//! without PVs, a tree that
-//! does not fit --image-size) leaving nothing behind. Nothing here needs
-//! root.
+//! without PVs, a tree that does not fit --image-size) leaving nothing
+//! behind. Nothing here needs root.
 
 mod common;
 
