@@ -492,6 +492,52 @@ fn efi_lvm_layout_is_what_lvm_reads() {
     };
     check_filesystems(test, &s.dir, &a, &lvs);
     activate(test, &s.dir, &a);
+    lvm_refuses_mutations(test, &s.dir, &a);
+}
+
+/// The checks are LVM's, not only dibr's reader's: a byte flipped in the
+/// label or in the metadata text of a copy makes `pvck` (label, checksum)
+/// or `vgs` (metadata checksum) fail, so a writer that got the checksums
+/// or the layout wrong could not pass this test.
+fn lvm_refuses_mutations(test: &str, dir: &Path, img: &Path) {
+    let part = {
+        let l = Loop::new(img);
+        sysfs_start(&l.dev, 3)
+    };
+    // The label's PV size field; the metadata text's first line (VG name).
+    for (what, at) in [
+        ("label", part + 512 + 72),
+        ("metadata text", part + 4096 + 512 + 1),
+    ] {
+        let copy = dir.join("mutated.raw");
+        run_ok(
+            Command::new("cp")
+                .args(["--sparse=always"])
+                .arg(img)
+                .arg(&copy),
+        );
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&copy)
+            .unwrap();
+        let mut b = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
+        b[0] ^= 0x20;
+        std::os::unix::fs::FileExt::write_all_at(&f, &b, at).unwrap();
+        drop(f);
+        let l = Loop::new(&copy);
+        let pvck = lvm_on(&l.dev, &["pvck", &format!("{}p3", l.dev)]);
+        let vgs = lvm_on(&l.dev, &["vgs", "vg"]);
+        assert!(
+            !pvck.status.success() || !vgs.status.success(),
+            "{test}: LVM accepted a PV with its {what} changed at byte {at}\n{}\n{}",
+            out_text(&pvck),
+            out_text(&vgs)
+        );
+        drop(l);
+        fs::remove_file(&copy).unwrap();
+    }
 }
 
 #[test]
