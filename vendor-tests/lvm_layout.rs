@@ -4,8 +4,9 @@
 //! no writer for, and a 400 MiB PV instead of 40G so it stays fast), then
 //! judged as root by LVM's own tools on a read-only loop device: `pvs`,
 //! `vgs` and `lvs` show DIB's VG/LV names and `lvcreate -l N%VG`'s sizes,
-//! `pvck` and `vgck` are clean, and `e2fsck -fn` passes on every LV, found
-//! where `lvs`/`pvs` say it is (this machine's kernel may have no
+//! `pvck` and `vgck` are clean, `e2fsck -fn` passes on every LV, found
+//! where `lvs`/`pvs` say it is, and GRUB's own LVM reader (`grub-fstest`)
+//! reads files through `(lvm/vg-lv_root)` (this machine's kernel may have no
 //! device-mapper for `vgchange -ay`; where it has, the LVs are activated
 //! and checked through /dev/mapper too). Two assemblies are byte-identical
 //! with SOURCE_DATE_EPOCH; the layouts dibr cannot write are refused by
@@ -25,8 +26,20 @@ const EPOCH: &str = "1700000000";
 const MIB: u64 = 1 << 20;
 const EXTENT: u64 = 4 * MIB;
 const TOOLS: &[&str] = &[
-    "pvs", "vgs", "lvs", "pvck", "vgck", "losetup", "partx", "e2fsck", "debugfs", "blkid",
-    "setpriv", "tar", "dd",
+    "pvs",
+    "vgs",
+    "lvs",
+    "pvck",
+    "vgck",
+    "losetup",
+    "partx",
+    "e2fsck",
+    "debugfs",
+    "blkid",
+    "setpriv",
+    "tar",
+    "dd",
+    "grub-fstest",
 ];
 /// What `vgchange`/`lvs` need to run without udev in a test.
 const NO_UDEV: &str =
@@ -424,6 +437,37 @@ fn check_filesystems(test: &str, dir: &Path, img: &Path, lvs: &[(String, u64, u6
     }
 }
 
+/// GRUB has its own LVM reader (grub-core/disk/lvm.c, what `insmod lvm`
+/// loads to find /boot on an LV): `grub-fstest` lists the LVs as
+/// `(lvm/vg-lv_*)` and reads files through them.
+fn grub_reads_the_lvs(test: &str, img: &Path) {
+    let g = |args: &[&str]| {
+        let o = run(Command::new(tool("grub-fstest")).arg(img).args(args));
+        assert!(
+            o.status.success(),
+            "{test}: grub-fstest {args:?}\n{}",
+            out_text(&o)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let devices = g(&["ls"]);
+    for lv in ["lv_root", "lv_var", "lv_home"] {
+        assert!(
+            devices.contains(&format!("(lvm/vg-{lv})")),
+            "{test}: GRUB sees no {lv}: {devices}"
+        );
+    }
+    assert_eq!(
+        g(&["cat", "(lvm/vg-lv_root)/etc/hostname"]),
+        "lvm\n",
+        "{test}"
+    );
+    assert!(
+        g(&["ls", "(lvm/vg-lv_home)/user"]).contains("notes"),
+        "{test}"
+    );
+}
+
 /// Where the kernel has device-mapper: `vgchange -ay` on a writable loop
 /// of a copy, e2fsck through /dev/mapper, deactivate.
 fn activate(test: &str, dir: &Path, img: &Path) {
@@ -491,6 +535,7 @@ fn efi_lvm_layout_is_what_lvm_reads() {
         lvm_view(test, &l)
     };
     check_filesystems(test, &s.dir, &a, &lvs);
+    grub_reads_the_lvs(test, &a);
     activate(test, &s.dir, &a);
     lvm_refuses_mutations(test, &s.dir, &a);
 }
