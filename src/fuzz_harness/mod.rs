@@ -12,7 +12,7 @@ mod images;
 mod metadata;
 mod tar;
 
-pub use images::{block_device_yaml, inspect_image, partition_tables};
+pub use images::{block_device_yaml, inspect_image, lvm_pv, partition_tables};
 pub use metadata::element_metadata;
 pub use tar::{mkfs_tar, rootfs_unpack, tar_reader};
 
@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("block_device_yaml", block_device_yaml),
     ("element_metadata", element_metadata),
     ("inspect_image", inspect_image),
+    ("lvm_pv", lvm_pv),
     ("mkfs_tar", mkfs_tar),
     ("partition_tables", partition_tables),
     ("rootfs_unpack", rootfs_unpack),
