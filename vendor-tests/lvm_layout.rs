@@ -657,3 +657,106 @@ fn layouts_dibr_cannot_write_are_refused_by_name() {
         );
     }
 }
+
+/// With DIBR_IMAGE_TESTS=1: the real `debian vm block-device-efi-lvm`
+/// build as the CI user (DIB's element library on ELEMENTS_PATH after
+/// dibr's own, `-p lvm2` for the initramfs as DIB's `lvm` element's
+/// package-installs would), its layout DIB's but ext4 for xfs and a 10G PV
+/// for 40G (CI time), boots to a login prompt under SeaBIOS and OVMF with
+/// its root filesystem on the LV `vg/lv_root` (nowhere else holds it).
+///
+/// Not passing yet, so it runs only with `DIBR_LVM_BOOT_TEST=1` as well:
+/// the build succeeds and assembles, but GRUB stops at "no such device:
+/// cloudimg-rootfs": the bootloader element searches for `DIB_ROOT_LABEL`,
+/// which dibr sets to cloudimg-rootfs, while DIB sets it from the
+/// block-device config's root label (`getval root-label`, img-rootfs
+/// here) before the hooks run.
+#[test]
+fn debian_vm_on_lvm_boots_under_seabios_and_ovmf() {
+    let test = "debian_vm_on_lvm_boots_under_seabios_and_ovmf";
+    if !image_tests() || std::env::var("DIBR_LVM_BOOT_TEST").as_deref() != Ok("1") {
+        println!("skipped: {test}: set DIBR_IMAGE_TESTS=1 and DIBR_LVM_BOOT_TEST=1 (a real Debian build and two TCG boots; does not pass yet: DIB_ROOT_LABEL is not taken from the block-device config)");
+        return;
+    }
+    if !require(
+        test,
+        true,
+        &["mmdebstrap", "qemu-system-x86_64", "qemu-img"],
+    ) {
+        return;
+    }
+    let Some((py, dib_elements)) = common::build::dib_venv(test) else {
+        return;
+    };
+    let Some(s) = common::build::stage(test) else {
+        return;
+    };
+    let yaml = s.out.join("efi-lvm.yaml");
+    fs::write(&yaml, efi_lvm_yaml().replace("size: 400MiB", "size: 10G")).unwrap();
+    let elements = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
+    let cache = common::build::user_cache("image-cache");
+    let cfg = format!("file://{}", yaml.display());
+    let (elements_s, cache_s, dib_s, py_s) = (
+        elements.display().to_string(),
+        cache.display().to_string(),
+        dib_elements.display().to_string(),
+        py.display().to_string(),
+    );
+    let args = [
+        "-v",
+        "-o",
+        "lvmdeb",
+        "-t",
+        "qcow2",
+        "-p",
+        "lvm2",
+        "debian",
+        "vm",
+        "block-device-efi-lvm",
+    ];
+    let t0 = std::time::Instant::now();
+    let o = common::build::build_cmd(
+        &s,
+        &args,
+        &[
+            ("ELEMENTS_PATH", dib_s.as_str()),
+            ("DIBR_ELEMENTS_DIR", elements_s.as_str()),
+            ("DIB_IMAGE_CACHE", cache_s.as_str()),
+            ("DIB_RELEASE", "bookworm"),
+            ("DIB_PYTHON_EXEC", py_s.as_str()),
+            ("DIB_BLOCK_DEVICE_CONFIG", cfg.as_str()),
+        ],
+    )
+    .output()
+    .unwrap();
+    let text = out_text(&o);
+    assert!(o.status.success(), "{test}: dibr build failed\n{text}");
+    eprintln!("{test}: build {:?}", t0.elapsed());
+    assert!(
+        text.contains("/ ext4 'img-rootfs'") && text.contains("/var ext4 'fs_var'"),
+        "{test}\n{text}"
+    );
+    let disk = s.out.join("lvmdeb.qcow2");
+    let vars = s.out.join("OVMF_VARS.fd");
+    fs::copy(common::vm::OVMF_VARS, &vars).unwrap();
+    run_ok(Command::new("chown").arg(USER).arg(&vars));
+    for (fw, uefi) in [("SeaBIOS", None), ("OVMF", Some(vars.as_path()))] {
+        let log = s.out.join(format!("console-{fw}.log"));
+        let mut c = common::vm::qemu(&log, 1024, uefi);
+        c.arg("-drive").arg(format!(
+            "file={},format=qcow2,if=virtio,snapshot=on",
+            disk.display()
+        ));
+        let mut v = common::vm::start(c);
+        let t0 = std::time::Instant::now();
+        common::vm::wait_for(
+            &mut v,
+            &log,
+            " login:",
+            &format!("{test}: {fw}"),
+            t0,
+            std::time::Duration::from_secs(600),
+        );
+        eprintln!("{test}: {fw}: login prompt after {:?}", t0.elapsed());
+    }
+}
