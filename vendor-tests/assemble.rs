@@ -6,9 +6,9 @@
 //! offset option), `fsck.fat -n` and mtools on the vfat ones, `blkid`
 //! labels against the generated fstab, debugfs for which filesystem got
 //! which file, `qemu-img check`/`compare` for qcow2, vhd and vmdk, byte-identical
-//! outputs with SOURCE_DATE_EPOCH, and the refusals (xfs, lvm, a tree that
-//! does not fit --image-size) leaving nothing behind. Nothing here needs
-//! root.
+//! outputs with SOURCE_DATE_EPOCH, and the refusals (xfs, an lvm entry
+//! without PVs, a tree that does not fit --image-size) leaving nothing
+//! behind. Nothing here needs root.
 
 mod common;
 
@@ -578,7 +578,7 @@ fn refusals_name_the_cause_and_leave_nothing() {
                 "- local_loop:\n    name: image0\n- lvm:\n    name: lvm\n    base: [image0]\n"
                     .into(),
             ),
-            vec!["lvm", "not supported"],
+            vec!["Lvm config requires a 'pvs'"],
         ),
         (
             "too small",

@@ -1044,7 +1044,7 @@ const TRIPLEO_LEFT_OUT: &[(&str, &str)] = &[
     ),
     (
         "overcloud-partition-uefi",
-        "its block-device layout is LVM thin volumes with xfs (and it pulls DIB's growvols, LVM too): dibr builds the tree, then refuses the layout (\"block-device plugin 'lvm' is not supported yet by dibr\"); with -t tar it builds",
+        "its block-device layout is LVM thin volumes with xfs (and it pulls DIB's growvols, LVM too): dibr builds the tree, then refuses the layout (\"lvm node 'lv_thinpool': type 'thin-pool': dibr's LVM writer lays out linear LVs only\"); with -t tar it builds",
     ),
     (
         "ironic-agent-multipath",

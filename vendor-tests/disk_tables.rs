@@ -440,7 +440,7 @@ fn gpt_seeded_is_reproducible() {
 
 // ---- block-device YAML: DIB's tests/config cases (re-stated), layouts ----
 
-use dibr::disk::config::{self, ConfigError};
+use dibr::disk::config;
 use dibr::disk::layout;
 
 const MULTI_TREE: &str = r#"
@@ -615,11 +615,30 @@ fn config_errors_as_dib() {
     assert!(label("xfs", "cloudimg-rootfs").is_ok());
     assert!(err("- local_loop:\n    name: d\n- mkfs:\n    base: d\n    name: a\n    type: ext4\n    label: same\n- mkfs:\n    base: d\n    name: b\n    type: ext4\n    label: same\n")
         .contains("used more than once"));
-    assert_eq!(
-        config::load("- local_loop:\n    name: d\n    lvm:\n      name: x\n").unwrap_err(),
-        ConfigError::LvmNotSupported
+    // DIB's lvm plugin checks (level1/lvm.py), with its messages.
+    assert!(err("- lvm:\n    name: x\n").contains("Lvm config requires a 'pvs'"));
+    let lvm = "- local_loop:\n    name: d\n- partitioning:\n    base: d\n    label: gpt\n    partitions:\n      - name: p\n        size: 100%\n- lvm:\n    name: l\n    base: [ p ]\n    pvs:\n      - name: pv\n        base: p\n    vgs:\n      - name: vg\n        base: [ pv ]\n    lvs:\n      - name: lv\n        base: vg\n        extents: 50%VG\n- mkfs:\n    name: m\n    base: lv\n    type: ext4\n";
+    let g = config::load(lvm).unwrap();
+    let pos = |n: &str| g.call_order.iter().position(|c| c == n).unwrap();
+    assert!(
+        pos("p") < pos("pv")
+            && pos("pv") < pos("vg")
+            && pos("vg") < pos("lv")
+            && pos("lv") < pos("m")
     );
-    assert!(err("- lvm:\n    name: x\n").contains("not supported yet"));
+    assert!(err(&lvm.replace("base: [ pv ]", "base: [ zz ]"))
+        .contains("base:zz in vgs does not match a valid pvs"));
+    assert!(
+        err(&lvm.replace("        base: vg\n", "        base: vq\n"))
+            .contains("base:vq in lvs does not match a valid vg")
+    );
+    assert!(err(&lvm.replace("extents: 50%VG", "type: thin"))
+        .contains("Missing 'size' or 'extents' in lvs config"));
+    assert!(
+        err(&lvm.replace("extents: 50%VG", "extents: 50%VG\n        type: raid1"))
+            .contains("Unsupported type:raid1, supported types: thin, thin-pool")
+    );
+    assert!(err(&lvm.replace("base: lv\n", "base: lw\n")).contains("Edge not defined: lw->m"));
     assert!(
         err("- local_loop:\n    name: d\n- partitioning:\n    base: d\n    partitions: []\n")
             .contains("needs 'label'")

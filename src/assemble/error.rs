@@ -35,6 +35,8 @@ pub enum AssembleError {
         #[source]
         source: Box<PlanError>,
     },
+    #[error(transparent)]
+    Lvm(crate::lvm::LvmError),
     #[error("filesystem '{node}' (mounted at {mount}): {source}")]
     Ext4 {
         node: String,

@@ -28,6 +28,7 @@ pub mod boot;
 mod error;
 mod hooks;
 mod layer_outputs;
+pub mod lvm_plan;
 mod output_kind;
 pub mod plan;
 mod router;
@@ -41,6 +42,7 @@ use crate::disk::gpt::GuidSource;
 use crate::disk::layout::{self, TableKind};
 use crate::ext4::{self, layout::BLOCK_SIZE, Builder, Options};
 use crate::fat::{self, FatEntry, FatOptions};
+use crate::lvm;
 use crate::output::atomic::AtomicFile;
 use crate::output::container::Reference;
 use crate::output::qcow2::{self, Qcow2Options};
@@ -622,8 +624,56 @@ fn write_partition_table(
             .try_clone()
             .map_err(io_err("duplicating the image file"))?;
         layout::write(&mut w, l, &guids)?;
+        write_volume_groups(cfg, placement, l, file)?;
     }
     Ok((disk_size, layout))
+}
+
+/// The LVM physical volumes: label, metadata area and VG text at the
+/// start of each PV's partition (the LVs' filesystems are already written
+/// at their offsets). UUIDs derive from SOURCE_DATE_EPOCH when it is set.
+fn write_volume_groups(
+    cfg: &AssembleConfig,
+    placement: &Placement,
+    l: &layout::Layout,
+    file: &File,
+) -> Result<(), AssembleError> {
+    let seed = cfg.source_date_epoch.map(|s| s.to_le_bytes());
+    let id = |what: String| -> Result<lvm::LvmId, AssembleError> {
+        match &seed {
+            Some(s) => Ok(lvm::LvmId::derived(s, &what)),
+            None => lvm::LvmId::random().map_err(io_err("reading /dev/urandom for an LVM UUID")),
+        }
+    };
+    for vg in &placement.vgs {
+        let p = &l.partitions[vg.partition];
+        if p.size != vg.pv_size {
+            return Err(plan_err(&cfg.block_device.origin)(PlanError::Moved {
+                partition: p.name.clone(),
+                before: vg.pv_size,
+                after: p.size,
+            }));
+        }
+        let mut lvs = Vec::new();
+        for lv in &vg.lvs {
+            lvs.push(lvm::Lv {
+                id: id(format!("lv {}/{}", vg.name, lv.name))?,
+                ..lv.clone()
+            });
+        }
+        let v = lvm::Vg {
+            name: vg.name.clone(),
+            id: id(format!("vg {}", vg.name))?,
+            pv_id: id(format!("pv {}", vg.name))?,
+            pv_size: vg.pv_size,
+            pv_device: format!("/dev/mapper/loop0p{}", p.number),
+            lvs,
+            time: epoch_now(cfg.source_date_epoch),
+            host: "dibr".into(),
+        };
+        v.write(file, p.start).map_err(AssembleError::Lvm)?;
+    }
+    Ok(())
 }
 
 /// qcow2, vhd, vmdk and tar outputs; conversions read the raw disk through its

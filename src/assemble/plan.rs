@@ -16,12 +16,17 @@
 //! - `mount` (level3/mount.py): splits the tree, longest mount point wins.
 //! - `fstab` (level4/fstab.py): one line per mounted filesystem in mount
 //!   order, as `cmd_writefstab` writes it.
-//! - `lvm`: refused when the config is parsed (device-mapper).
+//! - `lvm` (level1/lvm.py): one PV per VG on a partition, linear LVs
+//!   ([`super::lvm_plan`]); a filesystem on an LV is written at the LV's
+//!   offset inside its partition, and the PV header by [`crate::lvm`].
 
 use serde_json::Value;
 
 use crate::disk::config::{fs_label, Entry, Graph, Plugin};
 use crate::disk::layout::{self, Layout, LayoutError};
+use crate::lvm;
+
+use super::lvm_plan::{self, VgLayout, VgPlan};
 use crate::tree::normalize_path;
 use crate::uuid::Uuid;
 
@@ -84,6 +89,8 @@ pub enum PlanError {
         before: u64,
         after: u64,
     },
+    #[error("lvm node '{node}': {why}")]
+    Lvm { node: String, why: String },
     #[error("the growing filesystem needs {need} bytes; no disk size up to {max} bytes gives its partition that much with this layout")]
     CannotGrow { need: u64, max: u64 },
 }
@@ -101,6 +108,8 @@ pub enum Target {
     Partition(usize),
     /// The whole image, no partition table (DIB's fallback config).
     Whole,
+    /// A logical volume: index of the VG in `Plan::lvm`, of the LV in it.
+    Lv { vg: usize, lv: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +155,8 @@ pub struct Plan {
     pub filesystems: Vec<FsPlan>,
     /// Indices into `filesystems` in DIB's mount order (sorted mount points).
     pub mount_order: Vec<usize>,
+    /// The `lvm` entries' volume groups.
+    pub lvm: Vec<VgPlan>,
 }
 
 fn text(v: &Value) -> String {
@@ -173,7 +184,8 @@ impl Plan {
             None => 512,
         };
         let parts = partition_names(&graph, &image_name)?;
-        let mut filesystems = plan_filesystems(&graph, &image_name, parts.as_deref())?;
+        let lvm = lvm_plan::plan_lvm(&graph, parts.as_deref())?;
+        let mut filesystems = plan_filesystems(&graph, &image_name, parts.as_deref(), &lvm)?;
         attach_mounts(&graph, &mut filesystems)?;
         attach_fstabs(&graph, &mut filesystems)?;
         let mount_order = mount_order(&filesystems);
@@ -190,6 +202,7 @@ impl Plan {
             partitioned: parts.is_some(),
             filesystems,
             mount_order,
+            lvm,
         })
     }
 
@@ -260,6 +273,8 @@ pub struct Placement {
     pub disk_size: Option<u64>,
     /// Per filesystem, same order as `Plan::filesystems`.
     pub regions: Vec<Region>,
+    /// The volume groups, placed on their partitions.
+    pub vgs: Vec<VgLayout>,
 }
 
 /// DIB's image size rounding: up to a multiple of 64 KiB (qemu-img bug
@@ -318,6 +333,7 @@ impl Plan {
                 layout: None,
                 disk_size,
                 regions,
+                vgs: Vec::new(),
             });
         }
         let layout = match disk_size {
@@ -343,13 +359,59 @@ impl Plan {
         let Some(layout) = layout else {
             return Err(PlanError::NoImage);
         };
+        if disk_size.is_none() {
+            self.pv_sizes_fixed(&layout)?;
+        }
+        let vgs = lvm_plan::resolve(&self.lvm, &layout)?;
+        let regions = self.regions_in(&layout, disk_size.is_none(), &vgs)?;
+        Ok(Placement {
+            layout: Some(layout),
+            disk_size,
+            regions,
+            vgs,
+        })
+    }
+
+    /// A PV's partition must have its size before the tree is read: LVs
+    /// are sized from it.
+    fn pv_sizes_fixed(&self, layout: &Layout) -> Result<(), PlanError> {
+        for vg in &self.lvm {
+            let spec = size_spec(self, vg.partition).unwrap_or_default();
+            if spec.trim_end().ends_with('%') {
+                return Err(PlanError::Lvm {
+                    node: vg.name.clone(),
+                    why: format!("its PV is on partition '{}' of the relative size '{spec}', and the LVs are sized from it: pass --image-size (or DIB_IMAGE_SIZE), or give the partition an absolute size such as 40G", layout.partitions[vg.partition].name),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Each filesystem's region in a partitioned layout: its partition, or
+    /// its LV inside the PV's partition. `growing`: no disk size is known,
+    /// so a relative last partition grows with its filesystem.
+    fn regions_in(
+        &self,
+        layout: &Layout,
+        growing: bool,
+        vgs: &[VgLayout],
+    ) -> Result<Vec<Region>, PlanError> {
         let last = layout.partitions.len().saturating_sub(1);
-        let last_grows = disk_size.is_none()
-            && size_spec(self, last).is_some_and(|s| s.trim_end().ends_with('%'));
+        let last_grows =
+            growing && size_spec(self, last).is_some_and(|s| s.trim_end().ends_with('%'));
         let mut regions = Vec::new();
         for f in &self.filesystems {
-            let Target::Partition(i) = f.target else {
-                unreachable!("partitioned plans have partition targets");
+            let i = match f.target {
+                Target::Partition(i) => i,
+                Target::Lv { vg, lv } => {
+                    let (v, l) = (&vgs[vg], &vgs[vg].lvs[lv]);
+                    regions.push(Region {
+                        offset: layout.partitions[v.partition].start + lvm::Vg::lv_offset(l),
+                        size: Some(l.extents * lvm::EXTENT_BYTES),
+                    });
+                    continue;
+                }
+                Target::Whole => unreachable!("partitioned plans have no whole-disk targets"),
             };
             let p = &layout.partitions[i];
             if f.fstype == FsType::Ext4 && !p.start.is_multiple_of(4096) {
@@ -371,11 +433,7 @@ impl Plan {
                 size: (!grows).then_some(p.size),
             });
         }
-        Ok(Placement {
-            layout: Some(layout),
-            disk_size,
-            regions,
-        })
+        Ok(regions)
     }
 
     /// The growing case: the smallest disk (whole MiB) whose DIB layout
@@ -396,7 +454,22 @@ impl Plan {
             .and_then(|p| p.parse().ok())
             .filter(|p: &f64| *p > 0.0)
             .unwrap_or(100.0);
-        let mut disk = (start + need).div_ceil(MIB) * MIB;
+        let spec = size_spec(self, last).unwrap_or_default();
+        let relative = spec.trim_end().ends_with('%');
+        // An absolute last partition (a PV's, say) keeps its size as
+        // configured (DIB checks the unrounded size against disk_free,
+        // the disk less 2 MiB): the disk ends 1 MiB after it.
+        let (need, slack) = if relative {
+            (need, 0)
+        } else {
+            let asked = layout::parse_abs_size(&spec)?;
+            (
+                need.max(prov.partitions[last].size),
+                asked.max(need) + 2 * MIB,
+            )
+        };
+        let mut disk = (start + need.max(slack.saturating_sub(2 * MIB))).div_ceil(MIB) * MIB
+            + if relative { 0 } else { 2 * MIB };
         for _ in 0..64 {
             let l = layout::compute(&self.graph, disk, self.sector)?.ok_or(PlanError::NoImage)?;
             let got = l.partitions[last].size;
@@ -485,6 +558,7 @@ fn plan_filesystems(
     graph: &Graph,
     image_name: &str,
     parts: Option<&[String]>,
+    vgs: &[VgPlan],
 ) -> Result<Vec<FsPlan>, PlanError> {
     let partitioned = parts.is_some();
     let part_names = parts.unwrap_or_default();
@@ -519,7 +593,34 @@ fn plan_filesystems(
             }
             _ => None,
         };
-        let target = if base == image_name && !partitioned {
+        let lv = vgs.iter().enumerate().find_map(|(v, vg)| {
+            vg.lvs
+                .iter()
+                .position(|l| l.name == base)
+                .map(|l| Target::Lv { vg: v, lv: l })
+        });
+        let pv_part = part_names
+            .iter()
+            .position(|p| *p == base)
+            .filter(|i| vgs.iter().any(|v| v.partition == *i));
+        let target = if let Some(t) = lv {
+            if let Some(other) = filesystems.iter().find(|f| f.target == t) {
+                return Err(PlanError::TwoFilesystems {
+                    partition: base,
+                    first: other.node.clone(),
+                    second: node,
+                });
+            }
+            t
+        } else if pv_part.is_some() {
+            return Err(PlanError::BadBase {
+                plugin: "mkfs",
+                node,
+                base,
+                what: "an LVM physical volume".into(),
+                fix: "base the filesystem on one of its logical volumes",
+            });
+        } else if base == image_name && !partitioned {
             Target::Whole
         } else if let Some(i) = part_names.iter().position(|p| *p == base) {
             if let Some(other) = filesystems

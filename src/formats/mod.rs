@@ -14,6 +14,7 @@ pub mod ext4;
 pub mod fat;
 pub mod image_io;
 pub mod le;
+pub mod lvm;
 pub mod output;
 pub mod rootfs;
 pub mod source;

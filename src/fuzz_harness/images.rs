@@ -107,3 +107,17 @@ pub fn inspect_image(data: &[u8]) {
         inspect(&Image::from_source(p, Format::Qcow2, Box::new(q)));
     }
 }
+
+/// Arbitrary bytes as the start of an LVM2 physical volume (padded with
+/// zeros to the 1 MiB header area): `lvm::read_pv` returns an error or a
+/// PV, never panics; whatever it accepts has its metadata area inside the
+/// header area, before the first extent.
+pub fn lvm_pv(data: &[u8]) {
+    let mut area = data.to_vec();
+    if area.len() < crate::lvm::PE_START as usize {
+        area.resize(crate::lvm::PE_START as usize, 0);
+    }
+    if let Ok(pv) = crate::lvm::read_pv(&area) {
+        assert!(pv.mda_start + pv.mda_size <= pv.pe_start, "{pv:?}");
+    }
+}

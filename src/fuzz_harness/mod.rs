@@ -13,7 +13,7 @@ mod metadata;
 mod outputs;
 mod tar;
 
-pub use images::{block_device_yaml, inspect_image, partition_tables};
+pub use images::{block_device_yaml, inspect_image, lvm_pv, partition_tables};
 pub use metadata::element_metadata;
 pub use outputs::{describe_disk, output_writers, write_raw_disk};
 pub use tar::{mkfs_tar, rootfs_unpack, tar_reader};
@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("block_device_yaml", block_device_yaml),
     ("element_metadata", element_metadata),
     ("inspect_image", inspect_image),
+    ("lvm_pv", lvm_pv),
     ("mkfs_tar", mkfs_tar),
     ("output_writers", output_writers),
     ("partition_tables", partition_tables),

@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-/// The plugins dibr knows (DIB's stevedore entry points minus `lvm`).
+use super::lvm_config::LvmSpec;
+
+/// The plugins dibr knows (DIB's stevedore entry points).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Plugin {
     LocalLoop,
@@ -21,6 +23,7 @@ pub enum Plugin {
     Mkfs,
     Mount,
     Fstab,
+    Lvm,
 }
 
 impl Plugin {
@@ -31,6 +34,7 @@ impl Plugin {
             Plugin::Mkfs => "mkfs",
             Plugin::Mount => "mount",
             Plugin::Fstab => "fstab",
+            Plugin::Lvm => "lvm",
         }
     }
 }
@@ -47,8 +51,6 @@ pub enum ConfigError {
     MultiKey(String),
     #[error("Config entry is not a plugin value: {0}")]
     NotAPlugin(String),
-    #[error("block-device plugin 'lvm' is not supported yet by dibr (LVM needs device-mapper; use a partition layout without lvm)")]
-    LvmNotSupported,
     #[error("{plugin} config entry must be a map: {value}")]
     BadEntry { plugin: &'static str, value: String },
     #[error("Duplicate node name: {0}")]
@@ -77,7 +79,7 @@ fn plugin_of(key: &str) -> Result<Option<Plugin>, ConfigError> {
         "mkfs" => Plugin::Mkfs,
         "mount" => Plugin::Mount,
         "fstab" => Plugin::Fstab,
-        "lvm" => return Err(ConfigError::LvmNotSupported),
+        "lvm" => Plugin::Lvm,
         _ => return Ok(None),
     }))
 }
@@ -154,8 +156,16 @@ fn recurse(
         Some(b) => Some(name_string(b)),
         None => parent.map(str::to_string),
     };
-    if let Some(b) = &base {
-        this.insert("base".into(), Value::String(b.clone()));
+    match vals.get("base") {
+        // The lvm entry's base is a list of partitions (block-device-efi-lvm).
+        Some(b @ Value::Array(_)) if plugin == Plugin::Lvm => {
+            this.insert("base".into(), b.clone());
+        }
+        _ => {
+            if let Some(b) = &base {
+                this.insert("base".into(), Value::String(b.clone()));
+            }
+        }
     }
     let name = match vals.get("name") {
         Some(n) => name_string(n),
@@ -264,6 +274,7 @@ fn collect_nodes(entries: &[Entry]) -> Result<Vec<Node>, ConfigError> {
     for (i, e) in entries.iter().enumerate() {
         match e.plugin {
             Plugin::Partitioning => nodes.extend(partition_nodes(e, i)?),
+            Plugin::Lvm => nodes.extend(LvmSpec::parse(e)?.nodes(i)),
             _ => {
                 if e.plugin == Plugin::Mkfs {
                     check_mkfs(e, &mut labels)?;

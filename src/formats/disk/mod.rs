@@ -4,6 +4,7 @@
 pub mod config;
 pub mod gpt;
 pub mod layout;
+pub mod lvm_config;
 pub mod mbr;
 pub mod mem;
 pub mod read;
