@@ -17,7 +17,7 @@
 
 pub mod formats;
 pub use formats::{
-    boot, disk, ext4, fat, image_io, le, output, rootfs, source, tarstream, tree, units, uuid,
+    boot, disk, ext4, fat, image_io, iso, le, output, rootfs, source, tarstream, tree, units, uuid,
 };
 
 pub mod assemble;
