@@ -113,6 +113,39 @@ fn with_ramdisk_element(mut args: BuildArgs) -> BuildArgs {
     args
 }
 
+/// The tree's newest `/boot/vmlinuz-*` (GRUB's version order): its
+/// version and bytes.
+fn newest_kernel(tar: &Path) -> Result<Option<(String, Vec<u8>)>, Box<dyn std::error::Error>> {
+    let mut src = Source::open(tar)?;
+    let mut best: Option<(String, Vec<u8>)> = None;
+    while let Some(e) = src.next_entry()? {
+        let p = String::from_utf8_lossy(&e.path).into_owned();
+        let Some(v) = p.strip_prefix("boot/vmlinuz-") else {
+            continue;
+        };
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        let newer = best
+            .as_ref()
+            .map(|(b, _)| crate::boot::collect::version_cmp(v, b).is_gt())
+            .unwrap_or(true);
+        if newer {
+            let mut data = Vec::with_capacity(e.size as usize);
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = src.data().read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            best = Some((v.to_string(), data));
+        }
+    }
+    Ok(best)
+}
+
 fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
     let gzip = match a.compress.as_str() {
         "gzip" => true,
@@ -155,34 +188,7 @@ fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    // The kernel: the newest /boot/vmlinuz-* of the tree.
-    let mut src = Source::open(&tar)?;
-    let mut best: Option<(String, Vec<u8>)> = None;
-    while let Some(e) = src.next_entry()? {
-        let p = String::from_utf8_lossy(&e.path).into_owned();
-        let Some(v) = p.strip_prefix("boot/vmlinuz-") else {
-            continue;
-        };
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        let newer = best
-            .as_ref()
-            .map(|(b, _)| crate::boot::collect::version_cmp(v, b).is_gt())
-            .unwrap_or(true);
-        if newer {
-            let mut data = Vec::with_capacity(e.size as usize);
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = src.data().read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-            }
-            best = Some((v.to_string(), data));
-        }
-    }
+    let best = newest_kernel(&tar)?;
     let Some((version, kernel)) = best else {
         return Err(
             "the tree has no /boot/vmlinuz-*: add a kernel (debian-minimal installs one)".into(),

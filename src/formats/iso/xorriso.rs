@@ -138,6 +138,25 @@ mod tests {
         assert_eq!(timestring(951_782_400), "2000022900000000");
     }
 
+    /// Random epochs (1970 to 2999, xorriso's range) against GNU date.
+    #[test]
+    fn timestrings_agree_with_date() {
+        let date = ["/usr/bin/date", "/bin/date"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("date (coreutils)");
+        let mut rng = crate::test_rng::Rng(0x1505);
+        for _ in 0..200 {
+            let t = rng.below(32_503_680_000) as i64;
+            let o = Command::new(date)
+                .args(["-u", "-d", &format!("@{t}"), "+%Y%m%d%H%M%S00"])
+                .output()
+                .unwrap();
+            let want = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            assert_eq!(timestring(t), want, "epoch {t}");
+        }
+    }
+
     #[test]
     fn graft_points_escape() {
         assert_eq!(
