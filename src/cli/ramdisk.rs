@@ -113,11 +113,13 @@ fn with_ramdisk_element(mut args: BuildArgs) -> BuildArgs {
     args
 }
 
-/// The tree's newest `/boot/vmlinuz-*` (GRUB's version order): its
-/// version and bytes.
-fn newest_kernel(tar: &Path) -> Result<Option<(String, Vec<u8>)>, Box<dyn std::error::Error>> {
+/// A kernel of the tree: its version and its bytes.
+type Kernel = (String, Vec<u8>);
+
+/// The tree's newest `/boot/vmlinuz-*` (GRUB's version order).
+fn newest_kernel(tar: &Path) -> Result<Option<Kernel>, Box<dyn std::error::Error>> {
     let mut src = Source::open(tar)?;
-    let mut best: Option<(String, Vec<u8>)> = None;
+    let mut best: Option<Kernel> = None;
     while let Some(e) = src.next_entry()? {
         let p = String::from_utf8_lossy(&e.path).into_owned();
         let Some(v) = p.strip_prefix("boot/vmlinuz-") else {
