@@ -6,8 +6,10 @@
 //! `cleanup.d/100-build-iso` from the `IMAGE_NAME.kernel` and
 //! `IMAGE_NAME.initramfs` its ramdisk elements wrote, with `sudo mount`.
 //! dibr packs the ramdisk after the build, so the ISO is made here, by
-//! [`crate::iso`], rootless. An `iso` element with a `cleanup.d` (DIB's
-//! own, first on `ELEMENTS_PATH`) is left to do its own work.
+//! [`crate::iso`], rootless. DIB's own `iso` is passed over for dibr's
+//! even when DIB's library comes first (`crate::elements::path`'s
+//! `KEPT_FROM_DIBR`); an `iso` element of the user's with a `cleanup.d`
+//! is left to do its own work.
 
 use std::path::{Path, PathBuf};
 
