@@ -17,7 +17,8 @@
 
 pub mod formats;
 pub use formats::{
-    boot, disk, ext4, fat, image_io, le, lvm, output, rootfs, source, tarstream, tree, units, uuid,
+    boot, disk, ext4, fat, image_io, iso, le, lvm, output, rootfs, source, tarstream, tree, units,
+    uuid,
 };
 
 pub mod assemble;

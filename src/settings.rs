@@ -115,6 +115,23 @@ pub fn boot() -> BootSettings {
     }
 }
 
+/// The host programs the `iso` element's writer runs (`xorriso`,
+/// `grub-mkimage`) found on `PATH`; its data files are at Debian's paths.
+pub fn iso_host() -> crate::iso::IsoHost {
+    crate::iso::IsoHost {
+        xorriso: on_path(&["xorriso"]),
+        grub_mkimage: on_path(&["grub-mkimage"]),
+        ..Default::default()
+    }
+}
+
+/// `DIB_DEPLOY_ISO_KERNEL_CMDLINE_ARGS`: what the `iso` element adds to a
+/// ramdisk ISO's kernel command line after DIB's `boot_method=vmedia`.
+pub fn iso_cmdline() -> String {
+    let extra = std::env::var("DIB_DEPLOY_ISO_KERNEL_CMDLINE_ARGS").unwrap_or_default();
+    format!("boot_method=vmedia {extra}").trim_end().to_string()
+}
+
 /// `DIBR_NO_FSYNC` and `DIBR_NO_COPY_FILE_RANGE`: set (to anything) turns
 /// the ext4 writer's final fsync or its copy_file_range off.
 pub fn ext4_io() -> IoOptions {

@@ -660,6 +660,26 @@ fn resolve_elements(
     Ok((path, resolved))
 }
 
+/// The directory of element `name` when the build's elements resolve to
+/// include it, found without a word on the terminal: for commands that
+/// act after the build on what an element asks for (`dibr ramdisk` and
+/// the `iso` element).
+pub fn resolved_element(cfg: &BuildConfig, name: &str) -> Result<Option<PathBuf>, BuildError> {
+    let path = crate::settings::elements_path()?;
+    let (available, _) = path.discover_noting()?;
+    let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
+    let resolved = elements::resolve::resolve(
+        &requested,
+        &available,
+        &crate::settings::block_device_kind(),
+    )?;
+    Ok(resolved
+        .elements
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, p)| p))
+}
+
 /// The whole build. Prints DIB-style progress; returns the output paths.
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();

@@ -10,6 +10,7 @@ pub mod logfile;
 pub mod mkfs;
 pub mod mkfs_options;
 pub mod ramdisk;
+pub mod ramdisk_iso;
 pub mod root_fs;
 pub mod sandbox_cmd;
 pub mod size;

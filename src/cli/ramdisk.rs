@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::build::{config, BuildArgs};
+use super::ramdisk_iso::{self, IsoPlan};
 use crate::output::atomic::AtomicFile;
 use crate::output::cpio;
 use crate::source::Source;
@@ -53,7 +54,11 @@ fn is_boot_image(p: &[u8]) -> bool {
 /// post-install.d). Then theirs is the ramdisk, under the name asked for,
 /// and the tree is not packed again; a lone one of the pair is dropped.
 /// Returns whether it adopted the pair.
-fn adopt_elements_ramdisk(tree_name: &Path, name: &Path) -> std::io::Result<bool> {
+fn adopt_elements_ramdisk(
+    tree_name: &Path,
+    name: &Path,
+    iso: Option<&IsoPlan>,
+) -> Result<bool, Box<dyn std::error::Error>> {
     let made = (
         with_ext(tree_name, "initramfs"),
         with_ext(tree_name, "kernel"),
@@ -66,6 +71,15 @@ fn adopt_elements_ramdisk(tree_name: &Path, name: &Path) -> std::io::Result<bool
     let set = crate::output::set::begin();
     std::fs::rename(&made.1, crate::output::set::stage_path(&kpath))?;
     std::fs::rename(&made.0, crate::output::set::stage_path(&ipath))?;
+    let _iso_inputs = match iso {
+        Some(plan) => Some(ramdisk_iso::write(
+            plan,
+            &kpath,
+            &ipath,
+            &with_ext(name, "iso"),
+        )?),
+        None => None,
+    };
     set.commit()?;
     eprintln!(
         "dibr ramdisk: {} and {}, as the elements' hooks made them (not packed again from the tree)",
@@ -99,6 +113,41 @@ fn with_ramdisk_element(mut args: BuildArgs) -> BuildArgs {
     args
 }
 
+/// A kernel of the tree: its version and its bytes.
+type Kernel = (String, Vec<u8>);
+
+/// The tree's newest `/boot/vmlinuz-*` (GRUB's version order).
+fn newest_kernel(tar: &Path) -> Result<Option<Kernel>, Box<dyn std::error::Error>> {
+    let mut src = Source::open(tar)?;
+    let mut best: Option<Kernel> = None;
+    while let Some(e) = src.next_entry()? {
+        let p = String::from_utf8_lossy(&e.path).into_owned();
+        let Some(v) = p.strip_prefix("boot/vmlinuz-") else {
+            continue;
+        };
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        let newer = best
+            .as_ref()
+            .map(|(b, _)| crate::boot::collect::version_cmp(v, b).is_gt())
+            .unwrap_or(true);
+        if newer {
+            let mut data = Vec::with_capacity(e.size as usize);
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = src.data().read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            best = Some((v.to_string(), data));
+        }
+    }
+    Ok(best)
+}
+
 fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
     let gzip = match a.compress.as_str() {
         "gzip" => true,
@@ -109,6 +158,7 @@ fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
     args.types = "tar".into();
     let mut cfg = config(&args)?;
     let name = cfg.image_name.clone();
+    let iso = ramdisk_iso::plan(&cfg)?;
     let tree_name = with_ext(&name, "dibr-ramdisk-tree");
     cfg.image_name = tree_name.clone();
     cfg.checksum = false;
@@ -136,38 +186,11 @@ fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    if adopt_elements_ramdisk(&tree_name, &name)? {
+    if adopt_elements_ramdisk(&tree_name, &name, iso.as_ref())? {
         return Ok(());
     }
 
-    // The kernel: the newest /boot/vmlinuz-* of the tree.
-    let mut src = Source::open(&tar)?;
-    let mut best: Option<(String, Vec<u8>)> = None;
-    while let Some(e) = src.next_entry()? {
-        let p = String::from_utf8_lossy(&e.path).into_owned();
-        let Some(v) = p.strip_prefix("boot/vmlinuz-") else {
-            continue;
-        };
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        let newer = best
-            .as_ref()
-            .map(|(b, _)| crate::boot::collect::version_cmp(v, b).is_gt())
-            .unwrap_or(true);
-        if newer {
-            let mut data = Vec::with_capacity(e.size as usize);
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = src.data().read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-            }
-            best = Some((v.to_string(), data));
-        }
-    }
+    let best = newest_kernel(&tar)?;
     let Some((version, kernel)) = best else {
         return Err(
             "the tree has no /boot/vmlinuz-*: add a kernel (debian-minimal installs one)".into(),
@@ -200,6 +223,15 @@ fn build_ramdisk(a: &RamdiskArgs) -> Result<(), Box<dyn std::error::Error>> {
     i.file().sync_all()?;
     i.commit()?;
     k.commit()?;
+    let _iso_inputs = match &iso {
+        Some(plan) => Some(ramdisk_iso::write(
+            plan,
+            &kpath,
+            &ipath,
+            &with_ext(&name, "iso"),
+        )?),
+        None => None,
+    };
     set.commit()?;
     eprintln!(
         "dibr ramdisk: {} (kernel {version}), {} ({} entries, {} MiB of files, {})",

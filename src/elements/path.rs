@@ -38,6 +38,7 @@ pub const KEPT_FROM_DIBR: &[(&str, &str)] = &[
     ("block-device-gpt", "dibr's assembler reads the same YAML"),
     ("block-device-mbr", "dibr's assembler reads the same YAML"),
     ("debootstrap", "DIB's runs debootstrap as root"),
+    ("iso", "DIB's loop-mounts its EFI boot image with sudo"),
     (
         "debian-minimal",
         "DIB's mounts /proc and /sys into the tree from root.d",

@@ -13,6 +13,7 @@ pub mod disk;
 pub mod ext4;
 pub mod fat;
 pub mod image_io;
+pub mod iso;
 pub mod le;
 pub mod lvm;
 pub mod output;
