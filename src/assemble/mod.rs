@@ -297,6 +297,27 @@ pub fn fstab_for(
     root_params: &RootParams,
     block_size: Option<&str>,
 ) -> Result<String, AssembleError> {
+    Ok(plan_for(block_device, root_params, block_size)?.fstab())
+}
+
+/// The root filesystem's label under this config: what DIB's
+/// `dib-block-device getval root-label` prints and disk-image-create
+/// exports as `DIB_ROOT_LABEL` before the first hook (the bootloader
+/// element's GRUB searches for it; `block-device-efi-lvm` says
+/// `img-rootfs`). None when the config has no filesystem.
+pub fn root_label_for(
+    block_device: &BlockDeviceConfig,
+    root_params: &RootParams,
+) -> Result<Option<String>, AssembleError> {
+    let plan = plan_for(block_device, root_params, None)?;
+    Ok(plan.filesystems.get(plan.root()).map(|f| f.label.clone()))
+}
+
+fn plan_for(
+    block_device: &BlockDeviceConfig,
+    root_params: &RootParams,
+    block_size: Option<&str>,
+) -> Result<Plan, AssembleError> {
     let origin = &block_device.origin;
     let graph = config::load_with_params(&block_device.text, root_params).map_err(|source| {
         AssembleError::Config {
@@ -304,8 +325,7 @@ pub fn fstab_for(
             source,
         }
     })?;
-    let plan = Plan::new(graph, block_size).map_err(plan_err(origin))?;
-    Ok(plan.fstab())
+    Plan::new(graph, block_size).map_err(plan_err(origin))
 }
 
 /// The block-device config, parsed and checked, as a [`Plan`] placed on

@@ -143,6 +143,16 @@ pub struct HookEnv {
 }
 
 impl HookEnv {
+    /// `DIB_ROOT_LABEL` from the block-device config's root filesystem
+    /// (disk-image-create's `getval root-label`), once the layout is known.
+    pub fn set_root_label(&mut self, label: &str) {
+        for (k, v) in self.common.iter_mut() {
+            if k == "DIB_ROOT_LABEL" {
+                *v = label.to_string();
+            }
+        }
+    }
+
     pub fn new(cfg: &BuildConfig, w: &WorkDir, r: &Resolved, path: &ElementsPath) -> HookEnv {
         Self::with_caller(cfg, w, r, path, Self::caller())
     }

@@ -463,6 +463,16 @@ fn block_device_config(
     Ok((block_device, root_params))
 }
 
+/// The root label the block-device config gives (None: keep the default
+/// `cloudimg-rootfs`/`--root-label`). A config that does not load is left
+/// to the assembler, which names the fault; the hooks need no label then.
+fn layout_root_label(cfg: &BuildConfig, resolved: &crate::elements::Resolved) -> Option<String> {
+    let (block_device, root_params) = block_device_config(cfg, resolved).ok()?;
+    crate::assemble::root_label_for(&block_device, &root_params)
+        .ok()
+        .flatten()
+}
+
 /// disk-image-create's `dib-block-device writefstab`, which runs before
 /// pre-finalise.d and finalise.d: the image's `/etc/fstab` is in the tree
 /// when those hooks run (the debootstrap element's
@@ -703,7 +713,10 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let set = crate::output::set::begin();
     let result = (|| {
         hooks_dir::write(&w, &hooks, &resolved)?;
-        let env = env::HookEnv::new(cfg, &w, &resolved, &path);
+        let mut env = env::HookEnv::new(cfg, &w, &resolved, &path);
+        if let Some(label) = layout_root_label(cfg, &resolved) {
+            env.set_root_label(&label);
+        }
         run_phase(&w, Phase::Root, &env)?;
         if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {
             return Err(BuildError::EmptyRoot);
