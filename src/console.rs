@@ -100,7 +100,11 @@ impl Tracker {
     fn slowest(&self) -> Option<String> {
         let mut v: Vec<&(String, f64)> = self.hook_secs.iter().filter(|(_, s)| *s >= 1.0).collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let shown: Vec<String> = v.iter().take(3).map(|(h, s)| format!("{h} {s:.1}s")).collect();
+        let shown: Vec<String> = v
+            .iter()
+            .take(3)
+            .map(|(h, s)| format!("{h} {s:.1}s"))
+            .collect();
         (!shown.is_empty()).then(|| format!("slowest: {}", shown.join(", ")))
     }
 }
@@ -462,7 +466,10 @@ mod tests {
         t.see("dib-run-parts Running /tmp/in_target.d/install.d/50-b");
         t.hook_ended();
         assert_eq!(
-            t.hook_secs.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+            t.hook_secs
+                .iter()
+                .map(|(h, _)| h.as_str())
+                .collect::<Vec<_>>(),
             ["01-a", "50-b"]
         );
         assert_eq!(t.slowest(), None, "hooks under a second are not named");

@@ -75,7 +75,11 @@ fn identify_plain(b: &[u8]) -> Option<KernelImage> {
         let proto = le16(b, 0x206)?;
         let x64 = proto >= 0x020c && le16(b, 0x236).is_some_and(|f| f & 1 != 0);
         return Some(KernelImage {
-            format: format!("x86 bzImage (boot protocol {}.{:02})", proto >> 8, proto & 0xff),
+            format: format!(
+                "x86 bzImage (boot protocol {}.{:02})",
+                proto >> 8,
+                proto & 0xff
+            ),
             arch: Some(if x64 { "x86_64" } else { "i686" }),
         });
     }

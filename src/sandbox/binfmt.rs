@@ -107,7 +107,7 @@ pub struct Handler {
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -184,7 +184,10 @@ pub fn check(arch: &str, host: &str, dir: &Path) -> Result<Option<PathBuf>, Binf
         if matches!(name, "register" | "status") {
             continue;
         }
-        let Some(h) = std::fs::read_to_string(&f).ok().and_then(|t| Handler::parse(&t)) else {
+        let Some(h) = std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|t| Handler::parse(&t))
+        else {
             continue;
         };
         if h.accepts(&t.header) {
@@ -235,7 +238,10 @@ mod tests {
         assert_eq!(h.flags, "POF");
         assert!(h.accepts(&target("arm64").unwrap().header));
         assert!(!h.accepts(&target("amd64").unwrap().header));
-        assert_eq!(Handler::parse("enabled\ninterpreter /x\nflags: \nextension .jar\n"), None);
+        assert_eq!(
+            Handler::parse("enabled\ninterpreter /x\nflags: \nextension .jar\n"),
+            None
+        );
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -266,12 +272,18 @@ mod tests {
 
         let d = dir_with(&[("status", "enabled\n"), ("register", "")]);
         let e = check("arm64", "x86_64", d.path()).unwrap_err().to_string();
-        assert!(e.contains("sudo apt install qemu-user-static binfmt-support"), "{e}");
+        assert!(
+            e.contains("sudo apt install qemu-user-static binfmt-support"),
+            "{e}"
+        );
         assert!(e.contains("update-binfmts --enable qemu-aarch64"), "{e}");
 
         let d = dir_with(&[("qemu-aarch64", &AARCH64.replace("enabled", "disabled"))]);
         let e = check("arm64", "x86_64", d.path()).unwrap_err().to_string();
-        assert!(e.contains("is disabled") && e.contains("--enable qemu-aarch64"), "{e}");
+        assert!(
+            e.contains("is disabled") && e.contains("--enable qemu-aarch64"),
+            "{e}"
+        );
 
         let d = dir_with(&[("qemu-aarch64", &AARCH64.replace("POF", "P"))]);
         let e = check("arm64", "x86_64", d.path()).unwrap_err();

@@ -43,7 +43,10 @@ pub const X64: EfiArch = EfiArch {
     boot: "BOOTX64.EFI",
     grub_name: "grubx64.efi",
     mok_name: "mmx64.efi",
-    shim: &["usr/lib/shim/shimx64.efi.signed", "usr/lib/shim/shimx64.efi"],
+    shim: &[
+        "usr/lib/shim/shimx64.efi.signed",
+        "usr/lib/shim/shimx64.efi",
+    ],
     mok: &["usr/lib/shim/mmx64.efi.signed", "usr/lib/shim/mmx64.efi"],
     grub: &[
         "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
@@ -57,7 +60,10 @@ pub const AA64: EfiArch = EfiArch {
     boot: "BOOTAA64.EFI",
     grub_name: "grubaa64.efi",
     mok_name: "mmaa64.efi",
-    shim: &["usr/lib/shim/shimaa64.efi.signed", "usr/lib/shim/shimaa64.efi"],
+    shim: &[
+        "usr/lib/shim/shimaa64.efi.signed",
+        "usr/lib/shim/shimaa64.efi",
+    ],
     mok: &["usr/lib/shim/mmaa64.efi.signed", "usr/lib/shim/mmaa64.efi"],
     grub: &[
         "usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed",

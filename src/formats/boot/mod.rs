@@ -170,9 +170,7 @@ pub fn plan(c: &BootCollector, o: &BootOptions) -> Result<BootPlan, BootError> {
     let o = match efi::tree_arch(c) {
         Some(a) if a.serial != efi::X64.serial => {
             arch_o = BootOptions {
-                cmdline: o
-                    .cmdline
-                    .replace(efi::X64.serial, a.serial),
+                cmdline: o.cmdline.replace(efi::X64.serial, a.serial),
                 ..o.clone()
             };
             &arch_o
