@@ -132,6 +132,7 @@ fn arm64_preflight_names_the_host_setup() {
 }
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+// (TCG emulating arm64 on a loaded 2-core machine: generous.)
 const GROW: u64 = 3 << 30;
 const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
 const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
@@ -216,7 +217,7 @@ fn inspect(test: &str, dibr: &Path, disk: &Path, out: &Path) {
 fn arm64_debian_vm_builds_rootless_and_boots() {
     let test = "arm64_debian_vm_builds_rootless_and_boots";
     if std::env::var("DIBR_ARM64_TESTS").as_deref() != Ok("1") {
-        println!("skipped: {test}: set DIBR_ARM64_TESTS=1 (slow: an emulated arm64 build, ~40 min, and a TCG boot)");
+        println!("skipped: {test}: set DIBR_ARM64_TESTS=1 (slow: an emulated arm64 build, over an hour on 2 cores, and a TCG boot)");
         return;
     }
     let tools = [
