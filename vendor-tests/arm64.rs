@@ -131,8 +131,8 @@ fn arm64_preflight_names_the_host_setup() {
     assert_no_leftovers(test, &b);
 }
 
+/// TCG emulating arm64 on a loaded 2-core machine: generous.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(40 * 60);
-// (TCG emulating arm64 on a loaded 2-core machine: generous.)
 const GROW: u64 = 3 << 30;
 const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
 const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";

@@ -157,3 +157,56 @@ pub fn prepare(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{plan, BootSettings};
+    use super::*;
+
+    fn files(p: &BootPlan) -> Vec<&str> {
+        p.esp_files.iter().map(|f| f.path.as_str()).collect()
+    }
+
+    #[test]
+    fn arm64_trees_get_arm64_names_and_the_pl011_console() {
+        let o = BootOptions::new("cloudimg-rootfs", true, true, &BootSettings::default());
+        // Debian's unsigned monolithic arm64 GRUB alone.
+        let mut c = BootCollector::new();
+        assert!(BootCollector::wants(
+            b"usr/lib/grub/arm64-efi/monolithic/grubaa64.efi"
+        ));
+        c.keep(
+            b"usr/lib/grub/arm64-efi/monolithic/grubaa64.efi",
+            b"MZ grub".to_vec(),
+        );
+        let p = plan(&c, &o).unwrap();
+        assert_eq!(files(&p), ["EFI/BOOT/BOOTAA64.EFI", "EFI/BOOT/grub.cfg"]);
+        assert!(p.bios.is_none(), "no BIOS boot code for an arm64 tree");
+        // shim with the signed GRUB: shim is the loader, GRUB beside it.
+        c.keep(
+            b"usr/lib/grub/arm64-efi-signed/grubaa64.efi.signed",
+            b"MZ s".to_vec(),
+        );
+        c.keep(b"usr/lib/shim/shimaa64.efi.signed", b"MZ shim".to_vec());
+        c.keep(b"usr/lib/shim/mmaa64.efi.signed", b"MZ mm".to_vec());
+        let p = plan(&c, &o).unwrap();
+        assert_eq!(
+            files(&p),
+            [
+                "EFI/BOOT/BOOTAA64.EFI",
+                "EFI/BOOT/grubaa64.efi",
+                "EFI/BOOT/mmaa64.efi",
+                "EFI/BOOT/grub.cfg"
+            ]
+        );
+        assert_eq!(p.esp_files[0].data, b"MZ shim");
+        // An x86-64 tree keeps the x64 names and ttyS0.
+        let mut c = BootCollector::new();
+        c.keep(
+            b"usr/lib/grub/x86_64-efi/monolithic/grubx64.efi",
+            b"MZ".to_vec(),
+        );
+        assert_eq!(tree_arch(&c).map(|a| a.boot), Some("BOOTX64.EFI"));
+        assert!(o.cmdline.contains("console=ttyS0,115200"));
+    }
+}
