@@ -55,16 +55,29 @@ struct Tracker {
     lines: VecDeque<String>,
     /// Markers seen (see [`sync`]).
     synced: u64,
+    /// When the current hook started (its `Running` line was read).
+    hook_started: Option<Instant>,
+    /// The phase's hooks and their seconds, in the order they ran (what
+    /// dib-run-parts' profiling table has, timed here as the lines come).
+    hook_secs: Vec<(String, f64)>,
 }
 
 impl Tracker {
     /// Follow one line of hook output.
     fn see(&mut self, line: &str) {
         if let Some(path) = line.strip_prefix("dib-run-parts Running ") {
+            self.hook_ended();
             let name = path.rsplit('/').next().unwrap_or(path).trim();
             self.hook = Some(name.to_string());
+            self.hook_started = Some(Instant::now());
             self.hooks += 1;
             self.lines.clear();
+        } else if line
+            .strip_prefix("dib-run-parts ")
+            .and_then(|l| l.strip_suffix(" completed"))
+            .is_some_and(|n| Some(n) == self.hook.as_deref())
+        {
+            self.hook_ended();
         } else if line.starts_with("Setting up ") {
             self.packages += 1;
         }
@@ -72,6 +85,27 @@ impl Tracker {
             self.lines.pop_front();
         }
         self.lines.push_back(line.to_string());
+    }
+
+    /// The current hook is over: keep its time.
+    fn hook_ended(&mut self) {
+        if let (Some(h), Some(t)) = (&self.hook, self.hook_started.take()) {
+            self.hook_secs.push((h.clone(), t.elapsed().as_secs_f64()));
+        }
+    }
+
+    /// `slowest: 01-install 380.2s, 50-bootloader 20.1s`: the (up to)
+    /// three hooks that took a second or more, slowest first — where an
+    /// emulated (qemu-user) build spends its time.
+    fn slowest(&self) -> Option<String> {
+        let mut v: Vec<&(String, f64)> = self.hook_secs.iter().filter(|(_, s)| *s >= 1.0).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let shown: Vec<String> = v
+            .iter()
+            .take(3)
+            .map(|(h, s)| format!("{h} {s:.1}s"))
+            .collect();
+        (!shown.is_empty()).then(|| format!("slowest: {}", shown.join(", ")))
     }
 }
 
@@ -303,17 +337,19 @@ pub fn phase_done(line: &str) {
         let g = CONSOLE.lock();
         g.ok().and_then(|g| {
             let c = g.as_ref()?;
-            let t = c.tracker.0.lock().ok()?;
-            Some((t.hooks, t.packages))
+            let mut t = c.tracker.0.lock().ok()?;
+            t.hook_ended();
+            Some((t.hooks, t.packages, t.slowest()))
         })
     };
     match counts {
-        Some((hooks, packages)) => {
+        Some((hooks, packages, slowest)) => {
             let mut what = vec![format!("{hooks} hook{}", if hooks == 1 { "" } else { "s" })];
             if packages > 0 {
                 what.push(format!("{packages} packages set up"));
             }
-            say(&format!("{line} ({})", what.join(", ")))
+            let slowest = slowest.map(|s| format!("; {s}")).unwrap_or_default();
+            say(&format!("{line} ({}{slowest})", what.join(", ")))
         }
         None => say(line),
     }
@@ -419,6 +455,34 @@ mod tests {
                 "dib-run-parts Running /tmp/in_target.d/install.d/50-b",
                 "oops"
             ]
+        );
+    }
+
+    #[test]
+    fn tracker_times_hooks_and_names_the_slowest() {
+        let mut t = Tracker::default();
+        t.see("dib-run-parts Running /tmp/in_target.d/install.d/01-a");
+        t.see("dib-run-parts 01-a completed");
+        t.see("dib-run-parts Running /tmp/in_target.d/install.d/50-b");
+        t.hook_ended();
+        assert_eq!(
+            t.hook_secs
+                .iter()
+                .map(|(h, _)| h.as_str())
+                .collect::<Vec<_>>(),
+            ["01-a", "50-b"]
+        );
+        assert_eq!(t.slowest(), None, "hooks under a second are not named");
+        t.hook_secs = vec![
+            ("01-a".into(), 2.0),
+            ("02-b".into(), 380.0),
+            ("03-c".into(), 0.5),
+            ("04-d".into(), 20.0),
+            ("05-e".into(), 1.5),
+        ];
+        assert_eq!(
+            t.slowest().as_deref(),
+            Some("slowest: 02-b 380.0s, 04-d 20.0s, 01-a 2.0s")
         );
     }
 

@@ -207,6 +207,17 @@ fn shipped(var: &str, name: &str) -> Option<PathBuf> {
     })
 }
 
+/// The kernel's binfmt_misc directory, where a foreign architecture's
+/// qemu-user handler is looked for (`crate::sandbox::binfmt`):
+/// `$DIBR_BINFMT_MISC_DIR` (a test seam: a directory of handler files in
+/// the kernel's format), else `/proc/sys/fs/binfmt_misc`.
+pub fn binfmt_misc_dir() -> PathBuf {
+    std::env::var_os("DIBR_BINFMT_MISC_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/proc/sys/fs/binfmt_misc"))
+}
+
 /// The directories of `PATH`, in order (none when it is unset).
 fn path_dirs() -> Vec<PathBuf> {
     std::env::var_os("PATH")

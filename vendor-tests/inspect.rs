@@ -24,8 +24,14 @@ use sha2::{Digest, Sha256};
 const TOOLS: &[&str] = &["qemu-img", "qemu-io", "tar", "mke2fs", "e2fsck"];
 const KVER: &str = "6.1.0-13-test";
 
+/// Random bytes behind an x86-64 bzImage header (`HdrS`, boot protocol
+/// 2.15, `XLF_KERNEL_64`), which `check` reads for the kernel's format.
 fn kernel_bytes() -> Vec<u8> {
-    prng_bytes(51, 3 << 20)
+    let mut k = prng_bytes(51, 3 << 20);
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    k[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    k[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
+    k
 }
 fn initrd_bytes() -> Vec<u8> {
     prng_bytes(52, (2 << 20) + 777)

@@ -29,8 +29,14 @@ const MAX_RSS_KB: u64 = 256 * 1024;
 const KILL_AFTER: &str = "60";
 const MIB: usize = 1 << 20;
 
+/// Random bytes behind an x86-64 bzImage header (`HdrS`, boot protocol
+/// 2.15, `XLF_KERNEL_64`), which `check` reads for the kernel's format.
 fn kernel_bytes() -> Vec<u8> {
-    prng_bytes(61, 300_000)
+    let mut k = prng_bytes(61, 300_000);
+    k[0x202..0x206].copy_from_slice(b"HdrS");
+    k[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    k[0x236..0x238].copy_from_slice(&1u16.to_le_bytes());
+    k
 }
 fn initrd_bytes() -> Vec<u8> {
     prng_bytes(62, 200_000)

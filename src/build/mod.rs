@@ -106,6 +106,8 @@ pub enum BuildError {
     Usage(String),
     #[error(transparent)]
     Assemble(#[from] crate::assemble::AssembleError),
+    #[error(transparent)]
+    Binfmt(#[from] sandbox::binfmt::BinfmtError),
 }
 
 /// Work directories to remove if the process is interrupted.
@@ -694,7 +696,20 @@ pub fn resolved_element(cfg: &BuildConfig, name: &str) -> Result<Option<PathBuf>
 pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let started = Instant::now();
     let started_wall = std::time::SystemTime::now();
+    let emulated = sandbox::binfmt::check(
+        &cfg.arch,
+        std::env::consts::ARCH,
+        &crate::settings::binfmt_misc_dir(),
+    )?;
     crate::say!("{}", sandbox::chosen()?.line());
+    if let Some(h) = emulated {
+        crate::say!(
+            "dibr: {} image on a {} host: the image's programs run through qemu-user ({}), several times slower than native",
+            cfg.arch,
+            std::env::consts::ARCH,
+            h.display()
+        );
+    }
     if let Some(w) = sandbox::mapping()?.warning() {
         crate::say!("dibr: warning: {w}");
     }

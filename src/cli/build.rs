@@ -24,7 +24,7 @@ pub struct BuildArgs {
     /// Output types, comma separated: qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker (NAME.docker.tar), oci (NAME.oci.tar), squashfs (NAME.squash)
     #[arg(short = 't', default_value = "qcow2", value_name = "TYPES")]
     pub types: String,
-    /// Architecture (DIB's -a): amd64/x86_64 only for now
+    /// Architecture (DIB's -a): amd64 (x86_64) or arm64 (aarch64; on another host through qemu-user binfmt)
     #[arg(short = 'a', default_value = "amd64", value_name = "ARCH")]
     pub arch: String,
     /// Skip the base element (DIB's -n)
@@ -142,12 +142,17 @@ fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn arch(a: &str) -> Result<String, String> {
+/// DIB's `-a` names, as Debian spells them (DIB's debootstrap maps
+/// x86_64→amd64 and aarch64→arm64; the rpm-distro element maps back).
+/// A foreign architecture needs the host's qemu-user binfmt handler,
+/// which the build's preflight checks before any work.
+pub fn arch(a: &str) -> Result<String, String> {
     match a {
         "amd64" | "x86_64" => Ok("amd64".to_string()),
+        "arm64" | "aarch64" => Ok("arm64".to_string()),
         other => Err(refuse(
             &format!("-a {other}"),
-            "only amd64 builds are supported on this host",
+            "dibr builds amd64 (x86_64) and arm64 (aarch64) images",
         )),
     }
 }

@@ -328,6 +328,13 @@ pub fn run(a: &VmArgs) -> Result<i32, Box<dyn std::error::Error>> {
     };
     let modes = firmware::boot_modes(image)?;
     let guest = guest::read(image)?;
+    if let Some(arch) = guest.arch.filter(|a| !matches!(*a, "x86_64" | "i686")) {
+        return Err(VmError::Arch {
+            path: image.clone(),
+            arch,
+        }
+        .into());
+    }
     let user = a
         .user
         .clone()

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::disk::{Layout, Table};
 use super::kernel;
+use super::kernel_image;
 use super::limits::CONFIG_FILE as SMALL;
 use super::view::View;
 use super::InspectError;
@@ -781,11 +782,67 @@ fn datasources(f: &Facts) -> Item {
     }
 }
 
+/// Keeps the first [`kernel_image::HEAD`] bytes written to it.
+struct Head(Vec<u8>);
+
+impl std::io::Write for Head {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let room = kernel_image::HEAD.saturating_sub(self.0.len());
+        self.0.extend_from_slice(&b[..room.min(b.len())]);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The chosen kernel file's boot format, judged against the architecture
+/// of the image's programs: a bzImage in an x86-64 image, an arm64 Image
+/// (plain, gzip'd or EFI zboot) in an arm64 one.
+fn kernel_format(
+    view: &View,
+    path: &str,
+    userland: Option<&str>,
+) -> Result<(Status, String), InspectError> {
+    let Some(n) = view.resolve(path, true)? else {
+        return Ok((Status::Fail, "the file is not in the image".into()));
+    };
+    let mut head = Head(Vec::new());
+    view.copy_node(&n, &mut head)?;
+    Ok(match (kernel_image::identify(&head.0), userland) {
+        (None, _) => (
+            Status::Warn,
+            "not a format dibr knows (x86 bzImage, arm64 Image, EFI zboot): the boot loader must understand it".into(),
+        ),
+        (Some(k), Some(u)) if k.arch.is_some_and(|a| a != u) => (
+            Status::Fail,
+            format!(
+                "{}, for {}, but the image's programs are {u}: it will not boot",
+                k.format,
+                k.arch.unwrap_or("?")
+            ),
+        ),
+        (Some(k), _) => (Status::Pass, k.format),
+    })
+}
+
+/// The serial console a VM of this architecture has: the 16550 UART
+/// (`ttyS0`) on x86, the PL011 (`ttyAMA0`) on arm64 (QEMU's `virt`, DIB's
+/// bootloader element for arm64).
+fn serial_console(arch: Option<&str>) -> &'static str {
+    match arch {
+        Some("aarch64") | Some("armv7l") => "ttyAMA0",
+        _ => "ttyS0",
+    }
+}
+
 fn kernel_and_console(view: &View) -> Result<(Item, Item), InspectError> {
+    let userland = super::glance::guest::architecture(view)?;
     let (k, cmdline, source) = match kernel::choose(view) {
         Ok(c) => {
+            let (status, format) = kernel_format(view, &c.kernel, userland)?;
             let d = format!(
-                "{}{} ({})",
+                "{} ({format}){} ({})",
                 c.kernel,
                 if c.initrds.is_empty() {
                     ", no initrd".to_string()
@@ -795,7 +852,7 @@ fn kernel_and_console(view: &View) -> Result<(Item, Item), InspectError> {
                 c.how
             );
             let src = c.how.clone();
-            (item(Status::Pass, "kernel", d), c.cmdline, src)
+            (item(status, "kernel", d), c.cmdline, src)
         }
         Err(InspectError::NoKernel { detail, .. }) => (
             item(Status::Fail, "kernel", format!("no kernel: {detail}")),
@@ -804,17 +861,31 @@ fn kernel_and_console(view: &View) -> Result<(Item, Item), InspectError> {
         ),
         Err(e) => return Err(e),
     };
+    Ok((k, console_item(view, userland, cmdline, &source)?))
+}
+
+/// `console=<the platform's UART>` on the kernel command line.
+fn console_item(
+    view: &View,
+    userland: Option<&str>,
+    cmdline: Option<String>,
+    source: &str,
+) -> Result<Item, InspectError> {
+    let tty = serial_console(userland);
     let has = |c: &str| {
-        c.split_whitespace()
-            .any(|w| w == "console=ttyS0" || w.starts_with("console=ttyS0,"))
+        c.split_whitespace().any(|w| {
+            w.strip_prefix("console=")
+                .and_then(|v| v.strip_prefix(tty))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(','))
+        })
     };
-    let console = match cmdline {
-        Some(c) if has(&c) => item(Status::Pass, "serial-console", format!("console=ttyS0 in {source}")),
+    Ok(match cmdline {
+        Some(c) if has(&c) => item(Status::Pass, "serial-console", format!("console={tty} in {source}")),
         Some(c) => item(
             Status::Fail,
             "serial-console",
             format!(
-                "no console=ttyS0 in {source} ({c}): add it to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub and regenerate grub.cfg"
+                "no console={tty} in {source} ({c}): add it to GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub and regenerate grub.cfg"
             ),
         ),
         None => {
@@ -823,17 +894,16 @@ fn kernel_and_console(view: &View) -> Result<(Item, Item), InspectError> {
                 Some(t) if t.lines().any(|l| l.trim_start().starts_with("GRUB_CMDLINE_LINUX") && has(&l.replace(['"', '\''], " "))) => item(
                     Status::Warn,
                     "serial-console",
-                    "no grub.cfg; /etc/default/grub has console=ttyS0 for when it is generated",
+                    format!("no grub.cfg; /etc/default/grub has console={tty} for when it is generated"),
                 ),
                 _ => item(
                     Status::Warn,
                     "serial-console",
-                    "no grub.cfg to read the kernel command line from: whoever boots the kernel must pass console=ttyS0",
+                    format!("no grub.cfg to read the kernel command line from: whoever boots the kernel must pass console={tty}"),
                 ),
             }
         }
-    };
-    Ok((k, console))
+    })
 }
 
 fn machine_id(view: &View) -> Result<Item, InspectError> {

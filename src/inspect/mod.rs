@@ -13,6 +13,7 @@ pub mod disk;
 pub mod glance;
 pub mod grub;
 pub mod kernel;
+pub mod kernel_image;
 pub mod limits;
 pub mod view;
 

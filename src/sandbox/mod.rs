@@ -22,6 +22,7 @@
 //! let status = run(&cfg, &["/bin/sh".into(), "-c".into(), "id -u".into()]).unwrap();
 //! ```
 
+pub mod binfmt;
 mod direct;
 pub mod enter;
 mod fakeroot;

@@ -18,6 +18,8 @@ pub struct Guest {
     pub cloud_init: bool,
     /// cloud-init's default user, if the config names one.
     pub default_user: Option<String>,
+    /// The architecture of the image's programs (`x86_64`, `aarch64`).
+    pub arch: Option<&'static str>,
 }
 
 pub fn read(path: &Path) -> Result<Guest, VmError> {
@@ -32,9 +34,12 @@ pub fn read(path: &Path) -> Result<Guest, VmError> {
         .iter()
         .any(|p| view.exists(p).unwrap_or(false));
     let (cfg, _) = cloud_config(&view);
+    let arch =
+        crate::inspect::glance::guest::architecture(&view).map_err(|e| err(e.to_string()))?;
     Ok(Guest {
         cloud_init,
         default_user: default_user(&cfg),
+        arch,
     })
 }
 

@@ -35,6 +35,10 @@ pub enum VmError {
     },
     #[error("{path}: not an ssh public key (expected one line `TYPE BASE64 [COMMENT]`, as ssh-keygen writes in KEY.pub)")]
     BadKey { path: PathBuf },
+    /// `dibr vm` runs qemu-system-x86_64; an image of another
+    /// architecture needs its own machine and firmware.
+    #[error("{path}: the image is {arch}; dibr vm boots x86-64 images only. Boot it with qemu-system-{arch} (arm64: qemu-system-aarch64 -M virt -cpu max -m 2048 with AAVMF from qemu-efi-aarch64: -drive if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd and a copy of AAVMF_VARS.fd)")]
+    Arch { path: PathBuf, arch: &'static str },
     #[error("no ssh public key: none of {looked} exists; make one with `ssh-keygen -t ed25519` (then run dibr vm again), or name one with --ssh-key FILE")]
     NoKey { looked: String },
 }

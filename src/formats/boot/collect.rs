@@ -16,16 +16,13 @@ pub const GRUB_I386_DIR: &str = "usr/lib/grub/i386-pc/";
 /// core.img on the target.
 pub const BOOT_GRUB_I386_DIR: &str = "boot/grub/i386-pc/";
 
-/// EFI binaries the planner may copy to the ESP (Debian/Ubuntu paths; the
-/// planner picks in order of preference).
-pub const EFI_CANDIDATES: &[&str] = &[
-    "usr/lib/shim/shimx64.efi.signed",
-    "usr/lib/shim/shimx64.efi",
-    "usr/lib/shim/mmx64.efi.signed",
-    "usr/lib/shim/mmx64.efi",
-    "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed",
-    "usr/lib/grub/x86_64-efi/monolithic/grubx64.efi",
-];
+/// Whether `p` is an EFI binary the planner may copy to the ESP
+/// (Debian/Ubuntu paths of every architecture in [`super::efi::ARCHES`]).
+fn efi_candidate(p: &str) -> bool {
+    super::efi::ARCHES
+        .iter()
+        .any(|a| [a.shim, a.mok, a.grub].iter().any(|l| l.contains(&p)))
+}
 
 /// A kernel found in /boot, with its initrd if there is one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +45,9 @@ pub struct BootCollector {
     initrds: Vec<String>,
     root_grub_cfg: bool,
     boot_grub_modules: bool,
-    esp_loader: bool,
+    /// The removable-media loader the tree's ESP already has
+    /// (`BOOTX64.EFI`, `BOOTAA64.EFI`).
+    esp_loader: Option<&'static str>,
 }
 
 fn utf8(p: &[u8]) -> Option<&str> {
@@ -68,11 +67,12 @@ impl BootCollector {
             || p == "boot/grub/i386-pc/boot.img"
             || p == "etc/os-release"
             || p == "usr/lib/os-release"
-            || EFI_CANDIDATES.contains(&p)
+            || efi_candidate(p)
             // Symlink targets next to the candidates (`shimx64.efi.signed`
             // may point at a versioned file).
             || p.starts_with("usr/lib/shim/")
             || p.starts_with("usr/lib/grub/x86_64-efi-signed/grubx64.efi")
+            || p.starts_with("usr/lib/grub/arm64-efi-signed/grubaa64.efi")
     }
 
     /// Look at every entry of the tree (before its data is consumed).
@@ -91,8 +91,13 @@ impl BootCollector {
             self.root_grub_cfg = true;
         } else if p == "boot/grub/i386-pc/normal.mod" {
             self.boot_grub_modules = true;
-        } else if p.eq_ignore_ascii_case("boot/efi/EFI/BOOT/BOOTX64.EFI") {
-            self.esp_loader = true;
+        } else if let Some(l) = p.strip_prefix("boot/efi/EFI/BOOT/").and_then(|n| {
+            super::efi::ARCHES
+                .iter()
+                .find(|a| a.boot.eq_ignore_ascii_case(n))
+                .map(|a| a.boot)
+        }) {
+            self.esp_loader = Some(l);
         }
         if let EntryKind::Symlink(t) = &e.kind {
             if Self::wants(&e.path) {
@@ -150,9 +155,7 @@ impl BootCollector {
     }
 
     pub fn has_efi_grub(&self) -> bool {
-        EFI_CANDIDATES
-            .iter()
-            .any(|c| c.contains("grub") && self.file(c).is_some())
+        super::efi::tree_arch(self).is_some()
     }
 
     pub fn has_root_grub_cfg(&self) -> bool {
@@ -165,8 +168,8 @@ impl BootCollector {
         self.boot_grub_modules
     }
 
-    /// The tree already has a removable-media loader on its ESP.
-    pub fn has_esp_loader(&self) -> bool {
+    /// The removable-media loader the tree already has on its ESP.
+    pub fn esp_loader(&self) -> Option<&'static str> {
         self.esp_loader
     }
 

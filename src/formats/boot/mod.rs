@@ -164,6 +164,19 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BootE
 
 /// Decide what boot adds to the image, from what the stream kept.
 pub fn plan(c: &BootCollector, o: &BootOptions) -> Result<BootPlan, BootError> {
+    // An arm64 tree's serial console is the PL011 (ttyAMA0), as DIB's
+    // bootloader element sets it for arm64.
+    let arch_o;
+    let o = match efi::tree_arch(c) {
+        Some(a) if a.serial != efi::X64.serial => {
+            arch_o = BootOptions {
+                cmdline: o.cmdline.replace(efi::X64.serial, a.serial),
+                ..o.clone()
+            };
+            &arch_o
+        }
+        _ => o,
+    };
     let mut p = BootPlan::default();
     let kernel = c.newest_kernel();
     match &kernel {
