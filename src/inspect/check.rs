@@ -782,14 +782,26 @@ fn datasources(f: &Facts) -> Item {
     }
 }
 
-/// Keeps the first [`kernel_image::HEAD`] bytes written to it.
+/// Keeps the first [`kernel_image::HEAD`] bytes written to it, then
+/// refuses more, so the copy stops there (a kernel file may be huge or
+/// sparse in an untrusted image: reading it all is what the fuzz
+/// regression `vmlinuz-of-huge-sparse-size` guards against).
 struct Head(Vec<u8>);
+
+impl Head {
+    fn full(&self) -> bool {
+        self.0.len() >= kernel_image::HEAD
+    }
+}
 
 impl std::io::Write for Head {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let room = kernel_image::HEAD.saturating_sub(self.0.len());
-        self.0.extend_from_slice(&b[..room.min(b.len())]);
-        Ok(b.len())
+        if self.full() {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let n = (kernel_image::HEAD - self.0.len()).min(b.len());
+        self.0.extend_from_slice(&b[..n]);
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -808,7 +820,10 @@ fn kernel_format(
         return Ok((Status::Fail, "the file is not in the image".into()));
     };
     let mut head = Head(Vec::new());
-    view.copy_node(&n, &mut head)?;
+    let copied = view.copy_node(&n, &mut head);
+    if !head.full() {
+        copied?;
+    }
     Ok(match (kernel_image::identify(&head.0), userland) {
         (None, _) => (
             Status::Warn,
