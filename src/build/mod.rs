@@ -650,14 +650,7 @@ pub fn reclaim_stale() -> usize {
 fn resolve_elements(
     cfg: &BuildConfig,
 ) -> Result<(elements::path::ElementsPath, elements::resolve::Resolved), BuildError> {
-    let path = crate::settings::elements_path()?;
-    let (available, substituted) = path.discover_noting()?;
-    let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
-    let resolved = elements::resolve::resolve(
-        &requested,
-        &available,
-        &crate::settings::block_device_kind(),
-    )?;
+    let (path, resolved, substituted) = resolve_quietly(cfg)?;
     crate::say!(
         "dibr: building {} with elements: {}",
         cfg.image_name.display(),
@@ -672,19 +665,35 @@ fn resolve_elements(
     Ok((path, resolved))
 }
 
-/// The directory of element `name` when the build's elements resolve to
-/// include it, found without a word on the terminal: for commands that
-/// act after the build on what an element asks for (`dibr ramdisk` and
-/// the `iso` element).
-pub fn resolved_element(cfg: &BuildConfig, name: &str) -> Result<Option<PathBuf>, BuildError> {
+/// The element path, the resolved elements and the DIB elements dibr's
+/// replaced, without a word on the terminal.
+fn resolve_quietly(
+    cfg: &BuildConfig,
+) -> Result<
+    (
+        elements::path::ElementsPath,
+        elements::resolve::Resolved,
+        Vec<elements::path::Substitution>,
+    ),
+    BuildError,
+> {
     let path = crate::settings::elements_path()?;
-    let (available, _) = path.discover_noting()?;
+    let (available, substituted) = path.discover_noting()?;
     let requested = elements::resolve::requested_elements(&cfg.elements, cfg.skip_base);
     let resolved = elements::resolve::resolve(
         &requested,
         &available,
         &crate::settings::block_device_kind(),
     )?;
+    Ok((path, resolved, substituted))
+}
+
+/// The directory of element `name` when the build's elements resolve to
+/// include it, found without a word on the terminal: for commands that
+/// act after the build on what an element asks for (`dibr ramdisk` and
+/// the `iso` element).
+pub fn resolved_element(cfg: &BuildConfig, name: &str) -> Result<Option<PathBuf>, BuildError> {
+    let (_, resolved, _) = resolve_quietly(cfg)?;
     Ok(resolved
         .elements
         .into_iter()
