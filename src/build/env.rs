@@ -14,7 +14,8 @@
 //! dibr's own additions: `DIB_DIBR=1` (so elements can tell), `TARGET_ROOT`
 //! in every outside phase (DIB: root.d and cleanup.d only; dibr's elements
 //! use it in extra-data.d too), a PATH whose first entry has the
-//! pass-through `sudo`, and `DIBR_SANDBOX_MODE` (added by the sandbox).
+//! pass-through `sudo`, `DIBR_SANDBOX_MODE` (added by the sandbox) and,
+//! for an emulated architecture, `DIBR_EMULATED`.
 
 use std::path::Path;
 
@@ -151,6 +152,16 @@ impl HookEnv {
                 *v = label.to_string();
             }
         }
+    }
+
+    /// `DIBR_EMULATED`: the binfmt_misc handler the image's programs run
+    /// through when the image's architecture is not the host's. Inside the
+    /// target `uname -m` answers the emulated architecture, so this is how
+    /// an element can tell (the debootstrap element defers mkinitramfs on
+    /// it: see its README).
+    pub fn set_emulated(&mut self, handler: &Path) {
+        self.common
+            .push(("DIBR_EMULATED".into(), handler.display().to_string()));
     }
 
     pub fn new(cfg: &BuildConfig, w: &WorkDir, r: &Resolved, path: &ElementsPath) -> HookEnv {

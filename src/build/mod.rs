@@ -711,7 +711,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         &crate::settings::binfmt_misc_dir(),
     )?;
     crate::say!("{}", sandbox::chosen()?.line());
-    if let Some(h) = emulated {
+    if let Some(h) = &emulated {
         crate::say!(
             "dibr: {} image on a {} host: the image's programs run through qemu-user ({}), several times slower than native",
             cfg.arch,
@@ -738,6 +738,9 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let result = (|| {
         hooks_dir::write(&w, &hooks, &resolved)?;
         let mut env = env::HookEnv::new(cfg, &w, &resolved, &path);
+        if let Some(h) = &emulated {
+            env.set_emulated(h);
+        }
         if let Some(label) = layout_root_label(cfg, &resolved) {
             env.set_root_label(&label);
         }
