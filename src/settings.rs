@@ -178,6 +178,22 @@ pub fn process_env() -> Env {
 /// `DIB_DEBIAN_CACHE_HOURS`: package updates) are not used, and the
 /// least recently used go when the cache passes `DIBR_PHASE_CACHE_GIB`
 /// (default 8).
+/// `DIBR_PHASE_CACHE`: `on` (the default), `off` (as `--no-cache`) or
+/// `refresh` (as `--refresh-cache`); the options win.
+pub fn phase_cache_mode() -> Result<crate::build::phase_cache::Mode, SettingError> {
+    use crate::build::phase_cache::Mode;
+    match non_empty("DIBR_PHASE_CACHE").as_deref() {
+        None | Some("on") | Some("1") => Ok(Mode::Use),
+        Some("off") | Some("0") => Ok(Mode::Off),
+        Some("refresh") => Ok(Mode::Refresh),
+        Some(v) => Err(SettingError::Invalid {
+            name: "DIBR_PHASE_CACHE",
+            value: v.to_string(),
+            expected: "expected on, off or refresh",
+        }),
+    }
+}
+
 pub fn phase_cache_limits() -> Result<crate::build::phase_cache::Limits, SettingError> {
     let num = |name: &'static str, default: f64| -> Result<f64, SettingError> {
         match non_empty(name) {

@@ -292,12 +292,16 @@ fn install_extra_packages(
     Ok(())
 }
 
-/// DIB's finalise_base: empty the guest /tmp, truncate logs.
+/// DIB's finalise_base: empty the guest /tmp, truncate logs. And, as
+/// mkosi does, remove ldconfig's aux-cache: a cache of the libraries'
+/// inode numbers and ctimes, different in every build (so no image with
+/// it is reproducible, nor one restored from the phase cache equal to a
+/// cold build's); ldconfig rebuilds it when it next runs.
 fn finalise_base(w: &WorkDir, env: &env::HookEnv) -> Result<(), BuildError> {
     let script = "set -e; cd \"$TARGET_ROOT\"; \
         if [ -d tmp ]; then find tmp -mindepth 1 -delete; fi; \
         if [ -d var/log ]; then find var/log -type f -exec truncate -s 0 {} +; fi; \
-        rm -f root/*.log";
+        rm -f root/*.log var/cache/ldconfig/aux-cache";
     let sb = SandboxConfig {
         root: w.target(),
         binds: Vec::new(),
@@ -825,7 +829,7 @@ fn run_install_phases(
     env: &env::HookEnv,
     resolved: &elements::resolve::Resolved,
 ) -> Result<(), BuildError> {
-    let cache = phase_cache::PhaseCache::new(cfg, resolved, env, cfg.phase_cache_limits)?;
+    let cache = phase_cache::PhaseCache::new(cfg, resolved, w, env, cfg.phase_cache_limits)?;
     let hit = match &cache {
         Some(c) => {
             let plan = c.lookup();

@@ -131,7 +131,7 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         } else if a.refresh_cache {
             crate::build::phase_cache::Mode::Refresh
         } else {
-            crate::build::phase_cache::Mode::Use
+            crate::settings::phase_cache_mode().map_err(|e| e.to_string())?
         },
         phase_cache_limits: crate::settings::phase_cache_limits().map_err(|e| e.to_string())?,
     })

@@ -31,7 +31,8 @@ pub const NOT_KEYED: &[&str] = &[
     // DIB's `declare -p` of the DIB_* variables (keyed one by one).
     "DIB_ARGS",
     "DIB_ENV",
-    // The element list, keyed per element.
+    // The element list and where elements are found, keyed per element.
+    "ELEMENTS_PATH",
     "IMAGE_ELEMENT",
     "IMAGE_ELEMENT_YAML",
     "BASH_FUNC_get_image_element_array%%",
@@ -44,6 +45,7 @@ pub const NOT_KEYED: &[&str] = &[
     "DIB_IMAGE_CACHE",
     "DIB_LOCKFILES",
     "DIB_QUIET",
+    "DIBR_PHASE_CACHE",
     "DIBR_PHASE_CACHE_HOURS",
     "DIBR_PHASE_CACHE_GIB",
     // The login session.
@@ -288,16 +290,19 @@ pub fn environment_digest(env: &[(String, String)]) -> String {
     hex(&h.finalize())
 }
 
-/// Digest of the files below `dir` by name, size and mtime (the
-/// bootstrap tarballs: refreshed by age, they change the tree).
-pub fn listing_digest(dir: &Path) -> String {
+/// Digest of the files in `dir` whose name has `-ARCH-` by name, size
+/// and mtime (the debootstrap element's tarballs,
+/// `DISTRO-RELEASE-ARCH-KEY.tar`: refreshed by age, they change the
+/// tree; another architecture's do not).
+pub fn listing_digest(dir: &Path, arch: &str) -> String {
+    let tag = format!("-{arch}-");
     let mut v: Vec<(String, u64, i64, i64)> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| {
                     let m = e.metadata().ok()?;
                     let n = e.file_name().to_string_lossy().into_owned();
-                    (m.is_file() && !n.ends_with(".part"))
+                    (m.is_file() && !n.ends_with(".part") && n.contains(&tag))
                         .then(|| (n, m.len(), m.mtime(), m.mtime_nsec()))
                 })
                 .collect()

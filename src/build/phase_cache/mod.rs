@@ -16,6 +16,7 @@
 //! it. The user-facing rules are in docs/phase-cache.md.
 
 pub mod key;
+mod workfiles;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct PhaseCache {
     /// Each element's file records (see [`key::element_records`]).
     records: Vec<(String, Vec<(Phase, [u8; 32])>)>,
     bootstrap_dir: PathBuf,
+    /// The work directory's hooks/ and image/ before the first phase.
+    work: workfiles::Snapshot,
 }
 
 /// A usable entry, its lock held shared until the tree is restored.
@@ -106,6 +109,7 @@ impl PhaseCache {
     pub fn new(
         cfg: &BuildConfig,
         resolved: &Resolved,
+        w: &WorkDir,
         env: &HookEnv,
         limits: Limits,
     ) -> Result<Option<PhaseCache>, BuildError> {
@@ -139,6 +143,7 @@ impl PhaseCache {
             base,
             records,
             bootstrap_dir: key::bootstrap_dir(&cfg.image_cache),
+            work: workfiles::snapshot(w.root()),
         }))
     }
 
@@ -147,7 +152,7 @@ impl PhaseCache {
     fn parts(&self, boundary: Phase) -> Parts {
         let mut p = self.base.clone();
         p.boundary = boundary.dir_name().to_string();
-        p.bootstrap = key::listing_digest(&self.bootstrap_dir);
+        p.bootstrap = key::listing_digest(&self.bootstrap_dir, &self.base.arch);
         for (name, recs) in &self.records {
             if let Some(d) = key::element_digest(recs, boundary) {
                 p.elements.insert(name.clone(), d);
@@ -305,10 +310,16 @@ impl PhaseCache {
                 status: st.to_string(),
             });
         }
+        let work = hit.tar.with_extension("work");
+        let n = workfiles::load(w.root(), &work).map_err(io(format!(
+            "restoring the work files of {}",
+            work.display()
+        )))?;
         crate::console::say(&format!(
-            "dibr: restored the tree after {} from the phase cache in {:.1}s",
+            "dibr: restored the tree after {} from the phase cache in {:.1}s ({n} file{} hooks left in the work directory)",
             hit.boundary.dir_name(),
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            if n == 1 { "" } else { "s" }
         ));
         Ok(())
     }
@@ -332,6 +343,14 @@ impl PhaseCache {
             return Ok(());
         }
         let tar = entry.with_extension("tar");
+        let changed = workfiles::changed(w.root(), &self.work);
+        if let Err(e) = workfiles::save(w.root(), &changed, &entry.with_extension("work")) {
+            crate::say!(
+                "dibr: warning: phase cache: keeping what hooks left in the work directory failed ({e}); not storing the tree after {}",
+                boundary.dir_name()
+            );
+            return Ok(());
+        }
         // Faithful mtimes: the clamp is the final capture's business.
         let env: Vec<(String, String)> = env
             .outside(Phase::Root)
@@ -394,6 +413,7 @@ impl PhaseCache {
             }
             if std::fs::remove_file(&e.tar).is_ok() {
                 let _ = std::fs::remove_file(&e.key);
+                let _ = std::fs::remove_file(e.tar.with_extension("work"));
                 let _ = std::fs::remove_file(e.tar.with_extension("lock"));
                 total = total.saturating_sub(e.size);
                 crate::say!(
