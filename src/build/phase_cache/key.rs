@@ -206,14 +206,18 @@ pub fn file_phase(top: &str) -> Option<Phase> {
     }
 }
 
-/// One element's files as (phase, digest of path, kind, mode and content).
-pub fn element_records(dir: &Path) -> std::io::Result<Vec<(Phase, [u8; 32])>> {
+/// One file of an element: the phase it counts from and the digest of its
+/// path, kind, mode and content.
+pub type Record = (Phase, [u8; 32]);
+
+/// One element's files as [`Record`]s.
+pub fn element_records(dir: &Path) -> std::io::Result<Vec<Record>> {
     let mut out = Vec::new();
     walk(dir, Path::new(""), &mut out)?;
     Ok(out)
 }
 
-fn walk(base: &Path, rel: &Path, out: &mut Vec<(Phase, [u8; 32])>) -> std::io::Result<()> {
+fn walk(base: &Path, rel: &Path, out: &mut Vec<Record>) -> std::io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(base.join(rel))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
@@ -261,7 +265,7 @@ fn walk(base: &Path, rel: &Path, out: &mut Vec<(Phase, [u8; 32])>) -> std::io::R
 
 /// Digest of the records of phases up to `boundary`; `None` when the
 /// element has none (it then stays out of the key).
-pub fn element_digest(records: &[(Phase, [u8; 32])], boundary: Phase) -> Option<String> {
+pub fn element_digest(records: &[Record], boundary: Phase) -> Option<String> {
     let mut h = Sha256::new();
     let mut any = false;
     for (p, d) in records {

@@ -62,7 +62,7 @@ pub struct PhaseCache {
     /// The parts every boundary shares.
     base: Parts,
     /// Each element's file records (see [`key::element_records`]).
-    records: Vec<(String, Vec<(Phase, [u8; 32])>)>,
+    records: Vec<(String, Vec<key::Record>)>,
     bootstrap_dir: PathBuf,
     /// The work directory's hooks/ and image/ before the first phase.
     work: workfiles::Snapshot,
