@@ -482,7 +482,7 @@ fn main() {
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let mut c = user_cmd(Some(&user), &dibr, &env);
             c.current_dir(&dibr_dir)
-                .args(["build", "-o", name, "-t", ty])
+                .args(["build", "--no-cache", "-o", name, "-t", ty])
                 .args(&els);
             c
         }

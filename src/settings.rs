@@ -33,6 +33,12 @@ pub enum SettingError {
         #[source]
         source: ParseIntError,
     },
+    #[error("{name}={value:?}: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// `SOURCE_DATE_EPOCH`: seconds since 1970 that every timestamp, UUID and
@@ -165,6 +171,51 @@ pub fn process_env() -> Env {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
+}
+
+/// The phase cache's limits (docs/phase-cache.md): entries older than
+/// `DIBR_PHASE_CACHE_HOURS` (default 24, as the debootstrap element's
+/// `DIB_DEBIAN_CACHE_HOURS`: package updates) are not used, and the
+/// least recently used go when the cache passes `DIBR_PHASE_CACHE_GIB`
+/// (default 8).
+/// `DIBR_PHASE_CACHE`: `on` (the default), `off` (as `--no-cache`) or
+/// `refresh` (as `--refresh-cache`); the options win.
+pub fn phase_cache_mode() -> Result<crate::build::phase_cache::Mode, SettingError> {
+    use crate::build::phase_cache::Mode;
+    match non_empty("DIBR_PHASE_CACHE").as_deref() {
+        None | Some("on") | Some("1") => Ok(Mode::Use),
+        Some("off") | Some("0") => Ok(Mode::Off),
+        Some("refresh") => Ok(Mode::Refresh),
+        Some(v) => Err(SettingError::Invalid {
+            name: "DIBR_PHASE_CACHE",
+            value: v.to_string(),
+            expected: "expected on, off or refresh",
+        }),
+    }
+}
+
+pub fn phase_cache_limits() -> Result<crate::build::phase_cache::Limits, SettingError> {
+    let num = |name: &'static str, default: f64| -> Result<f64, SettingError> {
+        match non_empty(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .ok_or(SettingError::Invalid {
+                    name,
+                    value: v,
+                    expected: "expected a number >= 0 (hours, or GiB), e.g. 24 or 0.5",
+                }),
+        }
+    };
+    let hours = num("DIBR_PHASE_CACHE_HOURS", 24.0)?;
+    let gib = num("DIBR_PHASE_CACHE_GIB", 8.0)?;
+    Ok(crate::build::phase_cache::Limits {
+        max_age: std::time::Duration::from_secs_f64(hours * 3600.0),
+        max_bytes: (gib * (1u64 << 30) as f64) as u64,
+    })
 }
 
 /// `ELEMENTS_PATH` (colon list, highest priority first) with dibr's own

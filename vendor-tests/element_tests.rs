@@ -315,6 +315,8 @@ fn run_group(
             ("DIBR_ELEMENTS_DIR", lib.as_str()),
             ("DIB_IMAGE_CACHE", cache_s.as_str()),
             ("DIB_TMP_DIR", tmp_s.as_str()),
+            // Every element test runs its hooks (no phase-cache hits).
+            ("DIBR_PHASE_CACHE", "off"),
         ],
     )
     .args(&args)

@@ -242,6 +242,12 @@ impl HookEnv {
         }
     }
 
+    /// The environment both sides start from (the caller's plus DIB's
+    /// variables, before the per-side edits): what the phase cache keys.
+    pub fn cache_view(&self) -> Vec<(String, String)> {
+        self.common.clone()
+    }
+
     /// For hooks outside the chroot (root.d, extra-data.d, post-root.d,
     /// block-device.d, pre-finalise.d, cleanup.d).
     pub fn outside(&self, _phase: Phase) -> Vec<(String, String)> {

@@ -10,6 +10,7 @@
 pub mod env;
 pub mod first_boot;
 pub mod hooks_dir;
+pub mod phase_cache;
 mod summary;
 pub mod workdir;
 
@@ -60,6 +61,10 @@ pub struct BuildConfig {
     pub root_fs: crate::assemble::RootFsOptions,
     /// `--install-type`: DIB_DEFAULT_INSTALLTYPE for the hooks.
     pub install_type: Option<String>,
+    /// `--no-cache` / `--refresh-cache` (docs/phase-cache.md).
+    pub phase_cache: phase_cache::Mode,
+    /// The phase cache's age limit and size cap.
+    pub phase_cache_limits: phase_cache::Limits,
 }
 
 /// What the assembler is asked for by `dibr build`.
@@ -287,12 +292,16 @@ fn install_extra_packages(
     Ok(())
 }
 
-/// DIB's finalise_base: empty the guest /tmp, truncate logs.
+/// DIB's finalise_base: empty the guest /tmp, truncate logs. And, as
+/// mkosi does, remove ldconfig's aux-cache: a cache of the libraries'
+/// inode numbers and ctimes, different in every build (so no image with
+/// it is reproducible, nor one restored from the phase cache equal to a
+/// cold build's); ldconfig rebuilds it when it next runs.
 fn finalise_base(w: &WorkDir, env: &env::HookEnv) -> Result<(), BuildError> {
     let script = "set -e; cd \"$TARGET_ROOT\"; \
         if [ -d tmp ]; then find tmp -mindepth 1 -delete; fi; \
         if [ -d var/log ]; then find var/log -type f -exec truncate -s 0 {} +; fi; \
-        rm -f root/*.log";
+        rm -f root/*.log var/cache/ldconfig/aux-cache";
     let sb = SandboxConfig {
         root: w.target(),
         binds: Vec::new(),
@@ -744,15 +753,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         if let Some(label) = layout_root_label(cfg, &resolved) {
             env.set_root_label(&label);
         }
-        run_phase(&w, Phase::Root, &env)?;
-        if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {
-            return Err(BuildError::EmptyRoot);
-        }
-        for p in [Phase::ExtraData, Phase::PreInstall, Phase::Install] {
-            run_phase(&w, p, &env)?;
-        }
-        install_extra_packages(&w, cfg, &env)?;
-        run_phase(&w, Phase::PostInstall, &env)?;
+        run_install_phases(&w, cfg, &env, &resolved)?;
         if first_boot::install(&w.hooks(), &w.target())
             .map_err(io("installing first-boot.d hooks"))?
         {
@@ -820,6 +821,50 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     let done = result?;
     say_summary(cfg, &done, started, started_wall, &existing);
     Ok(done.outputs)
+}
+
+/// root.d … post-install.d and the `-p` packages, or what the phase
+/// cache does not have of them: the deepest valid entry is restored, the
+/// phases after it run, and the boundaries passed are stored.
+fn run_install_phases(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+    resolved: &elements::resolve::Resolved,
+) -> Result<(), BuildError> {
+    let cache = phase_cache::PhaseCache::new(cfg, resolved, w, env, cfg.phase_cache_limits)?;
+    let hit = match &cache {
+        Some(c) => {
+            let plan = c.lookup();
+            crate::say!("{}", plan.line);
+            plan.hit
+        }
+        None => None,
+    };
+    let restored = hit.as_ref().map(|h| h.boundary);
+    match (hit, &cache) {
+        (Some(h), Some(c)) => c.restore(h, w, env)?,
+        _ => {
+            run_phase(w, Phase::Root, env)?;
+            if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {
+                return Err(BuildError::EmptyRoot);
+            }
+            for p in [Phase::ExtraData, Phase::PreInstall, Phase::Install] {
+                run_phase(w, p, env)?;
+            }
+            install_extra_packages(w, cfg, env)?;
+            if let Some(c) = &cache {
+                c.store(Phase::Install, w, env)?;
+            }
+        }
+    }
+    if restored != Some(Phase::PostInstall) {
+        run_phase(w, Phase::PostInstall, env)?;
+        if let Some(c) = &cache {
+            c.store(Phase::PostInstall, w, env)?;
+        }
+    }
+    Ok(())
 }
 
 /// The end summary ([`summary`]): outputs, sizes, the log, what next.

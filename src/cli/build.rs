@@ -45,9 +45,15 @@ pub struct BuildArgs {
     /// Image cache directory (default ~/.cache/dibr, or DIB_IMAGE_CACHE)
     #[arg(long, value_name = "DIR")]
     pub image_cache: Option<PathBuf>,
-    /// Use cached downloads only (DIB_OFFLINE)
+    /// Use cached downloads only (DIB_OFFLINE); an old phase-cache entry is then used with a warning
     #[arg(long)]
     pub offline: bool,
+    /// Run every phase and store nothing in the phase cache (DIB_IMAGE_CACHE/phases: the tree after install.d and post-install.d, see docs/phase-cache.md)
+    #[arg(long, conflicts_with = "refresh_cache")]
+    pub no_cache: bool,
+    /// Run every phase and replace the phase cache's entries for these inputs
+    #[arg(long)]
+    pub refresh_cache: bool,
     /// On failure keep the work directory and print how to enter it
     #[arg(long)]
     pub keep_on_error: bool,
@@ -120,6 +126,14 @@ pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
         root_label: a.root_label.clone().filter(|l| !l.is_empty()),
         root_fs,
         install_type: a.install_type.clone(),
+        phase_cache: if a.no_cache {
+            crate::build::phase_cache::Mode::Off
+        } else if a.refresh_cache {
+            crate::build::phase_cache::Mode::Refresh
+        } else {
+            crate::settings::phase_cache_mode().map_err(|e| e.to_string())?
+        },
+        phase_cache_limits: crate::settings::phase_cache_limits().map_err(|e| e.to_string())?,
     })
 }
 
