@@ -209,4 +209,15 @@ fn squashfs_matches_the_tar_and_reproduces() {
         fstab.contains("LABEL=cloudimg-rootfs / ext4"),
         "{test}: assembled squashfs fstab {fstab:?}"
     );
+    // The kernel comparison can fail: the assembled squashfs (its fstab
+    // generated) against the build's tar (no fstab) is refused, naming it.
+    let m = Mount::squashfs(&s.out.join("asm.squash"));
+    let a_tar = s.out.join("a.tar");
+    let refused = std::panic::catch_unwind(|| mounted_matches_tar(test, &a_tar, &m.dir));
+    drop(m);
+    let why = refused
+        .err()
+        .and_then(|e| e.downcast::<String>().ok())
+        .unwrap_or_else(|| panic!("{test}: asm.squash passed as a.tar"));
+    assert!(why.contains("/etc/fstab"), "{test}: {why}");
 }
