@@ -157,7 +157,7 @@ fn squashfs_matches_the_tar_and_reproduces() {
     // The kernel's reading of the same image (issue 17, acceptance 3; the
     // Debian one is debian_image's): mounted as root, lstat per entry.
     let m = Mount::squashfs(&img);
-    mounted_matches_tar(test, &s.out.join("a.tar"), &m.dir);
+    mounted_matches_tar(test, &s.out.join("a.tar"), &m.dir, Some(1_700_000_000));
     drop(m);
     let sb = run_ok(Command::new("unsquashfs").arg("-s").arg(&img));
     assert!(
@@ -213,7 +213,8 @@ fn squashfs_matches_the_tar_and_reproduces() {
     // generated) against the build's tar (no fstab) is refused, naming it.
     let m = Mount::squashfs(&s.out.join("asm.squash"));
     let a_tar = s.out.join("a.tar");
-    let refused = std::panic::catch_unwind(|| mounted_matches_tar(test, &a_tar, &m.dir));
+    let refused =
+        std::panic::catch_unwind(|| mounted_matches_tar(test, &a_tar, &m.dir, Some(1_700_000_000)));
     drop(m);
     let why = refused
         .err()
