@@ -141,32 +141,19 @@ const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
 
 /// A NoCloud seed whose user-data reports on the PL011 console.
 fn seed(dir: &Path) -> std::path::PathBuf {
-    fs::write(
-        dir.join("user-data"),
-        "#cloud-config\nruncmd:\n  - [sh, -c, '{ echo DIBR-USERDATA-MARKER; echo \"DIBR-ARCH $(uname -m)\"; echo \"DIBR-ROOT-BYTES $(df -B1 --output=size / | tail -n1 | tr -d \" \")\"; echo DIBR-DONE; } > /dev/ttyAMA0']\n",
-    )
-    .unwrap();
-    fs::write(
-        dir.join("meta-data"),
-        "instance-id: dibr-arm64-1\nlocal-hostname: dibr-arm64\n",
-    )
-    .unwrap();
-    let img = dir.join("seed.img");
-    run_ok(
-        Command::new(tool("mkfs.fat"))
-            .args(["-C", "-n", "CIDATA"])
-            .arg(&img)
-            .arg("2048"),
-    );
-    run_ok(
-        Command::new(tool("mcopy"))
-            .arg("-i")
-            .arg(&img)
-            .arg(dir.join("user-data"))
-            .arg(dir.join("meta-data"))
-            .arg("::"),
-    );
-    img
+    vm::Seed {
+        name: "dibr-arm64",
+        ssh_key: None,
+        console: "ttyAMA0",
+        before: "",
+        lines: &[
+            "echo DIBR-USERDATA-MARKER",
+            "echo \"DIBR-ARCH $(uname -m)\"",
+            "echo \"DIBR-ROOT-BYTES $(df -B1 --output=size / | tail -n1 | tr -d ' ')\"",
+            "echo DIBR-DONE",
+        ],
+    }
+    .write(dir)
 }
 
 fn field(text: &str, key: &str) -> String {

@@ -12,18 +12,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::glance::*;
 use common::*;
 use serde_json::Value;
 
 const TOOLS: &[&str] = &["tar", "sha512sum", "cpio", "zstd"];
 const KVER: &str = "6.1.0-13-test";
-const OSINFO: &str = "/usr/share/osinfo/os";
 
 /// A 64-byte ELF header for `machine` (little-endian, 64-bit).
 fn elf(machine: u16) -> Vec<u8> {
@@ -177,90 +176,6 @@ fn assemble(dir: &Path, tree: &Path, name: &str, extra: &[&str]) {
         "assemble {name} {extra:?}\n{}",
         out_text(&o)
     );
-}
-
-fn props(path: &Path) -> BTreeMap<String, Value> {
-    let t = fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&t).unwrap_or_else(|e| panic!("{path:?}: {e}\n{t}"))
-}
-
-fn side(img: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.glance.json", img.display()))
-}
-
-fn check_glance(img: &Path) -> BTreeMap<String, Value> {
-    let o = run(Command::new(dibr_bin())
-        .arg("check")
-        .arg("--glance")
-        .arg(img));
-    assert!(
-        o.status.success(),
-        "check --glance {img:?}\n{}",
-        out_text(&o)
-    );
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out_text(&o)))
-}
-
-fn sha512sum(p: &Path) -> String {
-    let o = run_ok(Command::new("sha512sum").arg(p));
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-fn s(p: &BTreeMap<String, Value>, k: &str) -> Option<String> {
-    p.get(k).map(|v| {
-        v.as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string())
-    })
-}
-
-/// The osinfo-db entry whose short-id is os_distro + os_version must
-/// have that `<distro>` and `<version>`.
-fn in_osinfo(test: &str, p: &BTreeMap<String, Value>) {
-    if !Path::new(OSINFO).is_dir() {
-        skip(
-            test,
-            "osinfo-db is not installed (apt-get install osinfo-db)",
-        );
-        return;
-    }
-    let (d, v) = (
-        s(p, "os_distro").unwrap(),
-        s(p, "os_version").unwrap_or_default(),
-    );
-    let short = format!("<short-id>{d}{v}</short-id>");
-    let mut found = None;
-    for vendor in fs::read_dir(OSINFO).unwrap() {
-        for f in fs::read_dir(vendor.unwrap().path()).unwrap() {
-            let path = f.unwrap().path();
-            let t = fs::read_to_string(&path).unwrap_or_default();
-            if t.contains(&short) {
-                found = Some((path, t));
-            }
-        }
-    }
-    let (path, t) = found.unwrap_or_else(|| panic!("{test}: no osinfo-db entry {short}"));
-    assert!(
-        t.contains(&format!("<distro>{d}</distro>")),
-        "{test}: {path:?}: distro is not {d}"
-    );
-    assert!(
-        t.contains(&format!("<version>{v}</version>")),
-        "{test}: {path:?}: version is not {v}"
-    );
-}
-
-fn expect(test: &str, p: &BTreeMap<String, Value>, want: &[(&str, &str)], absent: &[&str]) {
-    for (k, v) in want {
-        assert_eq!(s(p, k).as_deref(), Some(*v), "{test}: {k}\n{p:#?}");
-    }
-    for k in absent {
-        assert!(!p.contains_key(*k), "{test}: {k} should be absent\n{p:#?}");
-    }
 }
 
 /// python-openstackclient from PyPI in a venv of the test cache (made

@@ -17,7 +17,9 @@
 //!   seed whose user-data prints the running release and whether any
 //!   `linux-firmware` package is installed; the noble image's dpkg status
 //!   has the virtual kernel and no linux-firmware, linux-modules-extra or
-//!   microcode, and its sizes are printed.
+//!   microcode, and its sizes are printed. Each qcow2's Glance side file
+//!   (issue 19) says what the image is: `ubuntu` `24.04` and `debian`
+//!   `12`, found in the osinfo-db package, and `check --glance` agrees.
 
 mod common;
 
@@ -231,42 +233,18 @@ fn ubuntu_kernel_is_virtual_unless_asked() {
 /// A NoCloud seed whose user-data prints the running release and the
 /// number of installed `linux-firmware*` packages on ttyS0.
 fn seed(dir: &Path) -> PathBuf {
-    let user_data = r#"#cloud-config
-write_files:
-  - path: /run/dibr-probe.sh
-    content: |
-      . /etc/os-release
-      {
-        echo "DIBR-CODENAME $VERSION_CODENAME"
-        echo "DIBR-FIRMWARE $(dpkg-query -W -f='${Status}\n' 'linux-firmware*' 2>/dev/null | grep -c 'ok installed')"
-        echo DIBR-DONE
-      } > /dev/ttyS0
-runcmd:
-  - [sh, /run/dibr-probe.sh]
-"#;
-    fs::write(dir.join("user-data"), user_data).unwrap();
-    fs::write(
-        dir.join("meta-data"),
-        "instance-id: dibr-release-1\nlocal-hostname: dibr-release\n",
-    )
-    .unwrap();
-    let img = dir.join("seed.img");
-    run_ok(
-        Command::new(tool("mkfs.fat"))
-            .args(["-C", "-n", "CIDATA"])
-            .arg(&img)
-            .arg("2048"),
-    );
-    run_ok(
-        Command::new(tool("mcopy"))
-            .arg("-i")
-            .arg(&img)
-            .arg(dir.join("user-data"))
-            .arg(dir.join("meta-data"))
-            .arg("::"),
-    );
-    run_ok(Command::new("chown").arg(USER).arg(&img));
-    img
+    vm::Seed {
+        name: "dibr-release",
+        ssh_key: None,
+        console: "ttyS0",
+        before: ". /etc/os-release",
+        lines: &[
+            "echo \"DIBR-CODENAME $VERSION_CODENAME\"",
+            "echo \"DIBR-FIRMWARE $(dpkg-query -W -f='${Status}\\n' 'linux-firmware*' 2>/dev/null | grep -c 'ok installed')\"",
+            "echo DIBR-DONE",
+        ],
+    }
+    .write(dir)
 }
 
 fn start_vm(disk: &Path, seed: &Path, log: &Path, vars: Option<&Path>) -> Vm {
@@ -392,9 +370,11 @@ fn build_and_boot(
 #[test]
 fn bookworm_debian_vm_boots() {
     let test = "bookworm_debian_vm_boots";
-    let Some((_s, _disk, packages)) = build_and_boot(test, "bookworm", "debian") else {
+    let Some((s, disk, packages)) = build_and_boot(test, "bookworm", "debian") else {
         return;
     };
+    let os = member(&s.out.join("bookworm.tar"), "usr/lib/os-release");
+    common::glance::assert_real_qcow2(test, &disk, &os, &["debian", "vm"]);
     assert!(
         packages.iter().any(|p| p == "linux-image-amd64"),
         "{test}: no linux-image-amd64"
@@ -404,9 +384,12 @@ fn bookworm_debian_vm_boots() {
 #[test]
 fn noble_ubuntu_vm_boots_without_linux_firmware() {
     let test = "noble_ubuntu_vm_boots_without_linux_firmware";
-    let Some((_s, disk, packages)) = build_and_boot(test, "noble", "ubuntu") else {
+    let Some((s, disk, packages)) = build_and_boot(test, "noble", "ubuntu") else {
         return;
     };
+    // Issue 19: ubuntu + 24.04, osinfo-db's ubuntu24.04.
+    let os = member(&s.out.join("noble.tar"), "usr/lib/os-release");
+    common::glance::assert_real_qcow2(test, &disk, &os, &["ubuntu", "vm"]);
     assert!(
         packages.iter().any(|p| p == "linux-image-virtual"),
         "{test}: the default kernel is not linux-image-virtual"

@@ -1,4 +1,5 @@
-//! Loop mount (read-only), unmounted in Drop.
+//! Loop mount (read-only), unmounted in Drop (a test that panics while
+//! it is mounted still unmounts it and frees the loop device).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,20 +14,28 @@ pub struct Mount {
 }
 
 impl Mount {
+    /// An ext4 image, read-only without replaying its journal.
     pub fn ro(img: &Path) -> Mount {
+        Mount::with(img, None, "loop,ro,noload")
+    }
+
+    /// A squashfs image (`mount -t squashfs -o loop,ro`).
+    pub fn squashfs(img: &Path) -> Mount {
+        Mount::with(img, Some("squashfs"), "loop,ro")
+    }
+
+    fn with(img: &Path, fstype: Option<&str>, opts: &str) -> Mount {
         let tmp = tempfile::Builder::new()
             .prefix("dibr-mnt-")
             .tempdir()
             .unwrap();
         let dir = tmp.path().join("m");
         fs::create_dir(&dir).unwrap();
-        run_ok(
-            Command::new(tool("mount"))
-                .arg("-o")
-                .arg("loop,ro,noload")
-                .arg(img)
-                .arg(&dir),
-        );
+        let mut c = Command::new(tool("mount"));
+        if let Some(t) = fstype {
+            c.arg("-t").arg(t);
+        }
+        run_ok(c.arg("-o").arg(opts).arg(img).arg(&dir));
         Mount {
             dir,
             mounted: true,

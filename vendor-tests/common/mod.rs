@@ -22,7 +22,9 @@ mod manifest;
 mod under_test;
 
 pub mod build;
+pub mod glance;
 pub mod leak;
+pub mod squash;
 pub mod user;
 pub mod vm;
 

@@ -4,7 +4,7 @@
 //! marker on the serial log.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -81,5 +81,75 @@ pub fn wait_for(
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// What a boot test's NoCloud seed asks of cloud-init: the instance
+/// (`instance-id` is `NAME-1`, `local-hostname` is `NAME`), an optional ssh
+/// key for the default user, and a probe that cloud-init's `runcmd` runs
+/// at the end of boot, its output written to the serial `console`
+/// (`ttyS0` on q35, `ttyAMA0` on arm64's virt) where the test waits for
+/// its marker lines.
+pub struct Seed<'a> {
+    pub name: &'a str,
+    pub ssh_key: Option<&'a str>,
+    /// The console device under /dev.
+    pub console: &'a str,
+    /// Shell run before the report (e.g. `sleep 5`: let a login prompt
+    /// pass so the lines are not torn).
+    pub before: &'a str,
+    /// Shell commands whose output is the report, one a line (e.g.
+    /// `echo DIBR-DONE`, last).
+    pub lines: &'a [&'a str],
+}
+
+impl Seed<'_> {
+    /// cloud-init's user-data: the probe as a script written by
+    /// `write_files` (no YAML quoting of the shell) run by `runcmd`.
+    pub fn user_data(&self) -> String {
+        let mut u = String::from("#cloud-config\n");
+        if let Some(k) = self.ssh_key {
+            u += &format!("ssh_authorized_keys:\n  - {k}\n");
+        }
+        u += "write_files:\n  - path: /run/dibr-probe.sh\n    content: |\n";
+        if !self.before.is_empty() {
+            u += &format!("      {}\n", self.before);
+        }
+        u += "      {\n";
+        for l in self.lines {
+            u += &format!("        {l}\n");
+        }
+        u += &format!("      }} > /dev/{}\n", self.console);
+        u += "runcmd:\n  - [sh, /run/dibr-probe.sh]\n";
+        u
+    }
+
+    /// `dir/seed.img`: a vfat labelled CIDATA (cloud-init's NoCloud
+    /// datasource) with user-data and meta-data, owned by the CI user.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        use super::{run_ok, tool};
+        fs::write(dir.join("user-data"), self.user_data()).unwrap();
+        fs::write(
+            dir.join("meta-data"),
+            format!("instance-id: {0}-1\nlocal-hostname: {0}\n", self.name),
+        )
+        .unwrap();
+        let img = dir.join("seed.img");
+        run_ok(
+            Command::new(tool("mkfs.fat"))
+                .args(["-C", "-n", "CIDATA"])
+                .arg(&img)
+                .arg("2048"),
+        );
+        run_ok(
+            Command::new(tool("mcopy"))
+                .arg("-i")
+                .arg(&img)
+                .arg(dir.join("user-data"))
+                .arg(dir.join("meta-data"))
+                .arg("::"),
+        );
+        run_ok(Command::new("chown").arg(super::user::USER).arg(&img));
+        img
     }
 }

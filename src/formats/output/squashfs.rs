@@ -12,7 +12,10 @@
 //! passed in its environment, which sets the root directory's and the
 //! filesystem's time (the file times are the tar's, which the capture
 //! already clamped). mksquashfs's output is reproducible (its default):
-//! the same tar and epoch give the same bytes, as root or not.
+//! the same tar and epoch give the same bytes, as root or not. Without
+//! an epoch the root directory's time is when mksquashfs ran. POSIX ACLs
+//! (`system.posix_acl_*`) do not survive: squashfs stores only the
+//! `user.`, `trusted.` and `security.` xattr namespaces.
 //!
 //! mksquashfs writes a hidden scratch file beside the output (removed on
 //! error or interrupt); it is then copied into an unnamed file that
