@@ -227,7 +227,16 @@ fn arm64_debian_vm_builds_rootless_and_boots() {
     let t0 = Instant::now();
     let o = build_cmd(
         &s,
-        &["-a", "arm64", "-o", "deb-arm64.qcow2", "debian", "vm"],
+        &[
+            "-a",
+            "arm64",
+            "-o",
+            "deb-arm64.qcow2",
+            "-t",
+            "qcow2,tar",
+            "debian",
+            "vm",
+        ],
         &[
             ("DIBR_ELEMENTS_DIR", &elements_s),
             ("DIB_IMAGE_CACHE", &cache_s),
@@ -250,6 +259,20 @@ fn arm64_debian_vm_builds_rootless_and_boots() {
             .arg(&disk),
     );
     inspect(test, &s.bin, &disk, &s.out);
+    // Issue 19: the Glance side file of an arm64 image (UEFI-only, virt).
+    let os = run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(s.out.join("deb-arm64.tar"))
+            .arg("usr/lib/os-release"),
+    );
+    common::glance::assert_real_qcow2_for(
+        test,
+        "aarch64",
+        &disk,
+        &String::from_utf8_lossy(&os.stdout),
+        &["debian", "vm"],
+    );
 
     let before = virtual_size(&disk);
     let d = s.out.join("boot.qcow2");

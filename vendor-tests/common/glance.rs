@@ -136,14 +136,35 @@ pub fn os_release_value(text: &str, key: &str) -> Option<String> {
 /// osinfo-db package; `dibr check --glance` on the same file prints the
 /// same minus the `dibr_*` provenance. Returns the properties.
 pub fn assert_real_qcow2(test: &str, disk: &Path, os_release: &str, elements: &[&str]) -> Props {
+    assert_real_qcow2_for(test, "x86_64", disk, os_release, elements)
+}
+
+/// [`assert_real_qcow2`] for an image of `arch` (Glance's `architecture`):
+/// x86_64 images from `block-device-efi` boot BIOS and UEFI (no firmware
+/// type, docs/glance.md); aarch64 ones are UEFI-only on QEMU's `virt`.
+pub fn assert_real_qcow2_for(
+    test: &str,
+    arch: &str,
+    disk: &Path,
+    os_release: &str,
+    elements: &[&str],
+) -> Props {
     let p = props(&side(disk));
     let id = os_release_value(os_release, "ID").expect("os-release ID");
     let version = os_release_value(os_release, "VERSION_ID").expect("os-release VERSION_ID");
+    let (platform, absent): (&[(&str, &str)], &[&str]) = match arch {
+        "aarch64" => (
+            &[("hw_firmware_type", "uefi"), ("hw_machine_type", "virt")],
+            &[],
+        ),
+        _ => (&[], &["hw_firmware_type", "hw_machine_type"]),
+    };
+    expect(test, &p, platform, &[]);
     expect(
         test,
         &p,
         &[
-            ("architecture", "x86_64"),
+            ("architecture", arch),
             ("os_distro", &id),
             ("os_version", &version),
             ("hw_disk_bus", "virtio"),
@@ -153,7 +174,7 @@ pub fn assert_real_qcow2(test: &str, disk: &Path, os_release: &str, elements: &[
             ("os_hash_algo", "sha512"),
             ("dibr_version", env!("CARGO_PKG_VERSION")),
         ],
-        &["hw_firmware_type", "hw_machine_type"],
+        absent,
     );
     in_osinfo(test, &p);
     let built = s(&p, "dibr_elements").unwrap_or_default();
