@@ -293,12 +293,10 @@ impl Builder {
     /// Drop one name of `id`; release the node (and a directory's subtree)
     /// when no name is left. Its data blocks simply stay unallocated.
     fn unlink(&mut self, id: NodeId) {
-        let node = &mut self.tree.nodes[id as usize];
-        node.nlink = node.nlink.saturating_sub(1);
-        if node.nlink > 0 {
+        if self.tree.unlink_one(id) > 0 {
             return;
         }
-        let kind = std::mem::replace(&mut node.kind, Kind::Removed);
+        let kind = std::mem::replace(&mut self.tree.nodes[id as usize].kind, Kind::Removed);
         if let Kind::Dir(d) = kind {
             let kids: Vec<NodeId> = self.tree.live(d).map(|(_, c)| c).collect();
             for c in kids {
@@ -420,7 +418,7 @@ impl Builder {
                 if let Some(old) = existing {
                     self.unlink(old);
                 }
-                self.tree.nodes[t as usize].nlink += 1;
+                self.tree.link(t);
                 return self.tree.insert(pdir, name, t).map_err(|Full| self.full());
             }
             EntryKind::File => {
@@ -516,10 +514,13 @@ impl Builder {
     ) -> Result<()> {
         // Logical block → physical mapping of the current segment's blocks.
         let mut seg_runs: Vec<(u64, Run)> = Vec::new();
-        // The source's own file when it has one (copy_file_range-able), else
-        // its stream: borrowed, not dup'ed — a dup and a close per file were
-        // half the syscalls of a small file.
-        let mut src = match data.raw_location().is_some() {
+        // The source's own file when it has one and copy_file_range can pay
+        // off, else its stream: borrowed, not dup'ed — a dup and a close per
+        // file were half the syscalls of a small file. A small file in a tar
+        // archive on disk is then served from the reader's buffer, with no
+        // pread of its own.
+        let raw = self.use_cfr && e.size >= CFR_MIN && data.raw_location().is_some();
+        let mut src = match raw {
             true => match data.raw_location() {
                 Some(r) => CopySource::Raw {
                     file: r.file,

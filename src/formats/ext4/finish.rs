@@ -239,7 +239,7 @@ impl Builder {
         let ibody = self.write_xattrs(&num, id.fs_seed, &mut finals, &mut used)?;
         let jnl = self.write_journal(&id, num.last_ino, &mut used)?;
         let geo = self.place_groups(num.last_ino, &mut used)?;
-        let groups = self.write_bitmaps(&geo, num.last_ino, &used, id.fs_seed)?;
+        let groups = self.write_bitmaps(&geo, &num, &used, id.fs_seed)?;
         let itables = InodeTables {
             num: &num,
             finals: &finals,
@@ -397,8 +397,9 @@ impl Builder {
     }
 
     /// Files: extent-tree blocks where more than four extents need them
-    /// (the in-inode roots are made with the inode records); the data and
-    /// slow symlink blocks join `used`.
+    /// (the in-inode roots are made with the inode records). The data and
+    /// slow symlink blocks are marked from the tree by `write_bitmaps`,
+    /// not copied into `used` (16 bytes per file).
     fn write_extent_trees(
         &mut self,
         num: &Numbering,
@@ -409,22 +410,17 @@ impl Builder {
         for &id in &num.order {
             let ino = num.ino_of[id as usize];
             let node = self.tree.node(id);
-            if node.nlink > 65000 && !self.tree.is_dir(id) {
+            if node.nlink() > 65000 && !self.tree.is_dir(id) {
                 return Err(Error::Option(format!(
                     "inode {ino} has {} hard links; ext4 allows 65000",
-                    node.nlink
+                    node.nlink()
                 )));
             }
             let range = match node.kind {
                 Kind::File { extents, .. } => extents,
-                Kind::Symlink { block, .. } if block != 0 => {
-                    used.push((block, 1));
-                    continue;
-                }
                 _ => continue,
             };
             let extents = self.tree.extents(range);
-            used.extend(extents.iter().map(|e| (e.pblk, e.len as u64)));
             let n_tree = extent::tree_blocks(extents.len());
             if n_tree == 0 {
                 continue;
@@ -444,7 +440,7 @@ impl Builder {
     fn final_of(&self, id: NodeId, finals: &Finals) -> Final {
         let node = self.tree.node(id);
         let mut f = Final {
-            links: node.nlink,
+            links: node.nlink(),
             ..Default::default()
         };
         match node.kind {
@@ -694,16 +690,30 @@ impl Builder {
     fn write_bitmaps(
         &self,
         geo: &Geometry,
-        last_ino: u32,
+        num: &Numbering,
         used: &[(u64, u64)],
         fs_seed: u32,
     ) -> Result<Vec<GroupBitmaps>> {
+        let last_ino = num.last_ino;
         let mut map = BlockMap::new(geo.groups);
         for g in 0..geo.groups {
             map.mark(g * BLOCKS_PER_GROUP, group_overhead(g));
         }
         for &(s, l) in used {
             map.mark(s, l);
+        }
+        // File data and slow symlink targets of the nodes in the tree (a
+        // file replaced by a later entry leaves its blocks free).
+        for &id in &num.order {
+            match self.tree.node(id).kind {
+                Kind::File { extents, .. } => {
+                    for e in self.tree.extents(extents) {
+                        map.mark(e.pblk, e.len as u64);
+                    }
+                }
+                Kind::Symlink { block, .. } if block != 0 => map.mark(block, 1),
+                _ => {}
+            }
         }
         // Bits past the end of the filesystem are set.
         let end_pad = geo.groups * BLOCKS_PER_GROUP - geo.blocks_count;
@@ -800,14 +810,14 @@ impl Builder {
             };
             let f = self.final_of(id, t.finals);
             let rec = InodeRecord {
-                mode: fmt | node.perm,
+                mode: fmt | node.perm(),
                 uid: node.uid,
                 gid: node.gid,
                 size: f.size,
-                atime: node.atime(),
-                ctime: node.ctime(),
-                mtime: node.mtime(),
-                crtime: node.ctime(),
+                atime: self.tree.atime(id),
+                ctime: self.tree.ctime(id),
+                mtime: self.tree.mtime(id),
+                crtime: self.tree.ctime(id),
                 links: f.links as u16,
                 blocks_512: f.blocks * (BLOCK_SIZE / 512),
                 flags: f.flags,

@@ -4,9 +4,11 @@
 //! 7.4 GB). Everything variable-sized lives in a few shared arenas instead
 //! of one heap allocation per entry: names and symlink targets in one byte
 //! arena, extents in one `Vec<Extent>`, directory entries in one
-//! `Vec<Child>` chained per directory, xattr sets in a side table; a node
-//! is a fixed 72-byte record. Large directories get a hash index of
-//! child slots (4 bytes per child) that hashes the names in the arena.
+//! `Vec<Child>` chained per directory; a node is a fixed 48-byte record,
+//! with atime, ctime and xattrs in a side table only for the nodes whose
+//! atime or ctime differ from the mtime or that have xattrs (a plain tar
+//! archive has neither). Large directories get a hash index of child
+//! slots (4 bytes per child) that hashes the names in the arena.
 
 use std::hash::{BuildHasher, Hasher};
 
@@ -110,28 +112,40 @@ pub struct Dir {
     index: Option<HashTable<u32>>,
 }
 
+/// Link counts saturate here (ext4 allows 65000 for a file; the writer
+/// only needs to see that a count is too large).
+const NLINK_MAX: u32 = (1 << 20) - 1;
+
 #[derive(Debug)]
 pub struct Node {
     pub kind: Kind,
-    /// atime, mtime, ctime.
-    times: [PackedTime; 3],
+    mtime: PackedTime,
     pub uid: u32,
     pub gid: u32,
-    pub nlink: u32,
-    /// Index into [`Tree::xattr_sets`]; 0: none.
-    xattrs: u32,
-    pub perm: u16,
+    /// Permission bits (low 12) and link count (high 20, saturating).
+    perm_nlink: u32,
+    /// Index into [`Tree::extras`]; 0: none (atime = ctime = mtime, no
+    /// xattrs).
+    extra: u32,
+}
+
+/// What few nodes have: times other than the mtime, xattrs.
+#[derive(Debug)]
+struct Extra {
+    atime: PackedTime,
+    ctime: PackedTime,
+    xattrs: Vec<Attr>,
 }
 
 impl Node {
-    pub fn atime(&self) -> Timestamp {
-        self.times[0].get()
+    pub fn perm(&self) -> u16 {
+        (self.perm_nlink & 0o7777) as u16
     }
-    pub fn mtime(&self) -> Timestamp {
-        self.times[1].get()
+    pub fn nlink(&self) -> u32 {
+        self.perm_nlink >> 12
     }
-    pub fn ctime(&self) -> Timestamp {
-        self.times[2].get()
+    fn set_nlink(&mut self, n: u32) {
+        self.perm_nlink = (self.perm_nlink & 0o7777) | (n.min(NLINK_MAX) << 12);
     }
 }
 
@@ -154,7 +168,7 @@ pub struct Tree {
     children: Vec<Child>,
     bytes: Vec<u8>,
     extents: Vec<Extent>,
-    xattr_sets: Vec<Vec<Attr>>,
+    extras: Vec<Extra>,
     hasher: std::hash::BuildHasherDefault<std::hash::DefaultHasher>,
 }
 
@@ -177,7 +191,11 @@ impl Tree {
             children: Vec::new(),
             bytes: Vec::new(),
             extents: Vec::new(),
-            xattr_sets: vec![Vec::new()],
+            extras: vec![Extra {
+                atime: PackedTime(0),
+                ctime: PackedTime(0),
+                xattrs: Vec::new(),
+            }],
             hasher: Default::default(),
         };
         // Cannot overflow: the arenas are empty.
@@ -198,30 +216,74 @@ impl Tree {
     }
 
     fn push_node(&mut self, kind: Kind, m: Meta) -> Result<NodeId, Full> {
-        let xattrs = self.push_xattrs(m.xattrs)?;
         let id = idx32(self.nodes.len())?;
-        self.nodes.push(Node {
+        let mut n = Node {
             kind,
-            times: [
-                PackedTime::pack(m.atime),
-                PackedTime::pack(m.mtime),
-                PackedTime::pack(m.ctime),
-            ],
-            uid: m.uid,
-            gid: m.gid,
-            nlink: 1,
-            xattrs,
-            perm: m.perm,
-        });
+            mtime: PackedTime(0),
+            uid: 0,
+            gid: 0,
+            perm_nlink: 1 << 12,
+            extra: 0,
+        };
+        self.put_meta(&mut n, m)?;
+        self.nodes.push(n);
         Ok(id)
     }
 
-    fn push_xattrs(&mut self, x: Vec<Attr>) -> Result<u32, Full> {
-        if x.is_empty() {
-            return Ok(0);
+    fn put_meta(&mut self, n: &mut Node, m: Meta) -> Result<(), Full> {
+        let (atime, mtime, ctime) = (
+            PackedTime::pack(m.atime),
+            PackedTime::pack(m.mtime),
+            PackedTime::pack(m.ctime),
+        );
+        n.extra = if atime == mtime && ctime == mtime && m.xattrs.is_empty() {
+            0
+        } else {
+            self.extras.push(Extra {
+                atime,
+                ctime,
+                xattrs: m.xattrs,
+            });
+            idx32(self.extras.len() - 1)?
+        };
+        n.mtime = mtime;
+        n.uid = m.uid;
+        n.gid = m.gid;
+        n.perm_nlink = (n.perm_nlink & !0o7777) | (m.perm & 0o7777) as u32;
+        Ok(())
+    }
+
+    pub fn atime(&self, id: NodeId) -> Timestamp {
+        let n = &self.nodes[id as usize];
+        match n.extra {
+            0 => n.mtime.get(),
+            x => self.extras[x as usize].atime.get(),
         }
-        self.xattr_sets.push(x);
-        idx32(self.xattr_sets.len() - 1)
+    }
+
+    pub fn mtime(&self, id: NodeId) -> Timestamp {
+        self.nodes[id as usize].mtime.get()
+    }
+
+    pub fn ctime(&self, id: NodeId) -> Timestamp {
+        let n = &self.nodes[id as usize];
+        match n.extra {
+            0 => n.mtime.get(),
+            x => self.extras[x as usize].ctime.get(),
+        }
+    }
+
+    /// One more name for `id`.
+    pub fn link(&mut self, id: NodeId) {
+        let n = &mut self.nodes[id as usize];
+        n.set_nlink(n.nlink() + 1);
+    }
+
+    /// One name fewer for `id`; returns how many are left.
+    pub fn unlink_one(&mut self, id: NodeId) -> u32 {
+        let n = &mut self.nodes[id as usize];
+        n.set_nlink(n.nlink().saturating_sub(1));
+        n.nlink()
     }
 
     /// A new node of `kind` with metadata `m` (one link).
@@ -262,22 +324,24 @@ impl Tree {
     /// Replace a node's metadata (a directory entry for a directory that
     /// exists), keeping its kind and links.
     pub fn set_meta(&mut self, id: NodeId, m: Meta) -> Result<(), Full> {
-        let xattrs = self.push_xattrs(m.xattrs)?;
-        let n = &mut self.nodes[id as usize];
-        n.perm = m.perm;
-        n.uid = m.uid;
-        n.gid = m.gid;
-        n.times = [
-            PackedTime::pack(m.atime),
-            PackedTime::pack(m.mtime),
-            PackedTime::pack(m.ctime),
-        ];
-        n.xattrs = xattrs;
-        Ok(())
+        let mut n = std::mem::replace(
+            &mut self.nodes[id as usize],
+            Node {
+                kind: Kind::Removed,
+                mtime: PackedTime(0),
+                uid: 0,
+                gid: 0,
+                perm_nlink: 0,
+                extra: 0,
+            },
+        );
+        let r = self.put_meta(&mut n, m);
+        self.nodes[id as usize] = n;
+        r
     }
 
     pub fn xattrs(&self, id: NodeId) -> &[Attr] {
-        &self.xattr_sets[self.nodes[id as usize].xattrs as usize]
+        &self.extras[self.nodes[id as usize].extra as usize].xattrs
     }
 
     /// Store bytes (a name of at most 255 bytes or a symlink target of at
@@ -451,7 +515,7 @@ mod tests {
     fn record_sizes_stay_small() {
         // The point of this module: a regression here is memory per entry.
         assert!(
-            std::mem::size_of::<Node>() <= 72,
+            std::mem::size_of::<Node>() <= 48,
             "{}",
             std::mem::size_of::<Node>()
         );
