@@ -2,10 +2,10 @@
 //! bounded memory, judged by `e2fsck -fn` and by the maximum RSS of the
 //! dibr process (`/usr/bin/time -f %M`, the kernel's rusage of the child).
 //!
-//! 100 000 files always (at most 48 MiB); 1 000 000 files (at most 256
-//! MiB, the bound) with DIBR_SLOW_TESTS=1. The archive is written
-//! here: 1 000 files per directory, 28 to 36 bytes each, one ustar header
-//! and one data block per file.
+//! 1 000 000 files in at most 256 MiB (the bound; 104 MiB measured,
+//! 28 s for the whole test on a loaded 2-core machine, so it runs always).
+//! The archive (1 GB) is written here: 1 000 files per directory, 28 to 36
+//! bytes each, one ustar header and one data block per file.
 
 mod common;
 use common::*;
@@ -113,15 +113,6 @@ fn small_files(test: &str, n: usize, max_mib: u64) {
 }
 
 #[test]
-fn hundred_thousand_small_files() {
-    small_files("hundred_thousand_small_files", 100_000, 48);
-}
-
-#[test]
-fn million_small_files_slow() {
-    if !slow_tests() {
-        println!("skipped: million_small_files_slow: set DIBR_SLOW_TESTS=1 (about a minute, 1 GB in the temporary directory)");
-        return;
-    }
-    small_files("million_small_files_slow", 1_000_000, 256);
+fn million_small_files() {
+    small_files("million_small_files", 1_000_000, 256);
 }
