@@ -8,7 +8,9 @@
 //!   dibr     `dibr mkfs --from root.tar`
 //!   (a)      `tar -x` then `mke2fs -t ext4 -b 4096 -d DIR`
 //!   (b)      `mke2fs -t ext4 -b 4096 -d DIR` from the extracted directory
-//! plus a flat 100 000-entry directory (tar) through dibr and mke2fs -d.
+//! plus a flat 100 000-entry directory (tar) through dibr and mke2fs -d,
+//! and an extracted tree of 100 000 small files (100 directories of 1 000,
+//! 28-36 bytes each) through both, each fsynced (issue 18: dibr >= 4x).
 //! Prints medians and the ratios, and writes JSON to DIR/result.json.
 //! Under `cargo test` (no `--bench` argument) it does nothing.
 
@@ -161,7 +163,61 @@ fn main() {
     for f in ["flat.tar", "flat.img", "flat-mk.img"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
+    results.push(small_files(dibr, &dir, runs));
     let json = format!("[{}]\n", results.join(","));
     std::fs::write(dir.join("result.json"), &json).unwrap();
     println!("JSON: {}", Path::new(&dir).join("result.json").display());
+}
+
+/// 100 000 small files in an extracted tree: `dibr mkfs --from DIR`
+/// (fsyncs) against `mke2fs -d DIR` plus an fsync of its image, interleaved.
+fn small_files(dibr: &str, dir: &Path, runs: usize) -> String {
+    let tree = dir.join("small");
+    let _ = std::fs::remove_dir_all(&tree);
+    for i in 0..100_000 {
+        let d = tree.join(format!("d{:05}", i / 1000));
+        if i % 1000 == 0 {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        std::fs::write(
+            d.join(format!("file-{i:07}")),
+            format!("file {i}\n").repeat(3),
+        )
+        .unwrap();
+    }
+    let (img_d, img_m) = (dir.join("small-dibr.img"), dir.join("small-mk.img"));
+    let (mut td, mut tm) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&img_d);
+        td.push(timed(|| {
+            sh(Command::new(dibr)
+                .args(["mkfs", "--from"])
+                .arg(&tree)
+                .arg("-o")
+                .arg(&img_d))
+        }));
+        let _ = std::fs::remove_file(&img_m);
+        tm.push(timed(|| {
+            sh(Command::new("mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-N", "120000", "-d"])
+                .arg(&tree)
+                .arg(&img_m)
+                .arg("2G"));
+            std::fs::File::open(&img_m).unwrap().sync_all().unwrap();
+        }));
+    }
+    let (d, m) = (median(td), median(tm));
+    println!("extracted tree of 100 000 small files, {runs} runs, medians:");
+    println!("  dibr mkfs --from DIR             {d:7.2} s");
+    println!(
+        "  mke2fs -d DIR (+ fsync)          {m:7.2} s   ratio {:.1}x (target >= 4x)",
+        m / d
+    );
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = std::fs::remove_file(&img_d);
+    let _ = std::fs::remove_file(&img_m);
+    format!(
+        "{{\"case\":\"small-files-100k-dir\",\"dibr_s\":{d:.3},\"mke2fs_d_s\":{m:.3},\"ratio\":{:.2}}}",
+        m / d
+    )
 }

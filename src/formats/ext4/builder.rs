@@ -3,7 +3,6 @@
 //! everything else is kept as a compact in-memory tree until
 //! [`Builder::finish`] (see `finish.rs`) lays out and writes the metadata.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -13,13 +12,11 @@ use super::error::{Error, Result};
 use super::extent::{self, Extent};
 use super::inode::{TIME_MAX, TIME_MIN};
 use super::layout::{Allocator, Run, BLOCK_SIZE};
+use super::nodes::{ExtentRange, Full};
 use super::xattr::{self, Attr};
 use crate::tree::{display_path, Entry, EntryKind, FileData, Timestamp};
 
-pub type NodeId = u32;
-pub const ROOT: NodeId = 0;
-/// A removed child slot in a directory.
-const TOMBSTONE: NodeId = NodeId::MAX;
+pub use super::nodes::{Kind, Meta, Node, NodeId, Tree, ROOT};
 
 /// Largest file the 32-bit logical block numbers of extents can address.
 const MAX_FILE_SIZE: u64 = (1u64 << 32) * BLOCK_SIZE - BLOCK_SIZE;
@@ -27,90 +24,11 @@ const MAX_FILE_SIZE: u64 = (1u64 << 32) * BLOCK_SIZE - BLOCK_SIZE;
 const CHUNK: usize = 1 << 20;
 /// Pieces at least this large go through copy_file_range (when enabled).
 const CFR_MIN: u64 = 1 << 20;
-
-#[derive(Debug)]
-pub enum Kind {
-    File {
-        size: u64,
-        extents: Vec<Extent>,
-        data_blocks: u64,
-    },
-    Dir(Dir),
-    Symlink {
-        target: Vec<u8>,
-        /// Block holding a slow symlink's target.
-        block: Option<u64>,
-    },
-    Chr(u32, u32),
-    Blk(u32, u32),
-    Fifo,
-    Sock,
-    /// Unlinked by a later duplicate entry.
-    Removed,
-}
-
-#[derive(Debug, Default)]
-pub struct Dir {
-    pub children: Vec<(Box<[u8]>, NodeId)>,
-    index: HashMap<Box<[u8]>, usize>,
-    pub parent: NodeId,
-}
-
-impl Dir {
-    fn get(&self, name: &[u8]) -> Option<NodeId> {
-        self.index.get(name).map(|&i| self.children[i].1)
-    }
-    fn insert(&mut self, name: &[u8], id: NodeId) {
-        match self.index.get(name) {
-            Some(&i) => self.children[i].1 = id,
-            None => {
-                self.index.insert(name.into(), self.children.len());
-                self.children.push((name.into(), id));
-            }
-        }
-    }
-    /// Live children in insertion order.
-    pub fn live(&self) -> impl Iterator<Item = (&[u8], NodeId)> {
-        self.children
-            .iter()
-            .filter(|c| c.1 != TOMBSTONE)
-            .map(|(n, id)| (&n[..], *id))
-    }
-}
-
-#[derive(Debug)]
-pub struct Node {
-    pub kind: Kind,
-    pub perm: u16,
-    pub uid: u32,
-    pub gid: u32,
-    pub atime: Timestamp,
-    pub mtime: Timestamp,
-    pub ctime: Timestamp,
-    pub xattrs: Vec<Attr>,
-    pub nlink: u32,
-}
-
-impl Node {
-    /// A directory made by the writer itself (root, implicit parents,
-    /// lost+found): root-owned, all times `now`.
-    pub fn synthetic_dir(perm: u16, parent: NodeId, now: Timestamp) -> Node {
-        Node {
-            kind: Kind::Dir(Dir {
-                parent,
-                ..Default::default()
-            }),
-            perm,
-            uid: 0,
-            gid: 0,
-            atime: now,
-            mtime: now,
-            ctime: now,
-            xattrs: Vec::new(),
-            nlink: 1,
-        }
-    }
-}
+/// Small files' blocks are gathered into one write of up to this size:
+/// one pwrite per file made the kernel's per-call work (and zeroing the
+/// rest of each partly written page) most of `dibr mkfs`'s time on a tree
+/// of small files.
+const GATHER: usize = 1 << 20;
 
 /// Options fixed before the first entry.
 #[derive(Clone, Debug)]
@@ -191,13 +109,20 @@ pub struct Builder {
     pub(super) file: File,
     pub(super) path: PathBuf,
     pub(super) opts: Options,
-    pub(super) nodes: Vec<Node>,
+    pub(super) tree: Tree,
     pub(super) alloc: Allocator,
     pub(super) now: Timestamp,
     pub(super) stats: Stats,
     /// Cache of the last parent directory looked up: (path, node).
     last_dir: Option<(Vec<u8>, NodeId)>,
     buf: Vec<u8>,
+    /// Data waiting to be written at image byte `gather_at` (relative to
+    /// `base`): consecutive small files' blocks, zero-padded to whole
+    /// blocks, go out in one write ([`GATHER`]).
+    gather: Vec<u8>,
+    gather_at: u64,
+    /// Scratch for a file's extents before they join the tree's arena.
+    extents: Vec<Extent>,
     /// Copy pieces of at least CFR_MIN bytes with copy_file_range (in-kernel,
     /// one copy fewer). Per-call setup made it 2.5x slower than pread/pwrite
     /// for the many small files of a root tarball, hence the threshold.
@@ -245,17 +170,19 @@ impl Builder {
                 Timestamp::new(d.as_secs() as i64, 0)
             }
         };
-        let root = Node::synthetic_dir(0o755, ROOT, now);
         Ok(Builder {
             file,
             path,
             alloc: Allocator::new(opts.size_blocks),
             opts,
-            nodes: vec![root],
+            tree: Tree::new(now),
             now,
             stats: Stats::default(),
             last_dir: None,
             buf: vec![0u8; CHUNK],
+            gather: Vec::with_capacity(GATHER),
+            gather_at: 0,
+            extents: Vec::new(),
             use_cfr: IoOptions::default().copy_file_range,
             fsync: IoOptions::default().fsync,
             kicked: 0,
@@ -300,28 +227,38 @@ impl Builder {
         }
     }
 
+    fn full(&self) -> Error {
+        Error::Option("the tree has more entries, extents or name bytes than dibr's in-memory tree holds (2^32 each)".into())
+    }
+
     /// Resolve the directory that will hold `path`, creating missing
-    /// parents as tar extraction does (mode 0755, root-owned).
-    fn parent_dir(&mut self, e: &Entry) -> Result<(NodeId, Vec<u8>)> {
+    /// parents as tar extraction does (mode 0755, root-owned). Returns the
+    /// parent's node and directory record and the entry's own name.
+    fn parent_dir<'e>(&mut self, e: &'e Entry) -> Result<(NodeId, u32, &'e [u8])> {
         let path = &e.path;
         let (dir_path, name) = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => (&path[..i], &path[i + 1..]),
             None => (&path[..0], &path[..]),
         };
+        if name.len() > 255 {
+            return Err(Self::entry_err(
+                e,
+                format!("name of {} bytes (ext4 allows at most 255)", name.len()),
+            ));
+        }
         if let Some((p, id)) = &self.last_dir {
-            if p == dir_path && matches!(self.nodes[*id as usize].kind, Kind::Dir(_)) {
-                return Ok((*id, name.to_vec()));
+            if p == dir_path {
+                if let Some(d) = self.tree.dir_of(*id) {
+                    return Ok((*id, d, name));
+                }
             }
         }
         let mut cur = ROOT;
         if !dir_path.is_empty() {
             for comp in dir_path.split(|&b| b == b'/') {
-                let next = match &self.nodes[cur as usize].kind {
-                    Kind::Dir(d) => d.get(comp),
-                    _ => unreachable!("cur is always a directory"),
-                };
-                cur = match next {
-                    Some(id) if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) => id,
+                let d = self.tree.dir_of(cur).expect("cur is always a directory");
+                cur = match self.tree.get(d, comp) {
+                    Some(id) if self.tree.is_dir(id) => id,
                     Some(_) => {
                         return Err(Self::entry_err(
                             e,
@@ -332,40 +269,36 @@ impl Builder {
                         ))
                     }
                     None => {
-                        let id = self.new_node(Node::synthetic_dir(0o755, cur, self.now));
-                        self.dir_mut(cur).insert(comp, id);
+                        if comp.len() > 255 {
+                            return Err(Self::entry_err(
+                                e,
+                                "a parent's name is longer than 255 bytes (ext4's limit)",
+                            ));
+                        }
+                        let id = self
+                            .tree
+                            .new_dir(0o755, cur, self.now)
+                            .map_err(|Full| self.full())?;
+                        self.tree.insert(d, comp, id).map_err(|Full| self.full())?;
                         id
                     }
                 };
             }
         }
         self.last_dir = Some((dir_path.to_vec(), cur));
-        Ok((cur, name.to_vec()))
-    }
-
-    fn dir_mut(&mut self, id: NodeId) -> &mut Dir {
-        match &mut self.nodes[id as usize].kind {
-            Kind::Dir(d) => d,
-            _ => unreachable!("node {id} is a directory"),
-        }
-    }
-
-    fn new_node(&mut self, n: Node) -> NodeId {
-        self.nodes.push(n);
-        (self.nodes.len() - 1) as NodeId
+        let d = self.tree.dir_of(cur).expect("cur is always a directory");
+        Ok((cur, d, name))
     }
 
     /// Drop one name of `id`; release the node (and a directory's subtree)
     /// when no name is left. Its data blocks simply stay unallocated.
     fn unlink(&mut self, id: NodeId) {
-        let node = &mut self.nodes[id as usize];
-        node.nlink = node.nlink.saturating_sub(1);
-        if node.nlink > 0 {
+        if self.tree.unlink_one(id) > 0 {
             return;
         }
-        let kind = std::mem::replace(&mut node.kind, Kind::Removed);
+        let kind = std::mem::replace(&mut self.tree.nodes[id as usize].kind, Kind::Removed);
         if let Kind::Dir(d) = kind {
-            let kids: Vec<NodeId> = d.live().map(|(_, c)| c).collect();
+            let kids: Vec<NodeId> = self.tree.live(d).map(|(_, c)| c).collect();
             for c in kids {
                 self.unlink(c);
             }
@@ -379,16 +312,13 @@ impl Builder {
             return Some(ROOT);
         }
         for comp in path.split(|&b| b == b'/') {
-            cur = match &self.nodes[cur as usize].kind {
-                Kind::Dir(d) => d.get(comp)?,
-                _ => return None,
-            };
+            cur = self.tree.get(self.tree.dir_of(cur)?, comp)?;
         }
         Some(cur)
     }
 
     /// Count the entry's xattrs of namespaces ext4 cannot hold (dropped
-    /// in [`Self::meta_node`]); malformed names are errors there.
+    /// in [`Self::meta`]); malformed names are errors there.
     fn note_foreign_xattrs(&mut self, e: &Entry) {
         for (n, _) in &e.xattrs {
             if xattr::classify(n) == Ok(xattr::Name::Foreign) {
@@ -400,8 +330,8 @@ impl Builder {
         }
     }
 
-    fn meta_node(&self, e: &Entry, kind: Kind) -> Result<Node> {
-        let mut xattrs = Vec::with_capacity(e.xattrs.len());
+    fn meta(&self, e: &Entry) -> Result<Meta> {
+        let mut xattrs: Vec<Attr> = Vec::with_capacity(e.xattrs.len());
         for (n, v) in &e.xattrs {
             // A minimal access ACL (owner, group, other only) says no more
             // than the mode bits; the kernel drops it on setxattr
@@ -413,10 +343,11 @@ impl Builder {
             xattrs.extend(attr); // None: foreign, counted by note_foreign_xattrs
         }
         // Check the attributes fit now, so the error names this entry.
-        xattr::place(xattrs.clone()).map_err(|err| Self::entry_err(e, err.to_string()))?;
+        if !xattrs.is_empty() {
+            xattr::place(xattrs.clone()).map_err(|err| Self::entry_err(e, err.to_string()))?;
+        }
         let mtime = clamp_time(e.mtime);
-        Ok(Node {
-            kind,
+        Ok(Meta {
             perm: (e.mode & 0o7777) as u16,
             uid: e.uid,
             gid: e.gid,
@@ -424,7 +355,6 @@ impl Builder {
             mtime,
             ctime: clamp_time(e.ctime.unwrap_or(mtime)),
             xattrs,
-            nlink: 1,
         })
     }
 
@@ -432,16 +362,8 @@ impl Builder {
     /// duplicate entry) the metadata of entry `e`, keeping its children,
     /// as tar extraction does.
     fn update_dir_meta(&mut self, id: NodeId, e: &Entry) -> Result<()> {
-        let n = self.meta_node(e, Kind::Removed)?;
-        let d = &mut self.nodes[id as usize];
-        d.perm = n.perm;
-        d.uid = n.uid;
-        d.gid = n.gid;
-        d.atime = n.atime;
-        d.mtime = n.mtime;
-        d.ctime = n.ctime;
-        d.xattrs = n.xattrs;
-        Ok(())
+        let m = self.meta(e)?;
+        self.tree.set_meta(id, m).map_err(|Full| self.full())
     }
 
     /// Add one entry. For a regular file its data is read from `data` now.
@@ -458,24 +380,26 @@ impl Builder {
             }
             return self.update_dir_meta(ROOT, e);
         }
-        let (parent, name) = self.parent_dir(e)?;
-        let existing = match &self.nodes[parent as usize].kind {
-            Kind::Dir(d) => d.get(&name),
-            _ => None,
-        };
+        let (parent, pdir, name) = self.parent_dir(e)?;
+        let existing = self.tree.get(pdir, name);
         let kind = match &e.kind {
             EntryKind::Dir => {
                 if let Some(id) = existing {
-                    if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) {
+                    if self.tree.is_dir(id) {
                         // A directory entry for a directory that exists
                         // (made implicitly, or a duplicate): update it.
                         return self.update_dir_meta(id, e);
                     }
                 }
-                Kind::Dir(Dir {
-                    parent,
-                    ..Default::default()
-                })
+                let m = self.meta(e)?;
+                if let Some(old) = existing {
+                    self.unlink(old);
+                }
+                let id = self
+                    .tree
+                    .new_dir_with(parent, m)
+                    .map_err(|Full| self.full())?;
+                return self.tree.insert(pdir, name, id).map_err(|Full| self.full());
             }
             EntryKind::HardLink(target) => {
                 let Some(t) = self.lookup(target) else {
@@ -485,7 +409,7 @@ impl Builder {
                         offset: e.source_offset,
                     });
                 };
-                if matches!(self.nodes[t as usize].kind, Kind::Dir(_)) {
+                if self.tree.is_dir(t) {
                     return Err(Self::entry_err(e, "hard link to a directory"));
                 }
                 if existing == Some(t) {
@@ -494,9 +418,8 @@ impl Builder {
                 if let Some(old) = existing {
                     self.unlink(old);
                 }
-                self.nodes[t as usize].nlink += 1;
-                self.dir_mut(parent).insert(&name, t);
-                return Ok(());
+                self.tree.link(t);
+                return self.tree.insert(pdir, name, t).map_err(|Full| self.full());
             }
             EntryKind::File => {
                 if e.size > MAX_FILE_SIZE {
@@ -506,65 +429,98 @@ impl Builder {
                     ));
                 }
                 // Validate before writing data, so no blocks are wasted.
-                let _ = self.meta_node(e, Kind::Removed)?;
-                let (extents, data_blocks) = self.write_file(e, data)?;
-                Kind::File {
-                    size: e.size,
-                    extents,
-                    data_blocks,
-                }
+                let m = self.meta(e)?;
+                let extents = self.write_file(e, data)?;
+                return self.link_new(
+                    pdir,
+                    name,
+                    existing,
+                    Kind::File {
+                        size: e.size,
+                        extents,
+                    },
+                    m,
+                );
             }
-            EntryKind::Symlink(target) => {
-                if target.is_empty() || target.len() >= BLOCK_SIZE as usize {
-                    return Err(Self::entry_err(
-                        e,
-                        format!(
-                            "symlink target of {} bytes (ext4 allows 1 to 4095)",
-                            target.len()
-                        ),
-                    ));
-                }
-                let block = if target.len() >= 60 {
-                    let run = self
-                        .alloc
-                        .alloc_some(1)
-                        .ok_or_else(|| self.out_of_space())?;
-                    self.file
-                        .write_all_at(target, self.base + run.start * BLOCK_SIZE)
-                        .map_err(|err| self.write_err(err))?;
-                    Some(run.start)
-                } else {
-                    None
-                };
-                Kind::Symlink {
-                    target: target.clone(),
-                    block,
-                }
-            }
+            EntryKind::Symlink(target) => self.symlink(e, target)?,
             EntryKind::CharDev { major, minor } => Kind::Chr(*major, *minor),
             EntryKind::BlockDev { major, minor } => Kind::Blk(*major, *minor),
             EntryKind::Fifo => Kind::Fifo,
             EntryKind::Socket => Kind::Sock,
         };
-        let node = self.meta_node(e, kind)?;
+        let m = self.meta(e)?;
+        self.link_new(pdir, name, existing, kind, m)
+    }
+
+    /// A new node named `name` in directory record `pdir`, replacing the
+    /// node that had the name.
+    fn link_new(
+        &mut self,
+        pdir: u32,
+        name: &[u8],
+        existing: Option<NodeId>,
+        kind: Kind,
+        m: Meta,
+    ) -> Result<()> {
         if let Some(old) = existing {
             self.unlink(old);
         }
-        let id = self.new_node(node);
-        self.dir_mut(parent).insert(&name, id);
-        Ok(())
+        let id = self.tree.add_node(kind, m).map_err(|Full| self.full())?;
+        self.tree.insert(pdir, name, id).map_err(|Full| self.full())
+    }
+
+    /// A symlink's kind; a slow symlink's target is written to a block now.
+    fn symlink(&mut self, e: &Entry, target: &[u8]) -> Result<Kind> {
+        if target.is_empty() || target.len() >= BLOCK_SIZE as usize {
+            return Err(Self::entry_err(
+                e,
+                format!(
+                    "symlink target of {} bytes (ext4 allows 1 to 4095)",
+                    target.len()
+                ),
+            ));
+        }
+        let block = if target.len() >= 60 {
+            let run = self
+                .alloc
+                .alloc_some(1)
+                .ok_or_else(|| self.out_of_space())?;
+            self.gather_write(run.start * BLOCK_SIZE, target, true)?;
+            run.start
+        } else {
+            0
+        };
+        let target = self.tree.push_bytes(target).map_err(|Full| self.full())?;
+        Ok(Kind::Symlink { target, block })
     }
 
     /// Stream a regular file's segments to freshly allocated blocks.
-    fn write_file(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<(Vec<Extent>, u64)> {
-        let mut extents: Vec<Extent> = Vec::new();
-        let mut data_blocks = 0u64;
+    fn write_file(&mut self, e: &Entry, data: &mut dyn FileData) -> Result<ExtentRange> {
+        let mut extents = std::mem::take(&mut self.extents);
+        extents.clear();
+        let r = self.write_segments(e, data, &mut extents);
+        let r = r.and_then(|()| self.tree.push_extents(&extents).map_err(|Full| self.full()));
+        self.extents = extents;
+        r
+    }
+
+    /// Allocate blocks for the entry's data segments (extents into
+    /// `extents`) and copy the data there.
+    fn write_segments(
+        &mut self,
+        e: &Entry,
+        data: &mut dyn FileData,
+        extents: &mut Vec<Extent>,
+    ) -> Result<()> {
         // Logical block → physical mapping of the current segment's blocks.
         let mut seg_runs: Vec<(u64, Run)> = Vec::new();
-        // The source's own file when it has one (copy_file_range-able), else
-        // its stream: borrowed, not dup'ed — a dup and a close per file were
-        // half the syscalls of a small file.
-        let mut src = match data.raw_location().is_some() {
+        // The source's own file when it has one and copy_file_range can pay
+        // off, else its stream: borrowed, not dup'ed — a dup and a close per
+        // file were half the syscalls of a small file. A small file in a tar
+        // archive on disk is then served from the reader's buffer, with no
+        // pread of its own.
+        let raw = self.use_cfr && e.size >= CFR_MIN && data.raw_location().is_some();
+        let mut src = match raw {
             true => match data.raw_location() {
                 Some(r) => CopySource::Raw {
                     file: r.file,
@@ -603,8 +559,7 @@ impl Builder {
                     .alloc_runs(last - lblk + 1)
                     .ok_or_else(|| self.out_of_space())?;
                 for r in runs {
-                    extent::push(&mut extents, lblk, r.start, r.len);
-                    data_blocks += r.len;
+                    extent::push(extents, lblk, r.start, r.len);
                     seg_runs.push((lblk, r));
                     lblk += r.len;
                 }
@@ -634,7 +589,7 @@ impl Builder {
         if matches!(src, CopySource::Raw { .. }) {
             data.mark_consumed();
         }
-        Ok((extents, data_blocks))
+        Ok(())
     }
 }
 
@@ -665,6 +620,11 @@ impl Builder {
         mut n: u64,
         e: &Entry,
     ) -> Result<()> {
+        if n >= CFR_MIN && self.use_cfr {
+            // The buffer may hold the zero-padded tail of this file's
+            // previous segment, in the block this piece starts in.
+            self.flush_gather()?;
+        }
         while n >= CFR_MIN && self.use_cfr {
             self.kick_writeback(dst);
             let mut so = src_off;
@@ -768,29 +728,75 @@ impl Builder {
     /// Write `self.buf[..len]` at byte `dst`, skipping all-zero 4 KiB blocks:
     /// the image is a fresh sparse file, so they read back as zeros anyway.
     fn write_data(&mut self, dst: u64, len: usize) -> Result<()> {
-        self.kick_writeback(dst);
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.write_nonzero(&buf[..len], dst);
+        self.buf = buf;
+        r
+    }
+
+    fn write_nonzero(&mut self, data: &[u8], dst: u64) -> Result<()> {
+        let len = data.len();
         let mut i = 0;
         while i < len {
             // Stretch [i, j) over blocks that are all zero or all not.
             let blk_end = |k: usize| {
                 ((((dst + k as u64) / BLOCK_SIZE + 1) * BLOCK_SIZE - dst) as usize).min(len)
             };
-            let zero = is_zero(&self.buf[i..blk_end(i)]);
+            let zero = is_zero(&data[i..blk_end(i)]);
             let mut j = blk_end(i);
-            while j < len && is_zero(&self.buf[j..blk_end(j)]) == zero {
+            while j < len && is_zero(&data[j..blk_end(j)]) == zero {
                 j = blk_end(j);
             }
             if !zero {
-                self.file
-                    .write_all_at(&self.buf[i..j], self.base + dst + i as u64)
-                    .map_err(|err| Error::Write {
-                        path: self.path.clone(),
-                        source: err,
-                    })?;
+                self.gather_write(dst + i as u64, &data[i..j], j == len)?;
             }
             i = j;
         }
         Ok(())
+    }
+
+    /// Write `data` at image byte `dst` through the gather buffer: appended
+    /// when it continues the buffered bytes, else the buffer goes out
+    /// first. `last` (the end of a piece): pad to the block's end with
+    /// zeros, so the next file's block continues the buffer. Later writes
+    /// to the same bytes go out later, so they win as direct writes would.
+    pub(super) fn gather_write(&mut self, dst: u64, data: &[u8], last: bool) -> Result<()> {
+        if !self.gather.is_empty() && self.gather_at + self.gather.len() as u64 != dst {
+            self.flush_gather()?;
+        }
+        if self.gather.is_empty() {
+            if data.len() >= GATHER {
+                self.kick_writeback(dst);
+                return self
+                    .file
+                    .write_all_at(data, self.base + dst)
+                    .map_err(|err| self.write_err(err));
+            }
+            self.gather_at = dst;
+        }
+        self.gather.extend_from_slice(data);
+        if last {
+            let end = (dst + data.len() as u64).next_multiple_of(BLOCK_SIZE);
+            let pad = end - (dst + data.len() as u64);
+            self.gather.resize(self.gather.len() + pad as usize, 0);
+        }
+        if self.gather.len() >= GATHER {
+            self.flush_gather()?;
+        }
+        Ok(())
+    }
+
+    /// Write out the gather buffer.
+    pub(super) fn flush_gather(&mut self) -> Result<()> {
+        if self.gather.is_empty() {
+            return Ok(());
+        }
+        self.kick_writeback(self.gather_at);
+        let r = self
+            .file
+            .write_all_at(&self.gather, self.base + self.gather_at);
+        self.gather.clear();
+        r.map_err(|err| self.write_err(err))
     }
 }
 

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 
 use sha2::{Digest, Sha256};
 
-use super::builder::{Builder, Kind, Node, NodeId, ROOT};
+use super::builder::{Builder, Kind, NodeId, ROOT};
 use super::csum;
 use super::dir::{self, DirEntry, HashInfo};
 use super::error::{Error, Result};
@@ -23,6 +23,7 @@ use super::layout::{
     group_overhead, has_super, itable_blocks, meta_gdt_block, Allocator, BLOCKS_PER_GROUP,
     BLOCK_SIZE, INODE_SIZE, META_BG_SIZE,
 };
+use super::nodes::Full;
 use super::superblock::{self, GroupDesc, SuperParams, BG_INODE_UNINIT, BG_INODE_ZEROED};
 use super::xattr;
 
@@ -65,7 +66,21 @@ fn file_type(k: &Kind) -> u8 {
     }
 }
 
-/// Per-node results of the layout, turned into inode records at the end.
+/// What the layout decided beyond the node itself, kept sparse (most
+/// nodes need nothing: a file's `i_block` follows from its extents), so
+/// that finishing a tree costs no per-node record.
+#[derive(Default)]
+struct Finals {
+    /// Files with extent-tree blocks: the root `i_block` and the tree's
+    /// block count.
+    trees: HashMap<NodeId, ([u8; 60], u64)>,
+    /// Per directory record: its blocks' extent root and counts.
+    dirs: Vec<Final>,
+    /// Nodes with an xattr block.
+    file_acl: HashMap<NodeId, u64>,
+}
+
+/// One inode's layout-dependent fields.
 #[derive(Clone)]
 struct Final {
     i_block: [u8; 60],
@@ -208,10 +223,15 @@ impl Builder {
     /// journal, and the per-group tables last): the order is part of the
     /// image's bytes.
     pub fn finish(mut self) -> Result<Summary> {
-        let lpf = self.make_lost_found();
+        self.flush_gather()?;
+        self.tree.drop_indexes();
+        let lpf = self.make_lost_found()?;
         let num = self.number_inodes(lpf)?;
         let id = self.identity();
-        let mut finals = vec![Final::default(); self.nodes.len()];
+        let mut finals = Finals {
+            dirs: vec![Final::default(); self.tree.dirs.len()],
+            ..Default::default()
+        };
         // Every used block run, for the bitmaps.
         let mut used: Vec<(u64, u64)> = Vec::new();
         self.write_extent_trees(&num, id.fs_seed, &mut finals, &mut used)?;
@@ -219,7 +239,7 @@ impl Builder {
         let ibody = self.write_xattrs(&num, id.fs_seed, &mut finals, &mut used)?;
         let jnl = self.write_journal(&id, num.last_ino, &mut used)?;
         let geo = self.place_groups(num.last_ino, &mut used)?;
-        let groups = self.write_bitmaps(&geo, num.last_ino, &used, id.fs_seed)?;
+        let groups = self.write_bitmaps(&geo, &num, &used, id.fs_seed)?;
         let itables = InodeTables {
             num: &num,
             finals: &finals,
@@ -267,36 +287,34 @@ impl Builder {
     }
 
     /// lost+found: keep the tree's own, else make mke2fs's.
-    fn make_lost_found(&mut self) -> LostFound {
+    fn make_lost_found(&mut self) -> Result<LostFound> {
         let lpf_name: &[u8] = b"lost+found";
-        let existing_lpf = match &self.nodes[ROOT as usize].kind {
-            Kind::Dir(d) => d.live().find(|(n, _)| *n == lpf_name).map(|(_, id)| id),
-            _ => None,
-        };
-        let lpf = match existing_lpf {
-            Some(id) if matches!(self.nodes[id as usize].kind, Kind::Dir(_)) => Some(id),
+        let root = self.tree.dir_of(ROOT).expect("the root is a directory");
+        let lpf = match self.tree.get(root, lpf_name) {
+            Some(id) if self.tree.is_dir(id) => Some(id),
             Some(_) => None,
             None => {
-                let now = self.now;
-                self.nodes.push(Node::synthetic_dir(0o700, ROOT, now));
-                let id = (self.nodes.len() - 1) as NodeId;
-                if let Kind::Dir(d) = &mut self.nodes[ROOT as usize].kind {
-                    d.children.push((lpf_name.into(), id));
-                }
+                let too_many = || Error::Option("more than 2^32 entries".into());
+                let id = self
+                    .tree
+                    .new_dir(0o700, ROOT, self.now)
+                    .map_err(|Full| too_many())?;
+                self.tree
+                    .insert(root, lpf_name, id)
+                    .map_err(|Full| too_many())?;
                 Some(id)
             }
         };
-        let is_new = lpf.is_some_and(|id| match &self.nodes[id as usize].kind {
-            Kind::Dir(d) => d.live().next().is_none(),
-            _ => false,
-        });
-        LostFound { id: lpf, is_new }
+        let is_new = lpf
+            .and_then(|id| self.tree.dir_of(id))
+            .is_some_and(|d| self.tree.live(d).next().is_none());
+        Ok(LostFound { id: lpf, is_new })
     }
 
     /// Inode numbers: root 2, lost+found 11, then breadth-first per
     /// directory so siblings sit together.
     fn number_inodes(&self, lpf: LostFound) -> Result<Numbering> {
-        let mut ino_of = vec![0u32; self.nodes.len()];
+        let mut ino_of = vec![0u32; self.tree.len()];
         ino_of[ROOT as usize] = 2;
         if let Some(l) = lpf.id {
             ino_of[l as usize] = FIRST_INO;
@@ -309,12 +327,13 @@ impl Builder {
         };
         let mut stack = vec![ROOT];
         let mut dirs_in_order = vec![ROOT];
+        let mut subdirs = Vec::new();
         while let Some(d) = stack.pop() {
-            let Kind::Dir(dir) = &self.nodes[d as usize].kind else {
+            let Some(drec) = self.tree.dir_of(d) else {
                 continue;
             };
-            let mut subdirs = Vec::new();
-            for (_, c) in dir.live() {
+            subdirs.clear();
+            for (_, c) in self.tree.live(drec) {
                 if ino_of[c as usize] == 0 {
                     ino_of[c as usize] = next_ino;
                     next_ino = next_ino
@@ -322,25 +341,19 @@ impl Builder {
                         .ok_or_else(|| Error::Option("more than 2^32 inodes".into()))?;
                     order.push(c);
                 }
-                if matches!(self.nodes[c as usize].kind, Kind::Dir(_)) {
+                if self.tree.is_dir(c) {
                     subdirs.push(c);
                 }
             }
             for s in subdirs.iter().rev() {
                 stack.push(*s);
             }
-            dirs_in_order.extend(subdirs);
+            dirs_in_order.extend_from_slice(&subdirs);
         }
-        // Every node with an inode: root, lost+found, then the rest.
-        let all: Vec<NodeId> = std::iter::once(ROOT)
-            .chain(lpf.id)
-            .chain(order.iter().copied())
-            .collect();
         Ok(Numbering {
             ino_of,
             order,
             dirs_in_order,
-            all,
             last_ino: next_ino - 1,
             lpf,
         })
@@ -355,7 +368,7 @@ impl Builder {
                 let parts: [&[u8]; 4] = [
                     &epoch.to_le_bytes(),
                     &label,
-                    &(self.nodes.len() as u64).to_le_bytes(),
+                    &(self.tree.len() as u64).to_le_bytes(),
                     &self.alloc.next().to_le_bytes(),
                 ];
                 (
@@ -383,73 +396,87 @@ impl Builder {
         }
     }
 
-    /// Files and symlinks: extent roots (and tree blocks when needed);
-    /// device numbers and fast symlinks in `i_block`.
+    /// Files: extent-tree blocks where more than four extents need them
+    /// (the in-inode roots are made with the inode records). The data and
+    /// slow symlink blocks are marked from the tree by `write_bitmaps`,
+    /// not copied into `used` (16 bytes per file).
     fn write_extent_trees(
         &mut self,
         num: &Numbering,
         fs_seed: u32,
-        finals: &mut [Final],
+        finals: &mut Finals,
         used: &mut Vec<(u64, u64)>,
     ) -> Result<()> {
         for &id in &num.order {
             let ino = num.ino_of[id as usize];
-            let iseed = csum::inode_seed(fs_seed, ino, 0);
-            let mut f = Final {
-                links: self.nodes[id as usize].nlink,
-                ..Default::default()
+            let node = self.tree.node(id);
+            if node.nlink() > 65000 && !self.tree.is_dir(id) {
+                return Err(Error::Option(format!(
+                    "inode {ino} has {} hard links; ext4 allows 65000",
+                    node.nlink()
+                )));
+            }
+            let range = match node.kind {
+                Kind::File { extents, .. } => extents,
+                _ => continue,
             };
-            // The extents are not needed in the tree after this.
-            if let Kind::File {
-                size,
-                extents,
-                data_blocks,
-            } = &mut self.nodes[id as usize].kind
-            {
-                let extents = std::mem::take(extents);
-                let (size, data_blocks) = (*size, *data_blocks);
-                for e in &extents {
-                    used.push((e.pblk, e.len as u64));
-                }
-                let n_tree = extent::tree_blocks(extents.len());
-                let tree_pblks = self.alloc_runs(n_tree, "extent trees", used)?;
-                let tree = extent::build(&extents, &tree_pblks, iseed);
-                for (p, b) in &tree.blocks {
-                    self.write_at(b, *p)?;
-                }
-                f.i_block = tree.i_block;
+            let extents = self.tree.extents(range);
+            let n_tree = extent::tree_blocks(extents.len());
+            if n_tree == 0 {
+                continue;
+            }
+            let extents = extents.to_vec();
+            let tree_pblks = self.alloc_runs(n_tree, "extent trees", used)?;
+            let tree = extent::build(&extents, &tree_pblks, csum::inode_seed(fs_seed, ino, 0));
+            for (p, b) in &tree.blocks {
+                self.write_at(b, *p)?;
+            }
+            finals.trees.insert(id, (tree.i_block, n_tree));
+        }
+        Ok(())
+    }
+
+    /// The inode fields of node `id` that its layout decides.
+    fn final_of(&self, id: NodeId, finals: &Finals) -> Final {
+        let node = self.tree.node(id);
+        let mut f = Final {
+            links: node.nlink(),
+            ..Default::default()
+        };
+        match node.kind {
+            Kind::File { size, extents } => {
+                let ex = self.tree.extents(extents);
+                let data_blocks: u64 = ex.iter().map(|e| e.len as u64).sum();
+                let (i_block, n_tree) = match finals.trees.get(&id) {
+                    Some(&t) => t,
+                    None => (extent::build(ex, &[], 0).i_block, 0),
+                };
+                f.i_block = i_block;
                 f.flags = inode::EXT4_EXTENTS_FL;
                 f.size = size;
                 f.blocks = data_blocks + n_tree;
             }
-            let node = &self.nodes[id as usize];
-            match &node.kind {
-                Kind::Symlink { target, block } => {
-                    f.size = target.len() as u64;
-                    match block {
-                        Some(b) => {
-                            used.push((*b, 1));
-                            let mut ex = Vec::new();
-                            extent::push(&mut ex, 0, *b, 1);
-                            f.i_block = extent::build(&ex, &[], iseed).i_block;
-                            f.flags = inode::EXT4_EXTENTS_FL;
-                            f.blocks = 1;
-                        }
-                        None => f.i_block[..target.len()].copy_from_slice(target),
-                    }
+            Kind::Symlink { target, block } => {
+                f.size = target.len() as u64;
+                if block != 0 {
+                    let mut ex = Vec::new();
+                    extent::push(&mut ex, 0, block, 1);
+                    f.i_block = extent::build(&ex, &[], 0).i_block;
+                    f.flags = inode::EXT4_EXTENTS_FL;
+                    f.blocks = 1;
+                } else {
+                    f.i_block[..target.len()].copy_from_slice(self.tree.bytes(target));
                 }
-                Kind::Chr(ma, mi) | Kind::Blk(ma, mi) => f.i_block = inode::encode_rdev(*ma, *mi),
-                _ => {}
             }
-            if f.links > 65000 && !matches!(node.kind, Kind::Dir(_)) {
-                return Err(Error::Option(format!(
-                    "inode {ino} has {} hard links; ext4 allows 65000",
-                    f.links
-                )));
-            }
-            finals[id as usize] = f;
+            Kind::Chr(ma, mi) | Kind::Blk(ma, mi) => f.i_block = inode::encode_rdev(ma, mi),
+            Kind::Dir(d) => f = finals.dirs[d as usize].clone(),
+            _ => {}
         }
-        Ok(())
+        if let Some(&b) = finals.file_acl.get(&id) {
+            f.file_acl = b;
+            f.blocks += 1;
+        }
+        f
     }
 
     /// Directories: linear or htree-indexed blocks, and their extent trees.
@@ -457,21 +484,22 @@ impl Builder {
         &mut self,
         num: &Numbering,
         id: &Identity,
-        finals: &mut [Final],
+        finals: &mut Finals,
         used: &mut Vec<(u64, u64)>,
     ) -> Result<()> {
         for &d in &num.dirs_in_order {
             let ino = num.ino_of[d as usize];
             let iseed = csum::inode_seed(id.fs_seed, ino, 0);
-            let Kind::Dir(dir) = &self.nodes[d as usize].kind else {
+            let Some(drec) = self.tree.dir_of(d) else {
                 continue;
             };
-            let parent_ino = num.ino_of[dir.parent as usize];
+            let parent_ino = num.ino_of[self.tree.dirs[drec as usize].parent as usize];
             let mut subdirs = 0u32;
-            let entries: Vec<DirEntry> = dir
-                .live()
+            let entries: Vec<DirEntry> = self
+                .tree
+                .live(drec)
                 .map(|(name, c)| {
-                    let k = &self.nodes[c as usize].kind;
+                    let k = &self.tree.node(c).kind;
                     if matches!(k, Kind::Dir(_)) {
                         subdirs += 1;
                     }
@@ -506,7 +534,7 @@ impl Builder {
                 self.write_at(b, *p)?;
             }
             let links = 2 + subdirs;
-            finals[d as usize] = Final {
+            finals.dirs[drec as usize] = Final {
                 i_block: tree.i_block,
                 flags: inode::EXT4_EXTENTS_FL | if indexed { inode::EXT4_INDEX_FL } else { 0 },
                 size: n * BLOCK_SIZE,
@@ -526,18 +554,18 @@ impl Builder {
         &mut self,
         num: &Numbering,
         fs_seed: u32,
-        finals: &mut [Final],
+        finals: &mut Finals,
         used: &mut Vec<(u64, u64)>,
     ) -> Result<HashMap<NodeId, [u8; xattr::IBODY_SPACE]>> {
         let mut ibody: HashMap<NodeId, [u8; xattr::IBODY_SPACE]> = HashMap::new();
         let mut shared: HashMap<Vec<u8>, (u64, u32)> = HashMap::new();
         let mut block_users: Vec<(NodeId, Vec<u8>)> = Vec::new();
-        for &id in &num.all {
-            let node = &self.nodes[id as usize];
-            if node.xattrs.is_empty() {
+        for id in num.all() {
+            let attrs = self.tree.xattrs(id);
+            if attrs.is_empty() {
                 continue;
             }
-            let p = xattr::place(node.xattrs.clone()).map_err(|source| Error::Xattrs {
+            let p = xattr::place(attrs.to_vec()).map_err(|source| Error::Xattrs {
                 ino: num.ino_of[id as usize],
                 source,
             })?;
@@ -560,8 +588,7 @@ impl Builder {
                 }
             };
             entry.1 += 1;
-            finals[*id as usize].file_acl = entry.0;
-            finals[*id as usize].blocks += 1;
+            finals.file_acl.insert(*id, entry.0);
         }
         for content in block_order {
             let (b, refs) = shared[&content];
@@ -663,16 +690,30 @@ impl Builder {
     fn write_bitmaps(
         &self,
         geo: &Geometry,
-        last_ino: u32,
+        num: &Numbering,
         used: &[(u64, u64)],
         fs_seed: u32,
     ) -> Result<Vec<GroupBitmaps>> {
+        let last_ino = num.last_ino;
         let mut map = BlockMap::new(geo.groups);
         for g in 0..geo.groups {
             map.mark(g * BLOCKS_PER_GROUP, group_overhead(g));
         }
         for &(s, l) in used {
             map.mark(s, l);
+        }
+        // File data and slow symlink targets of the nodes in the tree (a
+        // file replaced by a later entry leaves its blocks free).
+        for &id in &num.order {
+            match self.tree.node(id).kind {
+                Kind::File { extents, .. } => {
+                    for e in self.tree.extents(extents) {
+                        map.mark(e.pblk, e.len as u64);
+                    }
+                }
+                Kind::Symlink { block, .. } if block != 0 => map.mark(block, 1),
+                _ => {}
+            }
         }
         // Bits past the end of the filesystem are set.
         let end_pad = geo.groups * BLOCKS_PER_GROUP - geo.blocks_count;
@@ -710,28 +751,21 @@ impl Builder {
     }
 
     /// Inode records (inode 1, the journal's inode 8, then every node's),
-    /// grouped per inode table and written; the groups past the last used
-    /// inode stay zero. Returns the directory count of each group.
+    /// in inode order, one inode table at a time: each is written when the
+    /// next group's first inode comes (the whole set of tables would cost
+    /// 256 bytes per entry at once). The groups past the last used inode
+    /// stay zero. Returns the directory count of each group.
     fn write_inode_tables(&self, geo: &Geometry, t: &InodeTables<'_>) -> Result<Vec<u32>> {
-        let ipg = geo.ipg;
-        let fs_seed = t.fs_seed;
-        let itb = itable_blocks(ipg);
-        let mut itables: Vec<Vec<u8>> = Vec::new();
-        let groups_with_inodes = (t.num.last_ino as u64).div_ceil(ipg as u64);
-        for _ in 0..groups_with_inodes {
-            itables.push(vec![0u8; (itb * BLOCK_SIZE) as usize]);
-        }
         let now = self.now;
-        let put_inode = |itables: &mut Vec<Vec<u8>>, ino: u32, rec: &InodeRecord| {
-            let idx = (ino - 1) as u64;
-            let g = (idx / ipg as u64) as usize;
-            let off = ((idx % ipg as u64) * INODE_SIZE) as usize;
-            let raw = inode::encode(rec, ino, fs_seed);
-            itables[g][off..off + INODE_SIZE as usize].copy_from_slice(&raw);
+        let mut out = TableWriter {
+            b: self,
+            geo,
+            fs_seed: t.fs_seed,
+            group: 0,
+            table: vec![0u8; (itable_blocks(geo.ipg) * BLOCK_SIZE) as usize],
         };
         // Inode 1 (bad blocks) carries only times, as mke2fs writes it.
-        put_inode(
-            &mut itables,
+        out.put(
             1,
             &InodeRecord {
                 atime: now,
@@ -739,10 +773,9 @@ impl Builder {
                 mtime: now,
                 ..Default::default()
             },
-        );
+        )?;
         // Journal inode.
-        put_inode(
-            &mut itables,
+        out.put(
             8,
             &InodeRecord {
                 mode: inode::S_IFREG | 0o600,
@@ -757,16 +790,15 @@ impl Builder {
                 i_block: t.jnl.i_block,
                 ..Default::default()
             },
-        );
+        )?;
         let mut dirs_in_group = vec![0u32; geo.groups as usize];
-        for &id in &t.num.all {
-            let node = &self.nodes[id as usize];
+        for id in t.num.all() {
+            let node = self.tree.node(id);
             let ino = t.num.ino_of[id as usize];
-            let f = &t.finals[id as usize];
             let fmt = match node.kind {
                 Kind::File { .. } => inode::S_IFREG,
                 Kind::Dir(_) => {
-                    dirs_in_group[((ino - 1) / ipg) as usize] += 1;
+                    dirs_in_group[((ino - 1) / geo.ipg) as usize] += 1;
                     inode::S_IFDIR
                 }
                 Kind::Symlink { .. } => inode::S_IFLNK,
@@ -776,15 +808,16 @@ impl Builder {
                 Kind::Sock => inode::S_IFSOCK,
                 Kind::Removed => continue,
             };
+            let f = self.final_of(id, t.finals);
             let rec = InodeRecord {
-                mode: fmt | node.perm,
+                mode: fmt | node.perm(),
                 uid: node.uid,
                 gid: node.gid,
                 size: f.size,
-                atime: node.atime,
-                ctime: node.ctime,
-                mtime: node.mtime,
-                crtime: node.ctime,
+                atime: self.tree.atime(id),
+                ctime: self.tree.ctime(id),
+                mtime: self.tree.mtime(id),
+                crtime: self.tree.ctime(id),
                 links: f.links as u16,
                 blocks_512: f.blocks * (BLOCK_SIZE / 512),
                 flags: f.flags,
@@ -792,11 +825,9 @@ impl Builder {
                 file_acl: f.file_acl,
                 ibody_xattrs: t.ibody.get(&id).copied(),
             };
-            put_inode(&mut itables, ino, &rec);
+            out.put(ino, &rec)?;
         }
-        for (g, table) in itables.iter().enumerate() {
-            self.write_at(table, geo.tables[g].inode_table)?;
-        }
+        out.finish((t.num.last_ino as u64).div_ceil(geo.ipg as u64))?;
         Ok(dirs_in_group)
     }
 
@@ -909,11 +940,58 @@ struct Numbering {
     order: Vec<NodeId>,
     /// Directories, root first, in the order of the walk.
     dirs_in_order: Vec<NodeId>,
-    /// Every node with an inode: root, lost+found, then `order`.
-    all: Vec<NodeId>,
     /// The highest inode number in use (= the used inode count).
     last_ino: u32,
     lpf: LostFound,
+}
+
+impl Numbering {
+    /// Every node with an inode, in inode order: root, lost+found, then
+    /// `order`.
+    fn all(&self) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::once(ROOT)
+            .chain(self.lpf.id)
+            .chain(self.order.iter().copied())
+    }
+}
+
+/// Inode tables written one group at a time as ascending inode numbers
+/// come in.
+struct TableWriter<'a> {
+    b: &'a Builder,
+    geo: &'a Geometry,
+    fs_seed: u32,
+    /// The group whose table is in `table`.
+    group: u64,
+    table: Vec<u8>,
+}
+
+impl TableWriter<'_> {
+    fn put(&mut self, ino: u32, rec: &InodeRecord) -> Result<()> {
+        let ipg = self.geo.ipg as u64;
+        let idx = (ino - 1) as u64;
+        let g = idx / ipg;
+        debug_assert!(g >= self.group, "inodes come in ascending order");
+        if g > self.group {
+            self.finish(g)?;
+        }
+        let off = ((idx % ipg) * INODE_SIZE) as usize;
+        let raw = inode::encode(rec, ino, self.fs_seed);
+        self.table[off..off + INODE_SIZE as usize].copy_from_slice(&raw);
+        Ok(())
+    }
+
+    /// Write the tables of the groups before `upto` (all-zero ones for
+    /// groups no inode fell in), and start group `upto`.
+    fn finish(&mut self, upto: u64) -> Result<()> {
+        while self.group < upto {
+            let at = self.geo.tables[self.group as usize].inode_table;
+            self.b.write_at(&self.table, at)?;
+            self.table.fill(0);
+            self.group += 1;
+        }
+        Ok(())
+    }
 }
 
 /// The filesystem's identity and the seeds derived from it.
@@ -959,7 +1037,7 @@ struct GroupBitmaps {
 /// What the inode records are made from.
 struct InodeTables<'a> {
     num: &'a Numbering,
-    finals: &'a [Final],
+    finals: &'a Finals,
     ibody: &'a HashMap<NodeId, [u8; xattr::IBODY_SPACE]>,
     jnl: &'a Journal,
     fs_seed: u32,

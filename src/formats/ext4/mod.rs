@@ -17,6 +17,7 @@ pub mod groups;
 pub mod inode;
 pub mod journal;
 pub mod layout;
+pub mod nodes;
 pub mod read;
 pub mod superblock;
 pub mod verify;
