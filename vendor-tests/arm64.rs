@@ -206,7 +206,7 @@ fn inspect(test: &str, dibr: &Path, disk: &Path, out: &Path) {
 fn arm64_debian_vm_builds_rootless_and_boots() {
     let test = "arm64_debian_vm_builds_rootless_and_boots";
     if std::env::var("DIBR_ARM64_TESTS").as_deref() != Ok("1") {
-        println!("skipped: {test}: set DIBR_ARM64_TESTS=1 (slow: an emulated arm64 build, over an hour on 2 cores, and a TCG boot)");
+        println!("skipped: {test}: set DIBR_ARM64_TESTS=1 (slow: an emulated arm64 build, over 20 minutes on 2 cores, and a TCG boot)");
         return;
     }
     let tools = [
