@@ -8,7 +8,8 @@
 //!   the CI user stops before the sandbox starts, naming the package and
 //!   the command that register it, and leaves nothing behind; on the real
 //!   host (`.ci/run` registers qemu-aarch64) the same build gets past the
-//!   check and says it is emulated.
+//!   check and says it is emulated. `ARCH` in the environment (DIB's
+//!   default for `-a`) is honoured the same way.
 //! - `arm64_debian_vm_builds_rootless_and_boots` (slow, `DIBR_ARM64_TESTS=1`):
 //!   `dibr build -a arm64 -o deb-arm64.qcow2 debian vm` as the CI user
 //!   (Debian stable, as DIB's default; mkinitramfs runs once, deferred to
@@ -110,6 +111,26 @@ fn arm64_preflight_names_the_host_setup() {
             0,
             "{test}: outputs left"
         );
+    }
+    // DIB's ARCH in the environment is the default for -a
+    // (diskimage_builder/lib/common-defaults), checked the same way.
+    for (arch, want) in [
+        ("aarch64", "no binfmt_misc handler for AArch64"),
+        ("sparc64", "ARCH=sparc64 in the environment"),
+    ] {
+        let o = build_cmd(
+            &s,
+            &["-o", "deb-arm64.qcow2", "debian", "vm"],
+            &[("DIBR_BINFMT_MISC_DIR", none.as_str()), ("ARCH", arch)],
+        )
+        .output()
+        .unwrap();
+        let text = out_text(&o);
+        assert!(
+            !o.status.success() && text.contains(want),
+            "{test}: ARCH={arch}: no {want:?}\n{text}"
+        );
+        assert_eq!(fs::read_dir(&s.out).unwrap().count(), 0);
     }
     assert_no_leftovers(test, &b);
 

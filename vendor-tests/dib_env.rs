@@ -131,6 +131,18 @@ const ALLOWED: &[(Side, Only, &str, &str)] = &[
         "dibr's own: which sandbox mode runs the hooks (namespaces, chroot, fakeroot)",
     ),
     (
+        Outside,
+        Dibr,
+        "DIBR_PHASE_CACHE",
+        "the test's caller environment (vendor-tests/common/build.rs turns the phase cache off): hooks see the caller's environment in DIB and dibr alike",
+    ),
+    (
+        InTarget,
+        Dibr,
+        "DIBR_PHASE_CACHE",
+        "the test's caller environment (vendor-tests/common/build.rs turns the phase cache off): hooks see the caller's environment in DIB and dibr alike",
+    ),
+    (
         InTarget,
         Dibr,
         "BASH_FUNC_get_image_element_array%%",

@@ -24,9 +24,9 @@ pub struct BuildArgs {
     /// Output types, comma separated: qcow2, raw, vhd, vmdk, tar, tgz, tar.zst, docker (NAME.docker.tar), oci (NAME.oci.tar), squashfs (NAME.squash)
     #[arg(short = 't', default_value = "qcow2", value_name = "TYPES")]
     pub types: String,
-    /// Architecture (DIB's -a): amd64 (x86_64) or arm64 (aarch64; on another host through qemu-user binfmt)
-    #[arg(short = 'a', default_value = "amd64", value_name = "ARCH")]
-    pub arch: String,
+    /// Architecture (DIB's -a): amd64 (x86_64) or arm64 (aarch64; on another host through qemu-user binfmt). Default: $ARCH, else the host's, as DIB
+    #[arg(short = 'a', value_name = "ARCH")]
+    pub arch: Option<String>,
     /// Skip the base element (DIB's -n)
     #[arg(short = 'n')]
     pub skip_base: bool,
@@ -100,7 +100,7 @@ fn refuse(opt: &str, why: &str) -> String {
 
 pub fn config(a: &BuildArgs) -> Result<BuildConfig, String> {
     refuse_unsupported(a)?;
-    let arch = arch(&a.arch)?;
+    let arch = requested_arch(a)?;
     let outputs = outputs(a)?;
     let (image_size, root_fs) = root_filesystem(a, outputs.assemble.is_some())?;
     let source_date_epoch =
@@ -160,6 +160,22 @@ fn refuse_unsupported(a: &BuildArgs) -> Result<(), String> {
 /// x86_64→amd64 and aarch64→arm64; the rpm-distro element maps back).
 /// A foreign architecture needs the host's qemu-user binfmt handler,
 /// which the build's preflight checks before any work.
+/// DIB's `ARCH=${ARCH:-$_ARCH}` (diskimage_builder/lib/common-defaults):
+/// `-a`, else the caller's `ARCH`, else the host's own architecture.
+fn requested_arch(a: &BuildArgs) -> Result<String, String> {
+    if let Some(given) = &a.arch {
+        return arch(given);
+    }
+    match std::env::var("ARCH").ok().filter(|v| !v.is_empty()) {
+        Some(env) => arch(&env)
+            .map_err(|e| format!("ARCH={env} in the environment (DIB's default for -a): {e}")),
+        None => arch(match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            _ => "amd64",
+        }),
+    }
+}
+
 pub fn arch(a: &str) -> Result<String, String> {
     match a {
         "amd64" | "x86_64" => Ok("amd64".to_string()),
