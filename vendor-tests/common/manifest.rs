@@ -229,7 +229,21 @@ pub fn parse_file_blocks(
 
 /// All xattrs (names + hex values) of every path, via getfattr.
 pub fn xattrs_of_tree(root: &Path) -> BTreeMap<String, String> {
-    let o = run(Command::new(tool("getfattr"))
+    let o = getfattr_tree(root);
+    // getfattr exits 1 if some file has none; only fail on real errors.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.trim().is_empty() || o.status.success(),
+        "getfattr on {root:?}:\n{}",
+        out_text(&o)
+    );
+    xattr_map(root, &o.stdout)
+}
+
+/// `getfattr -R` dump (hex values, symlinks not followed) of every path
+/// under `root`, for [`xattr_map`]; the caller judges its errors.
+pub fn getfattr_tree(root: &Path) -> std::process::Output {
+    run(Command::new(tool("getfattr"))
         .args([
             "-R",
             "-h",
@@ -242,15 +256,12 @@ pub fn xattrs_of_tree(root: &Path) -> BTreeMap<String, String> {
             "--absolute-names",
         ])
         .arg(root)
-        .env("LC_ALL", "C"));
-    // getfattr exits 1 if some file has none; only fail on real errors.
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.trim().is_empty() || o.status.success(),
-        "getfattr on {root:?}:\n{}",
-        out_text(&o)
-    );
-    parse_file_blocks(root, &String::from_utf8_lossy(&o.stdout), |_| true)
+        .env("LC_ALL", "C"))
+}
+
+/// A getfattr dump as path → its sorted `name=value` lines joined by `;`.
+pub fn xattr_map(root: &Path, dump: &[u8]) -> BTreeMap<String, String> {
+    parse_file_blocks(root, &String::from_utf8_lossy(dump), |_| true)
         .into_iter()
         .map(|(k, mut v)| {
             v.sort();

@@ -13,7 +13,6 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-use std::process::Command;
 
 use dibr::tarstream::TarReader;
 use dibr::tree::{Entry, EntryKind, FileData};
@@ -216,11 +215,7 @@ fn acl_entries(entries: &[Entry]) -> Vec<String> {
 /// answers listxattr with EOPNOTSUPP there: read as "none" (a tar with
 /// xattrs then differs from the mount, as it should).
 fn mounted_xattrs(root: &Path) -> BTreeMap<String, String> {
-    let o = run(Command::new(tool("getfattr"))
-        .args(["-R", "-h", "-P", "-d", "-m", "-", "-e", "hex"])
-        .arg("--absolute-names")
-        .arg(root)
-        .env("LC_ALL", "C"));
+    let o = getfattr_tree(root);
     let err = String::from_utf8_lossy(&o.stderr);
     let other: Vec<&str> = err
         .lines()
@@ -231,13 +226,7 @@ fn mounted_xattrs(root: &Path) -> BTreeMap<String, String> {
         "getfattr on {root:?}:\n{}",
         other.join("\n")
     );
-    parse_file_blocks(root, &String::from_utf8_lossy(&o.stdout), |_| true)
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort();
-            (k, v.join(";"))
-        })
-        .collect()
+    xattr_map(root, &o.stdout)
 }
 
 /// The tree the kernel mounted at `root` against the tar it was made from:
