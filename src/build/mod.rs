@@ -302,14 +302,7 @@ fn finalise_base(w: &WorkDir, env: &env::HookEnv) -> Result<(), BuildError> {
         if [ -d tmp ]; then find tmp -mindepth 1 -delete; fi; \
         if [ -d var/log ]; then find var/log -type f -exec truncate -s 0 {} +; fi; \
         rm -f root/*.log var/cache/ldconfig/aux-cache";
-    let sb = SandboxConfig {
-        root: w.target(),
-        binds: Vec::new(),
-        env: env.outside(Phase::Cleanup),
-        cwd: w.root().to_path_buf(),
-        chroot: false,
-        tree_dev: false,
-    };
+    let sb = over_tree(w, env.outside(Phase::Cleanup));
     let st = sandbox::run(&sb, &["/bin/sh".into(), "-c".into(), script.into()])?;
     if !st.success() {
         return Err(BuildError::HookFailed {
@@ -432,14 +425,7 @@ fn capture_one(
         if let Some(s) = cfg.source_date_epoch {
             e.push(("SOURCE_DATE_EPOCH".into(), s.to_string()));
         }
-        let sb = SandboxConfig {
-            root: w.target(),
-            binds: Vec::new(),
-            env: e,
-            cwd: w.root().to_path_buf(),
-            chroot: false,
-            tree_dev: false,
-        };
+        let sb = over_tree(w, e);
         let argv = sandbox::capture_argv(&w.target(), out_abs)?;
         let st = sandbox::run(&sb, &argv)?;
         if !st.success() {
@@ -447,6 +433,20 @@ fn capture_one(
         }
     }
     Ok(())
+}
+
+/// The sandbox for dibr's own steps over the tree (fstab, finalise,
+/// capture, the phase cache's store and restore): run outside it, from
+/// the work directory, without the tree's /dev.
+fn over_tree(w: &WorkDir, env: Vec<(String, String)>) -> SandboxConfig {
+    SandboxConfig {
+        root: w.target(),
+        binds: Vec::new(),
+        env,
+        cwd: w.root().to_path_buf(),
+        chroot: false,
+        tree_dev: false,
+    }
 }
 
 /// The block-device config DIB would use and the root's parameters
@@ -505,14 +505,7 @@ fn write_fstab(
         if [ ! -d \"$TARGET_ROOT/etc/fstab\" ]; then \
         rm -f \"$TARGET_ROOT/etc/fstab\"; cat \"$1\" > \"$TARGET_ROOT/etc/fstab\"; \
         chmod 644 \"$TARGET_ROOT/etc/fstab\"; fi";
-    let sb = SandboxConfig {
-        root: w.target(),
-        binds: Vec::new(),
-        env: env.outside(Phase::BlockDevice),
-        cwd: w.root().to_path_buf(),
-        chroot: false,
-        tree_dev: false,
-    };
+    let sb = over_tree(w, env.outside(Phase::BlockDevice));
     let argv: Vec<OsString> = vec![
         "/bin/sh".into(),
         "-c".into(),

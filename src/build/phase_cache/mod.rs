@@ -27,7 +27,7 @@ use super::workdir::WorkDir;
 use super::{io, BuildConfig, BuildError};
 use crate::elements::resolve::Resolved;
 use crate::elements::Phase;
-use crate::sandbox::{self, SandboxConfig};
+use crate::sandbox;
 use key::Parts;
 
 /// `--no-cache` / `--refresh-cache`.
@@ -285,14 +285,7 @@ impl PhaseCache {
         let started = Instant::now();
         let script = "set -e; tar -xpf \"$1\" --numeric-owner --xattrs --xattrs-include='*' \
             --anchored --exclude='dev/*' --exclude='./dev/*' -C \"$TARGET_ROOT\"";
-        let sb = SandboxConfig {
-            root: w.target(),
-            binds: Vec::new(),
-            env: env.outside(Phase::Root),
-            cwd: w.root().to_path_buf(),
-            chroot: false,
-            tree_dev: false,
-        };
+        let sb = super::over_tree(w, env.outside(Phase::Root));
         let argv: Vec<OsString> = vec![
             "/bin/bash".into(),
             "-c".into(),
@@ -357,14 +350,7 @@ impl PhaseCache {
             .into_iter()
             .filter(|(k, _)| k != "SOURCE_DATE_EPOCH")
             .collect();
-        let sb = SandboxConfig {
-            root: w.target(),
-            binds: Vec::new(),
-            env,
-            cwd: w.root().to_path_buf(),
-            chroot: false,
-            tree_dev: false,
-        };
+        let sb = super::over_tree(w, env);
         let argv = sandbox::capture_argv(&w.target(), &tar)?;
         let st = sandbox::run(&sb, &argv)?;
         if !st.success() {
