@@ -6,7 +6,6 @@
 //! for the same boundary.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -243,15 +242,7 @@ fn walk(base: &Path, rel: &Path, out: &mut Vec<Record>) -> std::io::Result<()> {
             h.update(std::fs::read_link(&p)?.as_os_str().as_encoded_bytes());
         } else if m.is_file() {
             h.update(b"f");
-            let mut f = std::fs::File::open(&p)?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            std::io::copy(&mut std::fs::File::open(&p)?, &mut h)?;
         } else if m.is_dir() {
             h.update(b"d");
         }
