@@ -142,8 +142,8 @@ fn age_entries(c: &Cache, hours: u32) {
 }
 
 #[test]
-fn hit_skips_to_post_install_and_is_byte_identical_to_a_cold_build() {
-    let test = "hit_skips_to_post_install_and_is_byte_identical_to_a_cold_build";
+fn hit_skips_to_finalise_and_is_byte_identical_to_a_cold_build() {
+    let test = "hit_skips_to_finalise_and_is_byte_identical_to_a_cold_build";
     let _serial = serial();
     let Some(c) = setup(test) else { return };
     let raw = ["-t", "tar,raw"];
@@ -157,20 +157,25 @@ fn hit_skips_to_post_install_and_is_byte_identical_to_a_cold_build() {
         cold.text
             .contains("dibr: phase cache: every phase runs (install.d runs: no entry yet)")
             && cold.text.contains("stored the tree after install.d")
-            && cold.text.contains("stored the tree after post-install.d"),
-        "{test}: cold build did not say it stores both boundaries\n{}",
+            && cold.text.contains("stored the tree after post-install.d")
+            && cold.text.contains("stored the tree after finalise.d"),
+        "{test}: cold build did not say it stores the three boundaries\n{}",
         cold.text
     );
     let warm = c.build(&raw, &[EL], &[]);
     assert!(
-        !warm.ran("extra-data.d") && !warm.ran("install.d") && !warm.ran("post-install.d"),
+        !warm.ran("extra-data.d")
+            && !warm.ran("install.d")
+            && !warm.ran("post-install.d")
+            && !warm.ran("finalise.d"),
         "{test}: warm build ran a cached phase\n{}",
         warm.text
     );
     assert!(
-        warm.ran("finalise.d")
-            && warm.text.contains("restoring the tree after post-install.d")
-            && warm.text.contains("skipping root.d, extra-data.d, pre-install.d, install.d, -p packages, post-install.d")
+        warm.ran("cleanup.d")
+            && warm.text.contains("restoring the tree after finalise.d")
+            && warm.text.contains("skipping root.d, extra-data.d, pre-install.d, install.d, -p packages, post-install.d, first-boot.d install, post-root.d, block-device.d, /etc/fstab, pre-finalise.d, finalise.d")
+            && warm.text.contains("/etc/fstab, arch amd64 and dibr are unchanged")
             && warm.text.contains("hooks left in the work directory)"),
         "{test}: warm build did not say what it skipped, or did not restore the hook record\n{}",
         warm.text
@@ -193,7 +198,30 @@ fn hit_skips_to_post_install_and_is_byte_identical_to_a_cold_build() {
     let m = read_tar(&warm.out.join("img.tar"));
     let owned = &m["cache-owned"];
     assert_eq!((owned.uid, owned.gid), (0, 7), "{test}: owner lost");
-    assert!(m.contains_key("cache-owned-link") && m.contains_key("cache-final"));
+    assert!(
+        m.contains_key("cache-owned-link")
+            && m.contains_key("cache-final")
+            && m.contains_key("cache-cleanup")
+    );
+    assert!(
+        m.contains_key("etc/fstab"),
+        "{test}: the restored tree has no /etc/fstab"
+    );
+    // A build with another layout (here: none, a tar only) writes another
+    // /etc/fstab (none): the entry after finalise.d is not used, the one
+    // after post-install.d is.
+    let tar_only = c.build(&["-t", "tar"], &[EL], &[]);
+    assert!(
+        tar_only
+            .text
+            .contains("restoring the tree after post-install.d")
+            && tar_only.text.contains(
+                "finalise.d runs: since the last entry, /etc/fstab (block-device layout) changed"
+            )
+            && tar_only.ran("finalise.d"),
+        "{test}: a changed /etc/fstab did not rebuild from post-root.d\n{}",
+        tar_only.text
+    );
     // Only complete entries and their side files; nothing half-written.
     for f in c.files() {
         assert!(
@@ -212,12 +240,33 @@ fn element_change_invalidates_from_the_first_phase_it_has_a_hook_in() {
     let _serial = serial();
     let Some(c) = setup(test) else { return };
     c.default();
-    // A finalise.d change: nothing cached depends on it.
+    // Nothing changed: the entry after finalise.d; cleanup.d still runs.
+    let b = c.default();
+    assert!(
+        b.text.contains("restoring the tree after finalise.d")
+            && !b.ran("finalise.d")
+            && b.ran("cleanup.d"),
+        "{test}: an unchanged build did not restore the entry after finalise.d\n{}",
+        b.text
+    );
+    // A cleanup.d change: nothing cached depends on it.
+    c.touch_hook(EL, "cleanup.d/10-test-cache-cleanup");
+    let b = c.default();
+    assert!(
+        b.text.contains("restoring the tree after finalise.d") && b.ran("cleanup.d"),
+        "{test}: a cleanup.d change invalidated the cache\n{}",
+        b.text
+    );
+    // A finalise.d change: the entry after post-install.d stays valid.
     c.touch_hook(EL, "finalise.d/10-test-cache-final");
     let b = c.default();
     assert!(
-        b.text.contains("restoring the tree after post-install.d") && b.ran("finalise.d"),
-        "{test}: a finalise.d change invalidated the cache\n{}",
+        b.text.contains("restoring the tree after post-install.d")
+            && b.text
+                .contains("finalise.d runs: since the last entry, element dibr-test-cache changed")
+            && b.ran("finalise.d")
+            && !b.ran("post-install.d"),
+        "{test}: a finalise.d change was not rebuilt from post-root.d\n{}",
         b.text
     );
     // A post-install.d change: install.d's entry stays valid.
@@ -390,9 +439,8 @@ fn age_limit_offline_and_settings() {
     let b = c.build(&[], &[EL], &[("DIB_OFFLINE", "1")]);
     assert!(
         !b.ran("install.d")
-            && b.text.contains(
-                "warning: phase cache: using the entry after post-install.d although it is"
-            ),
+            && b.text
+                .contains("warning: phase cache: using the entry after finalise.d although it is"),
         "{test}: DIB_OFFLINE did not use the old entry with a warning\n{}",
         b.text
     );
@@ -422,7 +470,7 @@ fn no_cache_and_refresh_cache() {
         "{test}: DIBR_PHASE_CACHE=off stored"
     );
     c.default();
-    assert_eq!(c.tars().len(), 2, "{test}: {:?}", c.files());
+    assert_eq!(c.tars().len(), 3, "{test}: {:?}", c.files());
     age_entries(&c, 1);
     let before: Vec<_> = c
         .tars()
@@ -484,7 +532,7 @@ fn concurrent_builds_share_the_cache_safely() {
         w.tar() == a.1.tar(),
         "{test}: the hit differs from the concurrent builds"
     );
-    assert_eq!(c.tars().len(), 2, "{test}: entries {:?}", c.files());
+    assert_eq!(c.tars().len(), 3, "{test}: entries {:?}", c.files());
     assert!(
         c.files().iter().all(|f| !f.starts_with('.')),
         "{test}: temporary files left: {:?}",
@@ -511,7 +559,7 @@ fn size_cap_evicts_the_least_recently_used() {
         .file_name()
         .unwrap()
         .to_string_lossy()
-        .starts_with("post-install-"));
+        .starts_with("finalise-"));
     // The survivor is the newest: a hit still.
     let b = c.build(&[], &[EL], &cap);
     assert!(
@@ -543,7 +591,7 @@ fn debian_build(s: &Stage, cache: &Path, dir: &str, args: &[&str]) -> (String, f
     run_ok(Command::new("chown").arg(USER).arg(&out));
     let elements = Path::new(env!("CARGO_MANIFEST_DIR")).join("elements");
     let (elements_s, cache_s) = (elements.display().to_string(), cache.display().to_string());
-    let mut all = vec!["-t", "raw", "-o", "debian"];
+    let mut all = vec!["-t", "qcow2", "-o", "debian"];
     all.extend_from_slice(args);
     let t0 = std::time::Instant::now();
     let o = build_cmd(
@@ -567,9 +615,11 @@ fn debian_build(s: &Stage, cache: &Path, dir: &str, args: &[&str]) -> (String, f
 
 /// Issue 18, acceptance 1 on a real Debian: a warm rebuild of `debian vm`
 /// and one with a new post-install.d element, each byte-identical to a
-/// cold build of the same inputs. The wall times are printed (the ≤ 15 s
-/// and ≤ 25 s targets depend on the machine: finalise.d's boot loader
-/// and initramfs, and the disk's Glance checksum, run in every build).
+/// cold build of the same inputs, as qcow2 (the default type). The wall
+/// times are printed, not asserted (the ≤ 15 s and ≤ 25 s targets depend
+/// on the machine's load: the warm build restores the tree after
+/// finalise.d and compresses the qcow2; the +1 build runs post-install.d
+/// and finalise.d — the initramfs — again).
 #[test]
 fn debian_vm_warm_rebuilds_equal_cold_builds() {
     let test = "debian_vm_warm_rebuilds_equal_cold_builds";
@@ -601,12 +651,13 @@ fn debian_vm_warm_rebuilds_equal_cold_builds() {
     );
     let (warm_text, warm) = debian_build(&s, &cache, "warm", &["debian", "vm"]);
     assert!(
-        warm_text.contains("restoring the tree after post-install.d")
-            && !warm_text.contains("install.d done"),
-        "{test}: the warm build did not skip to post-install.d\n{warm_text}"
+        warm_text.contains("restoring the tree after finalise.d")
+            && !warm_text.contains("install.d done")
+            && !warm_text.contains("finalise.d done"),
+        "{test}: the warm build did not skip to the end of finalise.d\n{warm_text}"
     );
-    let raw = |d: &str| s.out.join(d).join("debian.raw");
-    run_ok(Command::new("cmp").arg(raw("cold")).arg(raw("warm")));
+    let image = |d: &str| s.out.join(d).join("debian.qcow2");
+    run_ok(Command::new("cmp").arg(image("cold")).arg(image("warm")));
     let late = s.elements.join("dibr-test-late/post-install.d");
     fs::create_dir_all(&late).unwrap();
     fs::write(
@@ -629,7 +680,11 @@ fn debian_vm_warm_rebuilds_equal_cold_builds() {
     let mut no_cache = vec!["--no-cache"];
     no_cache.extend(els);
     let (_, plus_cold) = debian_build(&s, &cache, "plus-cold", &no_cache);
-    run_ok(Command::new("cmp").arg(raw("plus")).arg(raw("plus-cold")));
+    run_ok(
+        Command::new("cmp")
+            .arg(image("plus"))
+            .arg(image("plus-cold")),
+    );
     eprintln!(
         "{test}: cold {cold:.1}s, warm {warm:.1}s ({:.1}x), +1 post-install.d element {plus:.1}s, its cold build {plus_cold:.1}s ({:.1}x); outputs byte-identical",
         cold / warm,

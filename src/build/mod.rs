@@ -484,23 +484,30 @@ fn layout_root_label(cfg: &BuildConfig, resolved: &crate::elements::Resolved) ->
         .flatten()
 }
 
+/// The `/etc/fstab` of the disk the build makes, from its block-device
+/// config (known before any phase: the phase cache keys it).
+fn fstab_text(
+    cfg: &BuildConfig,
+    resolved: &elements::resolve::Resolved,
+) -> Result<String, BuildError> {
+    let (block_device, root_params) = block_device_config(cfg, resolved)?;
+    let block_size = crate::settings::assemble().block_size;
+    Ok(crate::assemble::fstab_for(
+        &block_device,
+        &root_params,
+        block_size.as_deref(),
+    )?)
+}
+
 /// disk-image-create's `dib-block-device writefstab`, which runs before
 /// pre-finalise.d and finalise.d: the image's `/etc/fstab` is in the tree
 /// when those hooks run (the debootstrap element's
 /// finalise.d/80-update-initramfs rebuilds the initramfs then, and
 /// initramfs-tools copies fsck into it only for a root that fstab gives a
 /// pass number). The assembler writes the same file again.
-fn write_fstab(
-    w: &WorkDir,
-    cfg: &BuildConfig,
-    env: &env::HookEnv,
-    resolved: &elements::resolve::Resolved,
-) -> Result<(), BuildError> {
-    let (block_device, root_params) = block_device_config(cfg, resolved)?;
-    let block_size = crate::settings::assemble().block_size;
-    let fstab = crate::assemble::fstab_for(&block_device, &root_params, block_size.as_deref())?;
+fn write_fstab(w: &WorkDir, env: &env::HookEnv, fstab: &str) -> Result<(), BuildError> {
     let file = w.image_dir().join("fstab");
-    std::fs::write(&file, &fstab).map_err(io(format!("writing {}", file.display())))?;
+    std::fs::write(&file, fstab).map_err(io(format!("writing {}", file.display())))?;
     let script = "set -e; mkdir -p \"$TARGET_ROOT/etc\"; \
         if [ ! -d \"$TARGET_ROOT/etc/fstab\" ]; then \
         rm -f \"$TARGET_ROOT/etc/fstab\"; cat \"$1\" > \"$TARGET_ROOT/etc/fstab\"; \
@@ -746,26 +753,15 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         if let Some(label) = layout_root_label(cfg, &resolved) {
             env.set_root_label(&label);
         }
-        run_install_phases(&w, cfg, &env, &resolved)?;
-        if first_boot::install(&w.hooks(), &w.target())
-            .map_err(io("installing first-boot.d hooks"))?
-        {
-            crate::detail!(
-                "dibr: first-boot.d hooks installed with {}",
-                first_boot::UNIT_NAME
-            );
-        }
-        for p in [Phase::PostRoot, Phase::BlockDevice] {
-            run_phase(&w, p, &env)?;
-        }
         let disk =
             cfg.assemble.is_some() && !resolved.elements.iter().any(|(n, _)| n == "no-final-image");
-        if disk {
-            write_fstab(&w, cfg, &env, &resolved)?;
-        }
-        for p in [Phase::PreFinalise, Phase::Finalise, Phase::Cleanup] {
-            run_phase(&w, p, &env)?;
-        }
+        let fstab = if disk {
+            Some(fstab_text(cfg, &resolved)?)
+        } else {
+            None
+        };
+        run_cached_phases(&w, cfg, &env, &resolved, fstab.as_deref())?;
+        run_phase(&w, Phase::Cleanup, &env)?;
         finalise_base(&w, &env)?;
         // DIB: `no-final-image` in IMAGE_ELEMENT skips the image (elements
         // that make their own outputs, such as ramdisks, use it).
@@ -816,16 +812,18 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     Ok(done.outputs)
 }
 
-/// root.d … post-install.d and the `-p` packages, or what the phase
-/// cache does not have of them: the deepest valid entry is restored, the
-/// phases after it run, and the boundaries passed are stored.
-fn run_install_phases(
+/// root.d … finalise.d and the `-p` packages, or what the phase cache
+/// does not have of them: the deepest valid entry is restored, the phases
+/// after it run, and the boundaries passed are stored. cleanup.d and what
+/// follows run in every build.
+fn run_cached_phases(
     w: &WorkDir,
     cfg: &BuildConfig,
     env: &env::HookEnv,
     resolved: &elements::resolve::Resolved,
+    fstab: Option<&str>,
 ) -> Result<(), BuildError> {
-    let cache = phase_cache::PhaseCache::new(cfg, resolved, w, env, cfg.phase_cache_limits)?;
+    let cache = phase_cache::PhaseCache::new(cfg, resolved, w, env, fstab)?;
     let hit = match &cache {
         Some(c) => {
             let plan = c.lookup();
@@ -835,27 +833,66 @@ fn run_install_phases(
         None => None,
     };
     let restored = hit.as_ref().map(|h| h.boundary);
+    let store = |b: Phase| match &cache {
+        Some(c) => c.store(b, w, env),
+        None => Ok(()),
+    };
     match (hit, &cache) {
         (Some(h), Some(c)) => c.restore(h, w, env)?,
         _ => {
-            run_phase(w, Phase::Root, env)?;
-            if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {
-                return Err(BuildError::EmptyRoot);
-            }
-            for p in [Phase::ExtraData, Phase::PreInstall, Phase::Install] {
-                run_phase(w, p, env)?;
-            }
-            install_extra_packages(w, cfg, env)?;
-            if let Some(c) = &cache {
-                c.store(Phase::Install, w, env)?;
-            }
+            run_install_phases(w, cfg, env)?;
+            store(Phase::Install)?;
         }
     }
-    if restored != Some(Phase::PostInstall) {
+    if restored < Some(Phase::PostInstall) {
         run_phase(w, Phase::PostInstall, env)?;
-        if let Some(c) = &cache {
-            c.store(Phase::PostInstall, w, env)?;
-        }
+        store(Phase::PostInstall)?;
+    }
+    if restored < Some(Phase::Finalise) {
+        run_finalise_phases(w, env, fstab)?;
+        store(Phase::Finalise)?;
+    }
+    Ok(())
+}
+
+/// root.d … install.d and the `-p` packages.
+fn run_install_phases(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+) -> Result<(), BuildError> {
+    run_phase(w, Phase::Root, env)?;
+    if workdir::is_empty_root(&w.target()).map_err(io("reading the target tree"))? {
+        return Err(BuildError::EmptyRoot);
+    }
+    for p in [Phase::ExtraData, Phase::PreInstall, Phase::Install] {
+        run_phase(w, p, env)?;
+    }
+    install_extra_packages(w, cfg, env)
+}
+
+/// From the first-boot.d hooks' installation to finalise.d: everything
+/// that makes the tree the image holds, with `/etc/fstab` in place
+/// before pre-finalise.d when the build makes a disk.
+fn run_finalise_phases(
+    w: &WorkDir,
+    env: &env::HookEnv,
+    fstab: Option<&str>,
+) -> Result<(), BuildError> {
+    if first_boot::install(&w.hooks(), &w.target()).map_err(io("installing first-boot.d hooks"))? {
+        crate::detail!(
+            "dibr: first-boot.d hooks installed with {}",
+            first_boot::UNIT_NAME
+        );
+    }
+    for p in [Phase::PostRoot, Phase::BlockDevice] {
+        run_phase(w, p, env)?;
+    }
+    if let Some(fstab) = fstab {
+        write_fstab(w, env, fstab)?;
+    }
+    for p in [Phase::PreFinalise, Phase::Finalise] {
+        run_phase(w, p, env)?;
     }
     Ok(())
 }

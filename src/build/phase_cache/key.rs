@@ -76,6 +76,9 @@ pub struct Parts {
     pub elements: BTreeMap<String, String>,
     pub environment: String,
     pub packages: Vec<String>,
+    /// The `/etc/fstab` dibr writes before pre-finalise.d (digest, or
+    /// `none` without a disk); only the entry after finalise.d has it.
+    pub fstab: String,
     /// Names, sizes and mtimes of the bootstrap tarballs in
     /// `DIB_IMAGE_CACHE/debootstrap`.
     pub bootstrap: String,
@@ -97,6 +100,7 @@ impl Parts {
             ("dibr", &self.dibr),
             ("environment", &self.environment),
             ("bootstrap", &self.bootstrap),
+            ("fstab", &self.fstab),
         ] {
             s.push_str(&format!("{k} {v}\n"));
         }
@@ -122,6 +126,7 @@ impl Parts {
                 "dibr" => p.dibr = v,
                 "environment" => p.environment = v,
                 "bootstrap" => p.bootstrap = v,
+                "fstab" => p.fstab = v,
                 "packages" => {
                     p.packages = v
                         .split(',')
@@ -161,6 +166,7 @@ impl Parts {
             ("dibr binary or library", &self.dibr, &old.dibr),
             ("architecture", &self.arch, &old.arch),
             ("sandbox mode", &self.sandbox, &old.sandbox),
+            ("/etc/fstab (block-device layout)", &self.fstab, &old.fstab),
         ];
         for (what, a, b) in simple {
             if a != b {
@@ -178,28 +184,31 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The last phase whose hooks a file of an element can change the tree
-/// in, by the file's top-level name: `None` for files that cannot
-/// change the tree before any boundary (hooks of later phases, the
+/// The first phase whose hooks a file of an element can change the tree
+/// in, by the file's top-level name: `None` for files that cannot change
+/// the tree before any boundary (cleanup.d, which runs in every build, the
 /// documentation, the dependency lists — the elements they pull in are
-/// keyed themselves — and block-device configs, which reach hooks only
-/// through `DIB_ROOT_LABEL`, a keyed variable). Anything unknown
-/// (`environment.d`, `bin/`, `static/`, `package-installs.yaml`,
-/// `pkg-map`, `source-repository-*`, …) counts from root.d on.
+/// keyed themselves). `first-boot.d/` is installed into the tree before
+/// post-root.d; the block-device configs make `/etc/fstab` (keyed itself)
+/// and reach hooks as `DIB_ROOT_LABEL` (a keyed variable), so they count
+/// from block-device.d. Anything unknown (`environment.d`, `bin/`,
+/// `static/`, `package-installs.yaml`, `pkg-map`, `source-repository-*`,
+/// …) counts from root.d on.
 pub fn file_phase(top: &str) -> Option<Phase> {
     match Phase::from_dir_name(top) {
-        Some(p @ (Phase::ExtraData | Phase::PreInstall | Phase::Install | Phase::PostInstall)) => {
-            Some(p)
-        }
         Some(Phase::Root | Phase::Environment) => Some(Phase::Root),
-        Some(_) => None,
+        Some(Phase::Cleanup) => None,
+        Some(Phase::FirstBoot) => Some(Phase::PostRoot),
+        Some(p) => Some(p),
         None if top.starts_with("README")
             || top == "element-deps"
             || top == "element-provides"
-            || top == "test-elements"
-            || (top.starts_with("block-device-") && top.ends_with(".yaml")) =>
+            || top == "test-elements" =>
         {
             None
+        }
+        None if top.starts_with("block-device-") && top.ends_with(".yaml") => {
+            Some(Phase::BlockDevice)
         }
         None => Some(Phase::Root),
     }
@@ -343,10 +352,15 @@ mod tests {
         assert_eq!(file_phase("environment.d"), Some(Phase::Root));
         assert_eq!(file_phase("install.d"), Some(Phase::Install));
         assert_eq!(file_phase("post-install.d"), Some(Phase::PostInstall));
-        assert_eq!(file_phase("finalise.d"), None);
-        assert_eq!(file_phase("first-boot.d"), None);
+        assert_eq!(file_phase("finalise.d"), Some(Phase::Finalise));
+        assert_eq!(file_phase("pre-finalise.d"), Some(Phase::PreFinalise));
+        assert_eq!(file_phase("cleanup.d"), None);
+        assert_eq!(file_phase("first-boot.d"), Some(Phase::PostRoot));
         assert_eq!(file_phase("README.rst"), None);
-        assert_eq!(file_phase("block-device-default.yaml"), None);
+        assert_eq!(
+            file_phase("block-device-default.yaml"),
+            Some(Phase::BlockDevice)
+        );
         assert_eq!(file_phase("package-installs.yaml"), Some(Phase::Root));
         assert_eq!(file_phase("static"), Some(Phase::Root));
     }

@@ -1,7 +1,7 @@
 //! The phase cache: the target tree captured after install.d (and the
-//! `-p` packages) and after post-install.d, restored by a later build
-//! whose inputs up to that point are the same, so that it skips the
-//! phases before (mkosi's `Incremental=` caches the tree after package
+//! `-p` packages), after post-install.d and after finalise.d, restored by
+//! a later build whose inputs up to that point are the same, so that it
+//! skips the phases before (mkosi's `Incremental=` caches the tree after package
 //! installation; diskimage-builder has nothing like it).
 //!
 //! An entry is a tar made by the same capture as the image's
@@ -21,6 +21,8 @@ mod workfiles;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+use sha2::Digest;
 
 use super::env::HookEnv;
 use super::workdir::WorkDir;
@@ -43,8 +45,10 @@ pub enum Mode {
 }
 
 /// The boundaries, shallow to deep: the tree is stored after these
-/// phases (after install.d together with the `-p` packages).
-pub const BOUNDARIES: [Phase; 2] = [Phase::Install, Phase::PostInstall];
+/// phases (after install.d together with the `-p` packages; after
+/// finalise.d with everything from post-root.d on: the first-boot.d
+/// hooks, post-root.d, block-device.d, `/etc/fstab`, pre-finalise.d).
+pub const BOUNDARIES: [Phase; 3] = [Phase::Install, Phase::PostInstall, Phase::Finalise];
 
 /// The age limit and size cap (`DIBR_PHASE_CACHE_HOURS`,
 /// `DIBR_PHASE_CACHE_GIB`).
@@ -61,6 +65,9 @@ pub struct PhaseCache {
     offline: bool,
     /// The parts every boundary shares.
     base: Parts,
+    /// The digest of the `/etc/fstab` the build writes (`none` without a
+    /// disk), part of the key after finalise.d only.
+    fstab: String,
     /// Each element's file records (see [`key::element_records`]).
     records: Vec<(String, Vec<key::Record>)>,
     bootstrap_dir: PathBuf,
@@ -94,8 +101,18 @@ fn phase_list(upto: Phase) -> String {
     .map(|p| p.dir_name())
     .collect();
     v.push("-p packages");
-    if upto == Phase::PostInstall {
+    if upto >= Phase::PostInstall {
         v.push(Phase::PostInstall.dir_name());
+    }
+    if upto >= Phase::Finalise {
+        v.extend([
+            "first-boot.d install",
+            Phase::PostRoot.dir_name(),
+            Phase::BlockDevice.dir_name(),
+            "/etc/fstab",
+            Phase::PreFinalise.dir_name(),
+            Phase::Finalise.dir_name(),
+        ]);
     }
     v.join(", ")
 }
@@ -105,13 +122,14 @@ fn hours(d: Duration) -> String {
 }
 
 impl PhaseCache {
-    /// `None` with `--no-cache`.
+    /// `None` with `--no-cache`. `fstab` is the `/etc/fstab` the build
+    /// writes before pre-finalise.d, if it makes a disk.
     pub fn new(
         cfg: &BuildConfig,
         resolved: &Resolved,
         w: &WorkDir,
         env: &HookEnv,
-        limits: Limits,
+        fstab: Option<&str>,
     ) -> Result<Option<PhaseCache>, BuildError> {
         if cfg.phase_cache == Mode::Off {
             crate::say!("dibr: phase cache: off (--no-cache): every phase runs, nothing is stored");
@@ -138,9 +156,13 @@ impl PhaseCache {
         Ok(Some(PhaseCache {
             dir,
             mode: cfg.phase_cache,
-            limits,
+            limits: cfg.phase_cache_limits,
             offline: cfg.offline,
             base,
+            fstab: fstab.map_or_else(
+                || "none".to_string(),
+                |f| key::hex(&sha2::Sha256::digest(f.as_bytes())),
+            ),
             records,
             bootstrap_dir: key::bootstrap_dir(&cfg.image_cache),
             work: workfiles::snapshot(w.root()),
@@ -153,6 +175,9 @@ impl PhaseCache {
         let mut p = self.base.clone();
         p.boundary = boundary.dir_name().to_string();
         p.bootstrap = key::listing_digest(&self.bootstrap_dir, &self.base.arch);
+        if boundary == Phase::Finalise {
+            p.fstab = self.fstab.clone();
+        }
         for (name, recs) in &self.records {
             if let Some(d) = key::element_digest(recs, boundary) {
                 p.elements.insert(name.clone(), d);
@@ -183,13 +208,14 @@ impl PhaseCache {
                 Ok(hit) => {
                     let n = parts.elements.len();
                     let mut line = format!(
-                        "dibr: phase cache: restoring the tree after {} ({} old, limit {}): skipping {}; valid because the files up to {} of {n} element{}, the hook environment, -p packages, bootstrap tarballs, arch {} and dibr are unchanged",
+                        "dibr: phase cache: restoring the tree after {} ({} old, limit {}): skipping {}; valid because the files up to {} of {n} element{}, the hook environment, -p packages, bootstrap tarballs, {}arch {} and dibr are unchanged",
                         b.dir_name(),
                         hours(hit.age),
                         hours(self.limits.max_age),
                         phase_list(b),
                         b.dir_name(),
                         if n == 1 { "" } else { "s" },
+                        if b == Phase::Finalise { "/etc/fstab, " } else { "" },
                         parts.arch,
                     );
                     for w in &why_not {
