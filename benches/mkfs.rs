@@ -11,6 +11,11 @@
 //! plus a flat 100 000-entry directory (tar) through dibr and mke2fs -d,
 //! and an extracted tree of 100 000 small files (100 directories of 1 000,
 //! 28-36 bytes each) through both, each fsynced (issue 18: dibr >= 4x).
+//! `DIBR_BENCH_CASES` picks cases (default `root,flat,small`; with
+//! `DIBR_BENCH_MILLION=1` also `million`): 1 000 000 small files from a tar
+//! (issue 18: <= 10 s wall, <= 256 MiB RSS) against its floor: writing and
+//! fsyncing as many bytes as dibr's image holds, with `dd` (the disk's
+//! limit for that tree; mke2fs -d is not run: minutes per run).
 //! Prints medians and the ratios, and writes JSON to DIR/result.json.
 //! Under `cargo test` (no `--bench` argument) it does nothing.
 
@@ -43,8 +48,33 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut results = Vec::new();
 
+    let cases = std::env::var("DIBR_BENCH_CASES").unwrap_or_else(|_| {
+        if std::env::var("DIBR_BENCH_MILLION").is_ok_and(|v| v == "1") {
+            "root,flat,small,million".into()
+        } else {
+            "root,flat,small".into()
+        }
+    });
+    for case in cases.split(',') {
+        match case {
+            "root" => root_tarball(dibr, &tarball, &dir, runs, &mut results),
+            "flat" => results.push(flat_dir(dibr, &dir, runs)),
+            "small" => results.push(small_files(dibr, &dir, runs)),
+            "million" => results.push(million_small_files(dibr, &dir, runs)),
+            other => {
+                panic!("DIBR_BENCH_CASES: unknown case {other:?} (root, flat, small, million)")
+            }
+        }
+    }
+    let json = format!("[{}]\n", results.join(","));
+    std::fs::write(dir.join("result.json"), &json).unwrap();
+    println!("JSON: {}", Path::new(&dir).join("result.json").display());
+}
+
+/// A real root tarball: dibr against `tar -x` + `mke2fs -d` and `mke2fs -d`.
+fn root_tarball(dibr: &str, tarball: &Path, dir: &Path, runs: usize, results: &mut Vec<String>) {
     if tarball.exists() {
-        let tar_bytes = std::fs::metadata(&tarball).unwrap().len();
+        let tar_bytes = std::fs::metadata(tarball).unwrap().len();
         // mke2fs needs a size up front; twice the tarball is ample.
         let size = size_arg(tar_bytes * 2);
         let tree = dir.join("tree");
@@ -55,7 +85,7 @@ fn main() {
             td.push(timed(|| {
                 sh(Command::new(dibr)
                     .args(["mkfs", "--from"])
-                    .arg(&tarball)
+                    .arg(tarball)
                     .arg("-o")
                     .arg(out("dibr.img")))
             }));
@@ -66,7 +96,7 @@ fn main() {
                 std::fs::create_dir_all(&tree).unwrap();
                 sh(Command::new("tar")
                     .arg("-xf")
-                    .arg(&tarball)
+                    .arg(tarball)
                     .arg("-C")
                     .arg(&tree));
                 sh(Command::new("mke2fs")
@@ -112,7 +142,10 @@ fn main() {
             tarball.display()
         );
     }
+}
 
+/// A flat directory of 100 000 empty files: dibr (tar) against `mke2fs -d`.
+fn flat_dir(dibr: &str, dir: &Path, runs: usize) -> String {
     // A flat directory of 100 000 empty files.
     let flat = dir.join("flat");
     let _ = std::fs::remove_dir_all(&flat);
@@ -155,18 +188,15 @@ fn main() {
         "  mke2fs -d (dir)                  {m:7.2} s   ratio {:.1}x",
         m / d
     );
-    results.push(format!(
+    let json = format!(
         "{{\"case\":\"flat-100k\",\"dibr_s\":{d:.3},\"mke2fs_d_s\":{m:.3},\"ratio\":{:.2}}}",
         m / d
-    ));
+    );
     let _ = std::fs::remove_dir_all(&flat);
     for f in ["flat.tar", "flat.img", "flat-mk.img"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
-    results.push(small_files(dibr, &dir, runs));
-    let json = format!("[{}]\n", results.join(","));
-    std::fs::write(dir.join("result.json"), &json).unwrap();
-    println!("JSON: {}", Path::new(&dir).join("result.json").display());
+    json
 }
 
 /// 100 000 small files in an extracted tree: `dibr mkfs --from DIR`
@@ -219,5 +249,98 @@ fn small_files(dibr: &str, dir: &Path, runs: usize) -> String {
     format!(
         "{{\"case\":\"small-files-100k-dir\",\"dibr_s\":{d:.3},\"mke2fs_d_s\":{m:.3},\"ratio\":{:.2}}}",
         m / d
+    )
+}
+
+/// A tar of `n` small files (28-36 bytes), 1 000 per directory.
+fn small_files_tar(path: &Path, n: usize) {
+    let mut b = tar::Builder::new(std::io::BufWriter::new(
+        std::fs::File::create(path).unwrap(),
+    ));
+    for i in 0..n {
+        let d = format!("d{:04}", i / 1000);
+        if i % 1000 == 0 {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_mtime(1_700_000_000);
+            h.set_size(0);
+            b.append_data(&mut h, &d, std::io::empty()).unwrap();
+        }
+        let data = format!("file {i} {}", "x".repeat(36));
+        let data = &data.as_bytes()[..28 + i % 9];
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, format!("{d}/f{:04}", i % 1000), data)
+            .unwrap();
+    }
+    b.finish().unwrap();
+}
+
+/// 1 000 000 small files: `dibr mkfs --from TAR` (wall and max RSS) against
+/// `dd` writing and fsyncing the bytes dibr's image holds, interleaved.
+fn million_small_files(dibr: &str, dir: &Path, runs: usize) -> String {
+    let tar = dir.join("million.tar");
+    if !tar.exists() {
+        // Complete or absent: an interrupted run leaves only the .part.
+        let part = dir.join("million.tar.part");
+        small_files_tar(&part, 1_000_000);
+        std::fs::rename(&part, &tar).unwrap();
+    }
+    let (img, floor, rss) = (
+        dir.join("million.img"),
+        dir.join("million-floor.img"),
+        dir.join("million.rss"),
+    );
+    let (mut td, mut tf, mut rss_kib) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&img);
+        td.push(timed(|| {
+            sh(Command::new("/usr/bin/time")
+                .args(["-f", "%M", "-o"])
+                .arg(&rss)
+                .arg(dibr)
+                .args(["mkfs", "--from"])
+                .arg(&tar)
+                .arg("-o")
+                .arg(&img))
+        }));
+        let text = std::fs::read_to_string(&rss).unwrap();
+        rss_kib.push(
+            text.trim()
+                .lines()
+                .last()
+                .unwrap()
+                .trim()
+                .parse::<u64>()
+                .unwrap(),
+        );
+        let used_mib =
+            (std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&img).unwrap()) * 512) >> 20;
+        let _ = std::fs::remove_file(&floor);
+        tf.push(timed(|| {
+            sh(Command::new("dd")
+                .arg("if=/dev/zero")
+                .arg(format!("of={}", floor.display()))
+                .args(["bs=1M", "conv=fsync", "status=none"])
+                .arg(format!("count={used_mib}")))
+        }));
+    }
+    let (d, f) = (median(td), median(tf));
+    let max_rss = rss_kib.iter().max().copied().unwrap_or(0) >> 10;
+    println!("1 000 000 small files from a tar, {runs} runs, medians:");
+    println!("  dibr mkfs --from TAR             {d:7.2} s   max RSS {max_rss} MiB (targets <= 10 s, <= 256 MiB)");
+    println!(
+        "  floor: dd + fsync of its bytes   {f:7.2} s   dibr takes {:.2}x the floor",
+        d / f
+    );
+    for p in [&img, &floor, &rss] {
+        let _ = std::fs::remove_file(p);
+    }
+    format!(
+        "{{\"case\":\"small-files-1m-tar\",\"dibr_s\":{d:.3},\"floor_s\":{f:.3},\"max_rss_mib\":{max_rss},\"ratio_to_floor\":{:.2}}}",
+        d / f
     )
 }
