@@ -42,7 +42,7 @@ fn now_stamp() -> String {
 pub struct Laps {
     start: Instant,
     last: Instant,
-    laps: Vec<(&'static str, Duration)>,
+    laps: Vec<(String, Duration)>,
 }
 
 impl Laps {
@@ -56,9 +56,9 @@ impl Laps {
     }
 
     /// Ends the step `name` (the time since the previous lap).
-    pub fn lap(&mut self, name: &'static str) {
+    pub fn lap(&mut self, name: impl Into<String>) {
         let now = Instant::now();
-        self.laps.push((name, now - self.last));
+        self.laps.push((name.into(), now - self.last));
         self.last = now;
     }
 

@@ -154,7 +154,7 @@ fn efi_layout_disk_is_clean_for_every_tool() {
     fs::write(tree.join("etc/hostname"), "dibr\n").unwrap();
     fs::write(tree.join("etc/dib-manifests/dib_environment"), "X=1\n").unwrap();
     let tar = tar_of(dir, &tree);
-    assemble(
+    let said = assemble(
         dir,
         &tar,
         "disk",
@@ -166,6 +166,26 @@ fn efi_layout_disk_is_clean_for_every_tool() {
             "--checksum",
         ],
     );
+    // Issue 18 item 4: where the time went, one lap per step.
+    let times = said
+        .lines()
+        .find(|l| l.starts_with("dibr assemble: times: "))
+        .unwrap_or_else(|| panic!("{test}: no times line\n{said}"));
+    for step in [
+        "plan ",
+        "tree ",
+        "mkfs vfat /boot/efi ",
+        "mkfs ext4 / ",
+        "partition table ",
+        "boot code ",
+        "output qcow2 ",
+        "output vhd ",
+        "output vmdk ",
+        "output tar ",
+        "total ",
+    ] {
+        assert!(times.contains(step), "{test}: no '{step}' in {times}");
+    }
     let raw = dir.join("disk.raw");
 
     // Partition table: DIB's efi layout, 1 MiB aligned, root last.
@@ -284,6 +304,19 @@ fn efi_layout_disk_is_clean_for_every_tool() {
             "{test}: {ext} differs between two assemblies"
         );
     }
+    // qcow2 alone (its scratch raw disk neither named nor synced): the
+    // same bytes as next to the raw output.
+    fs::create_dir(dir.join("alone")).unwrap();
+    assemble(dir, &tar, "alone/disk", &["-t", "qcow2"]);
+    assert_eq!(
+        sha256_file(&dir.join("disk.qcow2")),
+        sha256_file(&dir.join("alone/disk.qcow2")),
+        "{test}: qcow2 alone differs from qcow2 next to raw"
+    );
+    assert!(
+        !dir.join("alone/disk.raw").exists(),
+        "{test}: raw left behind"
+    );
 }
 
 fn small_tree(dir: &Path) -> PathBuf {

@@ -211,12 +211,12 @@ fn bench_runs_every_bench_and_summarizes() {
     .unwrap();
     fs::write(
         d.join("qcow2.log"),
-        "qcow2 -c: dibr 1.00s 100 bytes | qemu-img 3.00s 120 bytes\nvhd: dibr 0.50s 10 bytes | qemu-img 1.00s 10 bytes\n",
+        "qcow2 -c: dibr 1.00s 100 bytes | qemu-img 3.00s 120 bytes | ratio 3.00x\nqcow2 -c zstd: dibr 0.50s 90 bytes | qemu-img 2.00s 95 bytes | ratio 4.00x\nvhd: dibr 0.50s 10 bytes | qemu-img 1.00s 10 bytes | ratio 2.00x\n",
     )
     .unwrap();
     fs::write(
         d.join("assemble.json"),
-        r#"{"input_bytes":1,"runs":3,"dibr_s":10.0,"pipeline_s":25.0,"ratio":2.5,"dibr_qcow2":1,"pipeline_qcow2":2,"qemu_img_of_dibr_raw":2}"#,
+        r#"{"input_bytes":1,"runs":5,"dibr_s":10.0,"pipeline_s":25.0,"ratio":2.5,"dibr_zstd_s":2.0,"pipeline_zstd_s":20.0,"ratio_zstd":10.0,"sizes":[1,2,2,1,1,1]}"#,
     )
     .unwrap();
     let o = run_ok(
@@ -237,7 +237,9 @@ fn bench_runs_every_bench_and_summarizes() {
     for want in [
         "| mkfs: root tarball | tar -x + mke2fs -d | 2.00 | 14.00 | 7.00x |",
         "| raw → qcow2 (compressed) | qemu-img convert | 1.00 | 3.00 | 3.00x |",
+        "| raw → qcow2 (compression_type=zstd) | qemu-img convert | 0.50 | 2.00 | 4.00x |",
         "| assemble: tarball → bootable qcow2 | rootless shell pipeline | 10.00 | 25.00 | 2.50x |",
+        "| assemble: tarball → bootable qcow2, zstd | rootless shell pipeline, qemu-img zstd | 2.00 | 20.00 | 10.00x |",
         "Missing: build.",
     ] {
         assert!(md.contains(want), "{want:?} not in\n{md}");

@@ -6,6 +6,8 @@ Inputs (each optional; a missing one is reported as missing in the table):
   --mkfs       DIR/result.json of `cargo bench --bench mkfs`
   --qcow2-log  the output of `cargo bench --bench qcow2`
   --assemble   DIR/result.json of `cargo bench --bench assemble`
+               (deflate row: dibr_s/pipeline_s; zstd row: dibr_zstd_s/
+               pipeline_zstd_s)
   --build      DIR/result.json of `cargo bench --bench build_vs_dib`:
                {"mode", "elements", "dib_s", "dibr_s", "dib_assembly_s",
                "dibr_assembly_s", ...}: disk-image-create vs dibr build
@@ -27,7 +29,7 @@ def load(path):
 
 
 QCOW2_LINE = re.compile(
-    r"^(qcow2 -c|vhd): dibr ([0-9.]+)s (\d+) bytes \| qemu-img ([0-9.]+)s (\d+) bytes"
+    r"^(qcow2 -c zstd|qcow2 -c|vhd): dibr ([0-9.]+)s (\d+) bytes \| qemu-img ([0-9.]+)s (\d+) bytes"
 )
 
 
@@ -39,7 +41,7 @@ def parse_qcow2_log(path):
         for line in f:
             m = QCOW2_LINE.match(line.strip())
             if m:
-                key = "qcow2" if m.group(1).startswith("qcow2") else "vhd"
+                key = {"qcow2 -c": "qcow2", "qcow2 -c zstd": "qcow2_zstd"}.get(m.group(1), "vhd")
                 out[key] = {
                     "dibr_s": float(m.group(2)),
                     "dibr_bytes": int(m.group(3)),
@@ -58,12 +60,19 @@ def rows(mkfs, qcow2, assemble, build):
             r.append(("mkfs: root tarball", "mke2fs -d (extracted)", case["dibr_s"], case["mke2fs_d_s"]))
         elif case.get("case") == "flat-100k":
             r.append(("mkfs: 100 000-entry directory", "mke2fs -d", case["dibr_s"], case["mke2fs_d_s"]))
-    for kind, label in (("qcow2", "raw → qcow2 (compressed)"), ("vhd", "raw → vhd")):
+    for kind, label in (
+        ("qcow2", "raw → qcow2 (compressed)"),
+        ("qcow2_zstd", "raw → qcow2 (compression_type=zstd)"),
+        ("vhd", "raw → vhd"),
+    ):
         if qcow2 and kind in qcow2:
             q = qcow2[kind]
             r.append((label, "qemu-img convert", q["dibr_s"], q["qemu_img_s"]))
     if assemble:
         r.append(("assemble: tarball → bootable qcow2", "rootless shell pipeline", assemble["dibr_s"], assemble["pipeline_s"]))
+        if "dibr_zstd_s" in assemble:
+            r.append(("assemble: tarball → bootable qcow2, zstd", "rootless shell pipeline, qemu-img zstd",
+                      assemble["dibr_zstd_s"], assemble["pipeline_zstd_s"]))
     if build:
         ty = "raw" if build.get("mode") == "raw" else "qcow2"
         what = f"build: {build.get('elements', 'debian-minimal vm')} -t {ty}"

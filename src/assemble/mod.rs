@@ -184,6 +184,7 @@ pub fn assemble_with(
 ) -> Result<Assembled, AssembleError> {
     let mut laps = crate::progress::Laps::start();
     let (plan, placement) = plan_disk(cfg)?;
+    laps.lap("plan");
     let wants_tar = cfg
         .types
         .iter()
@@ -221,9 +222,10 @@ pub fn assemble_with(
         &disk.file,
         epoch,
         placement.disk_size,
+        &mut laps,
     )?;
-    laps.lap("filesystems");
     let (disk_size, layout) = write_partition_table(cfg, &plan, &placement, &disk.file, &finished)?;
+    laps.lap("partition table");
     // Seam (c).
     let info = disk_info(
         &plan,
@@ -235,21 +237,20 @@ pub fn assemble_with(
     hooks
         .after_table(&disk.file, &info)
         .map_err(AssembleError::Hook)?;
-    laps.lap("partition table");
+    laps.lap("boot code");
     if disk_io(cfg).fsync {
         disk.file
             .sync_all()
             .map_err(io_err("syncing the disk image"))?;
     }
     laps.lap("sync");
-    let converted = convert_outputs(cfg, &plan, &disk.file, &added)?;
-    laps.lap("outputs");
+    let converted = convert_outputs(cfg, &plan, &disk.file, &added, &mut laps)?;
     write_glance(cfg, &disk.file)?;
     let outs = name_raw_disk(cfg, disk, converted)?;
     write_side_files(cfg, &outs, &manifests)?;
     set.commit()
         .map_err(io_err(format!("naming the outputs {}", list(&outs))))?;
-    laps.lap("glance+checksums");
+    laps.lap("glance, checksums, naming");
     crate::say!(
         "dibr assemble: disk {} ({}; block-device config {}): {}",
         crate::units::human(disk_size),
@@ -512,6 +513,7 @@ struct Finished {
 }
 
 /// ext4: metadata, journal and superblocks; vfat: the whole FAT32 volume.
+/// Each is a lap of its own (`mkfs ext4 /`, `mkfs vfat /boot/efi`).
 fn finish_filesystems(
     plan: &Plan,
     writers: Vec<Writer>,
@@ -519,6 +521,7 @@ fn finish_filesystems(
     file: &File,
     epoch: i64,
     disk_size: Option<u64>,
+    laps: &mut crate::progress::Laps,
 ) -> Result<Finished, AssembleError> {
     let root_idx = plan.root();
     let mut root_uuid = [0u8; 16];
@@ -575,6 +578,7 @@ fn finish_filesystems(
                     crate::units::human(bytes),
                     crate::units::human((s.blocks_count - s.free_blocks) * BLOCK_SIZE)
                 ));
+                laps.lap(format!("mkfs ext4 {mount}"));
             }
             Writer::Vfat(list, bytes) => {
                 let size = regions[i].size.unwrap_or(0);
@@ -604,6 +608,7 @@ fn finish_filesystems(
                     crate::units::human(size),
                     crate::units::human(bytes)
                 ));
+                laps.lap(format!("mkfs vfat {mount}"));
             }
         }
     }
@@ -696,13 +701,14 @@ fn write_volume_groups(
     Ok(())
 }
 
-/// qcow2, vhd, vmdk and tar outputs; conversions read the raw disk through its
-/// open descriptor (it has no name yet).
+/// qcow2, vhd, vmdk and tar outputs, a lap each; conversions read the raw
+/// disk through its open descriptor (it has no name yet).
 fn convert_outputs(
     cfg: &AssembleConfig,
     plan: &Plan,
     file: &File,
     added: &Added,
+    laps: &mut crate::progress::Laps,
 ) -> Result<Vec<PathBuf>, AssembleError> {
     let mut outs = Vec::new();
     let raw_fd_path = {
@@ -750,6 +756,7 @@ fn convert_outputs(
                 write_layer_output(cfg, &out, t, plan, &added.entries, &added.data)?
             }
         }
+        laps.lap(format!("output {}", t.ext()));
         outs.push(out);
     }
     Ok(outs)
