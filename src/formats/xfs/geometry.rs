@@ -55,8 +55,9 @@ pub struct Geometry {
 
 impl Geometry {
     /// The geometry for a filesystem of `bytes` (rounded down to blocks):
-    /// four AGs from 64 MiB to 4 TiB like mkfs on one disk, one AG below,
-    /// 1 TiB AGs above; the log 64 MiB from 300 MiB on, else 10 MiB.
+    /// four AGs from 64 MiB to 4 TiB like mkfs on one disk, two from
+    /// 32 MiB (xfs_repair wants AGs of 16 MiB and more than one), 1 TiB
+    /// AGs above; the log 64 MiB from 300 MiB on, else 10 MiB.
     pub fn new(bytes: u64) -> Result<Geometry, String> {
         let dblocks = bytes / BLOCK;
         let logblocks = if bytes >= 300 << 20 {
@@ -64,9 +65,9 @@ impl Geometry {
         } else {
             SMALL_LOG_BLOCKS
         };
-        if dblocks < MIN_AG_BLOCKS {
+        if dblocks < 2 * MIN_AG_BLOCKS {
             return Err(format!(
-                "{bytes} bytes is below the smallest XFS filesystem dibr writes (16 MiB)"
+                "{bytes} bytes is below the smallest XFS filesystem dibr writes (32 MiB: two AGs of 16 MiB; xfs_repair checks one AG against nothing)"
             ));
         }
         let (agcount, agblocks) = if dblocks >= 4 * MAX_AG_BLOCKS {
@@ -74,7 +75,7 @@ impl Geometry {
         } else if dblocks >= 4 * MIN_AG_BLOCKS {
             (4, dblocks.div_ceil(4))
         } else {
-            (1, dblocks)
+            (2, dblocks.div_ceil(2))
         };
         // A last AG too small to hold its headers is dropped, as mkfs does.
         let last = dblocks - (agcount - 1) * agblocks;
@@ -175,10 +176,10 @@ mod tests {
     }
 
     #[test]
-    fn small_filesystems_get_one_ag_and_the_root_after_the_log() {
+    fn small_filesystems_get_two_ags_and_a_small_log() {
         let g = Geometry::new(40 << 20).unwrap();
-        assert_eq!(g.agcount, 1);
-        assert_eq!(g.root_agbno, (8 + 2560u64).next_multiple_of(4));
-        assert!(Geometry::new(8 << 20).is_err());
+        assert_eq!((g.agcount, g.log_ag, g.logblocks), (2, 1, 2560));
+        assert_eq!(g.root_agbno, 8);
+        assert!(Geometry::new(31 << 20).is_err());
     }
 }
