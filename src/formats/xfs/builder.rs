@@ -140,6 +140,11 @@ impl Builder {
         })
     }
 
+    /// The filesystem UUID.
+    pub fn uuid(&self) -> [u8; 16] {
+        self.uuid
+    }
+
     pub fn geometry(&self) -> &Geometry {
         &self.alloc.geo
     }
