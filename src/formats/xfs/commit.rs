@@ -119,10 +119,8 @@ impl Builder {
                 source,
             })?;
         }
-        self.file.sync_all().map_err(|source| Error::Write {
-            path: self.path.clone(),
-            source,
-        })?;
+        // No fsync here: the caller syncs the whole disk image when it is
+        // an output (the assembler's `disk_io`).
         let _ = ROOT;
         Ok(Summary {
             inodes: used,
