@@ -405,6 +405,72 @@ fn random_trees_repair_clean() {
     println!("{test}: 12 seeded trees, xfs_repair -n clean");
 }
 
+/// The judge can fail: xfs_repair -n complains about an image with one
+/// byte changed in the root inode, in an AG header, in a directory entry
+/// count and in the free-space btree; and a later tar entry for the same
+/// path replaces the earlier one (as tar extraction does).
+#[test]
+fn repair_sees_mutations_and_later_entries_win() {
+    let test = "repair_sees_mutations_and_later_entries_win";
+    if !require(test, true, TOOLS) {
+        return;
+    }
+    let work = scratch("xfs-mutate");
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in [
+        ("a", &b"first"[..]),
+        ("d/x", b"x"),
+        ("a", b"second, longer"),
+        ("d/x", b"replaced"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    let tar = work.path().join("t.tar");
+    fs::write(&tar, b.into_inner().unwrap()).unwrap();
+    let img = work.path().join("m.xfs");
+    write_xfs(&tar, &img, 64 * MIB).unwrap();
+    assert!(repair_problems(&img).is_empty());
+    let m = Mount::xfs(&img);
+    assert_eq!(fs::read(m.dir.join("a")).unwrap(), b"second, longer");
+    assert_eq!(fs::read(m.dir.join("d/x")).unwrap(), b"replaced");
+    assert_eq!(fs::read_dir(&m.dir).unwrap().count(), 2);
+    drop(m);
+    // Root inode 64 is at AG block 8; AG 0's AGF is sector 1; the by-block
+    // free-space btree root is AG block 1 (its first record at 56).
+    let root = 8 * 4096;
+    for (what, at) in [
+        ("root inode mode", root + 2),
+        ("root directory entry count", root + 176),
+        ("AGF free block count", 512 + 52 + 3),
+        ("free-space record", 4096 + 56 + 3),
+    ] {
+        let copy = work.path().join("copy.xfs");
+        fs::copy(&img, &copy).unwrap();
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&copy)
+            .unwrap();
+        let mut byte = [0u8; 1];
+        std::os::unix::fs::FileExt::read_exact_at(&f, &mut byte, at).unwrap();
+        byte[0] ^= 0x11;
+        std::os::unix::fs::FileExt::write_all_at(&f, &byte, at).unwrap();
+        drop(f);
+        let p = repair_problems(&copy);
+        assert!(
+            !p.is_empty(),
+            "{test}: xfs_repair -n accepted a changed {what}"
+        );
+        fs::remove_file(&copy).unwrap();
+    }
+    println!("{test}: later entries win; 4 one-byte mutations found by xfs_repair -n");
+}
+
 struct Rng(u64);
 
 impl Rng {

@@ -207,7 +207,7 @@ impl Builder {
         (n.perm, n.uid, n.gid, n.attr) = (0o755, 0, 0, Vec::new());
         (n.atime, n.mtime, n.ctime) = (self.now, self.now, self.now);
         let id = self.push(n);
-        self.link(parent, name, id);
+        self.link(parent, name, id, false);
         self.paths.insert(path.to_vec(), id);
         Ok(id)
     }
@@ -217,13 +217,14 @@ impl Builder {
         self.nodes.len() - 1
     }
 
-    /// Add (or replace) `name` in directory `dir`.
-    fn link(&mut self, dir: NodeId, name: &[u8], id: NodeId) {
+    /// Add `name` to directory `dir`, or point it at `id` when the name
+    /// is there already (`exists`: a later entry for the same path; only
+    /// then is the directory searched, so big directories stay linear).
+    fn link(&mut self, dir: NodeId, name: &[u8], id: NodeId, exists: bool) {
         if let Kind::Dir { children } = &mut self.nodes[dir].kind {
-            if let Some(c) = children.iter_mut().find(|c| c.0 == name) {
-                c.1 = id;
-            } else {
-                children.push((name.to_vec(), id));
+            match children.iter_mut().rev().find(|c| exists && c.0 == name) {
+                Some(c) => c.1 = id,
+                None => children.push((name.to_vec(), id)),
             }
         }
     }
@@ -265,7 +266,7 @@ impl Builder {
                 if matches!(self.nodes[t].kind, Kind::Dir { .. }) {
                     return Err(Self::entry_err(e, "hard link to a directory"));
                 }
-                self.link(parent, name, t);
+                self.link(parent, name, t, existing.is_some());
                 self.paths.insert(e.path.clone(), t);
                 return Ok(());
             }
@@ -292,7 +293,7 @@ impl Builder {
             *exts = self.write_data(e, data, node.attr.len())?;
         }
         let id = self.push(node);
-        self.link(parent, name, id);
+        self.link(parent, name, id, existing.is_some());
         self.paths.insert(e.path.clone(), id);
         Ok(())
     }
