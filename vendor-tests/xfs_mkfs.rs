@@ -167,7 +167,17 @@ touch -h -d '1999-12-31 23:59:59.999999999 UTC' symlinks/short
 }
 
 /// Write `tar` as an XFS filesystem of `size` bytes into `img`.
+///
+/// The UUID is [`UUID`] with its last byte from the file name: the tests
+/// of this binary run in parallel, and the kernel refuses to mount two
+/// XFS filesystems with one UUID at once. Same name, same UUID (the
+/// reproducibility check writes one name in two directories).
 fn write_xfs(tar: &Path, img: &Path, size: u64) -> Result<dibr::xfs::Summary, dibr::xfs::Error> {
+    let mut uuid = UUID;
+    let name = img.file_name().unwrap().as_encoded_bytes();
+    uuid[15] = name
+        .iter()
+        .fold(0u8, |a, &b| a.wrapping_mul(31).wrapping_add(b));
     let file = fs::OpenOptions::new()
         .create_new(true)
         .read(true)
@@ -176,7 +186,7 @@ fn write_xfs(tar: &Path, img: &Path, size: u64) -> Result<dibr::xfs::Summary, di
         .unwrap();
     let opts = dibr::xfs::Options {
         size_bytes: size,
-        uuid: UUID,
+        uuid,
         label: b"img-rootfs".to_vec(),
         source_date_epoch: Some(1_700_000_000),
     };
@@ -263,7 +273,9 @@ fn tree_round_trips_through_repair_kernel_and_grub() {
     );
     grub_reads(&img, &fx.tree);
     // Reproducible: a second write is byte-identical.
-    let img2 = work.path().join("b.xfs");
+    let again = work.path().join("again");
+    fs::create_dir(&again).unwrap();
+    let img2 = again.join("a.xfs");
     write_xfs(&fx.tar, &img2, 512 * MIB).unwrap();
     assert_eq!(sha256_file(&img), sha256_file(&img2), "two writes differ");
 }

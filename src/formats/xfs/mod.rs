@@ -22,7 +22,7 @@
 //! fewer beside attributes), attributes outside the inode (shortform
 //! only: each value ≤ 255 bytes, ≤ 304 bytes in all), directories over
 //! one dabtree level (~250 000 entries), inode numbers beyond 32 bits
-//! (filesystems of many TiB), timestamps outside 1901–2038 (clamped),
+//! (filesystems over 2 TiB are refused), timestamps outside 1901–2038 (clamped),
 //! quotas, realtime devices.
 
 pub mod alloc;
