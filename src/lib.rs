@@ -18,7 +18,7 @@
 pub mod formats;
 pub use formats::{
     boot, disk, ext4, fat, image_io, iso, le, lvm, output, rootfs, source, tarstream, tree, units,
-    uuid,
+    uuid, xfs,
 };
 
 pub mod assemble;

@@ -599,10 +599,16 @@ fn refusals_name_the_cause_and_leave_nothing() {
     let gpt = include_str!("../elements/block-device-gpt/block-device-default.yaml");
     let cases: Vec<Case> = vec![
         (
-            "xfs",
+            "btrfs",
+            vec![],
+            Some(gpt.replace("type: ext4", "type: btrfs")),
+            vec!["mkfs_root", "btrfs", "use ext4 or xfs"],
+        ),
+        (
+            "growing xfs",
             vec![],
             Some(gpt.replace("type: ext4", "type: xfs")),
-            vec!["mkfs_root", "xfs", "use ext4"],
+            vec!["mkfs_root", "xfs", "grow with the tree", "--image-size"],
         ),
         (
             "lvm",

@@ -47,7 +47,8 @@ impl AssembleHooks for BootHooks {
             f.fstype == FsType::Vfat
                 && f.mount.as_ref().map(|m| m.rel.as_slice()) == Some(ESP_MOUNT.as_bytes())
         });
-        let o = BootOptions::new(&root.label, plan.partitioned, efi, &self.settings);
+        let mut o = BootOptions::new(&root.label, plan.partitioned, efi, &self.settings);
+        o.root_fstype = root.type_name.clone();
         let bp = boot::plan(&self.collector, &o)?;
         let mut out = Vec::new();
         for f in &bp.root_files {

@@ -44,6 +44,13 @@ pub enum AssembleError {
         #[source]
         source: Box<ext4::Error>,
     },
+    #[error("xfs filesystem '{node}' (mounted at {mount}): {source}")]
+    Xfs {
+        node: String,
+        mount: String,
+        #[source]
+        source: Box<crate::xfs::Error>,
+    },
     #[error("filesystem '{node}' (mounted at {mount}, {size} bytes): the tree does not fit{hint}")]
     DoesNotFit {
         node: String,

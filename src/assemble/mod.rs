@@ -33,6 +33,7 @@ mod output_kind;
 pub mod plan;
 mod router;
 mod side_files;
+mod xfs_fs;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -310,8 +311,21 @@ pub fn root_label_for(
     block_device: &BlockDeviceConfig,
     root_params: &RootParams,
 ) -> Result<Option<String>, AssembleError> {
+    Ok(root_fs_for(block_device, root_params)?.map(|(label, _)| label))
+}
+
+/// The root filesystem's label and type (`ext4`, `xfs`), as
+/// disk-image-create exports them for the hooks (`DIB_ROOT_LABEL`,
+/// `DIB_ROOT_FSTYPE` from `getval root-label` / `root-fstype`).
+pub fn root_fs_for(
+    block_device: &BlockDeviceConfig,
+    root_params: &RootParams,
+) -> Result<Option<(String, String)>, AssembleError> {
     let plan = plan_for(block_device, root_params, None)?;
-    Ok(plan.filesystems.get(plan.root()).map(|f| f.label.clone()))
+    Ok(plan
+        .filesystems
+        .get(plan.root())
+        .map(|f| (f.label.clone(), f.type_name.clone())))
 }
 
 fn plan_for(
@@ -404,6 +418,13 @@ fn open_filesystems(
                 )?;
                 b.set_io(disk_io(cfg));
                 Writer::Ext4(Box::new(b))
+            }
+            FsType::Xfs => {
+                let dup = disk
+                    .file
+                    .try_clone()
+                    .map_err(io_err("duplicating the image file"))?;
+                xfs_fs::open(f, region, dup, &disk.path, cfg.source_date_epoch)?
             }
             FsType::Vfat => Writer::Vfat(Vec::new(), 0),
         });
@@ -579,6 +600,13 @@ fn finish_filesystems(
                     crate::units::human((s.blocks_count - s.free_blocks) * BLOCK_SIZE)
                 ));
                 laps.lap(format!("mkfs ext4 {mount}"));
+            }
+            Writer::Xfs(b) => {
+                let (uuid, line) = xfs_fs::finish(f, &regions[i], b)?;
+                if i == root_idx {
+                    root_uuid = uuid;
+                }
+                summary_line.push(line);
             }
             Writer::Vfat(list, bytes) => {
                 let size = regions[i].size.unwrap_or(0);

@@ -10,8 +10,10 @@
 //!   `DIB_BLOCK_SIZE`) is the sector size.
 //! - `partitioning` (level1): MBR incl. logical partitions, or GPT, laid
 //!   out by [`crate::disk::layout::compute`] with DIB's size arithmetic.
-//! - `mkfs` (level2/mkfs.py): ext4 (dibr's writer) and vfat (dibr's FAT32
-//!   writer); anything else is refused naming the node. `opts` are mkfs
+//! - `mkfs` (level2/mkfs.py): ext4 and xfs (dibr's writers) and vfat
+//!   (dibr's FAT32 writer); anything else is refused naming the node. An
+//!   xfs filesystem needs a fixed size (its partition's or LV's, or the
+//!   image size): dibr's XFS writer does not grow with the tree. `opts` are mkfs
 //!   command-line options and are refused too (dibr's writers take none).
 //! - `mount` (level3/mount.py): splits the tree, longest mount point wins.
 //! - `fstab` (level4/fstab.py): one line per mounted filesystem in mount
@@ -41,7 +43,7 @@ const PROVISIONAL_DISK: u64 = (1 << 41) - 2 * MIB;
 pub enum PlanError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
-    #[error("mkfs node '{node}': filesystem type '{fs}' is not supported by dibr's userspace writers; use ext4 (or vfat for an EFI system partition)")]
+    #[error("mkfs node '{node}': filesystem type '{fs}' is not supported by dibr's userspace writers; use ext4 or xfs (or vfat for an EFI system partition)")]
     FsType { node: String, fs: String },
     #[error("mkfs node '{node}': 'opts: {opts}' are mkfs command-line options, which dibr's own ext4/vfat writers cannot take; remove 'opts' from the block-device config")]
     MkfsOpts { node: String, opts: String },
@@ -77,7 +79,9 @@ pub enum PlanError {
     NeedImageSize { partition: String, size: String },
     #[error("vfat filesystem '{node}' would have to grow with the tree (it is on {place}); dibr sizes FAT only from a fixed size: give its partition an absolute size or pass --image-size")]
     GrowingVfat { node: String, place: String },
-    #[error("partition '{partition}' (filesystem '{node}') starts at byte {start}, not on a 4 KiB boundary as dibr's ext4 writer needs; use the default 1 MiB 'align'")]
+    #[error("xfs filesystem '{node}' would have to grow with the tree (it is on {place}); dibr writes XFS only at a fixed size: give its partition or LV an absolute size, or pass --image-size (DIB_IMAGE_SIZE)")]
+    GrowingXfs { node: String, place: String },
+    #[error("partition '{partition}' (filesystem '{node}') starts at byte {start}, not on a 4 KiB boundary as dibr's ext4 and xfs writers need; use the default 1 MiB 'align'")]
     Misaligned {
         partition: String,
         node: String,
@@ -98,6 +102,7 @@ pub enum PlanError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsType {
     Ext4,
+    Xfs,
     Vfat,
 }
 
@@ -138,7 +143,7 @@ pub struct FsPlan {
     pub type_name: String,
     /// Label as DIB's mkfs.py makes it (upper-cased for vfat).
     pub label: String,
-    /// `uuid:` from the config (ext4 only; DIB ignores it for vfat).
+    /// `uuid:` from the config (ext4 and xfs; DIB ignores it for vfat).
     pub uuid: Option<[u8; 16]>,
     pub target: Target,
     pub mount: Option<MountPlan>,
@@ -328,6 +333,12 @@ impl Plan {
                         place: "the whole disk".into(),
                     });
                 }
+                if disk_size.is_none() && f.fstype == FsType::Xfs {
+                    return Err(PlanError::GrowingXfs {
+                        node: f.node.clone(),
+                        place: "the whole disk".into(),
+                    });
+                }
             }
             return Ok(Placement {
                 layout: None,
@@ -414,7 +425,7 @@ impl Plan {
                 Target::Whole => unreachable!("partitioned plans have no whole-disk targets"),
             };
             let p = &layout.partitions[i];
-            if f.fstype == FsType::Ext4 && !p.start.is_multiple_of(4096) {
+            if f.fstype != FsType::Vfat && !p.start.is_multiple_of(4096) {
                 return Err(PlanError::Misaligned {
                     partition: p.name.clone(),
                     node: f.node.clone(),
@@ -424,6 +435,12 @@ impl Plan {
             let grows = last_grows && i == last;
             if grows && f.fstype == FsType::Vfat {
                 return Err(PlanError::GrowingVfat {
+                    node: f.node.clone(),
+                    place: format!("partition '{}', which takes the rest of the disk", p.name),
+                });
+            }
+            if grows && f.fstype == FsType::Xfs {
+                return Err(PlanError::GrowingXfs {
                     node: f.node.clone(),
                     place: format!("partition '{}', which takes the rest of the disk", p.name),
                 });
@@ -569,6 +586,7 @@ fn plan_filesystems(
         let type_name = e.values.get("type").map(text).unwrap_or_default();
         let fstype = match type_name.as_str() {
             "ext4" => FsType::Ext4,
+            "xfs" => FsType::Xfs,
             "vfat" | "fat" => FsType::Vfat,
             _ => {
                 return Err(PlanError::FsType {
@@ -584,7 +602,7 @@ fn plan_filesystems(
             });
         }
         let uuid = match (fstype, e.values.get("uuid")) {
-            (FsType::Ext4, Some(u)) => {
+            (FsType::Ext4 | FsType::Xfs, Some(u)) => {
                 let s = text(u);
                 Some(Uuid::parse(&s).map(Uuid::bytes).ok_or(PlanError::BadUuid {
                     node: node.clone(),
@@ -819,12 +837,21 @@ mod tests {
 
     #[test]
     fn refusals_name_the_node() {
-        let xfs = EFI.replace("type: ext4", "type: xfs");
-        let e = plan(&xfs).unwrap_err().to_string();
+        let btrfs = EFI.replace("type: ext4", "type: btrfs");
+        let e = plan(&btrfs).unwrap_err().to_string();
         assert!(
-            e.contains("mkfs_root") && e.contains("xfs") && e.contains("use ext4"),
+            e.contains("mkfs_root") && e.contains("btrfs") && e.contains("use ext4 or xfs"),
             "{e}"
         );
+        // xfs is written at a fixed size only: refused where the root
+        // partition would grow with the tree, planned with an image size.
+        let xfs = EFI.replace("type: ext4", "type: xfs");
+        let p = plan(&xfs).unwrap();
+        assert_eq!(p.filesystems[p.root()].fstype, FsType::Xfs);
+        assert!(p.fstab().contains(" / xfs "), "{}", p.fstab());
+        let e = p.place(None).unwrap_err().to_string();
+        assert!(e.contains("mkfs_root") && e.contains("--image-size"), "{e}");
+        assert!(p.place(Some(4 << 30)).is_ok());
         let rel = EFI.replace("size: 550MiB", "size: 10%");
         let e = plan(&rel).unwrap().place(None).unwrap_err().to_string();
         assert!(e.contains("ESP") && e.contains("--image-size"), "{e}");

@@ -109,6 +109,7 @@ pub(super) fn file_entry(mut e: Entry, len: u64) -> Entry {
 /// A filesystem being written.
 pub(super) enum Writer {
     Ext4(Box<Builder>),
+    Xfs(Box<crate::xfs::Builder>),
     /// (path inside the fs, content; None for a directory); bytes so far.
     Vfat(Vec<(String, Option<Vec<u8>>)>, u64),
 }
@@ -375,6 +376,11 @@ impl Assembly<'_> {
             Writer::Ext4(b) => {
                 let r = b.add(e, data);
                 r.map_err(|err| self.ext4_err(i, err))
+            }
+            Writer::Xfs(b) => {
+                let r = b.add(e, data);
+                let f = &self.plan.filesystems[i];
+                r.map_err(|err| super::xfs_fs::error(f, limit, err))
             }
             Writer::Vfat(list, bytes) => {
                 if e.path.is_empty() {

@@ -154,6 +154,17 @@ impl HookEnv {
         }
     }
 
+    /// `DIB_ROOT_FSTYPE` from the block-device config's root filesystem
+    /// (`getval root-fstype`): the bootloader element adds GRUB's xfs
+    /// module for an xfs root.
+    pub fn set_root_fstype(&mut self, fstype: &str) {
+        for (k, v) in self.common.iter_mut() {
+            if k == "DIB_ROOT_FSTYPE" {
+                *v = fstype.to_string();
+            }
+        }
+    }
+
     /// `DIBR_EMULATED`: the binfmt_misc handler the image's programs run
     /// through when the image's architecture is not the host's. Inside the
     /// target `uname -m` answers the emulated architecture, so this is how

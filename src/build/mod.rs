@@ -474,12 +474,16 @@ fn block_device_config(
     Ok((block_device, root_params))
 }
 
-/// The root label the block-device config gives (None: keep the default
-/// `cloudimg-rootfs`/`--root-label`). A config that does not load is left
-/// to the assembler, which names the fault; the hooks need no label then.
-fn layout_root_label(cfg: &BuildConfig, resolved: &crate::elements::Resolved) -> Option<String> {
+/// The root label and filesystem type the block-device config gives
+/// (None: keep the defaults `cloudimg-rootfs`/`--root-label` and ext4). A
+/// config that does not load is left to the assembler, which names the
+/// fault; the hooks need neither then.
+fn layout_root_fs(
+    cfg: &BuildConfig,
+    resolved: &crate::elements::Resolved,
+) -> Option<(String, String)> {
     let (block_device, root_params) = block_device_config(cfg, resolved).ok()?;
-    crate::assemble::root_label_for(&block_device, &root_params)
+    crate::assemble::root_fs_for(&block_device, &root_params)
         .ok()
         .flatten()
 }
@@ -750,8 +754,9 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
         if let Some(h) = &emulated {
             env.set_emulated(h);
         }
-        if let Some(label) = layout_root_label(cfg, &resolved) {
+        if let Some((label, fstype)) = layout_root_fs(cfg, &resolved) {
             env.set_root_label(&label);
+            env.set_root_fstype(&fstype);
         }
         let disk =
             cfg.assemble.is_some() && !resolved.elements.iter().any(|(n, _)| n == "no-final-image");

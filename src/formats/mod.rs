@@ -23,3 +23,4 @@ pub mod tarstream;
 pub mod tree;
 pub mod units;
 pub mod uuid;
+pub mod xfs;

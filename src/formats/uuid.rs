@@ -39,6 +39,52 @@ impl Uuid {
     }
 }
 
+/// A version-4-shaped UUID derived from `parts` (SHA-256 over a tag and
+/// the length-prefixed parts): the same inputs give the same UUID, so a
+/// build with SOURCE_DATE_EPOCH names its filesystems reproducibly.
+pub fn derived(tag: &str, parts: &[&[u8]]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"dibr-uuid:");
+    h.update(tag.as_bytes());
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    v4(b)
+}
+
+/// A random version-4 UUID (from /dev/urandom; time and pid if that
+/// cannot be read — uniqueness, not secrecy, is the goal).
+pub fn random() -> [u8; 16] {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if ok.is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return derived(
+            "random",
+            &[
+                &t.as_nanos().to_le_bytes(),
+                &std::process::id().to_le_bytes(),
+            ],
+        );
+    }
+    v4(b)
+}
+
+/// RFC 4122 version 4 / variant bits, so tools show a normal UUID.
+fn v4(mut b: [u8; 16]) -> [u8; 16] {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
 impl fmt::Display for Uuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, b) in self.0.iter().enumerate() {

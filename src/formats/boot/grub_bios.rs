@@ -40,8 +40,17 @@ pub struct CoreTarget {
 
 /// The modules grub-install puts into core.img for an ext4 root on GPT or
 /// msdos (`biosdisk part_gpt part_msdos ext2`), plus `search` for the early
-/// config that finds the root by label.
+/// config that finds the root by label; an xfs root gets `xfs` instead of
+/// `ext2` ([`BootOptions::root_fs_module`]).
 pub const CORE_MODULES: &[&str] = &["biosdisk", "part_gpt", "part_msdos", "ext2", "search"];
+
+/// [`CORE_MODULES`] with the root filesystem's module.
+fn core_modules(o: &BootOptions) -> Vec<&'static str> {
+    CORE_MODULES
+        .iter()
+        .map(|&m| if m == "ext2" { o.root_fs_module() } else { m })
+        .collect()
+}
 
 /// boot.img and core.img for this tree, and the module directory the core's
 /// prefix points at, if the tree does not have it yet.
@@ -89,7 +98,7 @@ pub fn prepare(
             let core = mkimage::core_img(
                 c,
                 &early,
-                CORE_MODULES,
+                &core_modules(o),
                 o.mkimage.as_deref(),
                 &o.scratch_dir,
             )?;

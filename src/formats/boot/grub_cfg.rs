@@ -40,7 +40,8 @@ pub fn menu(k: &Kernel, o: &BootOptions) -> String {
     s.push_str("set timeout_style=menu\n");
     s.push_str("serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n");
     s.push_str("terminal_input serial console\nterminal_output serial console\n");
-    s.push_str("insmod part_gpt\ninsmod part_msdos\ninsmod ext2\n");
+    s.push_str("insmod part_gpt\ninsmod part_msdos\n");
+    s.push_str(&format!("insmod {}\n", o.root_fs_module()));
     s.push_str(&format!("search --no-floppy --label {label} --set=root\n"));
     s.push_str(&format!("menuentry 'Linux {}' {{\n", k.version));
     s.push_str(&format!(

@@ -34,6 +34,9 @@ use std::path::PathBuf;
 pub struct BootOptions {
     /// Label the loaders search for (`cloudimg-rootfs`).
     pub root_label: String,
+    /// The root filesystem's type (`ext4`, `xfs`): GRUB's module for it
+    /// goes into core.img and grub.cfg (/boot is on the root).
+    pub root_fstype: String,
     /// The disk has somewhere to put core.img (BIOS boot partition or an
     /// MBR gap): prepare BIOS boot.
     pub bios: bool,
@@ -80,12 +83,23 @@ impl Default for BootSettings {
 }
 
 impl BootOptions {
+    /// GRUB's module for the root filesystem: `xfs` for xfs, else `ext2`
+    /// (which reads ext2/3/4).
+    pub fn root_fs_module(&self) -> &'static str {
+        if self.root_fstype == "xfs" {
+            "xfs"
+        } else {
+            "ext2"
+        }
+    }
+
     /// DIB's command line (`elements/bootloader/finalise.d/50-bootloader`):
     /// serial and VGA consoles, `no_timer_check`, then
     /// [`BootSettings::cmdline_extra`].
     pub fn new(root_label: &str, bios: bool, efi: bool, settings: &BootSettings) -> BootOptions {
         BootOptions {
             root_label: root_label.to_string(),
+            root_fstype: "ext4".to_string(),
             bios,
             efi,
             cmdline: format!(
