@@ -695,3 +695,46 @@ fn debian_vm_warm_rebuilds_equal_cold_builds() {
         "{test}: the cache made nothing faster"
     );
 }
+
+/// Entries are not fsynced (a cache is not precious): one cut short, as a
+/// crash can leave it, has another length than its `.key` records and is
+/// not used; the next entry down is, and the image is the same.
+#[test]
+fn a_damaged_entry_is_not_used() {
+    let test = "a_damaged_entry_is_not_used";
+    let _serial = serial();
+    let Some(c) = setup(test) else { return };
+    let first = c.default();
+    let fin = c
+        .tars()
+        .into_iter()
+        .find(|t| {
+            t.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("finalise-")
+        })
+        .unwrap_or_else(|| panic!("{test}: no finalise.d entry: {:?}", c.files()));
+    let len = fs::metadata(&fin).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&fin)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let b = c.default();
+    assert!(
+        b.text.contains("finalise.d runs: its entry is damaged")
+            && b.text.contains("restoring the tree after post-install.d")
+            && b.ran("finalise.d"),
+        "{test}: a truncated entry was used or not named\n{}",
+        b.text
+    );
+    assert!(b.tar() == first.tar(), "{test}: the image differs");
+    let again = c.default();
+    assert!(
+        again.text.contains("restoring the tree after finalise.d"),
+        "{test}: the damaged entry was not replaced\n{}",
+        again.text
+    );
+}

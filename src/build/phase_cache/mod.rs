@@ -50,6 +50,9 @@ pub enum Mode {
 /// hooks, post-root.d, block-device.d, `/etc/fstab`, pre-finalise.d).
 pub const BOUNDARIES: [Phase; 3] = [Phase::Install, Phase::PostInstall, Phase::Finalise];
 
+/// The line of an entry's `.key` file that records its tar's length.
+const SIZE_LINE: &str = "tar-bytes ";
+
 /// The age limit and size cap (`DIBR_PHASE_CACHE_HOURS`,
 /// `DIBR_PHASE_CACHE_GIB`).
 #[derive(Debug, Clone, Copy)]
@@ -271,6 +274,20 @@ impl PhaseCache {
         if !tar.is_file() {
             return Err("its entry was evicted meanwhile".into());
         }
+        let recorded = std::fs::read_to_string(entry.with_extension("key"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(SIZE_LINE)?.parse::<u64>().ok())
+            });
+        let len = std::fs::metadata(&tar).map(|m| m.len()).ok();
+        if recorded.is_none() || recorded != len {
+            return Err(format!(
+                "its entry is damaged ({} bytes, {} recorded; an interrupted write or a crash): it is replaced",
+                len.unwrap_or(0),
+                recorded.map_or_else(|| "none".to_string(), |r| r.to_string())
+            ));
+        }
         // The last use, for the least-recently-used eviction.
         if let Ok(f) = std::fs::File::options()
             .write(true)
@@ -370,12 +387,17 @@ impl PhaseCache {
             );
             return Ok(());
         }
-        // Faithful mtimes: the clamp is the final capture's business.
-        let env: Vec<(String, String)> = env
+        // Faithful mtimes: the clamp is the final capture's business. No
+        // fsync: a cache entry is not precious, and flushing 1 GB twice
+        // per build cost more than the hooks it saves; an entry cut short
+        // by a crash has another length than its `.key` records and is
+        // not used (see `usable`).
+        let mut env: Vec<(String, String)> = env
             .outside(Phase::Root)
             .into_iter()
             .filter(|(k, _)| k != "SOURCE_DATE_EPOCH")
             .collect();
+        env.push(("DIBR_NO_FSYNC".into(), "1".into()));
         let sb = super::over_tree(w, env);
         let argv = sandbox::capture_argv(&w.target(), &tar)?;
         let st = sandbox::run(&sb, &argv)?;
@@ -386,11 +408,12 @@ impl PhaseCache {
             );
             return Ok(());
         }
-        std::fs::write(entry.with_extension("key"), parts.to_text()).map_err(io(format!(
+        let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
+        let record = format!("{}{SIZE_LINE}{size}\n", parts.to_text());
+        std::fs::write(entry.with_extension("key"), record).map_err(io(format!(
             "writing {}",
             entry.with_extension("key").display()
         )))?;
-        let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
         crate::console::say(&format!(
             "dibr: phase cache: stored the tree after {} ({:.0} MiB) in {:.1}s",
             boundary.dir_name(),
