@@ -39,13 +39,13 @@ impl Uuid {
     }
 }
 
-/// A version-4-shaped UUID derived from `parts` (SHA-256 over a tag and
-/// the length-prefixed parts): the same inputs give the same UUID, so a
-/// build with SOURCE_DATE_EPOCH names its filesystems reproducibly.
-pub fn derived(tag: &str, parts: &[&[u8]]) -> [u8; 16] {
+/// 16 bytes derived from `parts`: SHA-256 over `domain`, `tag` and the
+/// length-prefixed parts. Each writer has its own domain (`dibr-uuid:`,
+/// ext4's `dibr-ext4:`), so equal parts never name two filesystems alike.
+pub fn digest16(domain: &str, tag: &str, parts: &[&[u8]]) -> [u8; 16] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(b"dibr-uuid:");
+    h.update(domain.as_bytes());
     h.update(tag.as_bytes());
     for p in parts {
         h.update((p.len() as u64).to_le_bytes());
@@ -54,7 +54,14 @@ pub fn derived(tag: &str, parts: &[&[u8]]) -> [u8; 16] {
     let d = h.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    v4(b)
+    b
+}
+
+/// A version-4-shaped UUID derived from `parts` ([`digest16`]): the same
+/// inputs give the same UUID, so a build with SOURCE_DATE_EPOCH names its
+/// filesystems reproducibly.
+pub fn derived(tag: &str, parts: &[&[u8]]) -> [u8; 16] {
+    v4(digest16("dibr-uuid:", tag, parts))
 }
 
 /// A random version-4 UUID (from /dev/urandom; time and pid if that
@@ -79,7 +86,7 @@ pub fn random() -> [u8; 16] {
 }
 
 /// RFC 4122 version 4 / variant bits, so tools show a normal UUID.
-fn v4(mut b: [u8; 16]) -> [u8; 16] {
+pub fn v4(mut b: [u8; 16]) -> [u8; 16] {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     b

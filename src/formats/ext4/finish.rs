@@ -9,8 +9,6 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 
-use sha2::{Digest, Sha256};
-
 use super::builder::{Builder, Kind, NodeId, ROOT};
 use super::csum;
 use super::dir::{self, DirEntry, HashInfo};
@@ -137,45 +135,10 @@ impl BlockMap {
     }
 }
 
+/// ext4's UUID and hash seed from `parts` (its own domain: the bytes
+/// every reproducible ext4 image so far has carried).
 fn derive(tag: &str, parts: &[&[u8]]) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(b"dibr-ext4:");
-    h.update(tag.as_bytes());
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    let d = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
-fn random16() -> [u8; 16] {
-    use std::io::Read;
-    let mut b = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    if ok.is_err() {
-        // Fall back to time and pid mixing; uniqueness, not secrecy, is the goal.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        b = derive(
-            "random",
-            &[
-                &t.as_nanos().to_le_bytes(),
-                &std::process::id().to_le_bytes(),
-            ],
-        );
-    }
-    b
-}
-
-/// Stamp RFC 4122 version 4 / variant bits so tools show a normal UUID.
-fn as_uuid_v4(mut b: [u8; 16]) -> [u8; 16] {
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    b
+    crate::uuid::v4(crate::uuid::digest16("dibr-ext4:", tag, parts))
 }
 
 impl Builder {
@@ -371,12 +334,9 @@ impl Builder {
                     &(self.tree.len() as u64).to_le_bytes(),
                     &self.alloc.next().to_le_bytes(),
                 ];
-                (
-                    as_uuid_v4(derive("uuid", &parts)),
-                    as_uuid_v4(derive("hash_seed", &parts)),
-                )
+                (derive("uuid", &parts), derive("hash_seed", &parts))
             }
-            None => (as_uuid_v4(random16()), as_uuid_v4(random16())),
+            None => (crate::uuid::random(), crate::uuid::random()),
         };
         let uuid = self.opts.uuid.unwrap_or(uuid);
         let hinfo = HashInfo {
