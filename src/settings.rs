@@ -177,7 +177,8 @@ pub fn process_env() -> Env {
 /// `DIBR_PHASE_CACHE_HOURS` (default 24, as the debootstrap element's
 /// `DIB_DEBIAN_CACHE_HOURS`: package updates) are not used, and the
 /// least recently used go when the cache passes `DIBR_PHASE_CACHE_GIB`
-/// (default 8).
+/// (default 8), and an entry is stored only when the phases it saves took
+/// at least `DIBR_PHASE_CACHE_MIN_SECONDS` (default 5).
 /// `DIBR_PHASE_CACHE`: `on` (the default), `off` (as `--no-cache`) or
 /// `refresh` (as `--refresh-cache`); the options win.
 pub fn phase_cache_mode() -> Result<crate::build::phase_cache::Mode, SettingError> {
@@ -206,15 +207,17 @@ pub fn phase_cache_limits() -> Result<crate::build::phase_cache::Limits, Setting
                 .ok_or(SettingError::Invalid {
                     name,
                     value: v,
-                    expected: "expected a number >= 0 (hours, or GiB), e.g. 24 or 0.5",
+                    expected: "expected a number >= 0 (hours, GiB or seconds), e.g. 24 or 0.5",
                 }),
         }
     };
     let hours = num("DIBR_PHASE_CACHE_HOURS", 24.0)?;
     let gib = num("DIBR_PHASE_CACHE_GIB", 8.0)?;
+    let min_seconds = num("DIBR_PHASE_CACHE_MIN_SECONDS", 5.0)?;
     Ok(crate::build::phase_cache::Limits {
         max_age: std::time::Duration::from_secs_f64(hours * 3600.0),
         max_bytes: (gib * (1u64 << 30) as f64) as u64,
+        min_saved: std::time::Duration::from_secs_f64(min_seconds),
     })
 }
 

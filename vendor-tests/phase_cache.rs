@@ -66,8 +66,11 @@ impl Cache {
         }
         all.extend_from_slice(args);
         all.extend_from_slice(elements);
+        // Every entry stored, however quick the tiny tree's phases (the
+        // default rule is `cheap_phases_are_not_stored`'s).
         let mut e: Vec<(&str, &str)> = vec![
             ("DIBR_PHASE_CACHE", "on"),
+            ("DIBR_PHASE_CACHE_MIN_SECONDS", "0"),
             ("DIB_IMAGE_CACHE", cache.as_str()),
             ("SOURCE_DATE_EPOCH", "1700000000"),
         ];
@@ -365,10 +368,18 @@ fn environment_mirror_packages_bootstrap_and_arch_changes_invalidate() {
         "{test}: the new value missing"
     );
     // Per-run variables do not count (docs/phase-cache.md lists them).
-    let b = c.build(&[], &[EL], &[("TERM", "dumb"), ("DIB_CHECKSUM", "1")]);
+    let b = c.build(
+        &[],
+        &[EL],
+        &[
+            ("TERM", "dumb"),
+            ("DIB_CHECKSUM", "1"),
+            ("PWD", "/srv/nodepool/builds"),
+        ],
+    );
     assert!(
         !b.ran("install.d"),
-        "{test}: TERM invalidated the cache\n{}",
+        "{test}: TERM, DIB_CHECKSUM or PWD invalidated the cache\n{}",
         b.text
     );
     // -p packages.
@@ -583,6 +594,55 @@ fn size_cap_evicts_the_least_recently_used() {
     );
 }
 
+/// An entry is stored only when the phases it saves took at least
+/// `DIBR_PHASE_CACHE_MIN_SECONDS` (default 5) since the entry below it:
+/// the tiny tree's phases take milliseconds, so by default nothing is
+/// stored; a slow install.d is, and the quick phases after it are not.
+#[test]
+fn cheap_phases_are_not_stored() {
+    let test = "cheap_phases_are_not_stored";
+    let _serial = serial();
+    let Some(c) = setup(test) else { return };
+    let b = c.build(&[], &[EL], &[("DIBR_PHASE_CACHE_MIN_SECONDS", "")]);
+    assert!(
+        b.text.contains("not storing the tree after install.d")
+            && b.text.contains("DIBR_PHASE_CACHE_MIN_SECONDS=5")
+            && c.tars().is_empty(),
+        "{test}: the default stored quick phases: {:?}\n{}",
+        c.files(),
+        b.text
+    );
+    let slow = [
+        ("DIBR_PHASE_CACHE_MIN_SECONDS", "1"),
+        ("DIBR_TEST_INSTALL_SECONDS", "1.5"),
+    ];
+    let b = c.build(&[], &[EL], &slow);
+    assert!(
+        b.text.contains("stored the tree after install.d")
+            && b.text.contains("not storing the tree after post-install.d")
+            && b.text.contains("not storing the tree after finalise.d"),
+        "{test}: a slow install.d and quick later phases\n{}",
+        b.text
+    );
+    let names = c.files();
+    assert!(
+        c.tars().len() == 1
+            && names
+                .iter()
+                .any(|n| n.starts_with("install-") && n.ends_with(".tar")),
+        "{test}: {names:?}"
+    );
+    let b = c.build(&[], &[EL], &slow);
+    assert!(
+        b.text.contains("restoring the tree after install.d")
+            && !b.ran("install.d")
+            && b.ran("post-install.d")
+            && b.ran("finalise.d"),
+        "{test}: the install.d entry was not used\n{}",
+        b.text
+    );
+}
+
 /// A `debian vm` build as the CI user with the phase cache on, in `dir`
 /// under the stage's output directory; its text and wall time.
 fn debian_build(s: &Stage, cache: &Path, dir: &str, args: &[&str]) -> (String, f64) {
@@ -646,7 +706,8 @@ fn debian_vm_warm_rebuilds_equal_cold_builds() {
     }
     let (cold_text, cold) = debian_build(&s, &cache, "cold", &["debian", "vm"]);
     assert!(
-        cold_text.contains("stored the tree after post-install.d"),
+        cold_text.contains("stored the tree after install.d")
+            && cold_text.contains("stored the tree after finalise.d"),
         "{test}\n{cold_text}"
     );
     let (warm_text, warm) = debian_build(&s, &cache, "warm", &["debian", "vm"]);

@@ -766,24 +766,7 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
             None
         };
         run_cached_phases(&w, cfg, &env, &resolved, fstab.as_deref())?;
-        run_phase(&w, Phase::Cleanup, &env)?;
-        finalise_base(&w, &env)?;
-        // DIB: `no-final-image` in IMAGE_ELEMENT skips the image (elements
-        // that make their own outputs, such as ramdisks, use it).
-        if resolved.elements.iter().any(|(n, _)| n == "no-final-image") {
-            crate::say!("dibr: no-final-image: not writing an image");
-            return Ok(crate::assemble::Assembled {
-                outputs: Vec::new(),
-                root_growth_ceiling: None,
-            });
-        }
-        match &cfg.assemble {
-            None => Ok(crate::assemble::Assembled {
-                outputs: capture(&w, cfg, &env)?,
-                root_growth_ceiling: None,
-            }),
-            Some(a) => assemble_disk(&w, cfg, a, &env, &resolved),
-        }
+        cleanup_and_assemble(&w, cfg, &env, &resolved)
     })();
     let result = result.and_then(|outs| {
         set.commit().map_err(io(format!(
@@ -817,10 +800,38 @@ pub fn build_image(cfg: &BuildConfig) -> Result<Vec<PathBuf>, BuildError> {
     Ok(done.outputs)
 }
 
+/// cleanup.d, the final clean-up and the capture or the disk: what runs
+/// in every build, from the phase cache or not.
+fn cleanup_and_assemble(
+    w: &WorkDir,
+    cfg: &BuildConfig,
+    env: &env::HookEnv,
+    resolved: &elements::resolve::Resolved,
+) -> Result<crate::assemble::Assembled, BuildError> {
+    run_phase(w, Phase::Cleanup, env)?;
+    finalise_base(w, env)?;
+    // DIB: `no-final-image` in IMAGE_ELEMENT skips the image (elements
+    // that make their own outputs, such as ramdisks, use it).
+    if resolved.elements.iter().any(|(n, _)| n == "no-final-image") {
+        crate::say!("dibr: no-final-image: not writing an image");
+        return Ok(crate::assemble::Assembled {
+            outputs: Vec::new(),
+            root_growth_ceiling: None,
+        });
+    }
+    match &cfg.assemble {
+        None => Ok(crate::assemble::Assembled {
+            outputs: capture(w, cfg, env)?,
+            root_growth_ceiling: None,
+        }),
+        Some(a) => assemble_disk(w, cfg, a, env, resolved),
+    }
+}
+
 /// root.d … finalise.d and the `-p` packages, or what the phase cache
 /// does not have of them: the deepest valid entry is restored, the phases
-/// after it run, and the boundaries passed are stored. cleanup.d and what
-/// follows run in every build.
+/// after it run, and the boundaries passed are stored when worth it.
+/// cleanup.d and what follows run in every build.
 fn run_cached_phases(
     w: &WorkDir,
     cfg: &BuildConfig,
@@ -838,12 +849,22 @@ fn run_cached_phases(
         None => None,
     };
     let restored = hit.as_ref().map(|h| h.boundary);
+    // When the tree last matched an entry (restored or stored): what a
+    // new entry would save is the time since.
+    let since = std::cell::Cell::new(Instant::now());
     let store = |b: Phase| match &cache {
-        Some(c) => c.store(b, w, env),
-        None => Ok(()),
+        Some(c) if c.worth_storing(b, since.get().elapsed()) => {
+            c.store(b, w, env)?;
+            since.set(Instant::now());
+            Ok(())
+        }
+        _ => Ok::<(), BuildError>(()),
     };
     match (hit, &cache) {
-        (Some(h), Some(c)) => c.restore(h, w, env)?,
+        (Some(h), Some(c)) => {
+            c.restore(h, w, env)?;
+            since.set(Instant::now());
+        }
         _ => {
             run_install_phases(w, cfg, env)?;
             store(Phase::Install)?;

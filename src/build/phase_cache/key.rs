@@ -47,10 +47,15 @@ pub const NOT_KEYED: &[&str] = &[
     "DIBR_PHASE_CACHE",
     "DIBR_PHASE_CACHE_HOURS",
     "DIBR_PHASE_CACHE_GIB",
+    "DIBR_PHASE_CACHE_MIN_SECONDS",
     // The login session.
     "_",
     "SHLVL",
     "OLDPWD",
+    // The directory the build was started from, which the caller's shell
+    // exports: nodepool and CI jobs start every build somewhere new, and
+    // the outputs' paths (`-o`) are keyed through IMAGE_NAME.
+    "PWD",
     "TERM",
     "COLUMNS",
     "LINES",

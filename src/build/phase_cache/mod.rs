@@ -53,12 +53,17 @@ pub const BOUNDARIES: [Phase; 3] = [Phase::Install, Phase::PostInstall, Phase::F
 /// The line of an entry's `.key` file that records its tar's length.
 const SIZE_LINE: &str = "tar-bytes ";
 
-/// The age limit and size cap (`DIBR_PHASE_CACHE_HOURS`,
-/// `DIBR_PHASE_CACHE_GIB`).
+/// The age limit, size cap and worth (`DIBR_PHASE_CACHE_HOURS`,
+/// `DIBR_PHASE_CACHE_GIB`, `DIBR_PHASE_CACHE_MIN_SECONDS`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_age: Duration,
     pub max_bytes: u64,
+    /// An entry is stored only when the phases it lets a later build skip,
+    /// beyond the entry below it, took at least this long: storing ~1 GB
+    /// costs seconds, and a post-install.d that ran in 0.1 s is cheaper
+    /// to run again than to store (mkosi caches only after the packages).
+    pub min_saved: Duration,
 }
 
 pub struct PhaseCache {
@@ -366,19 +371,9 @@ impl PhaseCache {
         let started = Instant::now();
         let parts = self.parts(boundary);
         let entry = self.entry(boundary, &parts.key());
-        let lock = std::fs::File::create(entry.with_extension("lock")).map_err(io(format!(
-            "creating {}",
-            entry.with_extension("lock").display()
-        )))?;
-        let locked = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive);
-        if locked.is_err() {
-            crate::detail!(
-                "dibr: phase cache: another build is using or writing the entry after {}; not storing it",
-                boundary.dir_name()
-            );
+        let Some(lock) = lock_for_writing(&entry, boundary)? else {
             return Ok(());
-        }
-        let tar = entry.with_extension("tar");
+        };
         let changed = workfiles::changed(w.root(), &self.work);
         if let Err(e) = workfiles::save(w.root(), &changed, &entry.with_extension("work")) {
             crate::say!(
@@ -387,25 +382,8 @@ impl PhaseCache {
             );
             return Ok(());
         }
-        // Faithful mtimes: the clamp is the final capture's business. No
-        // fsync: a cache entry is not precious, and flushing 1 GB twice
-        // per build cost more than the hooks it saves; an entry cut short
-        // by a crash has another length than its `.key` records and is
-        // not used (see `usable`).
-        let mut env: Vec<(String, String)> = env
-            .outside(Phase::Root)
-            .into_iter()
-            .filter(|(k, _)| k != "SOURCE_DATE_EPOCH")
-            .collect();
-        env.push(("DIBR_NO_FSYNC".into(), "1".into()));
-        let sb = super::over_tree(w, env);
-        let argv = sandbox::capture_argv(&w.target(), &tar)?;
-        let st = sandbox::run(&sb, &argv)?;
-        if !st.success() {
-            crate::say!(
-                "dibr: warning: phase cache: storing the tree after {} failed ({st}); the build goes on",
-                boundary.dir_name()
-            );
+        let tar = entry.with_extension("tar");
+        if !capture_tree(w, env, &tar, boundary)? {
             return Ok(());
         }
         let size = std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0);
@@ -423,6 +401,29 @@ impl PhaseCache {
         drop(lock);
         self.evict(&tar);
         Ok(())
+    }
+
+    /// Whether an entry after `boundary` is worth storing: the phases since
+    /// the entry below it (restored or stored) took `took`. Says why not.
+    pub fn worth_storing(&self, boundary: Phase, took: Duration) -> bool {
+        if took >= self.limits.min_saved {
+            return true;
+        }
+        // An entry of this key that was not used (stale, damaged, or
+        // `--refresh-cache`) must not outlive the tree that replaced it.
+        let entry = self.entry(boundary, &self.parts(boundary).key());
+        if let Ok(Some(_lock)) = lock_for_writing(&entry, boundary) {
+            for ext in ["tar", "key", "work"] {
+                let _ = std::fs::remove_file(entry.with_extension(ext));
+            }
+        }
+        crate::say!(
+            "dibr: phase cache: not storing the tree after {}: the phases it would save took {:.1}s, less than storing it costs (DIBR_PHASE_CACHE_MIN_SECONDS={})",
+            boundary.dir_name(),
+            took.as_secs_f64(),
+            self.limits.min_saved.as_secs_f64()
+        );
+        false
     }
 
     /// Remove the least recently used entries until the cache fits its
@@ -460,6 +461,53 @@ impl PhaseCache {
             }
         }
     }
+}
+
+/// The entry's lock taken exclusively, or None (said) when another build
+/// holds it.
+fn lock_for_writing(entry: &Path, boundary: Phase) -> Result<Option<std::fs::File>, BuildError> {
+    let path = entry.with_extension("lock");
+    let lock = std::fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
+    let locked = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive);
+    if locked.is_err() {
+        crate::detail!(
+            "dibr: phase cache: another build is using or writing the entry after {}; not storing it",
+            boundary.dir_name()
+        );
+        return Ok(None);
+    }
+    Ok(Some(lock))
+}
+
+/// Capture the tree into `out` inside the sandbox; false (said) if the
+/// capture failed.
+fn capture_tree(
+    w: &WorkDir,
+    env: &HookEnv,
+    out: &Path,
+    boundary: Phase,
+) -> Result<bool, BuildError> {
+    // Faithful mtimes: the clamp is the final capture's business. No
+    // fsync: a cache entry is not precious, and flushing 1 GB twice per
+    // build cost more than the hooks it saves; an entry cut short by a
+    // crash has another length than its `.key` records and is not used
+    // (see `usable`).
+    let mut env: Vec<(String, String)> = env
+        .outside(Phase::Root)
+        .into_iter()
+        .filter(|(k, _)| k != "SOURCE_DATE_EPOCH")
+        .collect();
+    env.push(("DIBR_NO_FSYNC".into(), "1".into()));
+    let sb = super::over_tree(w, env);
+    let argv = sandbox::capture_argv(&w.target(), out)?;
+    let st = sandbox::run(&sb, &argv)?;
+    if !st.success() {
+        crate::say!(
+            "dibr: warning: phase cache: storing the tree after {} failed ({st}); the build goes on",
+            boundary.dir_name()
+        );
+    }
+    Ok(st.success())
 }
 
 /// One stored entry.
