@@ -212,13 +212,10 @@ pub(super) fn write_glance(cfg: &AssembleConfig, raw: &File) -> Result<(), Assem
             DiskType::Raw => raw_path.clone(),
             _ => crate::output::set::readable(&out),
         };
-        // dibr reads raw and qcow2 disks; a vhd's or vmdk's guest is the
-        // raw disk it was converted from.
-        let image = if matches!(d, DiskType::Vhd | DiskType::Vmdk) {
-            &raw_path
-        } else {
-            &file
-        };
+        // Every output's guest is the raw disk it was converted from
+        // (dibr reads raw and qcow2 disks, but a qcow2's clusters would be
+        // decompressed again for nothing); format and hash are the file's.
+        let image = &raw_path;
         let err = |source| AssembleError::Glance {
             output: out.clone(),
             source: Box::new(source),

@@ -83,12 +83,21 @@ impl Provenance {
 }
 
 /// The properties of `file` as uploaded: the guest read from `image`
-/// (raw or qcow2: `file` itself, or the raw disk a VHD was made from).
+/// (raw or qcow2: `file` itself, or the raw disk it was made from). The
+/// file's sha512 (the slow part: every byte of a large image) is taken on
+/// a thread of its own while the guest is read.
 pub fn read(image: &Path, file: &Path) -> Result<Report, GlanceError> {
-    let img = Image::open(image)?;
-    let lay = layout(&img)?;
-    let mut r = from_image(&img, &lay);
-    let f = file::describe(file)?;
+    let (described, guest) = std::thread::scope(|s| {
+        let hashing = s.spawn(|| file::describe(file));
+        let guest = (|| -> Result<Report, GlanceError> {
+            let img = Image::open(image)?;
+            let lay = layout(&img)?;
+            Ok(from_image(&img, &lay))
+        })();
+        (hashing.join(), guest)
+    });
+    let f = described.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let mut r = guest?;
     let gib = 1u64 << 30;
     let mut put = |k: &str, v: Value| r.properties.insert(k.to_string(), v);
     put("disk_format", f.disk_format.into());
