@@ -641,6 +641,22 @@ fn cheap_phases_are_not_stored() {
         "{test}: the install.d entry was not used\n{}",
         b.text
     );
+    // --refresh-cache with a minimum the slow install.d does not reach
+    // (the minimum is not keyed): the old entry of that key must not
+    // outlive the refresh.
+    let b = c.build(
+        &["--refresh-cache"],
+        &[EL],
+        &[slow[1], ("DIBR_PHASE_CACHE_MIN_SECONDS", "60")],
+    );
+    assert!(
+        all_ran(&b)
+            && b.text.contains("not storing the tree after install.d")
+            && c.tars().is_empty(),
+        "{test}: the refreshed key's old entry was kept: {:?}\n{}",
+        c.files(),
+        b.text
+    );
 }
 
 /// A `debian vm` build as the CI user with the phase cache on, in `dir`
