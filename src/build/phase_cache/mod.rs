@@ -413,9 +413,7 @@ impl PhaseCache {
         // `--refresh-cache`) must not outlive the tree that replaced it.
         let entry = self.entry(boundary, &self.parts(boundary).key());
         if let Ok(Some(_lock)) = lock_for_writing(&entry, boundary) {
-            for ext in ["tar", "key", "work"] {
-                let _ = std::fs::remove_file(entry.with_extension(ext));
-            }
+            remove_entry(&entry.with_extension("tar"));
         }
         crate::say!(
             "dibr: phase cache: not storing the tree after {}: the phases it would save took {:.1}s, less than storing it costs (DIBR_PHASE_CACHE_MIN_SECONDS={})",
@@ -447,10 +445,7 @@ impl PhaseCache {
             {
                 continue;
             }
-            if std::fs::remove_file(&e.tar).is_ok() {
-                let _ = std::fs::remove_file(&e.key);
-                let _ = std::fs::remove_file(e.tar.with_extension("work"));
-                let _ = std::fs::remove_file(e.tar.with_extension("lock"));
+            if remove_entry(&e.tar) {
                 total = total.saturating_sub(e.size);
                 crate::say!(
                     "dibr: phase cache: evicted {} ({:.0} MiB, least recently used) to stay under {:.1} GiB (DIBR_PHASE_CACHE_GIB)",
@@ -477,6 +472,18 @@ fn lock_for_writing(entry: &Path, boundary: Phase) -> Result<Option<std::fs::Fil
         return Ok(None);
     }
     Ok(Some(lock))
+}
+
+/// Remove an entry (its tar, then `.key`, `.work` and `.lock`) whose lock
+/// the caller holds exclusively; false when it had no tar.
+fn remove_entry(tar: &Path) -> bool {
+    if std::fs::remove_file(tar).is_err() {
+        return false;
+    }
+    for ext in ["key", "work", "lock"] {
+        let _ = std::fs::remove_file(tar.with_extension(ext));
+    }
+    true
 }
 
 /// Capture the tree into `out` inside the sandbox; false (said) if the
