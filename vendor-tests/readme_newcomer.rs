@@ -25,7 +25,7 @@ mod common;
 use common::build::USER;
 use common::*;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -239,16 +239,33 @@ fn vm_login(test: &str, line: &str, mut c: Command, log: &Path, env: &Env) {
         .process_group(0);
     let mut child = c.spawn().expect("starting the vm line");
     let _stdin = child.stdin.take(); // kept open: qemu's console input
-    struct KillGroup(i32);
-    impl Drop for KillGroup {
+    /// Stops the line's process group as a user's ^C would (SIGTERM: dibr
+    /// stops qemu and removes its seed directory), then SIGKILL if it is
+    /// still there after 20 s.
+    struct StopGroup(std::process::Child);
+    impl Drop for StopGroup {
         fn drop(&mut self) {
+            let group = self.0.id() as i32;
             // SAFETY: kill(2) on the process group this test created.
             unsafe {
-                libc::kill(-self.0, libc::SIGKILL);
+                libc::kill(-group, libc::SIGTERM);
             }
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            // SAFETY: as above; whatever of the group is left.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+            let _ = self.0.wait();
         }
     }
-    let _guard = KillGroup(child.id() as i32);
+    let mut guard = StopGroup(child);
+    let child = &mut guard.0;
     let t0 = Instant::now();
     let console = || String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
     let mut login: Option<String> = None;
@@ -298,6 +315,18 @@ fn vm_login(test: &str, line: &str, mut c: Command, log: &Path, env: &Env) {
         "{test}: the system is {state}, nothing failed, after {:?}",
         t0.elapsed()
     );
+    // Stopped as a user's ^C stops it: dibr removes its seed directory
+    // (and any a killed run left, which each `dibr vm` reclaims).
+    drop(guard);
+    let uid = fs::metadata(&env.home).unwrap().uid();
+    let left: Vec<_> = fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("dibr-vm."))
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{test}: `{line}` left {left:?}");
 }
 
 /// The ssh line dibr printed, made batch-friendly, running `command`.

@@ -15,6 +15,7 @@ pub mod root_fs;
 pub mod sandbox_cmd;
 pub mod size;
 pub mod vm;
+pub mod vm_dir;
 
 use clap::{Parser, Subcommand};
 

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use clap::Args;
 
 use super::size::parse_size;
+use super::vm_dir::{self, VmDir};
 use crate::vm::firmware::{self, Firmware};
 use crate::vm::qemu::{Accel, DiskFormat, VmPlan};
 use crate::vm::{guest, seed, VmError};
@@ -65,34 +66,30 @@ pub struct VmArgs {
 /// The seed's directory and the running qemu, for the interrupt handler.
 static ACTIVE: Mutex<Option<(PathBuf, Option<u32>)>> = Mutex::new(None);
 
-/// Removed (with the seed and the UEFI variables in it) when dropped.
-struct TempDir(PathBuf);
+/// The run's directory, registered for the interrupt handler (which
+/// removes it) and unregistered when dropped (after removing it).
+struct TempDir(VmDir);
 
 impl TempDir {
     fn create() -> Result<TempDir, VmError> {
-        use std::os::unix::fs::DirBuilderExt;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let path = std::env::temp_dir().join(format!("dibr-vm.{}.{nanos:08x}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .map_err(|source| VmError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        if let Ok(mut a) = ACTIVE.lock() {
-            *a = Some((path.clone(), None));
+        let base = std::env::temp_dir();
+        let reclaimed = vm_dir::reclaim_stale(&base);
+        if reclaimed > 0 {
+            eprintln!(
+                "dibr: removed {reclaimed} seed director{} of `dibr vm` runs that were killed",
+                if reclaimed == 1 { "y" } else { "ies" }
+            );
         }
-        Ok(TempDir(path))
+        let dir = VmDir::create(&base)?;
+        if let Ok(mut a) = ACTIVE.lock() {
+            *a = Some((dir.path.clone(), None));
+        }
+        Ok(TempDir(dir))
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
         if let Ok(mut a) = ACTIVE.lock() {
             *a = None;
         }
@@ -350,11 +347,14 @@ pub fn run(a: &VmArgs) -> Result<i32, Box<dyn std::error::Error>> {
         None => free_port()?,
     };
     let tmp = TempDir::create()?;
-    let seed_path = tmp.0.join("seed.img");
+    let seed_path = tmp.0.path.join("seed.img");
     seed::write_seed(&seed_path, &key.line, "dibr-vm")?;
     let fw = if firmware::wants_uefi(modes, a.uefi) {
         let (code, vars_template) = firmware::find_ovmf(Path::new(OVMF_DIR))?;
-        let vars = tmp.0.join(vars_template.file_name().unwrap_or_default());
+        let vars = tmp
+            .0
+            .path
+            .join(vars_template.file_name().unwrap_or_default());
         std::fs::copy(&vars_template, &vars).map_err(|source| VmError::Io {
             path: vars_template.clone(),
             source,
