@@ -60,7 +60,10 @@ impl Cache {
         fs::create_dir(&out).unwrap();
         run_ok(Command::new("chown").arg(USER).arg(&out));
         let cache = self.dir.display().to_string();
-        let mut all: Vec<&str> = vec!["-v", "-n", "-o", "img"];
+        let mut all: Vec<&str> = vec!["-v", "-n"];
+        if !args.contains(&"-o") {
+            all.extend(["-o", "img"]);
+        }
         if !args.contains(&"-t") {
             all.extend(["-t", "tar"]);
         }
@@ -591,6 +594,82 @@ fn size_cap_evicts_the_least_recently_used() {
         total <= 12_884_902,
         "{test}: {total} bytes over the cap: {:?}",
         c.files()
+    );
+}
+
+/// `IMAGE_NAME` (the `-o` path) is keyed only from the first phase whose
+/// element files name it: nodepool names every build anew
+/// (`…/ubuntu-noble-0000001234`), and with no element reading the name
+/// its builds must hit; an element that writes the name into the tree in
+/// finalise.d (as DIB's `dpkg` names its manifest) keys it from there.
+#[test]
+fn image_name_is_keyed_from_the_first_phase_that_names_it() {
+    let test = "image_name_is_keyed_from_the_first_phase_that_names_it";
+    let _serial = serial();
+    let Some(c) = setup(test) else { return };
+    let tar = |b: &Built, name: &str| fs::read(b.out.join(format!("{name}.tar"))).unwrap();
+    c.build(&["-o", "nodepool-0001"], &[EL], &[]);
+    let b = c.build(&["-o", "nodepool-0002"], &[EL], &[]);
+    assert!(
+        b.text.contains("restoring the tree after finalise.d") && !b.ran("install.d"),
+        "{test}: a new -o name missed though no element names IMAGE_NAME\n{}",
+        b.text
+    );
+    let cold = c.build(&["-o", "nodepool-0002", "--no-cache"], &[EL], &[]);
+    assert!(
+        tar(&b, "nodepool-0002") == tar(&cold, "nodepool-0002"),
+        "{test}: the renamed build from the cache differs from a cold build"
+    );
+
+    // An element that writes the name into the tree in finalise.d.
+    let dir = c.s.elements.join("dibr-test-named/finalise.d");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("10-name"),
+        "#!/bin/bash\nset -eu\nbasename \"$IMAGE_NAME\" > /image-name\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("chmod")
+            .args(["-R", "a+rX,a+x"])
+            .arg(dir.parent().unwrap()),
+    );
+    let els = [EL, "dibr-test-named"];
+    c.build(&["-o", "nodepool-0003"], &els, &[]);
+    let b = c.build(&["-o", "nodepool-0004"], &els, &[]);
+    assert!(
+        b.text.contains("restoring the tree after post-install.d")
+            && b.text.contains(
+                "finalise.d runs: since the last entry, IMAGE_NAME (-o) changed, which dibr-test-named/finalise.d/10-name names"
+            )
+            && b.ran("finalise.d")
+            && !b.ran("install.d"),
+        "{test}: a new -o name did not rerun the finalise.d that names it\n{}",
+        b.text
+    );
+    let o = Command::new("tar")
+        .args(["-xOf"])
+        .arg(b.out.join("nodepool-0004.tar"))
+        .args(["--wildcards", "*image-name"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "nodepool-0004\n",
+        "{test}: the tree holds another build's name ({})",
+        out_text(&o)
+    );
+    let cold = c.build(&["-o", "nodepool-0004", "--no-cache"], &els, &[]);
+    assert!(
+        tar(&b, "nodepool-0004") == tar(&cold, "nodepool-0004"),
+        "{test}: the renamed build from the cache differs from a cold build"
+    );
+    // The same name again: the finalise.d entry is valid.
+    let b = c.build(&["-o", "nodepool-0004"], &els, &[]);
+    assert!(
+        b.text.contains("restoring the tree after finalise.d"),
+        "{test}: the same -o name missed\n{}",
+        b.text
     );
 }
 

@@ -30,6 +30,9 @@ pub const NOT_KEYED: &[&str] = &[
     // DIB's `declare -p` of the DIB_* variables (keyed one by one).
     "DIB_ARGS",
     "DIB_ENV",
+    // The `-o` path: keyed on its own, from the first phase whose files
+    // name it (see `image_name`), not in every entry.
+    "IMAGE_NAME",
     // The element list and where elements are found, keyed per element.
     "ELEMENTS_PATH",
     "IMAGE_ELEMENT",
@@ -80,6 +83,9 @@ pub struct Parts {
     /// elements with such files.
     pub elements: BTreeMap<String, String>,
     pub environment: String,
+    /// `IMAGE_NAME`'s digest and the first element file naming it, or `-`
+    /// before that file's phase (see [`super::image_name`]).
+    pub image_name: String,
     pub packages: Vec<String>,
     /// The `/etc/fstab` dibr writes before pre-finalise.d (digest, or
     /// `none` without a disk); only the entry after finalise.d has it.
@@ -104,6 +110,7 @@ impl Parts {
             ("sandbox", &self.sandbox),
             ("dibr", &self.dibr),
             ("environment", &self.environment),
+            ("image-name", &self.image_name),
             ("bootstrap", &self.bootstrap),
             ("fstab", &self.fstab),
         ] {
@@ -130,6 +137,7 @@ impl Parts {
                 "sandbox" => p.sandbox = v,
                 "dibr" => p.dibr = v,
                 "environment" => p.environment = v,
+                "image-name" => p.image_name = v,
                 "bootstrap" => p.bootstrap = v,
                 "fstab" => p.fstab = v,
                 "packages" => {
@@ -176,6 +184,12 @@ impl Parts {
         for (what, a, b) in simple {
             if a != b {
                 v.push(format!("{what} changed"));
+            }
+        }
+        if self.image_name != old.image_name {
+            match self.image_name.split_once(' ') {
+                Some((_, file)) => v.push(format!("IMAGE_NAME (-o) changed, which {file} names")),
+                None => v.push("IMAGE_NAME (-o) changed".into()),
             }
         }
         if self.packages != old.packages {

@@ -15,6 +15,7 @@
 //! build restores the entry and exclusively while one writes or evicts
 //! it. The user-facing rules are in docs/phase-cache.md.
 
+mod image_name;
 pub mod key;
 mod workfiles;
 
@@ -76,6 +77,9 @@ pub struct PhaseCache {
     /// The digest of the `/etc/fstab` the build writes (`none` without a
     /// disk), part of the key after finalise.d only.
     fstab: String,
+    /// The digest of `IMAGE_NAME` and the file that first names it, with
+    /// the phase from which it is keyed (see [`image_name`]).
+    image_name: Option<(Phase, String)>,
     /// Each element's file records (see [`key::element_records`]).
     records: Vec<(String, Vec<key::Record>)>,
     bootstrap_dir: PathBuf,
@@ -151,6 +155,21 @@ impl PhaseCache {
                 .map_err(io(format!("reading element {name} ({})", dir.display())))?;
             records.push((name.clone(), r));
         }
+        let image_name = image_name::first_use(&resolved.elements)
+            .map_err(io("reading the elements for IMAGE_NAME"))?
+            .map(|u| {
+                let value = env
+                    .cache_view()
+                    .into_iter()
+                    .find(|(k, _)| k == image_name::VAR)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let digest = key::hex(&sha2::Sha256::digest(value.as_bytes()));
+                (
+                    u.phase,
+                    format!("{digest} {}/{}", u.element, u.file.display()),
+                )
+            });
         let base = Parts {
             arch: cfg.arch.clone(),
             sandbox: sandbox::chosen()?.name().to_string(),
@@ -171,6 +190,7 @@ impl PhaseCache {
                 || "none".to_string(),
                 |f| key::hex(&sha2::Sha256::digest(f.as_bytes())),
             ),
+            image_name,
             records,
             bootstrap_dir: key::bootstrap_dir(&cfg.image_cache),
             work: workfiles::snapshot(w.root()),
@@ -186,6 +206,10 @@ impl PhaseCache {
         if boundary == Phase::Finalise {
             p.fstab = self.fstab.clone();
         }
+        p.image_name = match &self.image_name {
+            Some((from, v)) if *from <= boundary => v.clone(),
+            _ => "-".into(),
+        };
         for (name, recs) in &self.records {
             if let Some(d) = key::element_digest(recs, boundary) {
                 p.elements.insert(name.clone(), d);
