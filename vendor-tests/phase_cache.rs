@@ -135,6 +135,19 @@ fn all_ran(b: &Built) -> bool {
         .all(|p| b.ran(p))
 }
 
+/// Writes a one-hook element `NAME` with `HOOK` (`PHASE.d/FILE`)
+/// running `script` under bash, readable and runnable by the CI user.
+fn one_hook_element(elements: &Path, name: &str, hook: &str, script: &str) {
+    let p = elements.join(name).join(hook);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, format!("#!/bin/bash\nset -eu\n{script}\n")).unwrap();
+    run_ok(
+        Command::new("chmod")
+            .args(["-R", "a+rX,a+x"])
+            .arg(elements.join(name)),
+    );
+}
+
 /// Age every entry by `hours` (their mtime is their creation time).
 fn age_entries(c: &Cache, hours: u32) {
     for t in c.tars() {
@@ -289,17 +302,11 @@ fn element_change_invalidates_from_the_first_phase_it_has_a_hook_in() {
         b.text
     );
     // A new element with a post-install.d hook only.
-    let late = c.s.elements.join("dibr-test-late/post-install.d");
-    fs::create_dir_all(&late).unwrap();
-    fs::write(
-        late.join("50-late"),
-        "#!/bin/bash\nset -eu\necho late > /late\n",
-    )
-    .unwrap();
-    run_ok(
-        Command::new("chmod")
-            .args(["-R", "a+rX,a+x"])
-            .arg(late.parent().unwrap()),
+    one_hook_element(
+        &c.s.elements,
+        "dibr-test-late",
+        "post-install.d/50-late",
+        "echo late > /late",
     );
     let els = [EL, "dibr-test-late"];
     let b = c.build(&[], &els, &[]);
@@ -622,17 +629,11 @@ fn image_name_is_keyed_from_the_first_phase_that_names_it() {
     );
 
     // An element that writes the name into the tree in finalise.d.
-    let dir = c.s.elements.join("dibr-test-named/finalise.d");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(
-        dir.join("10-name"),
-        "#!/bin/bash\nset -eu\nbasename \"$IMAGE_NAME\" > /image-name\n",
-    )
-    .unwrap();
-    run_ok(
-        Command::new("chmod")
-            .args(["-R", "a+rX,a+x"])
-            .arg(dir.parent().unwrap()),
+    one_hook_element(
+        &c.s.elements,
+        "dibr-test-named",
+        "finalise.d/10-name",
+        "basename \"$IMAGE_NAME\" > /image-name",
     );
     let els = [EL, "dibr-test-named"];
     c.build(&["-o", "nodepool-0003"], &els, &[]);
@@ -814,17 +815,11 @@ fn debian_vm_warm_rebuilds_equal_cold_builds() {
     );
     let image = |d: &str| s.out.join(d).join("debian.qcow2");
     run_ok(Command::new("cmp").arg(image("cold")).arg(image("warm")));
-    let late = s.elements.join("dibr-test-late/post-install.d");
-    fs::create_dir_all(&late).unwrap();
-    fs::write(
-        late.join("50-late"),
-        "#!/bin/bash\nset -eu\necho late > /etc/dibr-late\n",
-    )
-    .unwrap();
-    run_ok(
-        Command::new("chmod")
-            .args(["-R", "a+rX,a+x"])
-            .arg(late.parent().unwrap()),
+    one_hook_element(
+        &s.elements,
+        "dibr-test-late",
+        "post-install.d/50-late",
+        "echo late > /etc/dibr-late",
     );
     let els = ["debian", "vm", "dibr-test-late"];
     let (plus_text, plus) = debian_build(&s, &cache, "plus", &els);

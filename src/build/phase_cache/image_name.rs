@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::key::file_phase;
+use super::key::visit;
 use crate::elements::Phase;
 
 /// The variable whose value is the `-o` path.
@@ -35,7 +35,7 @@ pub struct FirstUse {
 }
 
 /// One text file of an element that can change the tree before a
-/// boundary (as [`file_phase`] counts them).
+/// boundary (as [`super::key::file_phase`] counts them).
 struct Text {
     element: String,
     file: PathBuf,
@@ -49,7 +49,7 @@ struct Text {
 pub fn first_use(elements: &[(String, PathBuf)]) -> std::io::Result<Option<FirstUse>> {
     let mut texts = Vec::new();
     for (name, dir) in elements {
-        collect(name, dir, Path::new(""), &mut texts)?;
+        collect(name, dir, &mut texts)?;
     }
     let names = derived_names(&texts);
     let mut best: Option<FirstUse> = None;
@@ -108,40 +108,21 @@ fn mentions(text: &str, names: &[String]) -> bool {
     names.iter().any(|n| text.contains(n.as_str()))
 }
 
-fn collect(element: &str, base: &Path, rel: &Path, out: &mut Vec<Text>) -> std::io::Result<()> {
-    let mut names: Vec<_> = std::fs::read_dir(base.join(rel))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()?;
-    names.sort();
-    for n in names {
-        let r = rel.join(&n);
-        let top = r
-            .components()
-            .next()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let Some(phase) = file_phase(&top) else {
-            continue;
-        };
-        let p = base.join(&r);
+fn collect(element: &str, base: &Path, out: &mut Vec<Text>) -> std::io::Result<()> {
+    visit(base, Path::new(""), &mut |p, rel, phase| {
         // Followed: a hook may be a link to a script of the element.
-        let Ok(m) = std::fs::metadata(&p) else {
-            continue;
-        };
-        if m.is_dir() {
-            collect(element, base, &r, out)?;
-        } else if m.is_file() {
-            let bytes = std::fs::read(&p)?;
+        if std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+            let bytes = std::fs::read(p)?;
             out.push(Text {
                 element: element.to_string(),
-                file: r,
+                file: rel.to_path_buf(),
                 phase,
-                environment: top == Phase::Environment.dir_name(),
+                environment: rel.starts_with(Phase::Environment.dir_name()),
                 text: String::from_utf8_lossy(&bytes).into_owned(),
             });
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

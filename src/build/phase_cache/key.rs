@@ -240,11 +240,22 @@ pub type Record = (Phase, [u8; 32]);
 /// One element's files as [`Record`]s.
 pub fn element_records(dir: &Path) -> std::io::Result<Vec<Record>> {
     let mut out = Vec::new();
-    walk(dir, Path::new(""), &mut out)?;
+    visit(dir, Path::new(""), &mut |p, r, phase| {
+        out.push((phase, file_digest(p, r)?));
+        Ok(())
+    })?;
     Ok(out)
 }
 
-fn walk(base: &Path, rel: &Path, out: &mut Vec<Record>) -> std::io::Result<()> {
+/// Calls `f(path, relative path, phase)` for every file, link and
+/// directory below `base/rel` that counts for a phase ([`file_phase`]),
+/// in name order, a directory before what it holds (links to directories
+/// are not followed).
+pub fn visit(
+    base: &Path,
+    rel: &Path,
+    f: &mut impl FnMut(&Path, &Path, Phase) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(base.join(rel))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
@@ -260,26 +271,31 @@ fn walk(base: &Path, rel: &Path, out: &mut Vec<Record>) -> std::io::Result<()> {
             continue;
         };
         let p = base.join(&r);
-        let m = std::fs::symlink_metadata(&p)?;
-        let mut h = Sha256::new();
-        h.update(r.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        h.update(m.permissions().mode().to_le_bytes());
-        if m.file_type().is_symlink() {
-            h.update(b"l");
-            h.update(std::fs::read_link(&p)?.as_os_str().as_encoded_bytes());
-        } else if m.is_file() {
-            h.update(b"f");
-            std::io::copy(&mut std::fs::File::open(&p)?, &mut h)?;
-        } else if m.is_dir() {
-            h.update(b"d");
-        }
-        out.push((phase, h.finalize().into()));
-        if m.is_dir() {
-            walk(base, &r, out)?;
+        f(&p, &r, phase)?;
+        if std::fs::symlink_metadata(&p)?.is_dir() {
+            visit(base, &r, f)?;
         }
     }
     Ok(())
+}
+
+/// Digest of a file's path, kind, mode and content (a link's target).
+fn file_digest(p: &Path, rel: &Path) -> std::io::Result<[u8; 32]> {
+    let m = std::fs::symlink_metadata(p)?;
+    let mut h = Sha256::new();
+    h.update(rel.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(m.permissions().mode().to_le_bytes());
+    if m.file_type().is_symlink() {
+        h.update(b"l");
+        h.update(std::fs::read_link(p)?.as_os_str().as_encoded_bytes());
+    } else if m.is_file() {
+        h.update(b"f");
+        std::io::copy(&mut std::fs::File::open(p)?, &mut h)?;
+    } else if m.is_dir() {
+        h.update(b"d");
+    }
+    Ok(h.finalize().into())
 }
 
 /// Digest of the records of phases up to `boundary`; `None` when the
@@ -347,9 +363,7 @@ pub fn dibr_digest(lib: Option<&Path>) -> std::io::Result<String> {
     let exe = std::fs::read("/proc/self/exe")?;
     h.update(&exe);
     if let Some(lib) = lib {
-        let mut recs = Vec::new();
-        walk(lib, Path::new(""), &mut recs)?;
-        for (_, d) in recs {
+        for (_, d) in element_records(lib)? {
             h.update(d);
         }
     }
