@@ -237,6 +237,7 @@ fn vm_login(test: &str, line: &str, mut c: Command, log: &Path, env: &Env) {
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .process_group(0);
+    let started = std::time::SystemTime::now() - Duration::from_secs(2);
     let mut child = c.spawn().expect("starting the vm line");
     let _stdin = child.stdin.take(); // kept open: qemu's console input
     /// Stops the line's process group as a user's ^C would (SIGTERM: dibr
@@ -315,15 +316,17 @@ fn vm_login(test: &str, line: &str, mut c: Command, log: &Path, env: &Env) {
         "{test}: the system is {state}, nothing failed, after {:?}",
         t0.elapsed()
     );
-    // Stopped as a user's ^C stops it: dibr removes its seed directory
-    // (and any a killed run left, which each `dibr vm` reclaims).
+    // Stopped as a user's ^C stops it: dibr removes its seed directory.
     drop(guard);
     let uid = fs::metadata(&env.home).unwrap().uid();
     let left: Vec<_> = fs::read_dir("/tmp")
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("dibr-vm."))
-        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.uid() == uid && m.modified().is_ok_and(|t| t >= started))
+        })
         .map(|e| e.path())
         .collect();
     assert!(left.is_empty(), "{test}: `{line}` left {left:?}");
