@@ -109,11 +109,12 @@ fn user_uid() -> u32 {
 fn runtime_dir() -> String {
     let uid = user_uid();
     let d = PathBuf::from(format!("/run/user/{uid}"));
-    if !d.is_dir() {
-        fs::create_dir_all(&d).unwrap();
-        run_ok(Command::new("chown").arg(format!("{uid}:")).arg(&d));
-        fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
-    }
+    // Made, or put right where a run that failed half-way left it root's.
+    fs::create_dir_all(&d).unwrap();
+    // The user's name, not `UID:`: GNU chown derives the login group only
+    // from a user name ("invalid spec: '1001:'").
+    run_ok(Command::new("chown").arg(format!("{USER}:")).arg(&d));
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
     d.display().to_string()
 }
 
