@@ -67,7 +67,7 @@ pub struct VmArgs {
 static ACTIVE: Mutex<Option<(PathBuf, Option<u32>)>> = Mutex::new(None);
 
 /// The run's directory, registered for the interrupt handler (which
-/// removes it) and unregistered when dropped (after removing it).
+/// removes it); when dropped, unregistered, then removed by [`VmDir`].
 struct TempDir(VmDir);
 
 impl TempDir {

@@ -34,56 +34,84 @@ pub struct FirstUse {
     pub file: PathBuf,
 }
 
-/// One text file of an element that can change the tree before a
-/// boundary (as [`super::key::file_phase`] counts them).
-struct Text {
+/// An `environment.d` file's text, kept to follow its assignments.
+struct EnvFile {
     element: String,
     file: PathBuf,
-    phase: Phase,
-    environment: bool,
     text: String,
 }
 
 /// The earliest file (by phase, then element order) that names
 /// `IMAGE_NAME` or a variable derived from it; `None` when none does.
+/// Each file is read once: first the `environment.d` files (the names
+/// derived from it), then the others, searched and not kept (a `static/`
+/// blob may be large).
 pub fn first_use(elements: &[(String, PathBuf)]) -> std::io::Result<Option<FirstUse>> {
-    let mut texts = Vec::new();
-    for (name, dir) in elements {
-        collect(name, dir, &mut texts)?;
+    let mut env_files = Vec::new();
+    for (element, dir) in elements {
+        visit(dir, Path::new(""), &mut |p, rel, _| {
+            if is_environment(rel) && is_file(p) {
+                env_files.push(EnvFile {
+                    element: element.clone(),
+                    file: rel.to_path_buf(),
+                    text: String::from_utf8_lossy(&std::fs::read(p)?).into_owned(),
+                });
+            }
+            Ok(())
+        })?;
     }
-    let names = derived_names(&texts);
+    let names = derived_names(&env_files);
+    // environment.d is sourced before every phase: a line of it that does
+    // more than assign counts from root.d, the earliest there is.
+    if let Some(e) = env_files.iter().find(|e| {
+        e.text
+            .lines()
+            .any(|l| assigned(l).is_none() && mentions(l.as_bytes(), &names))
+    }) {
+        return Ok(Some(FirstUse {
+            phase: Phase::Root,
+            element: e.element.clone(),
+            file: e.file.clone(),
+        }));
+    }
     let mut best: Option<FirstUse> = None;
-    for t in &texts {
-        let uses = if t.environment {
-            t.text
-                .lines()
-                .any(|l| assigned(l).is_none() && mentions(l, &names))
-        } else {
-            mentions(&t.text, &names)
-        };
-        if uses && best.as_ref().is_none_or(|b| t.phase < b.phase) {
-            best = Some(FirstUse {
-                phase: t.phase,
-                element: t.element.clone(),
-                file: t.file.clone(),
-            });
-        }
+    for (element, dir) in elements {
+        visit(dir, Path::new(""), &mut |p, rel, phase| {
+            let earlier = best.as_ref().is_none_or(|b| phase < b.phase);
+            if earlier && !is_environment(rel) && is_file(p) && mentions(&std::fs::read(p)?, &names)
+            {
+                best = Some(FirstUse {
+                    phase,
+                    element: element.clone(),
+                    file: rel.to_path_buf(),
+                });
+            }
+            Ok(())
+        })?;
     }
     Ok(best)
 }
 
+fn is_environment(rel: &Path) -> bool {
+    rel.starts_with(Phase::Environment.dir_name())
+}
+
+/// A regular file, links followed: a hook may be a link to a script of
+/// the element.
+fn is_file(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+}
+
 /// `IMAGE_NAME` and the variables `environment.d` assigns from it,
 /// directly or through another such variable.
-fn derived_names(texts: &[Text]) -> Vec<String> {
+fn derived_names(env_files: &[EnvFile]) -> Vec<String> {
     let mut names = vec![VAR.to_string()];
     loop {
         let before = names.len();
-        for t in texts.iter().filter(|t| t.environment) {
-            for line in t.text.lines() {
-                if let Some(var) = assigned(line) {
-                    if !names.iter().any(|n| n == var) && mentions(line, &names) {
-                        names.push(var.to_string());
-                    }
+        for line in env_files.iter().flat_map(|e| e.text.lines()) {
+            if let Some(var) = assigned(line) {
+                if !names.iter().any(|n| n == var) && mentions(line.as_bytes(), &names) {
+                    names.push(var.to_string());
                 }
             }
         }
@@ -104,25 +132,10 @@ fn assigned(line: &str) -> Option<&str> {
     ok.then_some(var)
 }
 
-fn mentions(text: &str, names: &[String]) -> bool {
-    names.iter().any(|n| text.contains(n.as_str()))
-}
-
-fn collect(element: &str, base: &Path, out: &mut Vec<Text>) -> std::io::Result<()> {
-    visit(base, Path::new(""), &mut |p, rel, phase| {
-        // Followed: a hook may be a link to a script of the element.
-        if std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
-            let bytes = std::fs::read(p)?;
-            out.push(Text {
-                element: element.to_string(),
-                file: rel.to_path_buf(),
-                phase,
-                environment: rel.starts_with(Phase::Environment.dir_name()),
-                text: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-        }
-        Ok(())
-    })
+fn mentions(text: &[u8], names: &[String]) -> bool {
+    names
+        .iter()
+        .any(|n| text.windows(n.len()).any(|w| w == n.as_bytes()))
 }
 
 #[cfg(test)]
