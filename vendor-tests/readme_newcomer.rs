@@ -240,32 +240,8 @@ fn vm_login(test: &str, line: &str, mut c: Command, log: &Path, env: &Env) {
     let started = std::time::SystemTime::now() - Duration::from_secs(2);
     let mut child = c.spawn().expect("starting the vm line");
     let _stdin = child.stdin.take(); // kept open: qemu's console input
-    /// Stops the line's process group as a user's ^C would (SIGTERM: dibr
-    /// stops qemu and removes its seed directory), then SIGKILL if it is
-    /// still there after 20 s.
-    struct StopGroup(std::process::Child);
-    impl Drop for StopGroup {
-        fn drop(&mut self) {
-            let group = self.0.id() as i32;
-            // SAFETY: kill(2) on the process group this test created.
-            unsafe {
-                libc::kill(-group, libc::SIGTERM);
-            }
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(20) {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            // SAFETY: as above; whatever of the group is left.
-            unsafe {
-                libc::kill(-group, libc::SIGKILL);
-            }
-            let _ = self.0.wait();
-        }
-    }
-    let mut guard = StopGroup(child);
+                                     // Stopped as a user's ^C would stop it (SIGTERM, then SIGKILL).
+    let mut guard = common::vm::DibrVm(child);
     let child = &mut guard.0;
     let t0 = Instant::now();
     let console = || String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();

@@ -18,39 +18,17 @@ mod common;
 
 use std::fs;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::build::{build_cmd, stage, user_cache, USER};
-use common::vm::as_user;
+use common::vm::{as_user, DibrVm};
 use common::*;
 use sha2::{Digest, Sha256};
 
 const SSH_TIMEOUT: Duration = Duration::from_secs(900);
-
-/// `dibr vm` as the user, stopped (TERM, which makes dibr stop its qemu
-/// and remove its seed; then KILL) when dropped.
-struct DibrVm(Child);
-
-impl Drop for DibrVm {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(20) {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 /// A digest of the dibr binary and the element library: a cached image
 /// is reused only when both are the ones under test.
@@ -217,6 +195,7 @@ fn dibr_vm_boots_debian_and_logs_in_over_ssh() {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("starting dibr vm"),
     );

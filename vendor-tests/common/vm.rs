@@ -23,6 +23,38 @@ impl Drop for Vm {
     }
 }
 
+/// A `dibr vm` run, stopped when dropped as a user's ^C stops it: SIGTERM
+/// to its process group (spawn it with `process_group(0)`; dibr then stops
+/// its qemu and removes its seed directory), SIGKILL to whatever of the
+/// group is left after 20 s, then reaped. Nothing is sent once it exited.
+pub struct DibrVm(pub Child);
+
+impl Drop for DibrVm {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let group = self.0.id() as i32;
+        // SAFETY: kill(2) on the process group the test created, whose
+        // leader has not been reaped (so the id is not reused).
+        unsafe {
+            libc::kill(-group, libc::SIGTERM);
+        }
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// qemu-system-x86_64 as the CI user: q35, TCG (the user has no KVM), one
 /// vCPU, serial console to `log`, OVMF when `uefi_vars` is given.
 pub fn qemu(log: &Path, mem_mib: u32, uefi_vars: Option<&Path>) -> Command {
