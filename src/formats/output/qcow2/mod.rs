@@ -30,26 +30,34 @@
 //! SEEK_DATA/SEEK_HOLE; clusters are read and compressed in parallel (rayon)
 //! and appended in guest order, so the output is deterministic.
 //!
-//! Why the C zlib (flate2's `zlib` feature) and not zlib-rs or zlib-ng
-//! (issue 18, measured on the 858 MiB of data of a Debian efi disk, 4 KiB
-//! window, same machine, load 4–5): zlib-rs 0.6.9 at level 6 is 1.65×
-//! faster but 1.6 % larger than qemu-img's output (321.9 MB against
-//! 317.1 MB; its levels 7 and 8 too, 320.8 and 320.2 MB); only its level 9
-//! is smaller (315.2 MB), and that is slower than zlib at 6 (33.6–36.5 s
-//! against 26.4–30.7 s, interleaved). zlib-ng is the algorithm zlib-rs
-//! ports. The rule is "never larger than `qemu-img convert -c`", so zlib
-//! at qemu's own level stays; `compression_type=zstd` is the fast path
-//! (the same disk in 2.8–4.8 s, 308.5 MB).
+//! The deflate engine (issue 18). qemu-img compresses with the C zlib at
+//! its default level 6; the rule here is "never larger than `qemu-img
+//! convert -c`" of the same raw disk, and as fast as that allows. Measured
+//! one core, 2026-12-06, on the 13 740 non-zero 64 KiB clusters (858 MiB)
+//! of a Debian efi disk (`benches/assemble.rs`'s tarball), sums of the
+//! compressed clusters:
 //!
-//! What would be faster at no cost in size (measured 2026-12-06 on the
-//! 437 MB of data of a smaller Debian efi disk, one core, quiet machine):
-//! zlib-rs at level 9 (its deflate_slow) with zlib's level-6 search tuned
-//! in after each reset (`deflateTune(6, 128, 128, 128)`) compresses it in
-//! 7.3 s against zlib's 9.2–9.5 s, 83 KB smaller than zlib here and 306 KB
-//! smaller than qemu's own settings (memLevel 9); the output depends only
-//! on zlib-rs's version (its SIMD paths give the same matches). But
-//! `deflateTune` is only in zlib-rs's C API (`libz-rs-sys`, `unsafe`
-//! FFI), and dibr keeps `unsafe` to `sandbox/sys.rs`; not taken.
+//! | engine                                        | time    | bytes       |
+//! |-----------------------------------------------|---------|-------------|
+//! | C zlib 1.2.13, level 6 (what dibr used)       | 19.1–19.6 s | 315 321 029 |
+//! | zlib-rs 0.6.9 level 9, tuned (8, 16, 128, 128) = zlib's level 6 | 16.1–16.3 s | 315 378 315 |
+//! | zlib-rs level 9, tuned (6, 128, 128, 128) — **used** | 15.0–15.3 s | 315 124 672 |
+//! | zlib-rs level 9, tuned (4, 128, 128, 128)     | 14.4 s  | 315 303 493 |
+//! | zlib-rs level 9, tuned (6, 128, 128, 96)      | 14.0 s  | 315 320 702 |
+//!
+//! and `qemu-img convert -c` of that disk is 317 587 456 bytes against
+//! dibr's 317 262 848. zlib-rs's own levels 6–8 are faster still but
+//! 1.2–1.6 % larger than qemu's output (measured at an earlier stop: 321.9,
+//! 320.8, 320.2 MB against 317.1 MB): its level 6 is zlib-ng's
+//! deflate_medium, and levels 7–8 hash 4 bytes and miss 3-byte matches.
+//! The tuning chosen keeps a margin (0.06 % under zlib) rather than take
+//! the last 7 % of speed. zlib-rs's SIMD paths (`compare256`,
+//! `slide_hash`) compute the same values as its scalar ones, so the bytes
+//! depend only on the zlib-rs version, which `third_party/zlib-rs` pins
+//! (it is zlib-rs 0.6.9 with one safe method added, `Deflate::tune`:
+//! upstream has `deflateTune` only in its `unsafe` C API, and dibr keeps
+//! `unsafe` to `sandbox/sys.rs`). `compression_type=zstd` is the fast
+//! path (the same disk in 2.8–4.8 s, 308.5 MB).
 //!
 //! The reader (`read`, for `dibr get-kernel`/`check`) lives beside the
 //! writer: the format's two directions in one place.
@@ -60,7 +68,6 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use flate2::{Compress, Compression, FlushCompress, Status};
 use rayon::prelude::*;
 
 use super::atomic::AtomicFile;
@@ -89,8 +96,6 @@ impl OutputError {
 pub struct Qcow2Options {
     /// Compress clusters (DIB's default; `-u` turns it off).
     pub compress: bool,
-    /// Deflate level 0..=9 (qemu-img uses zlib's default, 6).
-    pub level: u32,
     /// The format version qemu-img's `compat` option names.
     pub compat: Qcow2Compat,
     /// How compressed clusters are compressed (`compression_type`).
@@ -153,9 +158,6 @@ impl Default for Qcow2Options {
     fn default() -> Self {
         Qcow2Options {
             compress: true,
-            // zlib's default, as qemu-img: with the same zlib the clusters
-            // deflate to the same bytes, so the file is never larger.
-            level: 6,
             compat: Qcow2Compat::V3,
             compression: Qcow2Compression::Zlib,
         }
@@ -254,29 +256,52 @@ const ZSTD_LEVEL: i32 = 3;
 /// Incompatible feature bit 3: the compression_type field is not zlib.
 const INCOMPAT_COMPRESSION: u64 = 1 << 3;
 thread_local! {
-    static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+    static DEFLATE: RefCell<Option<zlib_rs::Deflate>> = const { RefCell::new(None) };
     static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
 
+/// The match search after each reset, as zlib's `deflateTune(good_length,
+/// max_lazy, nice_length, max_chain)`: zlib's level-6 chain and nice
+/// lengths (128, 128; deflate.c's configuration_table), lazy matching kept
+/// up to 128-byte matches (level 6: 16) and the chain quartered past 6-byte
+/// matches (level 6: 8). Of the tunings measured (module doc) the fastest
+/// that stayed clearly smaller than zlib at qemu's level.
+const SEARCH: (u16, u16, u16, u16) = (6, 128, 128, 128);
+
 /// Raw deflate with a 4 KiB window, as qemu's qcow2_zlib_compress. None
 /// when the result would not be shorter than `cluster_size - 1` bytes.
-fn deflate_cluster(data: &[u8], level: u32) -> Option<Vec<u8>> {
+///
+/// zlib-rs's level 9 is zlib's lazy-matching deflate_slow with zlib's
+/// 3-byte rolling hash (its levels 7 and 8 hash 4 bytes and miss 3-byte
+/// matches, which is why they come out larger than zlib); with the search
+/// tuned down to [`SEARCH`] after every reset (a reset restores the
+/// level's own values) it is faster than zlib at qemu's level and no
+/// larger. The module doc has the measurements.
+fn deflate_cluster(data: &[u8]) -> Option<Vec<u8>> {
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        match slot.as_mut() {
-            Some((l, c)) if *l == level => c.reset(),
-            _ => {
-                *slot = Some((
-                    level,
-                    Compress::new_with_window_bits(Compression::new(level), false, 12),
-                ))
+        let c = match slot.as_mut() {
+            Some(c) => {
+                c.reset();
+                c
             }
-        }
-        let c = &mut slot.as_mut().unwrap().1;
+            None => slot.insert(zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+                level: 9,
+                method: zlib_rs::Method::Deflated,
+                window_bits: -12,
+                mem_level: 8,
+                strategy: zlib_rs::Strategy::Default,
+            })),
+        };
+        let (good, lazy, nice, chain) = SEARCH;
+        c.tune(good, lazy, nice, chain);
         let limit = CLUSTER_SIZE as usize - 1;
-        let mut out = Vec::with_capacity(limit);
-        match c.compress_vec(data, &mut out, FlushCompress::Finish) {
-            Ok(Status::StreamEnd) if out.len() < limit => Some(out),
+        let mut out = vec![0u8; limit];
+        match c.compress(data, &mut out, zlib_rs::DeflateFlush::Finish) {
+            Ok(zlib_rs::Status::StreamEnd) if c.total_out() < limit as u64 => {
+                out.truncate(c.total_out() as usize);
+                Some(out)
+            }
             _ => None,
         }
     })
@@ -302,7 +327,7 @@ fn zstd_cluster(data: &[u8]) -> io::Result<Option<Vec<u8>>> {
 
 fn compress_cluster(data: &[u8], opts: &Qcow2Options) -> io::Result<Option<Vec<u8>>> {
     match opts.compression {
-        Qcow2Compression::Zlib => Ok(deflate_cluster(data, opts.level)),
+        Qcow2Compression::Zlib => Ok(deflate_cluster(data)),
         Qcow2Compression::Zstd => zstd_cluster(data),
     }
 }
@@ -354,12 +379,6 @@ pub fn write_qcow2_reporting(
     opts: &Qcow2Options,
     report: &dyn Fn(u64, u64),
 ) -> Result<Qcow2Stats, OutputError> {
-    if opts.level > 9 {
-        return Err(OutputError::Invalid {
-            path: out.to_path_buf(),
-            msg: format!("deflate level {} out of range 0..=9", opts.level),
-        });
-    }
     let src = File::open(raw).map_err(OutputError::io(raw))?;
     let vsize = src.metadata().map_err(OutputError::io(raw))?.len();
     let extents = data_extents(&src, vsize).map_err(OutputError::io(raw))?;
