@@ -196,9 +196,13 @@ fn qcow2_compressed_vs_qemu() {
         fs::metadata(&refp).unwrap().len(),
     );
     println!("qcow2 -c: dibr {ours} bytes, qemu-img convert -c {theirs} bytes");
+    // This disk's text is one line pattern repeated, where zlib-rs's deflate
+    // ends up 0.06 % larger than zlib's (a real file system's text is
+    // smaller: `qcow2_zstd_as_qemu_img_options_ask` and the assemble bench
+    // hold dibr to `<=` there); 0.1 % here.
     assert!(
-        ours as f64 <= theirs as f64 * 1.02,
-        "dibr {ours} > qemu {theirs} x 1.02"
+        ours * 1000 <= theirs * 1001,
+        "dibr {ours} > qemu-img convert -c {theirs} + 0.1 %"
     );
     // Determinism.
     let img2 = d.path().join("dibr2.qcow2");
@@ -344,11 +348,36 @@ fn qcow2_zstd_as_qemu_img_options_ask() {
     );
     println!("{test}: zstd qcow2 ours {ours} bytes, qemu-img's {theirs}");
     assert!(ours <= theirs, "{test}: ours {ours} > qemu-img's {theirs}");
-    // zlib stays the default: no compression-type change without asking.
+    // zlib stays the default: no compression-type change without asking;
+    // on this file system too (dibr's source tree: text) the deflate
+    // clusters are no larger than qemu-img's own.
     let o = assemble("zl", "compat=1.1");
     assert!(o.status.success(), "{test}: {}", out_text(&o));
-    let i = info(&d.path().join("zl.qcow2"), "qcow2");
+    let zl = d.path().join("zl.qcow2");
+    let i = info(&zl, "qcow2");
     assert_eq!(i["format-specific"]["data"]["compression-type"], "zlib");
+    check_qcow2(&d.path().join("zl.raw"), &zl);
+    let theirs = d.path().join("qemu-zlib.qcow2");
+    let (ok, out) = qemu_img(&[
+        &"convert",
+        &"-c",
+        &"-f",
+        &"raw",
+        &"-O",
+        &"qcow2",
+        &d.path().join("zl.raw"),
+        &theirs,
+    ]);
+    assert!(ok, "{out}");
+    let (ours, theirs) = (
+        fs::metadata(&zl).unwrap().len(),
+        fs::metadata(&theirs).unwrap().len(),
+    );
+    println!("{test}: deflate qcow2 ours {ours} bytes, qemu-img's {theirs}");
+    assert!(
+        ours <= theirs,
+        "{test}: deflate: ours {ours} > qemu-img's {theirs}"
+    );
     let o = assemble("v2", "compat=0.10,compression_type=zstd");
     let text = out_text(&o);
     assert!(

@@ -762,7 +762,6 @@ fn convert_outputs(
                         compress: !cfg.uncompressed,
                         compat: cfg.qcow2.compat,
                         compression: cfg.qcow2.compression,
-                        ..Default::default()
                     },
                     &|done, total| {
                         if done == 0 {
