@@ -198,6 +198,7 @@ pub fn assemble_with(
     let set = crate::output::set::begin();
     let disk = RawDisk::create(cfg, &placement)?;
     let writers = open_filesystems(cfg, &plan, &placement, &disk)?;
+    let ahead = start_ahead(cfg, &disk.file);
     let mut a = Assembly::new(
         plan,
         writers,
@@ -245,7 +246,7 @@ pub fn assemble_with(
             .map_err(io_err("syncing the disk image"))?;
     }
     laps.lap("sync");
-    let converted = convert_outputs(cfg, &plan, &disk.file, &added, &mut laps)?;
+    let converted = convert_outputs(cfg, &plan, &disk.file, &added, ahead, &mut laps)?;
     write_glance(cfg, &disk.file)?;
     let outs = name_raw_disk(cfg, disk, converted)?;
     write_side_files(cfg, &outs, &manifests)?;
@@ -731,11 +732,38 @@ fn write_volume_groups(
 
 /// qcow2, vhd, vmdk and tar outputs, a lap each; conversions read the raw
 /// disk through its open descriptor (it has no name yet).
+/// The qcow2 options `-u` and `--qemu-img-options` ask for.
+fn qcow2_options(cfg: &AssembleConfig) -> Qcow2Options {
+    Qcow2Options {
+        compress: !cfg.uncompressed,
+        compat: cfg.qcow2.compat,
+        compression: cfg.qcow2.compression,
+    }
+}
+
+/// Starts compressing the qcow2's clusters on the core the tree's writing
+/// leaves idle (`qcow2::ahead`), when a compressed qcow2 is asked for. It
+/// reads the disk through a fresh open of it; when that fails there is no
+/// head start, and the same output.
+fn start_ahead(cfg: &AssembleConfig, file: &File) -> Option<qcow2::ahead::Ahead> {
+    use std::os::fd::AsRawFd;
+    let qcow2 = cfg
+        .types
+        .iter()
+        .any(|&t| matches!(t, OutputKind::Disk(DiskType::Qcow2)));
+    if !qcow2 || cfg.uncompressed {
+        return None;
+    }
+    let again = File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    Some(qcow2::ahead::Ahead::start(again, &qcow2_options(cfg)))
+}
+
 fn convert_outputs(
     cfg: &AssembleConfig,
     plan: &Plan,
     file: &File,
     added: &Added,
+    mut ahead: Option<qcow2::ahead::Ahead>,
     laps: &mut crate::progress::Laps,
 ) -> Result<Vec<PathBuf>, AssembleError> {
     let mut outs = Vec::new();
@@ -755,14 +783,12 @@ fn convert_outputs(
                 };
                 let name = out.file_name().unwrap_or(out.as_os_str()).to_string_lossy();
                 let phase = crate::progress::Phase::start(&format!("qcow2: {what} {name}"), None);
-                qcow2::write_qcow2_reporting(
+                let ahead = ahead.take().map(qcow2::ahead::Ahead::finish);
+                let stats = qcow2::write_qcow2_ahead(
                     &raw_fd_path,
                     &out,
-                    &Qcow2Options {
-                        compress: !cfg.uncompressed,
-                        compat: cfg.qcow2.compat,
-                        compression: cfg.qcow2.compression,
-                    },
+                    &qcow2_options(cfg),
+                    ahead.as_ref(),
                     &|done, total| {
                         if done == 0 {
                             phase.set_total(total);
@@ -771,6 +797,12 @@ fn convert_outputs(
                     },
                 )?;
                 phase.done();
+                crate::detail!(
+                    "dibr assemble: {name}: {} of {} clusters compressed while the disk was written ({} held)",
+                    stats.clusters_ahead,
+                    stats.clusters_compressed + stats.clusters_raw,
+                    ahead.as_ref().map_or(0, |a| a.len()),
+                );
             }
             OutputKind::Disk(DiskType::Vhd) => {
                 vhd::write_vhd_at(&raw_fd_path, &out, cfg.source_date_epoch)?

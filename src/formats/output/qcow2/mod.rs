@@ -78,6 +78,7 @@ use rayon::prelude::*;
 
 use super::atomic::AtomicFile;
 
+pub mod ahead;
 pub mod read;
 
 /// Errors from the image converters; every variant names the file.
@@ -182,6 +183,9 @@ pub struct Qcow2Stats {
     pub clusters_compressed: u64,
     /// Clusters stored uncompressed.
     pub clusters_raw: u64,
+    /// Clusters whose compression [`ahead`] had done (their bytes
+    /// unchanged since).
+    pub clusters_ahead: u64,
     /// Final size of the qcow2 file.
     pub file_size: u64,
 }
@@ -338,20 +342,38 @@ fn compress_cluster(data: &[u8], opts: &Qcow2Options) -> io::Result<Option<Vec<u
     }
 }
 
-fn read_cluster(file: &File, idx: u64, vsize: u64, opts: &Qcow2Options) -> io::Result<Cluster> {
-    let off = idx * CLUSTER_SIZE;
-    let len = (vsize - off).min(CLUSTER_SIZE) as usize;
-    let mut buf = vec![0u8; CLUSTER_SIZE as usize];
-    file.read_exact_at(&mut buf[..len], off)?;
-    if is_zero(&buf[..len]) {
-        return Ok(Cluster::Zero);
-    }
-    if opts.compress {
-        if let Some(c) = compress_cluster(&buf, opts)? {
-            return Ok(Cluster::Compressed(c));
+/// What a cluster is read from, shared by the conversion's threads (the
+/// parts of [`Job`] that are `Sync`).
+struct Reader<'a> {
+    src: &'a File,
+    vsize: u64,
+    opts: &'a Qcow2Options,
+    ahead: Option<&'a ahead::Compressed>,
+}
+
+impl Reader<'_> {
+    /// Cluster `idx` as it will be stored, and whether its compression was
+    /// done ahead ([`ahead`]).
+    fn cluster(&self, idx: u64) -> io::Result<(Cluster, bool)> {
+        let off = idx * CLUSTER_SIZE;
+        let len = (self.vsize - off).min(CLUSTER_SIZE) as usize;
+        let mut buf = vec![0u8; CLUSTER_SIZE as usize];
+        self.src.read_exact_at(&mut buf[..len], off)?;
+        if is_zero(&buf[..len]) {
+            return Ok((Cluster::Zero, false));
         }
+        if !self.opts.compress {
+            return Ok((Cluster::Raw(buf), false));
+        }
+        let (compressed, ahead) = match self.ahead.and_then(|a| a.lookup(idx, &buf)) {
+            Some(c) => (c, true),
+            None => (compress_cluster(&buf, self.opts)?, false),
+        };
+        Ok(match compressed {
+            Some(c) => (Cluster::Compressed(c), ahead),
+            None => (Cluster::Raw(buf), ahead),
+        })
     }
-    Ok(Cluster::Raw(buf))
 }
 
 /// Per-host-cluster refcounts, grown on demand.
@@ -385,6 +407,19 @@ pub fn write_qcow2_reporting(
     opts: &Qcow2Options,
     report: &dyn Fn(u64, u64),
 ) -> Result<Qcow2Stats, OutputError> {
+    write_qcow2_ahead(raw, out, opts, None, report)
+}
+
+/// [`write_qcow2_reporting`], taking the clusters [`ahead::Ahead`]
+/// compressed while `raw` was written wherever their bytes are unchanged
+/// (the output is the same bytes with or without them).
+pub fn write_qcow2_ahead(
+    raw: &Path,
+    out: &Path,
+    opts: &Qcow2Options,
+    ahead: Option<&ahead::Compressed>,
+    report: &dyn Fn(u64, u64),
+) -> Result<Qcow2Stats, OutputError> {
     let src = File::open(raw).map_err(OutputError::io(raw))?;
     let vsize = src.metadata().map_err(OutputError::io(raw))?.len();
     let extents = data_extents(&src, vsize).map_err(OutputError::io(raw))?;
@@ -398,6 +433,7 @@ pub fn write_qcow2_reporting(
         extents: &extents,
         opts,
         report,
+        ahead,
     };
     let stats = convert(&job)?;
     dst.commit().map_err(OutputError::io(out))?;
@@ -536,6 +572,8 @@ struct Job<'a> {
     opts: &'a Qcow2Options,
     /// Progress: (bytes read, bytes to read).
     report: &'a dyn Fn(u64, u64),
+    /// Clusters compressed while the disk was written.
+    ahead: Option<&'a ahead::Compressed>,
 }
 
 fn convert(job: &Job) -> Result<Qcow2Stats, OutputError> {
@@ -589,7 +627,13 @@ fn write_data(
     let total = chunks_touched(extents, CLUSTER_SIZE).count() as u64 * CLUSTER_SIZE;
     let mut todo = chunks_touched(extents, CLUSTER_SIZE).peekable();
     let files = (job.raw, job.dst, job.out);
-    let mut pending: Option<(Vec<u64>, Vec<io::Result<Cluster>>)> = None;
+    let reader = Reader {
+        src,
+        vsize,
+        opts,
+        ahead: job.ahead,
+    };
+    let mut pending: Option<(Vec<u64>, Vec<io::Result<(Cluster, bool)>>)> = None;
     while todo.peek().is_some() || pending.is_some() {
         report(stats.clusters_read * CLUSTER_SIZE, total);
         let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
@@ -600,11 +644,8 @@ fn write_data(
                 }
                 None => Ok(()),
             },
-            || -> Vec<io::Result<Cluster>> {
-                batch
-                    .par_iter()
-                    .map(|&i| read_cluster(src, i, vsize, opts))
-                    .collect()
+            || -> Vec<io::Result<(Cluster, bool)>> {
+                batch.par_iter().map(|&i| reader.cluster(i)).collect()
             },
         );
         placed?;
@@ -624,12 +665,14 @@ fn place_batch(
     stats: &mut Qcow2Stats,
     l2s: &mut [Vec<u64>],
     batch: &[u64],
-    done: Vec<io::Result<Cluster>>,
+    done: Vec<io::Result<(Cluster, bool)>>,
 ) -> Result<(), OutputError> {
     let werr = OutputError::io;
     for (&idx, c) in batch.iter().zip(done) {
         stats.clusters_read += 1;
-        let ((entry, off), data) = match c.map_err(OutputError::io(raw))? {
+        let (c, ahead) = c.map_err(OutputError::io(raw))?;
+        stats.clusters_ahead += u64::from(ahead);
+        let ((entry, off), data) = match c {
             Cluster::Zero => {
                 stats.clusters_zero += 1;
                 continue;
