@@ -28,7 +28,9 @@
 //!
 //! All-zero clusters stay unallocated. The raw input is read sparsely with
 //! SEEK_DATA/SEEK_HOLE; clusters are read and compressed in parallel (rayon)
-//! and appended in guest order, so the output is deterministic.
+//! and appended in guest order, so the output is deterministic. Clusters
+//! compressed while the disk was still being written ([`ahead`]) are taken
+//! when their bytes are unchanged: the same bytes either way.
 //!
 //! The deflate engine (issue 18). qemu-img compresses with the C zlib at
 //! its default level 6; the rule here is "never larger than `qemu-img
@@ -342,6 +344,10 @@ fn compress_cluster(data: &[u8], opts: &Qcow2Options) -> io::Result<Option<Vec<u
     }
 }
 
+/// A cluster as the conversion read it: what to store, and whether its
+/// compression was done ahead.
+type ClusterRead = io::Result<(Cluster, bool)>;
+
 /// What a cluster is read from, shared by the conversion's threads (the
 /// parts of [`Job`] that are `Sync`).
 struct Reader<'a> {
@@ -354,7 +360,7 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Cluster `idx` as it will be stored, and whether its compression was
     /// done ahead ([`ahead`]).
-    fn cluster(&self, idx: u64) -> io::Result<(Cluster, bool)> {
+    fn cluster(&self, idx: u64) -> ClusterRead {
         let off = idx * CLUSTER_SIZE;
         let len = (self.vsize - off).min(CLUSTER_SIZE) as usize;
         let mut buf = vec![0u8; CLUSTER_SIZE as usize];
@@ -633,7 +639,7 @@ fn write_data(
         opts,
         ahead: job.ahead,
     };
-    let mut pending: Option<(Vec<u64>, Vec<io::Result<(Cluster, bool)>>)> = None;
+    let mut pending: Option<(Vec<u64>, Vec<ClusterRead>)> = None;
     while todo.peek().is_some() || pending.is_some() {
         report(stats.clusters_read * CLUSTER_SIZE, total);
         let batch: Vec<u64> = todo.by_ref().take(BATCH).collect();
@@ -644,9 +650,7 @@ fn write_data(
                 }
                 None => Ok(()),
             },
-            || -> Vec<io::Result<(Cluster, bool)>> {
-                batch.par_iter().map(|&i| reader.cluster(i)).collect()
-            },
+            || -> Vec<ClusterRead> { batch.par_iter().map(|&i| reader.cluster(i)).collect() },
         );
         placed?;
         if !batch.is_empty() {
@@ -665,7 +669,7 @@ fn place_batch(
     stats: &mut Qcow2Stats,
     l2s: &mut [Vec<u64>],
     batch: &[u64],
-    done: Vec<io::Result<(Cluster, bool)>>,
+    done: Vec<ClusterRead>,
 ) -> Result<(), OutputError> {
     let werr = OutputError::io;
     for (&idx, c) in batch.iter().zip(done) {
