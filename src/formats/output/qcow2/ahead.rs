@@ -62,13 +62,17 @@ pub struct Ahead {
 impl Ahead {
     /// Starts compressing the clusters of `raw` (a fresh open of the disk
     /// being written) as `opts` asks. With compression off there is nothing
-    /// to do ahead, and no thread.
+    /// to do ahead, and no thread; nor when no thread can be started (the
+    /// conversion then does all the work, as before).
     pub fn start(raw: File, opts: &Qcow2Options) -> Ahead {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
-        let thread = opts.compress.then(|| {
+        let thread = opts.compress.then_some(()).and_then(|()| {
             let (stop, done, opts) = (stop.clone(), done.clone(), opts.clone());
-            std::thread::spawn(move || run(&raw, &opts, &stop, &done))
+            std::thread::Builder::new()
+                .name("qcow2-ahead".into())
+                .spawn(move || run(&raw, &opts, &stop, &done))
+                .ok()
         });
         Ahead { stop, done, thread }
     }

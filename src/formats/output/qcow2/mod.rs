@@ -48,24 +48,28 @@
 //! | zlib-rs level 9, tuned (6, 128, 128, 96)      | 14.0 s  | 315 320 702 |
 //!
 //! and `qemu-img convert -c` of that disk is 317 587 456 bytes against
-//! dibr's 317 262 848. zlib-rs's own levels 6–8 are faster still but
+//! dibr's 317 014 016. zlib-rs's own levels 6–8 are faster still but
 //! 1.2–1.6 % larger than qemu's output (measured at an earlier stop: 321.9,
 //! 320.8, 320.2 MB against 317.1 MB): its level 6 is zlib-ng's
 //! deflate_medium, and levels 7–8 hash 4 bytes and miss 3-byte matches.
 //! The tuning chosen keeps a margin (0.06 % under zlib) rather than take
-//! the last 7 % of speed. The file system of dibr's own source tree comes
-//! out smaller than qemu-img's too (`vendor-tests/output_formats.rs`), but
-//! one synthetic case is larger: a single line pattern repeated for 4 MiB
-//! deflates 0.16 % larger than with zlib (334 071 against 333 550 bytes,
-//! with any tuning: zlib-rs splits its blocks differently), 0.06 % on
-//! that test's whole disk. "Never larger than `qemu-img convert -c`" is
-//! thus measured on real disks, not guaranteed for every input. zlib-rs's SIMD paths (`compare256`,
-//! `slide_hash`) compute the same values as its scalar ones, so the bytes
-//! depend only on the zlib-rs version, which `third_party/zlib-rs` pins
-//! (it is zlib-rs 0.6.9 with one safe method added, `Deflate::tune`:
-//! upstream has `deflateTune` only in its `unsafe` C API, and dibr keeps
-//! `unsafe` to `sandbox/sys.rs`). `compression_type=zstd` is the fast
-//! path (the same disk in 2.8–4.8 s, 308.5 MB).
+//! the last 7 % of speed.
+//!
+//! The file system of dibr's own source tree comes out smaller than
+//! qemu-img's too (`vendor-tests/output_formats.rs`), but one synthetic
+//! case is larger: a single line pattern repeated for 4 MiB deflates
+//! 0.16 % larger than with zlib (334 071 against 333 550 bytes, with any
+//! tuning: zlib-rs splits its blocks differently), 0.06 % on that test's
+//! whole disk. "Never larger than `qemu-img convert -c`" is thus measured
+//! on real disks, not guaranteed for every input.
+//!
+//! zlib-rs's SIMD paths (`compare256`, `slide_hash`) compute the same
+//! values as its scalar ones, so the bytes depend only on the zlib-rs
+//! version, which `third_party/zlib-rs` pins (zlib-rs 0.6.9 with one safe
+//! method added, `Deflate::tune`: upstream has `deflateTune` only in its
+//! `unsafe` C API, and dibr keeps `unsafe` to `sandbox/sys.rs`).
+//! `compression_type=zstd` is the fast path (the same disk in 2.8–4.8 s,
+//! 308.5 MB).
 //!
 //! The reader (`read`, for `dibr get-kernel`/`check`) lives beside the
 //! writer: the format's two directions in one place.
