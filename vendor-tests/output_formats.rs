@@ -67,6 +67,20 @@ fn info(img: &Path, fmt: &str) -> serde_json::Value {
     serde_json::from_str(json).unwrap()
 }
 
+/// The length of `qemu-img convert -c` of `raw` into `out`, with `-o opts`
+/// when given: the size dibr's compressed qcow2 is held to.
+fn qemu_compressed_len(raw: &Path, out: &Path, opts: Option<&str>) -> u64 {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"convert", &"-c", &"-f", &"raw", &"-O", &"qcow2"];
+    if let Some(o) = &opts {
+        args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, o]);
+    }
+    args.extend([&raw as &dyn AsRef<std::ffi::OsStr>, &out]);
+    let (ok, text) = qemu_img(&args);
+    assert!(ok, "{text}");
+    fs::metadata(out).unwrap().len()
+}
+
 fn check_qcow2(raw: &Path, img: &Path) {
     check_qcow2_compat(raw, img, "1.1");
 }
@@ -186,15 +200,8 @@ fn qcow2_compressed_vs_qemu() {
     println!("{st:?}");
     check_qcow2(&raw, &img);
     assert!(st.clusters_compressed > 0 && st.clusters_raw > 0, "{st:?}");
-    let refp = d.path().join("qemu.qcow2");
-    let (ok, out) = qemu_img(&[
-        &"convert", &"-c", &"-f", &"raw", &"-O", &"qcow2", &raw, &refp,
-    ]);
-    assert!(ok, "{out}");
-    let (ours, theirs) = (
-        fs::metadata(&img).unwrap().len(),
-        fs::metadata(&refp).unwrap().len(),
-    );
+    let theirs = qemu_compressed_len(&raw, &d.path().join("qemu.qcow2"), None);
+    let ours = fs::metadata(&img).unwrap().len();
     println!("qcow2 -c: dibr {ours} bytes, qemu-img convert -c {theirs} bytes");
     // This disk's text is one line pattern repeated, where zlib-rs's deflate
     // ends up 0.06 % larger than zlib's (a real file system's text is
@@ -329,23 +336,8 @@ fn qcow2_zstd_as_qemu_img_options_ask() {
         "{test}: not reproducible"
     );
     let theirs = d.path().join("qemu-zstd.qcow2");
-    let (ok, out) = qemu_img(&[
-        &"convert",
-        &"-c",
-        &"-f",
-        &"raw",
-        &"-O",
-        &"qcow2",
-        &"-o",
-        &"compression_type=zstd",
-        &raw1,
-        &theirs,
-    ]);
-    assert!(ok, "{out}");
-    let (ours, theirs) = (
-        fs::metadata(&img1).unwrap().len(),
-        fs::metadata(&theirs).unwrap().len(),
-    );
+    let theirs = qemu_compressed_len(&raw1, &theirs, Some("compression_type=zstd"));
+    let ours = fs::metadata(&img1).unwrap().len();
     println!("{test}: zstd qcow2 ours {ours} bytes, qemu-img's {theirs}");
     assert!(ours <= theirs, "{test}: ours {ours} > qemu-img's {theirs}");
     // zlib stays the default: no compression-type change without asking;
@@ -358,21 +350,8 @@ fn qcow2_zstd_as_qemu_img_options_ask() {
     assert_eq!(i["format-specific"]["data"]["compression-type"], "zlib");
     check_qcow2(&d.path().join("zl.raw"), &zl);
     let theirs = d.path().join("qemu-zlib.qcow2");
-    let (ok, out) = qemu_img(&[
-        &"convert",
-        &"-c",
-        &"-f",
-        &"raw",
-        &"-O",
-        &"qcow2",
-        &d.path().join("zl.raw"),
-        &theirs,
-    ]);
-    assert!(ok, "{out}");
-    let (ours, theirs) = (
-        fs::metadata(&zl).unwrap().len(),
-        fs::metadata(&theirs).unwrap().len(),
-    );
+    let theirs = qemu_compressed_len(&d.path().join("zl.raw"), &theirs, None);
+    let ours = fs::metadata(&zl).unwrap().len();
     println!("{test}: deflate qcow2 ours {ours} bytes, qemu-img's {theirs}");
     assert!(
         ours <= theirs,
