@@ -732,6 +732,13 @@ fn write_volume_groups(
 
 /// qcow2, vhd, vmdk and tar outputs, a lap each; conversions read the raw
 /// disk through its open descriptor (it has no name yet).
+/// A path that opens the (possibly unnamed, `O_TMPFILE`) raw disk again:
+/// its `/proc/self/fd` entry. Converters and readers take paths.
+fn fd_path(file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
 /// The qcow2 options `-u` and `--qemu-img-options` ask for.
 fn qcow2_options(cfg: &AssembleConfig) -> Qcow2Options {
     Qcow2Options {
@@ -746,7 +753,6 @@ fn qcow2_options(cfg: &AssembleConfig) -> Qcow2Options {
 /// reads the disk through a fresh open of it; when that fails there is no
 /// head start, and the same output.
 fn start_ahead(cfg: &AssembleConfig, file: &File) -> Option<qcow2::ahead::Ahead> {
-    use std::os::fd::AsRawFd;
     let qcow2 = cfg
         .types
         .iter()
@@ -754,7 +760,7 @@ fn start_ahead(cfg: &AssembleConfig, file: &File) -> Option<qcow2::ahead::Ahead>
     if !qcow2 || cfg.uncompressed {
         return None;
     }
-    let again = File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let again = File::open(fd_path(file)).ok()?;
     Some(qcow2::ahead::Ahead::start(again, &qcow2_options(cfg)))
 }
 
@@ -767,10 +773,7 @@ fn convert_outputs(
     laps: &mut crate::progress::Laps,
 ) -> Result<Vec<PathBuf>, AssembleError> {
     let mut outs = Vec::new();
-    let raw_fd_path = {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
-    };
+    let raw_fd_path = fd_path(file);
     for &t in &cfg.types {
         let out = output_path(&cfg.image_name, t);
         match t {

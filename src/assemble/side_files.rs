@@ -197,10 +197,7 @@ pub fn write_manifests(name: &Path, files: &[(Vec<u8>, Vec<u8>)]) -> Result<(), 
 pub(super) fn write_glance(cfg: &AssembleConfig, raw: &File) -> Result<(), AssembleError> {
     use super::{output_path, DiskType, OutputKind};
     use crate::inspect::glance::{self, Provenance};
-    let raw_path = {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", raw.as_raw_fd()))
-    };
+    let raw_path = super::fd_path(raw);
     let provenance = Provenance {
         elements: cfg.elements.clone(),
         source_date_epoch: cfg.source_date_epoch,
