@@ -730,8 +730,6 @@ fn write_volume_groups(
     Ok(())
 }
 
-/// qcow2, vhd, vmdk and tar outputs, a lap each; conversions read the raw
-/// disk through its open descriptor (it has no name yet).
 /// A path that opens the (possibly unnamed, `O_TMPFILE`) raw disk again:
 /// its `/proc/self/fd` entry. Converters and readers take paths.
 fn fd_path(file: &File) -> PathBuf {
@@ -764,6 +762,8 @@ fn start_ahead(cfg: &AssembleConfig, file: &File) -> Option<qcow2::ahead::Ahead>
     Some(qcow2::ahead::Ahead::start(again, &qcow2_options(cfg)))
 }
 
+/// qcow2, vhd, vmdk and tar outputs, a lap each; conversions read the raw
+/// disk through its open descriptor (it has no name yet).
 fn convert_outputs(
     cfg: &AssembleConfig,
     plan: &Plan,

@@ -67,13 +67,15 @@ impl Ahead {
     pub fn start(raw: File, opts: &Qcow2Options) -> Ahead {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicUsize::new(0));
-        let thread = opts.compress.then_some(()).and_then(|()| {
+        let thread = if opts.compress {
             let (stop, done, opts) = (stop.clone(), done.clone(), opts.clone());
             std::thread::Builder::new()
                 .name("qcow2-ahead".into())
                 .spawn(move || run(&raw, &opts, &stop, &done))
                 .ok()
-        });
+        } else {
+            None
+        };
         Ahead { stop, done, thread }
     }
 
